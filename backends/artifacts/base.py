@@ -1,0 +1,89 @@
+"""The artifact store interface. Every implementation passes
+``tests/backends/test_artifact_contract.py``.
+
+Paths are relative, ``/``-separated, already checked by the caller to be safe (no ``..``,
+no leading ``/``, no backslash); the empty path is the store's root. No method takes or
+returns a whole file: writes take an async iterable of chunks, reads yield chunks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Self
+
+__all__ = ["ArtifactStore", "ByteStream", "FileInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str  # relative to the store root
+    is_dir: bool
+    file_size: int | None = None  # None for directories
+
+
+class ByteStream(ABC):
+    """An open read of one object: ``size`` is the whole object's size, ``offset`` and
+    ``length`` the part being read. Iterate it for the chunks."""
+
+    size: int
+    offset: int
+    length: int
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class ArtifactStore(ABC):
+    """A tree of files. Open with ``await store.open()``; whoever opens it calls ``aclose()``."""
+
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        """Build a store for ``uri`` without connecting. Raises ``ValueError`` when malformed."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create clients, check the destination is usable."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release clients. Safe to call twice."""
+
+    @abstractmethod
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the bytes of ``chunks`` at ``path``, replacing any file there, and return the
+        size. Atomic: the object becomes visible only once complete; if ``chunks`` raises or
+        the call is cancelled nothing is left visible and the exception propagates. Raises
+        ``InvalidArgument`` when ``path`` is a directory."""
+
+    @abstractmethod
+    def get(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AbstractAsyncContextManager[ByteStream]:
+        """Open ``path`` for reading ``length`` bytes (``None``: to the end) from ``offset``.
+        Entering raises ``NotFound`` for a missing file, ``InvalidArgument`` for a directory
+        or an offset past the end. Leaving closes whatever was opened."""
+
+    @abstractmethod
+    async def stat(self, path: str) -> FileInfo | None:
+        """The file or directory at ``path``, or ``None``."""
+
+    @abstractmethod
+    def iter_dir(self, path: str) -> AsyncIterator[FileInfo]:
+        """The immediate children of directory ``path`` (paths relative to the store root),
+        sorted by path, fetched page by page. Nothing for a missing path or a file."""
+
+    @abstractmethod
+    async def delete(self, path: str) -> None:
+        """Delete the file, or the directory and everything under it. Raises ``NotFound``
+        when nothing is there."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

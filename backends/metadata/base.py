@@ -1,0 +1,221 @@
+"""The metadata store interface. Every implementation passes ``tests/backends/test_metadata_contract.py``.
+
+Stores validate what needs stored state (a run must be active, a param may not change);
+request-shaped validation (key syntax, lengths, limits) lives in
+:mod:`backends.metadata.validation` and runs before a store is called.
+All methods raise :mod:`backends.errors` exceptions, never driver exceptions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Self
+
+from backends.metadata.entities import (
+    DEFAULT_WORKSPACE,
+    DatasetInput,
+    Experiment,
+    Metric,
+    ModelInput,
+    ModelOutput,
+    Page,
+    Param,
+    Run,
+    RunInfo,
+    Tag,
+    ViewType,
+)
+
+__all__ = ["MetadataStore"]
+
+
+class MetadataStore(ABC):
+    """Experiments, runs and their data. Open with ``await store.open()`` (or ``async with``);
+    whoever opens a store closes it with ``await store.aclose()``."""
+
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        """Build a store for ``uri`` without connecting. Raises ``ValueError`` for a malformed URI."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, and bring the schema to the newest version (under a lock shared by every
+        process using the same database), creating the ``Default`` experiment ``0``."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @abstractmethod
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+
+    # -- experiments -------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_experiment(
+        self,
+        name: str,
+        *,
+        artifact_root: str,
+        artifact_location: str | None = None,
+        tags: Sequence[Tag] = (),
+        workspace: str = DEFAULT_WORKSPACE,
+    ) -> str:
+        """Create an experiment and return its id. Without ``artifact_location`` it is
+        ``<artifact_root>/<id>``. Raises ``AlreadyExists`` when the name is taken in the
+        workspace (deleted experiments keep their name)."""
+
+    @abstractmethod
+    async def get_experiment(self, experiment_id: str) -> Experiment:
+        """Raises ``NotFound``; ``InvalidArgument`` when the id is not an integer."""
+
+    @abstractmethod
+    async def get_experiment_by_name(
+        self, name: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> Experiment:
+        """Raises ``NotFound``."""
+
+    @abstractmethod
+    async def search_experiments(
+        self,
+        *,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        filter_string: str = "",
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
+    ) -> Page[Experiment]:
+        """Filter and order in the database (grammar of :mod:`backends.metadata.search`).
+        Raises ``InvalidArgument`` for a bad filter, order_by or page token."""
+
+    @abstractmethod
+    async def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        """Raises ``NotFound``, ``AlreadyExists``; ``InvalidArgument`` if deleted."""
+
+    @abstractmethod
+    async def delete_experiment(self, experiment_id: str) -> None:
+        """Soft delete: the experiment and its runs become ``deleted``."""
+
+    @abstractmethod
+    async def restore_experiment(self, experiment_id: str) -> None:
+        """Undo :meth:`delete_experiment`."""
+
+    @abstractmethod
+    async def set_experiment_tag(self, experiment_id: str, tag: Tag) -> None:
+        """Upsert. Raises ``NotFound``; ``InvalidArgument`` if the experiment is deleted."""
+
+    @abstractmethod
+    async def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Raises ``NotFound`` for an unknown experiment or key."""
+
+    # -- runs --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_run(
+        self,
+        experiment_id: str,
+        *,
+        user_id: str,
+        run_name: str,
+        start_time: int,
+        tags: Sequence[Tag] = (),
+    ) -> Run:
+        """Create a RUNNING run whose artifact URI is ``<experiment location>/<run_id>/artifacts``.
+        ``run_name`` is also stored as the ``mlflow.runName`` tag. Raises ``NotFound``, or
+        ``InvalidArgument`` when the experiment is deleted."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> Run:
+        """The run with its latest metrics, params, tags, inputs and outputs. Raises ``NotFound``."""
+
+    @abstractmethod
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> RunInfo:
+        """Update what is given; a new run name also updates the ``mlflow.runName`` tag."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str) -> None:
+        """Soft delete. Raises ``NotFound``."""
+
+    @abstractmethod
+    async def restore_run(self, run_id: str) -> None:
+        """Undo :meth:`delete_run`. Raises ``NotFound``."""
+
+    @abstractmethod
+    async def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> None:
+        """Write everything in **one transaction**: all of it or none of it.
+
+        Metrics identical in (key, timestamp, step, value) to a stored one are skipped, and
+        each key's latest value (max of step, timestamp, value) is kept up to date. A param
+        already logged with the same value is accepted; with another value the whole batch
+        fails with ``Conflict``. A ``mlflow.runName`` tag renames the run. Raises
+        ``NotFound``, and ``InvalidArgument`` when the run is not active."""
+
+    @abstractmethod
+    async def delete_tag(self, run_id: str, key: str) -> None:
+        """Raises ``NotFound`` for an unknown run or key, ``InvalidArgument`` if not active."""
+
+    @abstractmethod
+    async def get_metric_history(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[Metric]:
+        """Every point of ``key`` ordered by (timestamp, step, value); paged when
+        ``max_results`` is given. Raises ``NotFound`` for an unknown run."""
+
+    @abstractmethod
+    async def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str = "",
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+    ) -> Page[Run]:
+        """Filter, order and page in the database. Raises ``InvalidArgument`` for a bad
+        filter, order_by or page token."""
+
+    @abstractmethod
+    async def log_inputs(
+        self,
+        run_id: str,
+        *,
+        datasets: Sequence[DatasetInput] = (),
+        models: Sequence[ModelInput] = (),
+    ) -> None:
+        """Link datasets (deduplicated per experiment by name and digest) and models as the
+        run's inputs, in one transaction."""
+
+    @abstractmethod
+    async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
+        """Record logged models as the run's outputs."""

@@ -1,0 +1,146 @@
+"""Plain data passed between the gateway and the metadata stores.
+
+Field names follow MLflow's protobuf names so rendering is a straight mapping.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "Dataset",
+    "DatasetInput",
+    "Experiment",
+    "LifecycleStage",
+    "Metric",
+    "ModelInput",
+    "ModelOutput",
+    "Page",
+    "Param",
+    "Run",
+    "RunInfo",
+    "RunStatus",
+    "Tag",
+    "ViewType",
+]
+
+T = TypeVar("T")
+
+DEFAULT_WORKSPACE = "default"
+
+
+class ViewType(enum.IntEnum):
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+
+class RunStatus(enum.IntEnum):
+    RUNNING = 1
+    SCHEDULED = 2
+    FINISHED = 3
+    FAILED = 4
+    KILLED = 5
+
+
+class LifecycleStage:
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric point. ``value`` may be NaN or ±inf; stores keep NaN distinct from 0."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int = 0
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    artifact_location: str
+    lifecycle_stage: str
+    creation_time: int | None
+    last_update_time: int | None
+    workspace: str = DEFAULT_WORKSPACE
+    tags: tuple[Tag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    artifact_uri: str
+    lifecycle_stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInput:
+    dataset: Dataset
+    tags: tuple[Tag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInput:
+    model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    model_id: str
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    info: RunInfo
+    metrics: tuple[Metric, ...] = ()  # the latest value of each key
+    params: tuple[Param, ...] = ()
+    tags: tuple[Tag, ...] = ()
+    dataset_inputs: tuple[DatasetInput, ...] = ()
+    model_inputs: tuple[ModelInput, ...] = ()
+    model_outputs: tuple[ModelOutput, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    next_page_token: str | None = None

@@ -1,0 +1,119 @@
+"""Maps URI schemes to store implementations, imported on first use.
+
+A scheme whose driver is missing raises :class:`MissingDependency` naming the extra to
+install. Registering one scheme twice is an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from backends.artifacts.base import ArtifactStore
+    from backends.metadata.base import MetadataStore
+
+__all__ = [
+    "MissingDependency",
+    "UnsupportedScheme",
+    "artifact_scheme",
+    "metadata_scheme",
+    "open_artifact_store",
+    "open_metadata_store",
+    "register_artifact_scheme",
+    "register_metadata_scheme",
+]
+
+
+class UnsupportedScheme(ValueError):
+    """The URI's scheme names no registered store."""
+
+
+class MissingDependency(ImportError):
+    """The store exists but its driver is not installed."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    target: str  # "package.module:ClassName"
+    extra: str | None  # the pip extra that brings the driver
+
+
+_METADATA: dict[str, _Entry] = {}
+_ARTIFACTS: dict[str, _Entry] = {}
+
+
+def _register(table: dict[str, _Entry], scheme: str, target: str, extra: str | None) -> None:
+    if scheme in table:
+        raise ValueError(f"scheme {scheme!r} is already registered to {table[scheme].target}")
+    table[scheme] = _Entry(target, extra)
+
+
+def register_metadata_scheme(scheme: str, target: str, extra: str | None = None) -> None:
+    _register(_METADATA, scheme, target, extra)
+
+
+def register_artifact_scheme(scheme: str, target: str, extra: str | None = None) -> None:
+    _register(_ARTIFACTS, scheme, target, extra)
+
+
+register_metadata_scheme("sqlite", "backends.metadata.sqlite:SqliteMetadataStore")
+for _pg in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+    register_metadata_scheme(_pg, "backends.metadata.postgres:PostgresMetadataStore", "postgres")
+register_artifact_scheme("", "backends.artifacts.local:LocalArtifactStore")
+register_artifact_scheme("file", "backends.artifacts.local:LocalArtifactStore")
+register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3")
+for _az in ("wasbs", "wasb", "azure", "az"):
+    register_artifact_scheme(_az, "backends.artifacts.azure:AzureArtifactStore", "azure")
+
+
+def metadata_scheme(uri: str) -> str:
+    return urlsplit(uri).scheme.lower()
+
+
+def artifact_scheme(uri: str) -> str:
+    scheme = urlsplit(uri).scheme.lower()
+    # A Windows drive letter ("C:\\x") parses as a one-letter scheme: treat it as a path.
+    return "" if len(scheme) == 1 else scheme
+
+
+def _load(table: dict[str, _Entry], scheme: str, uri: str, kind: str) -> Any:
+    entry = table.get(scheme)
+    if entry is None:
+        known = ", ".join(sorted(s + "://" for s in table if s))
+        raise UnsupportedScheme(f"unsupported {kind} URI {redact_uri(uri)!r}: expected one of {known}")
+    module_name, _, attr = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if entry.extra is None or exc.name is None or exc.name.startswith(("backends", "gateway")):
+            raise
+        raise MissingDependency(
+            f"{scheme}:// needs the {exc.name!r} package: pip install 'mlgate[{entry.extra}]'"
+        ) from exc
+    return getattr(module, attr)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_metadata_store(uri: str, **options: Any) -> MetadataStore:
+    """Build (but do not open) the metadata store for ``uri``. The caller calls ``open()``."""
+    cls = _load(_METADATA, metadata_scheme(uri), uri, "backend store")
+    store: MetadataStore = cls.from_uri(uri, **options)
+    return store
+
+
+def open_artifact_store(uri: str, **options: Any) -> ArtifactStore:
+    """Build (but do not open) the artifact store for ``uri``. The caller calls ``open()``."""
+    cls = _load(_ARTIFACTS, artifact_scheme(uri), uri, "artifacts destination")
+    store: ArtifactStore = cls.from_uri(uri, **options)
+    return store

@@ -1,0 +1,61 @@
+"""``create_app(settings)``: the only way to build the gateway (CLI, tests and deploy use it)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from backends.artifacts.base import ArtifactStore
+from backends.metadata.base import MetadataStore
+from backends.registry import open_artifact_store, open_metadata_store, redact_uri
+from gateway.errors import error_middleware
+from gateway.keys import ARTIFACTS, METADATA, SETTINGS
+from gateway.routing import access_middleware, install
+from gateway.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("mlgate")
+
+
+def create_app(settings: Settings) -> web.Application:
+    from gateway.routes import all_routes
+
+    app = web.Application(
+        middlewares=[error_middleware, access_middleware],
+        client_max_size=64 * 1024**2,  # JSON bodies; artifact uploads stream and are not capped
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_metadata_ctx)
+    if settings.serve_artifacts:
+        app.cleanup_ctx.append(_artifacts_ctx)
+    install(app, all_routes())
+    return app
+
+
+async def _metadata_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store: MetadataStore = open_metadata_store(
+        settings.backend_store_uri, readers=settings.sqlite_readers
+    )
+    await store.open()
+    log.info("metadata store: %s", redact_uri(settings.backend_store_uri))
+    app[METADATA] = store
+    try:
+        yield
+    finally:
+        await store.aclose()
+
+
+async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store: ArtifactStore = open_artifact_store(settings.artifacts_destination)
+    await store.open()
+    log.info("artifacts destination: %s", redact_uri(settings.artifacts_destination))
+    app[ARTIFACTS] = store
+    try:
+        yield
+    finally:
+        await store.aclose()

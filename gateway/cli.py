@@ -1,0 +1,140 @@
+"""The ``mlgate`` command: ``serve`` and the operator commands. Thin: parse, build
+:class:`Settings`, call :func:`create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from aiohttp import web
+
+from backends.registry import open_metadata_store, redact_uri
+from gateway.settings import SETTINGS, ConfigError, Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("mlgate")
+
+
+def _settings_options(names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """Click options for the named settings, all defaulting to None (= not given) so the
+    environment and the table's defaults apply in :meth:`Settings.from_sources`."""
+
+    def decorate(fn: Any) -> Any:
+        for s in reversed([s for s in SETTINGS if s.name in names]):
+            help_text = f"{s.help} [env: {', '.join(s.envvars)}; default: {s.default}]"
+            if s.type is bool:
+                fn = click.option(s.option, s.name, default=None, help=help_text)(fn)
+            else:
+                fn = click.option(s.option, s.name, type=s.type, default=None,
+                                  help=help_text)(fn)
+        return fn
+
+    return decorate
+
+
+def _build(flags: dict[str, Any]) -> Settings:
+    try:
+        return Settings.from_sources(flags)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    # aiohttp's access log is verbose and carries query strings; keep it at warning.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@click.group()
+@click.version_option(package_name="mlgate")
+def main() -> None:
+    """mlgate: an asyncio drop-in replacement for `mlflow server`."""
+
+
+@main.command()
+@_settings_options(tuple(s.name for s in SETTINGS))
+def serve(**flags: Any) -> None:
+    """Serve the MLflow tracking API and the artifact proxy."""
+    settings = _build(flags)
+    _configure_logging(settings.log_level)
+    log.info("starting mlgate with %s", settings.public_dict())
+    # Migrate once, in this process, before any worker accepts requests.
+    asyncio.run(_upgrade(settings))
+    if settings.workers == 1:
+        _run_worker(settings, reuse_port=False)
+        return
+    # Several processes share the port through SO_REUSEPORT; each runs its own event loop.
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
+             for _ in range(settings.workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+    sys.exit(max((p.exitcode or 0) for p in procs))
+
+
+def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    from gateway.app import create_app
+
+    _configure_logging(settings.log_level)
+    sock = None
+    if reuse_port:
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((settings.host, settings.port))
+    web.run_app(
+        create_app(settings),
+        host=None if sock else settings.host,
+        port=None if sock else settings.port,
+        sock=sock,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log=None,
+        print=lambda msg: log.info("listening on http://%s:%s", settings.host, settings.port),
+    )
+
+
+async def _upgrade(settings: Settings) -> int:
+    store = open_metadata_store(settings.backend_store_uri, readers=1)
+    await store.open()  # open() migrates under the database's lock
+    try:
+        return await store.schema_version()
+    finally:
+        await store.aclose()
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@click.argument("url", required=False)
+@_settings_options(("backend_store_uri",))
+def upgrade(url: str | None, backend_store_uri: str | None) -> None:
+    """Bring the metadata database's schema to the newest version."""
+    settings = _build({"backend_store_uri": url or backend_store_uri})
+    _configure_logging(settings.log_level)
+    version = asyncio.run(_upgrade(settings))
+    click.echo(f"{redact_uri(settings.backend_store_uri)} is at schema version {version}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Typed application keys for the objects shared across handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backends.artifacts.base import ArtifactStore
+from backends.metadata.base import MetadataStore
+from gateway.settings import Settings
+
+__all__ = ["ARTIFACTS", "METADATA", "SETTINGS"]
+
+SETTINGS = web.AppKey("settings", Settings)
+METADATA = web.AppKey("metadata", MetadataStore)
+ARTIFACTS = web.AppKey("artifacts", ArtifactStore)

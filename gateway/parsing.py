@@ -1,0 +1,219 @@
+"""Request parsing as MLflow's protobuf layer does it (reference §0).
+
+A message is declared as a :class:`Message` of :class:`Field` specs. :func:`parse` accepts
+snake_case and lowerCamelCase names (both at once is an error), numeric strings for numbers,
+``"NaN"``/``"Infinity"`` for doubles, enum names or numbers, ignores unknown fields, and
+returns a dict keyed by snake_case names holding only the fields that were sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from multidict import MultiMapping
+
+from gateway.errors import MlflowError, invalid_parameter
+
+__all__ = [
+    "Field",
+    "Message",
+    "parse",
+    "read_json_body",
+    "read_message",
+]
+
+Kind = Literal["string", "int64", "double", "bool", "enum", "message", "bytes"]
+
+_HINT = " See the API docs for more information about request parameters."
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: Kind = "string"
+    repeated: bool = False
+    required: bool = False
+    message: Message | None = None
+    enum: Mapping[str, int] | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Message:
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return repr(value)
+
+
+def _bad_type(path: str, value: Any) -> MlflowError:
+    return invalid_parameter(
+        f"Invalid value {_dumps(value)} for parameter '{path}' supplied."
+        f" Hint: Value was of type '{type(value).__name__}'." + _HINT
+    )
+
+
+def missing(path: str) -> MlflowError:
+    return invalid_parameter(f"Missing value for required parameter '{path}'." + _HINT)
+
+
+_SPECIAL_DOUBLES = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf,
+                    "inf": math.inf, "-inf": -math.inf}
+
+
+def _scalar(spec: Field, value: Any, path: str) -> Any:
+    kind = spec.kind
+    if kind == "string":
+        if not isinstance(value, str):
+            raise _bad_type(path, value)
+        return value
+    if kind == "int64":
+        if isinstance(value, bool):
+            raise _bad_type(path, value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _bad_type(path, value)
+    if kind == "double":
+        if isinstance(value, bool):
+            raise _bad_type(path, value)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            special = _SPECIAL_DOUBLES.get(value.strip().lower())
+            if special is not None:
+                return special
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _bad_type(path, value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise _bad_type(path, value)
+    if kind == "enum":
+        assert spec.enum is not None
+        if isinstance(value, str) and value in spec.enum:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            for name, number in spec.enum.items():
+                if number == value:
+                    return name
+        raise invalid_parameter(
+            f"Invalid value {_dumps(value)} for parameter '{path}' supplied." + _HINT
+        )
+    if kind == "bytes":
+        if not isinstance(value, str):
+            raise _bad_type(path, value)
+        return value
+    if kind == "message":
+        assert spec.message is not None
+        if not isinstance(value, dict):
+            raise _bad_type(path, value)
+        return parse(value, spec.message, path + ".")
+    raise AssertionError(kind)
+
+
+def parse(obj: Mapping[str, Any], message: Message, prefix: str = "") -> dict[str, Any]:
+    """Parse one JSON object against ``message``. Raises :class:`MlflowError` (400)."""
+    out: dict[str, Any] = {}
+    for name, spec in message.fields.items():
+        camel = _camel(name)
+        has_snake = name in obj
+        if camel != name and camel in obj:
+            if has_snake:
+                raise invalid_parameter(
+                    f"Request specifies both '{name}' and '{camel}'; provide only one of them."
+                )
+            raw = obj[camel]
+        elif has_snake:
+            raw = obj[name]
+        else:
+            continue
+        if raw is None:
+            continue
+        path = prefix + name
+        if spec.repeated:
+            if not isinstance(raw, list):
+                raise _bad_type(path, raw)
+            out[name] = [_scalar(spec, item, f"{path}[{i}]") for i, item in enumerate(raw)]
+        else:
+            out[name] = _scalar(spec, raw, path)
+    return out
+
+
+def _reject_bare_constants(token: str) -> float:
+    # Python's json accepts NaN/Infinity tokens, which are not JSON; stock mis-stores them.
+    raise ValueError(f"{token} is not valid JSON")
+
+
+async def read_json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (``{}`` when empty), checked like stock's Flask layer."""
+    if request.method in ("POST", "PUT"):
+        ctype = request.headers.get("Content-Type")
+        if ctype is None:
+            raise MlflowError("Bad Request. Content-Type header is missing.", "BAD_REQUEST")
+        if ctype.split(";", 1)[0].strip().lower() != "application/json":
+            raise MlflowError("Content-Type must be one of ['application/json']", "BAD_REQUEST")
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
+        raise MlflowError(f"Malformed JSON request body: {exc.msg}", "BAD_REQUEST") from None
+    if isinstance(data, str):  # legacy clients double-encode
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise MlflowError("Malformed JSON request body", "BAD_REQUEST") from None
+    if not isinstance(data, dict):
+        raise MlflowError("The request body must be a JSON object", "BAD_REQUEST")
+    return data
+
+
+def _query_to_obj(query: MultiMapping[str], message: Message) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, spec in message.fields.items():
+        for key in (name, _camel(name)):
+            if key in query:
+                values = query.getall(key)
+                obj[key] = values if spec.repeated else values[-1]
+    return obj
+
+
+async def read_message(request: web.Request, message: Message) -> dict[str, Any]:
+    """Parse the request into ``message``: the query string for a GET that has one,
+    otherwise the JSON body."""
+    if request.method == "GET" and request.query_string:
+        return parse(_query_to_obj(request.query, message), message)
+    return parse(await read_json_body(request), message)
+
+
+def decode_b64_json(token: str) -> Any:
+    """Helper for page tokens: base64 of JSON, or ``ValueError``."""
+    return orjson.loads(base64.b64decode(token, validate=False))

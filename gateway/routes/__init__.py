@@ -1,0 +1,19 @@
+"""All route modules, one per MLflow area."""
+
+from __future__ import annotations
+
+from gateway.routing import Route
+
+__all__ = ["all_routes"]
+
+
+def all_routes() -> list[Route]:
+    from gateway.routes import artifacts, experiments, meta, metrics, runs
+
+    return [
+        *meta.ROUTES,
+        *experiments.ROUTES,
+        *runs.ROUTES,
+        *metrics.ROUTES,
+        *artifacts.ROUTES,
+    ]

@@ -1,0 +1,142 @@
+"""``/experiments/*``: create, get, search, rename, delete, restore, tags."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth.access import Access, Action, ResourceKind
+from backends.metadata import validation
+from backends.metadata.entities import Tag, ViewType
+from gateway import render
+from gateway.parsing import Field, Message, read_message
+from gateway.routes._common import KEY_VALUE, max_results, require, settings, store, tags_of
+from gateway.routing import Route
+
+__all__ = ["ROUTES"]
+
+VIEW_TYPE = {v.name: v.value for v in ViewType}
+
+CREATE = Message({
+    "name": Field("string"),
+    "artifact_location": Field("string"),
+    "tags": Field("message", repeated=True, message=KEY_VALUE),
+})
+BY_ID = Message({"experiment_id": Field("string")})
+BY_NAME = Message({"experiment_name": Field("string")})
+SEARCH = Message({
+    "max_results": Field("int64"),
+    "page_token": Field("string"),
+    "filter": Field("string"),
+    "order_by": Field("string", repeated=True),
+    "view_type": Field("enum", enum=VIEW_TYPE),
+})
+UPDATE = Message({"experiment_id": Field("string"), "new_name": Field("string")})
+SET_TAG = Message({"experiment_id": Field("string"), "key": Field("string"),
+                   "value": Field("string")})
+DELETE_TAG = Message({"experiment_id": Field("string"), "key": Field("string")})
+
+
+async def create_experiment(request: web.Request) -> web.Response:
+    msg = await read_message(request, CREATE)
+    name = require(msg, "name")
+    validation.validate_experiment_name(name)
+    tags = tags_of(msg.get("tags"))
+    for tag in tags:
+        validation.validate_experiment_tag(tag)
+    exp_id = await store(request).create_experiment(
+        name,
+        artifact_root=settings(request).artifact_root,
+        artifact_location=msg.get("artifact_location") or None,
+        tags=tags,
+    )
+    return render.json_response({"experiment_id": exp_id})
+
+
+async def get_experiment(request: web.Request) -> web.Response:
+    msg = await read_message(request, BY_ID)
+    exp = await store(request).get_experiment(require(msg, "experiment_id"))
+    return render.json_response({"experiment": render.experiment(exp)})
+
+
+async def get_experiment_by_name(request: web.Request) -> web.Response:
+    msg = await read_message(request, BY_NAME)
+    exp = await store(request).get_experiment_by_name(require(msg, "experiment_name"))
+    return render.json_response({"experiment": render.experiment(exp)})
+
+
+async def search_experiments(request: web.Request) -> web.Response:
+    msg = await read_message(request, SEARCH)
+    page = await store(request).search_experiments(
+        view_type=ViewType[msg.get("view_type", "ACTIVE_ONLY")],
+        filter_string=msg.get("filter", ""),
+        max_results=max_results(msg.get("max_results"), default=None),
+        order_by=msg.get("order_by", []),
+        page_token=msg.get("page_token") or None,
+    )
+    body: dict[str, object] = {}
+    if page.items:
+        body["experiments"] = [render.experiment(e) for e in page.items]
+    if page.next_page_token:
+        body["next_page_token"] = page.next_page_token
+    return render.json_response(body)
+
+
+async def update_experiment(request: web.Request) -> web.Response:
+    msg = await read_message(request, UPDATE)
+    exp_id = require(msg, "experiment_id")
+    new_name = require(msg, "new_name")
+    validation.validate_experiment_name(new_name)
+    await store(request).rename_experiment(exp_id, new_name)
+    return render.json_response({})
+
+
+async def delete_experiment(request: web.Request) -> web.Response:
+    msg = await read_message(request, BY_ID)
+    await store(request).delete_experiment(require(msg, "experiment_id"))
+    return render.json_response({})
+
+
+async def restore_experiment(request: web.Request) -> web.Response:
+    msg = await read_message(request, BY_ID)
+    await store(request).restore_experiment(require(msg, "experiment_id"))
+    return render.json_response({})
+
+
+async def set_experiment_tag(request: web.Request) -> web.Response:
+    msg = await read_message(request, SET_TAG)
+    exp_id = require(msg, "experiment_id")
+    tag = Tag(require(msg, "key"), msg.get("value", ""))
+    validation.validate_experiment_tag(tag)
+    await store(request).set_experiment_tag(exp_id, tag)
+    return render.json_response({})
+
+
+async def delete_experiment_tag(request: web.Request) -> web.Response:
+    msg = await read_message(request, DELETE_TAG)
+    await store(request).delete_experiment_tag(require(msg, "experiment_id"), require(msg, "key"))
+    return render.json_response({})
+
+
+def _on_experiment(action: Action) -> Access:
+    return Access(ResourceKind.EXPERIMENT, action, "experiment_id")
+
+
+ROUTES = [
+    Route("POST", "/experiments/create", create_experiment,
+          Access(ResourceKind.WORKSPACE, Action.CREATE)),
+    Route("GET", "/experiments/get", get_experiment, _on_experiment(Action.READ)),
+    Route("GET", "/experiments/get-by-name", get_experiment_by_name,
+          Access(ResourceKind.EXPERIMENT, Action.READ, "experiment_name")),
+    # Search filters rows by what the caller may read (auth issue), so no pre-check.
+    Route("POST", "/experiments/search", search_experiments,
+          Access(ResourceKind.WORKSPACE, Action.READ)),
+    Route("GET", "/experiments/search", search_experiments,
+          Access(ResourceKind.WORKSPACE, Action.READ)),
+    Route("POST", "/experiments/update", update_experiment, _on_experiment(Action.UPDATE)),
+    Route("POST", "/experiments/delete", delete_experiment, _on_experiment(Action.DELETE)),
+    Route("POST", "/experiments/restore", restore_experiment, _on_experiment(Action.DELETE)),
+    Route("POST", "/experiments/set-experiment-tag", set_experiment_tag,
+          _on_experiment(Action.UPDATE)),
+    Route("POST", "/experiments/delete-experiment-tag", delete_experiment_tag,
+          _on_experiment(Action.UPDATE)),
+]

@@ -1,0 +1,314 @@
+"""``/runs/*``: lifecycle, logging (metric, param, tag, batch, inputs, outputs) and search."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from auth.access import Access, Action, ResourceKind
+from backends.metadata import validation
+from backends.metadata.entities import (
+    Dataset,
+    DatasetInput,
+    Metric,
+    ModelInput,
+    ModelOutput,
+    Param,
+    RunStatus,
+    Tag,
+    ViewType,
+)
+from gateway import render
+from gateway.errors import invalid_parameter
+from gateway.names import random_run_name
+from gateway.parsing import Field, Message, missing, read_message
+from gateway.routes._common import (
+    KEY_VALUE,
+    max_results,
+    require,
+    run_id_of,
+    settings,
+    store,
+    tags_of,
+)
+from gateway.routing import Route
+
+__all__ = ["ROUTES"]
+
+RUN_NAME_TAG = "mlflow.runName"
+STATUS = {s.name: s.value for s in RunStatus}
+VIEW_TYPE = {v.name: v.value for v in ViewType}
+
+_RUN_REF = {"run_id": Field("string"), "run_uuid": Field("string")}
+
+METRIC = Message({
+    "key": Field("string"),
+    "value": Field("double"),
+    "timestamp": Field("int64"),
+    "step": Field("int64"),
+    "model_id": Field("string"),
+    "dataset_name": Field("string"),
+    "dataset_digest": Field("string"),
+    "run_id": Field("string"),
+})
+CREATE = Message({
+    "experiment_id": Field("string"),
+    "user_id": Field("string"),
+    "run_name": Field("string"),
+    "start_time": Field("int64"),
+    "tags": Field("message", repeated=True, message=KEY_VALUE),
+})
+GET = Message(_RUN_REF)
+UPDATE = Message({**_RUN_REF, "status": Field("enum", enum=STATUS),
+                  "end_time": Field("int64"), "run_name": Field("string")})
+LOG_METRIC = Message({**_RUN_REF, **METRIC.fields})
+LOG_PARAM = Message({**_RUN_REF, "key": Field("string"), "value": Field("string")})
+SET_TAG = Message({**_RUN_REF, "key": Field("string"), "value": Field("string")})
+DELETE_TAG = Message({"run_id": Field("string"), "key": Field("string")})
+LOG_BATCH = Message({
+    "run_id": Field("string"),
+    "metrics": Field("message", repeated=True, message=METRIC),
+    "params": Field("message", repeated=True, message=KEY_VALUE),
+    "tags": Field("message", repeated=True, message=KEY_VALUE),
+})
+SEARCH = Message({
+    "experiment_ids": Field("string", repeated=True),
+    "filter": Field("string"),
+    "run_view_type": Field("enum", enum=VIEW_TYPE),
+    "max_results": Field("int64"),
+    "order_by": Field("string", repeated=True),
+    "page_token": Field("string"),
+})
+DATASET = Message({
+    "name": Field("string"), "digest": Field("string"), "source_type": Field("string"),
+    "source": Field("string"), "schema": Field("string"), "profile": Field("string"),
+})
+DATASET_INPUT = Message({
+    "tags": Field("message", repeated=True, message=KEY_VALUE),
+    "dataset": Field("message", message=DATASET),
+})
+LOG_INPUTS = Message({
+    "run_id": Field("string"),
+    "datasets": Field("message", repeated=True, message=DATASET_INPUT),
+    "models": Field("message", repeated=True, message=Message({"model_id": Field("string")})),
+})
+LOG_OUTPUTS = Message({
+    "run_id": Field("string"),
+    "models": Field("message", repeated=True,
+                    message=Message({"model_id": Field("string"), "step": Field("int64")})),
+})
+
+
+def _metric(msg: dict[str, Any], path: str = "") -> Metric:
+    prefix = f"{path}." if path else ""
+    for name in ("key", "value", "timestamp"):
+        if msg.get(name) is None or msg.get(name) == "":
+            raise missing(prefix + name)
+    return Metric(
+        key=msg["key"],
+        value=msg["value"],
+        timestamp=msg["timestamp"],
+        step=msg.get("step", 0),
+        model_id=msg.get("model_id") or None,
+        dataset_name=msg.get("dataset_name") or None,
+        dataset_digest=msg.get("dataset_digest") or None,
+    )
+
+
+def _params(items: list[dict[str, Any]]) -> list[Param]:
+    out = []
+    for i, item in enumerate(items):
+        if not item.get("key"):
+            raise missing(f"params[{i}].key")
+        if item.get("value") is None:
+            raise missing(f"params[{i}].value")
+        out.append(Param(item["key"], item["value"]))
+    return out
+
+
+async def create_run(request: web.Request) -> web.Response:
+    msg = await read_message(request, CREATE)
+    tags = tags_of(msg.get("tags"))
+    for i, tag in enumerate(tags):
+        validation.validate_tag(tag, f"tags[{i}]", truncate=settings(request).truncate_long_values)
+    tag_name = next((t.value for t in tags if t.key == RUN_NAME_TAG), None)
+    run_name = msg.get("run_name") or None
+    if run_name and tag_name and run_name != tag_name:
+        raise invalid_parameter(
+            "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+            f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
+        )
+    run_name = run_name or tag_name or random_run_name()
+    run = await store(request).create_run(
+        str(msg.get("experiment_id") or "0"),
+        user_id=msg.get("user_id", ""),
+        run_name=run_name,
+        start_time=msg.get("start_time", int(time.time() * 1000)),
+        tags=[t for t in tags if t.key != RUN_NAME_TAG],
+    )
+    return render.json_response({"run": render.run(run)})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    msg = await read_message(request, GET)
+    run = await store(request).get_run(run_id_of(msg))
+    return render.json_response({"run": render.run(run)})
+
+
+async def update_run(request: web.Request) -> web.Response:
+    msg = await read_message(request, UPDATE)
+    info = await store(request).update_run(
+        run_id_of(msg),
+        status=msg.get("status"),
+        end_time=msg.get("end_time"),
+        run_name=msg.get("run_name") or None,
+    )
+    return render.json_response({"run_info": render.run_info(info)})
+
+
+async def delete_run(request: web.Request) -> web.Response:
+    msg = await read_message(request, GET)
+    await store(request).delete_run(run_id_of(msg))
+    return render.json_response({})
+
+
+async def restore_run(request: web.Request) -> web.Response:
+    msg = await read_message(request, GET)
+    await store(request).restore_run(run_id_of(msg))
+    return render.json_response({})
+
+
+async def _log(request: web.Request, run_id: str, *, metrics: list[Metric] = [],
+               params: list[Param] = [], tags: list[Tag] = []) -> web.Response:
+    validation.validate_run_id(run_id)
+    metrics, params, tags = validation.validate_batch(
+        metrics, params, tags, truncate=settings(request).truncate_long_values
+    )
+    await store(request).log_batch(run_id, metrics=metrics, params=params, tags=tags)
+    return render.json_response({})
+
+
+async def log_metric(request: web.Request) -> web.Response:
+    msg = await read_message(request, LOG_METRIC)
+    return await _log(request, run_id_of(msg), metrics=[_metric(msg)])
+
+
+async def log_param(request: web.Request) -> web.Response:
+    msg = await read_message(request, LOG_PARAM)
+    key = require(msg, "key")
+    if msg.get("value") is None:
+        raise missing("value")
+    return await _log(request, run_id_of(msg), params=[Param(key, msg["value"])])
+
+
+async def set_tag(request: web.Request) -> web.Response:
+    msg = await read_message(request, SET_TAG)
+    key = require(msg, "key")
+    if msg.get("value") is None:
+        raise missing("value")
+    return await _log(request, run_id_of(msg), tags=[Tag(key, msg["value"])])
+
+
+async def delete_tag(request: web.Request) -> web.Response:
+    msg = await read_message(request, DELETE_TAG)
+    await store(request).delete_tag(require(msg, "run_id"), require(msg, "key"))
+    return render.json_response({})
+
+
+async def log_batch(request: web.Request) -> web.Response:
+    msg = await read_message(request, LOG_BATCH)
+    run_id = require(msg, "run_id")
+    metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
+    return await _log(
+        request, run_id,
+        metrics=metrics,
+        params=_params(msg.get("params", [])),
+        tags=tags_of(msg.get("tags")),
+    )
+
+
+async def search_runs(request: web.Request) -> web.Response:
+    msg = await read_message(request, SEARCH)
+    experiment_ids = msg.get("experiment_ids", [])
+    limit = max_results(msg.get("max_results"), default=1000)
+    if not experiment_ids:
+        return render.json_response({})
+    page = await store(request).search_runs(
+        experiment_ids,
+        filter_string=msg.get("filter", ""),
+        view_type=ViewType[msg.get("run_view_type", "ACTIVE_ONLY")],
+        max_results=limit,
+        order_by=msg.get("order_by", []),
+        page_token=msg.get("page_token") or None,
+    )
+    body: dict[str, Any] = {}
+    if page.items:
+        body["runs"] = [render.run(r) for r in page.items]
+    if page.next_page_token:
+        body["next_page_token"] = page.next_page_token
+    return render.json_response(body)
+
+
+async def log_inputs(request: web.Request) -> web.Response:
+    msg = await read_message(request, LOG_INPUTS)
+    run_id = require(msg, "run_id")
+    inputs = []
+    for i, item in enumerate(msg.get("datasets", [])):
+        ds = item.get("dataset")
+        if ds is None:
+            raise missing(f"datasets[{i}].dataset")
+        for name in ("name", "digest", "source_type", "source"):
+            if not ds.get(name):
+                raise missing(f"datasets[{i}].dataset.{name}")
+        inputs.append(DatasetInput(
+            Dataset(ds["name"], ds["digest"], ds["source_type"], ds["source"],
+                    ds.get("schema"), ds.get("profile")),
+            tuple(tags_of(item.get("tags"), f"datasets[{i}].tags")),
+        ))
+    models = []
+    for i, m in enumerate(msg.get("models", [])):
+        if not m.get("model_id"):
+            raise missing(f"models[{i}].model_id")
+        models.append(ModelInput(m["model_id"]))
+    validation.validate_dataset_inputs(inputs)
+    await store(request).log_inputs(run_id, datasets=inputs, models=models)
+    return render.json_response({})
+
+
+async def log_outputs(request: web.Request) -> web.Response:
+    msg = await read_message(request, LOG_OUTPUTS)
+    run_id = require(msg, "run_id")
+    models = []
+    for i, m in enumerate(msg.get("models", [])):
+        if not m.get("model_id"):
+            raise missing(f"models[{i}].model_id")
+        models.append(ModelOutput(m["model_id"], m.get("step", 0)))
+    if not models:
+        raise missing("models")
+    await store(request).log_outputs(run_id, models)
+    return render.json_response({})
+
+
+def _on_run(action: Action) -> Access:
+    return Access(ResourceKind.RUN, action, "run_id")
+
+
+ROUTES = [
+    Route("POST", "/runs/create", create_run,
+          Access(ResourceKind.EXPERIMENT, Action.UPDATE, "experiment_id")),
+    Route("GET", "/runs/get", get_run, _on_run(Action.READ)),
+    Route("POST", "/runs/update", update_run, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/delete", delete_run, _on_run(Action.DELETE)),
+    Route("POST", "/runs/restore", restore_run, _on_run(Action.DELETE)),
+    Route("POST", "/runs/log-metric", log_metric, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/log-parameter", log_param, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/set-tag", set_tag, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/delete-tag", delete_tag, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/log-batch", log_batch, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/log-inputs", log_inputs, _on_run(Action.UPDATE)),
+    Route("POST", "/runs/outputs", log_outputs, _on_run(Action.UPDATE)),
+    # experiment_ids is reduced to readable experiments inside the query (auth issue).
+    Route("POST", "/runs/search", search_runs, Access(ResourceKind.WORKSPACE, Action.READ)),
+]
