@@ -88,6 +88,10 @@ def _load(table: dict[str, _Entry], scheme: str, uri: str, kind: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UnsupportedScheme(
+                f"{kind} URI scheme {scheme}:// is not implemented in this version of mlgate"
+            ) from None
         if entry.extra is None or exc.name is None or exc.name.startswith(("backends", "gateway")):
             raise
         raise MissingDependency(

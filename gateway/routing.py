@@ -37,7 +37,7 @@ ROUTE_ACCESS = web.AppKey("route_access", dict[web.AbstractRoute, Access])
 
 
 def install(app: web.Application, routes: Iterable[Route]) -> None:
-    table = app.setdefault(ROUTE_ACCESS, {})  # type: ignore[arg-type]
+    table = app.setdefault(ROUTE_ACCESS, {})
     for route in routes:
         for prefix in route.prefixes:
             registered = app.router.add_route(route.method, prefix + route.path, route.handler)

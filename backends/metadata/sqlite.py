@@ -9,6 +9,7 @@ so two processes starting at once apply them once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import time
@@ -120,8 +121,7 @@ class SqliteMetadataStore(MetadataStore):
                 f"sqlite URI {uri!r} has a host; use sqlite:///relative.db or sqlite:////abs.db"
             )
         path = unquote(parts.path)
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///x.db → x.db ; sqlite:////abs → /abs
+        path = path.removeprefix("/")  # sqlite:///x.db → x.db ; sqlite:////abs → /abs
         if not path or path == ":memory:":
             raise ValueError(
                 f"sqlite URI {uri!r} names no file; mlgate needs a database file "
@@ -170,10 +170,8 @@ class SqliteMetadataStore(MetadataStore):
         self._all_readers = []
         self._readers = asyncio.Queue()
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
@@ -686,9 +684,9 @@ class SqliteMetadataStore(MetadataStore):
                 new.append((run_id, p.key, p.value))
             elif old != p.value:
                 raise errors.Conflict(
-                    "Changing param values is not allowed. Param with key='{}' was already "
-                    "logged with value='{}' for run ID='{}'. Attempted logging new value "
-                    "'{}'.".format(p.key, old, run_id, p.value)
+                    f"Changing param values is not allowed. Param with key='{p.key}' was already "
+                    f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
+                    f"'{p.value}'."
                 )
         await db.executemany(
             "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", new

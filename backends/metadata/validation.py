@@ -70,7 +70,7 @@ def _check_name(name: str, path: str) -> None:
     if not _NAME.match(name):
         raise InvalidArgument(invalid_value(path, name, _BAD_CHARS))
     norm = posixpath.normpath(name)
-    if norm != name or norm == "." or norm.startswith("..") or norm.startswith("/"):
+    if norm != name or norm == "." or norm.startswith(("..", "/")):
         raise InvalidArgument(invalid_value(
             path, name,
             "Names may be treated as files in certain cases, and must not resolve to other "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -180,13 +181,14 @@ async def restore_run(request: web.Request) -> web.Response:
     return render.json_response({})
 
 
-async def _log(request: web.Request, run_id: str, *, metrics: list[Metric] = [],
-               params: list[Param] = [], tags: list[Tag] = []) -> web.Response:
+async def _log(request: web.Request, run_id: str, *, metrics: Sequence[Metric] = (),
+               params: Sequence[Param] = (), tags: Sequence[Tag] = ()) -> web.Response:
     validation.validate_run_id(run_id)
-    metrics, params, tags = validation.validate_batch(
+    checked = validation.validate_batch(
         metrics, params, tags, truncate=settings(request).truncate_long_values
     )
-    await store(request).log_batch(run_id, metrics=metrics, params=params, tags=tags)
+    await store(request).log_batch(run_id, metrics=checked[0], params=checked[1],
+                                   tags=checked[2])
     return render.json_response({})
 
 

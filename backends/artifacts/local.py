@@ -1,0 +1,439 @@
+"""Artifacts in a local directory, laid out as stock MLflow does: ``<root>/<path>``.
+
+URI: a plain path (``./mlartifacts``, ``/srv/artifacts``) or ``file:///srv/artifacts``
+(``file://localhost/...`` too). A stock ``mlartifacts/`` folder is served as is.
+
+Writes go to a hidden temporary file in the destination directory
+(``.<name>.mlgate-tmp-<uuid>``), are fsynced, then renamed over the target with
+``os.replace``, so readers see either the old file or the complete new one. Listings hide
+those temporary files and stock's (``.artifact.uploading.*``). Blocking calls run in the
+default executor, a chunk of about 1 MiB at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import shutil
+import stat as stat_mod
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    suppress,
+)
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from backends.artifacts.base import ArtifactStore, ByteStream, FileInfo
+from backends.errors import InvalidArgument, NotFound, Unavailable
+
+__all__ = ["LocalArtifactStore"]
+
+T = TypeVar("T")
+
+CHUNK_SIZE = 1024 * 1024
+
+_TMP_MARK = ".mlgate-tmp-"
+# Our staging files, and the ones stock's LocalArtifactRepository leaves after a crash.
+_HIDDEN = re.compile(r"^\..*\.mlgate-tmp-[0-9a-f]{32}$|^\.artifact\.uploading\.")
+# Keeps ".<name>.mlgate-tmp-<32 hex>" under NAME_MAX (255) for any legal name.
+_TMP_NAME_MAX = 180
+
+
+def _is_hidden(name: str) -> bool:
+    return _HIDDEN.match(name) is not None
+
+
+# --- running blocking calls ------------------------------------------------------------
+
+
+async def _settle(fut: asyncio.Future[Any]) -> bool:
+    """Wait until ``fut`` is done whatever happens. Returns whether this task was cancelled
+    meanwhile, so the caller can re-raise once its cleanup is finished."""
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.wait([fut])
+        except asyncio.CancelledError:
+            cancelled = True
+    if not fut.cancelled():
+        fut.exception()  # mark it retrieved; the caller already handles the outcome
+    return cancelled
+
+
+async def _blocking(
+    fn: Callable[..., T], *args: Any, discard: Callable[[T], None] | None = None
+) -> T:
+    """Run ``fn(*args)`` in a thread. A thread cannot be stopped, so on cancellation this
+    waits for it to finish before re-raising: the caller's cleanup (closing an fd, removing a
+    temp file) then never races the call still using them. ``discard`` releases a result
+    that arrives after the caller was cancelled (an fd that would otherwise leak)."""
+    fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await _settle(fut)
+        if discard is not None and not fut.cancelled() and fut.exception() is None:
+            with suppress(OSError):
+                discard(fut.result())
+        raise
+
+
+# --- error translation -----------------------------------------------------------------
+
+
+def _translate(exc: OSError, path: str, *, reading: bool = False) -> BaseException:
+    """The backend error for ``exc``, or ``exc`` itself when it is not the caller's fault
+    (permissions, I/O errors): those reach the log, not the client. Messages name only the
+    store-relative path, never the server's directories."""
+    if isinstance(exc, FileNotFoundError) or (reading and isinstance(exc, NotADirectoryError)):
+        # "a.txt/b" where a.txt is a file: nothing is there (stock answers 404 as well).
+        return NotFound(f"No such artifact: '{path}'")
+    if isinstance(exc, IsADirectoryError):
+        return InvalidArgument(f"Artifact path refers to a directory: '{path}'")
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return InvalidArgument(f"A parent of artifact path '{path}' is a file")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidArgument(f"Artifact path is too long: '{path}'")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Unavailable("The artifacts destination is out of space")
+    return exc
+
+
+@contextmanager
+def _translating(path: str, *, reading: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        err = _translate(exc, path, reading=reading)
+        if err is exc:
+            raise
+        raise err from exc
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+class _LocalByteStream(ByteStream):
+    """Reads ``length`` bytes from ``offset`` of an open fd with ``os.pread``, keeping one
+    chunk read ahead so the disk works while the previous chunk goes to the socket."""
+
+    def __init__(
+        self, path: str, fd: int, size: int, offset: int, length: int, chunk_size: int
+    ) -> None:
+        self.path = path
+        self.size = size
+        self.offset = offset
+        self.length = length
+        self._fd = fd
+        self._chunk_size = chunk_size
+        self._pending: asyncio.Future[bytes] | None = None
+        self._closed = False
+
+    def _read_ahead(self, position: int, remaining: int) -> asyncio.Future[bytes] | None:
+        if remaining <= 0:
+            return None
+        n = min(self._chunk_size, remaining)
+        return asyncio.get_running_loop().run_in_executor(None, os.pread, self._fd, n, position)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._closed:
+            raise RuntimeError("the stream is closed")
+        position, remaining = self.offset, self.length
+        self._pending = self._read_ahead(position, remaining)
+        while self._pending is not None:
+            current = self._pending
+            try:
+                chunk = await asyncio.shield(current)
+            except OSError as exc:
+                self._pending = None
+                err = _translate(exc, self.path, reading=True)
+                if err is exc:
+                    raise
+                raise err from exc
+            if not chunk:
+                # The file shrank under us. os.replace leaves this fd on the old inode, so
+                # only an in-place truncate does this; stop rather than spin.
+                self._pending = None
+                raise InvalidArgument("The artifact changed while it was being read")
+            position += len(chunk)
+            remaining -= len(chunk)
+            self._pending = self._read_ahead(position, remaining)
+            yield chunk
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        cancelled = False
+        if self._pending is not None:
+            # A read may still be running in a thread; close the fd only once it is done.
+            cancelled = await _settle(self._pending)
+            self._pending = None
+        await _blocking(os.close, self._fd)
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+@dataclass
+class _Staged:
+    path: str  # store-relative, for messages
+    fd: int
+    tmp: str
+    target: str
+    published: bool = False
+    closed: bool = False
+
+
+class LocalArtifactStore(ArtifactStore):
+    """A directory tree on the local filesystem (see the module docstring)."""
+
+    def __init__(self, root: str, *, chunk_size: int = CHUNK_SIZE) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.root = os.path.abspath(root)
+        self._chunk_size = chunk_size
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        chunk_size = options.pop("chunk_size", CHUNK_SIZE)
+        if options:
+            raise TypeError(f"unknown options for the local artifact store: {sorted(options)}")
+        if not uri or not uri.strip():
+            raise ValueError("the artifacts destination must not be empty")
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError(
+                    f"file URI {uri!r} names host {parts.netloc!r}; only local paths "
+                    "(file:///path or file://localhost/path) are supported"
+                )
+            path = unquote(parts.path)
+            if not path:
+                raise ValueError(f"file URI {uri!r} has no path")
+        elif scheme == "" or len(scheme) == 1:  # one letter: a Windows drive, "C:\\x"
+            path = uri
+        else:
+            raise ValueError(f"{uri!r} is not a local path or file:// URI")
+        return cls(path, chunk_size=int(chunk_size))
+
+    def __repr__(self) -> str:
+        return f"LocalArtifactStore({self.root!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        # The root is created by the first write, as stock does; an existing non-directory
+        # there can never work, so fail now rather than on the first upload.
+        def check() -> None:
+            if os.path.exists(self.root) and not os.path.isdir(self.root):
+                raise Unavailable("The artifacts destination exists and is not a directory")
+
+        await _blocking(check)
+
+    async def aclose(self) -> None:
+        # Nothing is held between calls: each read or write owns its file descriptor.
+        return None
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _abs(self, path: str) -> str:
+        return os.path.join(self.root, *path.split("/")) if path else self.root
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _stage(self, path: str) -> _Staged:
+        target = self._abs(path)
+        parent, name = os.path.split(target)
+        with _translating(path):
+            if os.path.isdir(target):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", target)
+            os.makedirs(parent, exist_ok=True)
+            tmp = os.path.join(parent, f".{name[:_TMP_NAME_MAX]}{_TMP_MARK}{uuid.uuid4().hex}")
+            # 0o666 & ~umask: the mode a plain open() gives, as stock sets on its files.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(tmp, flags, 0o666)
+        return _Staged(path, fd, tmp, target)
+
+    @staticmethod
+    def _write(staged: _Staged, chunks: list[bytes]) -> None:
+        views = [memoryview(c) for c in chunks]
+        with _translating(staged.path):
+            while views:
+                written = os.writev(staged.fd, views)
+                # A short write leaves the tail of some chunk; carry on from there.
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
+
+    @staticmethod
+    def _publish(staged: _Staged) -> None:
+        with _translating(staged.path):
+            os.fsync(staged.fd)
+            staged.closed = True
+            os.close(staged.fd)
+            os.replace(staged.tmp, staged.target)
+        staged.published = True
+        # Persist the rename itself; not every filesystem lets a directory be fsynced.
+        with suppress(OSError):
+            dir_fd = os.open(os.path.dirname(staged.target), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    @staticmethod
+    def _discard(staged: _Staged) -> None:
+        if not staged.closed:
+            staged.closed = True
+            with suppress(OSError):
+                os.close(staged.fd)
+        if not staged.published:
+            with suppress(FileNotFoundError):
+                os.unlink(staged.tmp)
+
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        if not path:
+            raise InvalidArgument("Artifact path must name a file")
+        staged = await _blocking(self._stage, path, discard=self._discard)
+        loop = asyncio.get_running_loop()
+        # One write in flight while the next batch is received: network and disk overlap,
+        # and memory stays at about two batches whatever the file size.
+        writing: asyncio.Future[None] | None = None
+        batch: list[bytes] = []
+        batched = 0
+        total = 0
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                batch.append(chunk)
+                batched += len(chunk)
+                total += len(chunk)
+                if batched >= self._chunk_size:
+                    if writing is not None:
+                        await asyncio.shield(writing)
+                    writing = loop.run_in_executor(None, self._write, staged, batch)
+                    batch, batched = [], 0
+            if writing is not None:
+                await asyncio.shield(writing)
+                writing = None
+            if batch:
+                await _blocking(self._write, staged, batch)
+            await _blocking(self._publish, staged)
+        finally:
+            # Runs on success too, as a no-op once published. Cancellation (a client that
+            # went away) or a failing iterator lands here with the temp file still hidden.
+            cancelled = False
+            if writing is not None:
+                cancelled = await _settle(writing)
+            if not staged.published:
+                await _blocking(self._discard, staged)
+            if cancelled:
+                raise asyncio.CancelledError
+        return total
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _open_read(self, path: str, offset: int, length: int | None) -> _LocalByteStream:
+        with _translating(path, reading=True):
+            fd = os.open(self._abs(path), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                # Linux opens directories read-only without complaint.
+                raise InvalidArgument(f"Artifact path refers to a directory: '{path}'")
+            size = st.st_size
+            if offset < 0 or offset > size:
+                raise InvalidArgument(f"Offset {offset} is outside '{path}' ({size} bytes)")
+            if length is not None and length < 0:
+                raise InvalidArgument("length must not be negative")
+            available = size - offset
+            count = available if length is None else min(length, available)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _LocalByteStream(path, fd, size, offset, count, self._chunk_size)
+
+    def get(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AbstractAsyncContextManager[ByteStream]:
+        return self._get(path, offset, length)
+
+    @asynccontextmanager
+    async def _get(self, path: str, offset: int, length: int | None) -> AsyncIterator[ByteStream]:
+        stream = await _blocking(
+            self._open_read, path, offset, length, discard=lambda s: os.close(s._fd)
+        )
+        try:
+            yield stream
+        finally:
+            await stream._close()
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def _stat(self, path: str) -> FileInfo | None:
+        try:
+            with _translating(path, reading=True):
+                st = os.stat(self._abs(path))
+        except NotFound:
+            return None
+        if stat_mod.S_ISDIR(st.st_mode):
+            return FileInfo(path, True, None)
+        return FileInfo(path, False, st.st_size)
+
+    async def stat(self, path: str) -> FileInfo | None:
+        return await _blocking(self._stat, path)
+
+    def _list(self, path: str) -> list[FileInfo]:
+        out: list[FileInfo] = []
+        try:
+            with _translating(path, reading=True), os.scandir(self._abs(path)) as entries:
+                for entry in entries:
+                    if _is_hidden(entry.name):
+                        continue
+                    child = f"{path}/{entry.name}" if path else entry.name
+                    try:
+                        # Follows symlinks, as stock's os.path.isdir/getsize do.
+                        if entry.is_dir():
+                            out.append(FileInfo(child, True, None))
+                        else:
+                            out.append(FileInfo(child, False, entry.stat().st_size))
+                    except FileNotFoundError:
+                        continue  # deleted (or a dangling link) while we listed
+        except NotFound:
+            return []  # a missing path, or a file: no children
+        out.sort(key=lambda info: info.path)
+        return out
+
+    async def iter_dir(self, path: str) -> AsyncIterator[FileInfo]:
+        # One scandir is one page: a local directory is read in a single pass anyway.
+        for info in await _blocking(self._list, path):
+            yield info
+
+    # -- deleting -----------------------------------------------------------------------
+
+    def _delete(self, path: str) -> None:
+        target = self._abs(path)
+        with _translating(path, reading=True):
+            st = os.lstat(target)
+        with _translating(path):
+            if stat_mod.S_ISDIR(st.st_mode):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)  # a file, or a symlink (never followed out of the tree)
+
+    async def delete(self, path: str) -> None:
+        if not path:
+            # Stock would rmtree the whole destination; no request should be able to.
+            raise InvalidArgument("Refusing to delete the root of the artifact store")
+        await _blocking(self._delete, path)

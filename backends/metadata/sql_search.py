@@ -1,0 +1,336 @@
+"""Compile parsed searches (:mod:`backends.metadata.search`) into SQL for our schema.
+
+Filtering, ordering and paging all run in the database. The SQL is plain enough for
+SQLite and PostgreSQL; a :class:`Dialect` supplies what differs (placeholders, ILIKE,
+NULL ordering). Filters on params, tags, metrics and datasets are ``EXISTS`` subqueries,
+so a run matches at most once; ordering by a param, tag or metric left-joins its row,
+which is unique per (run, key).
+
+Semantics follow MLflow's SQL store: ``LIKE`` is case-sensitive (the SQLite connection
+sets ``PRAGMA case_sensitive_like=ON``); ``!=`` on a param or tag needs the key present
+with another value; metric filters use the latest value and a NaN matches only ``!=``;
+ordering puts runs without the key last whichever the direction, and NaN after numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from backends.errors import InvalidArgument
+from backends.metadata import search
+from backends.metadata.entities import LifecycleStage, ViewType
+
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "build_search_experiments_sql",
+    "build_search_runs_sql",
+]
+
+RUN_NAME_TAG = "mlflow.runName"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL we send to SQLite and to PostgreSQL."""
+
+    name: str  # "sqlite" | "postgres"
+
+    def placeholder(self, n: int) -> str:
+        """The placeholder for the ``n``-th (1-based) parameter."""
+        return "?" if self.name == "sqlite" else f"${n}"
+
+    def ilike(self, column: str, placeholder: str) -> str:
+        """A case-insensitive LIKE."""
+        if self.name == "sqlite":
+            return f"lower({column}) LIKE lower({placeholder})"
+        return f"{column} ILIKE {placeholder}"
+
+    def nulls_as_smallest(self, ascending: bool) -> str:
+        """Suffix for an ORDER BY term so NULLs sort as SQLite sorts them: smallest."""
+        if self.name == "sqlite":
+            return ""
+        return " NULLS FIRST" if ascending else " NULLS LAST"
+
+
+SQLITE = Dialect("sqlite")
+POSTGRES = Dialect("postgres")
+
+
+@dataclass
+class _Params:
+    """Collects bound values in the order their placeholders appear in the SQL text."""
+
+    dialect: Dialect
+    values: list[object] = field(default_factory=list)
+
+    def add(self, value: object) -> str:
+        self.values.append(value)
+        placeholder = self.dialect.placeholder(len(self.values))
+        if self.dialect.name == "postgres" and isinstance(value, float):
+            # asyncpg infers a placeholder's type from its column; a float compared with
+            # a BIGINT column would be refused, so say what it is.
+            return f"CAST({placeholder} AS DOUBLE PRECISION)"
+        return placeholder
+
+    def add_list(self, values: Sequence[object]) -> str:
+        return "(" + ", ".join(self.add(value) for value in values) + ")"
+
+
+def _flag(column: str, on: bool) -> str:
+    # CAST works whether the column is an INTEGER (SQLite) or a BOOLEAN.
+    return f"CAST({column} AS INTEGER) = {1 if on else 0}"
+
+
+def _compare(params: _Params, column: str, op: str, value: search.Value) -> str:
+    """``column op value`` for the operators of the grammar other than IS [NOT] NULL."""
+    if op in ("IN", "NOT IN"):
+        assert isinstance(value, tuple)
+        return f"{column} {op} {params.add_list(value)}"
+    if op == "ILIKE":
+        return params.dialect.ilike(column, params.add(value))
+    return f"{column} {op} {params.add(value)}"
+
+
+def _stages(view_type: ViewType) -> list[str]:
+    if view_type == ViewType.ACTIVE_ONLY:
+        return [LifecycleStage.ACTIVE]
+    if view_type == ViewType.DELETED_ONLY:
+        return [LifecycleStage.DELETED]
+    return []  # ALL: no condition
+
+
+def _check_page(max_results: int, offset: int) -> None:
+    if max_results < 1:
+        raise InvalidArgument(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer"
+        )
+    if offset < 0:
+        raise InvalidArgument(f"Invalid page token, parsed value={{'offset': {offset}}}")
+
+
+# --------------------------------------------------------------------------- runs
+
+_RUN_COLUMNS = {
+    "run_id": "runs.run_id",
+    "run_name": "runs.run_name",
+    "status": "runs.status",
+    "user_id": "runs.user_id",
+    "artifact_uri": "runs.artifact_uri",
+    "start_time": "runs.start_time",
+    "end_time": "runs.end_time",
+}
+_NULLABLE_RUN_COLUMNS = frozenset({"start_time", "end_time"})
+_KEY_VALUE_TABLES = {"param": "run_params", "tag": "run_tags"}
+
+
+def _run_condition(params: _Params, c: search.Comparison) -> str:
+    if c.entity == "attribute" and c.key == "run_name":
+        # As MLflow does: the name lives in the mlflow.runName tag as well as the column.
+        c = search.Comparison("tag", RUN_NAME_TAG, c.op, c.value)
+    if c.entity == "attribute":
+        return _compare(params, _RUN_COLUMNS[c.key], c.op, c.value)
+    if c.entity in _KEY_VALUE_TABLES:
+        table = _KEY_VALUE_TABLES[c.entity]
+        key_match = f"SELECT 1 FROM {table} kv WHERE kv.run_id = runs.run_id AND kv.key = "
+        key_match += params.add(c.key)
+        if c.op == "IS NULL":
+            return f"NOT EXISTS ({key_match})"
+        if c.op == "IS NOT NULL":
+            return f"EXISTS ({key_match})"
+        return f"EXISTS ({key_match} AND {_compare(params, 'kv.value', c.op, c.value)})"
+    if c.entity == "metric":
+        key = params.add(c.key)
+        value = _compare(params, "m.latest_value", c.op, c.value)
+        # NaN is stored as 0 plus a flag: it fails every comparison except "!=".
+        if c.op == "!=":
+            value = f"({value} OR {_flag('m.latest_is_nan', True)})"
+        else:
+            value = f"{value} AND {_flag('m.latest_is_nan', False)}"
+        return (
+            "EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = runs.run_id"
+            f" AND m.key = {key} AND {value})"
+        )
+    if c.entity == "dataset":
+        if c.key == "context":
+            key = params.add(DATASET_CONTEXT_TAG)
+            return (
+                "EXISTS (SELECT 1 FROM run_dataset_input_tags t"
+                f" WHERE t.run_id = runs.run_id AND t.key = {key}"
+                f" AND {_compare(params, 't.value', c.op, c.value)})"
+            )
+        return (
+            "EXISTS (SELECT 1 FROM run_dataset_inputs i"
+            " JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id = runs.run_id"
+            f" AND {_compare(params, f'd.{c.key}', c.op, c.value)})"
+        )
+    raise AssertionError(f"unknown entity {c.entity!r}")
+
+
+def _run_order_terms(
+    params: _Params, keys: Sequence[search.OrderKey]
+) -> tuple[list[str], list[str]]:
+    """(LEFT JOINs, ORDER BY terms) for the requested keys plus MLflow's tie-breakers."""
+    joins: list[str] = []
+    terms: list[str] = []
+    for n, key in enumerate(keys, start=1):
+        direction = "ASC" if key.ascending else "DESC"
+        if key.entity == "attribute":
+            column = _RUN_COLUMNS[key.key]
+            if key.key in _NULLABLE_RUN_COLUMNS:
+                terms.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END")
+            terms.append(f"{column} {direction}")
+            continue
+        alias = f"o{n}"
+        if key.entity == "metric":
+            joins.append(
+                f"LEFT JOIN metric_series {alias} ON {alias}.run_id = runs.run_id"
+                f" AND {alias}.key = {params.add(key.key)}"
+            )
+            # Numbers, then NaN, then runs without the metric, whatever the direction.
+            terms.append(
+                f"CASE WHEN {alias}.run_id IS NULL THEN 2"
+                f" WHEN {_flag(f'{alias}.latest_is_nan', True)} THEN 1 ELSE 0 END"
+            )
+            terms.append(f"{alias}.latest_value {direction}")
+        else:
+            table = _KEY_VALUE_TABLES[key.entity]
+            joins.append(
+                f"LEFT JOIN {table} {alias} ON {alias}.run_id = runs.run_id"
+                f" AND {alias}.key = {params.add(key.key)}"
+            )
+            terms.append(f"CASE WHEN {alias}.value IS NULL THEN 1 ELSE 0 END")
+            terms.append(f"{alias}.value {direction}")
+    if not any(k.entity == "attribute" and k.key == "start_time" for k in keys):
+        terms.append("runs.start_time DESC" + params.dialect.nulls_as_smallest(False))
+    terms.append("runs.run_id ASC")
+    return joins, terms
+
+
+def build_search_runs_sql(
+    dialect: Dialect,
+    experiment_ids: Sequence[int],
+    filter_string: str | None,
+    view_type: ViewType,
+    order_by: Sequence[str] | None,
+    max_results: int,
+    offset: int,
+) -> tuple[str, list[object]]:
+    """SQL and parameters selecting ``runs.run_id`` for one page of search_runs.
+
+    The query returns up to ``max_results + 1`` ids starting at ``offset``; the caller
+    fetches one extra to know whether there is a next page. Default order is
+    ``start_time DESC, run_id ASC``; a requested order gets those as tie-breakers. Raises
+    ``InvalidArgument`` for a bad filter or order_by, with MLflow's messages.
+    """
+    comparisons = search.parse_run_filter(filter_string)
+    order_keys = search.parse_run_order_by(order_by)
+    _check_page(max_results, offset)
+
+    params = _Params(dialect)
+    joins, order_terms = _run_order_terms(params, order_keys)
+    where: list[str] = []
+    if experiment_ids:
+        where.append(f"runs.experiment_id IN {params.add_list(list(experiment_ids))}")
+    else:
+        where.append("1 = 0")
+    stages = _stages(view_type)
+    if stages:
+        where.append(f"runs.lifecycle_stage IN {params.add_list(stages)}")
+    where.extend(_run_condition(params, c) for c in comparisons)
+
+    sql = " ".join(
+        [
+            "SELECT runs.run_id FROM runs",
+            *joins,
+            "WHERE " + " AND ".join(where),
+            "ORDER BY " + ", ".join(order_terms),
+            f"LIMIT {params.add(max_results + 1)} OFFSET {params.add(offset)}",
+        ]
+    )
+    return sql, params.values
+
+
+# --------------------------------------------------------------------------- experiments
+
+_EXPERIMENT_COLUMNS = {
+    "experiment_id": "experiments.experiment_id",
+    "name": "experiments.name",
+    "creation_time": "experiments.creation_time",
+    "last_update_time": "experiments.last_update_time",
+}
+_NULLABLE_EXPERIMENT_COLUMNS = frozenset({"creation_time", "last_update_time"})
+_DEFAULT_EXPERIMENT_ORDER = (
+    search.OrderKey("attribute", "creation_time", False),
+    search.OrderKey("attribute", "experiment_id", True),
+)
+
+
+def _experiment_condition(params: _Params, c: search.Comparison) -> str:
+    if c.entity == "attribute":
+        return _compare(params, _EXPERIMENT_COLUMNS[c.key], c.op, c.value)
+    key_match = (
+        "SELECT 1 FROM experiment_tags et"
+        " WHERE et.experiment_id = experiments.experiment_id AND et.key = " + params.add(c.key)
+    )
+    if c.op == "IS NULL":
+        return f"NOT EXISTS ({key_match})"
+    if c.op == "IS NOT NULL":
+        return f"EXISTS ({key_match})"
+    return f"EXISTS ({key_match} AND {_compare(params, 'et.value', c.op, c.value)})"
+
+
+def _experiment_order_terms(dialect: Dialect, keys: Sequence[search.OrderKey]) -> list[str]:
+    keys = list(keys or _DEFAULT_EXPERIMENT_ORDER)
+    if not any(k.key == "experiment_id" for k in keys):
+        # MLflow's tie-breaker for a requested order is experiment_id descending.
+        keys.append(search.OrderKey("attribute", "experiment_id", False))
+    terms = []
+    for key in keys:
+        term = f"{_EXPERIMENT_COLUMNS[key.key]} {'ASC' if key.ascending else 'DESC'}"
+        if key.key in _NULLABLE_EXPERIMENT_COLUMNS:
+            term += dialect.nulls_as_smallest(key.ascending)
+        terms.append(term)
+    return terms
+
+
+def build_search_experiments_sql(
+    dialect: Dialect,
+    workspace: str,
+    filter_string: str | None,
+    view_type: ViewType,
+    order_by: Sequence[str] | None,
+    max_results: int,
+    offset: int,
+) -> tuple[str, list[object]]:
+    """SQL and parameters selecting ``experiments.experiment_id`` for one page of
+    search_experiments in ``workspace``.
+
+    Returns up to ``max_results + 1`` ids starting at ``offset``. Default order is
+    ``creation_time DESC, experiment_id ASC``; a requested order without experiment_id
+    gets ``experiment_id DESC`` as tie-breaker, as MLflow does. Raises ``InvalidArgument``
+    for a bad filter or order_by, with MLflow's messages.
+    """
+    comparisons = search.parse_experiment_filter(filter_string)
+    order_keys = search.parse_experiment_order_by(order_by)
+    _check_page(max_results, offset)
+
+    params = _Params(dialect)
+    where = [f"experiments.workspace = {params.add(workspace)}"]
+    stages = _stages(view_type)
+    if stages:
+        where.append(f"experiments.lifecycle_stage IN {params.add_list(stages)}")
+    where.extend(_experiment_condition(params, c) for c in comparisons)
+    sql = " ".join(
+        [
+            "SELECT experiments.experiment_id FROM experiments",
+            "WHERE " + " AND ".join(where),
+            "ORDER BY " + ", ".join(_experiment_order_terms(dialect, order_keys)),
+            f"LIMIT {params.add(max_results + 1)} OFFSET {params.add(offset)}",
+        ]
+    )
+    return sql, params.values

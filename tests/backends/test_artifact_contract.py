@@ -1,0 +1,334 @@
+"""The ArtifactStore contract, run over every implementation.
+
+A new backend joins by adding a branch to :func:`_artifact_uri` (and, if it needs a
+service, a fixture that starts it); every test below then runs against it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backends import errors
+from backends.artifacts.base import ArtifactStore, FileInfo
+from backends.artifacts.local import LocalArtifactStore
+from backends.registry import open_artifact_store
+
+MIB = 1024 * 1024
+
+
+def _artifact_uri(kind: str, tmp_path: Path) -> str:
+    if kind == "local":
+        return str(tmp_path / "artifacts")
+    raise AssertionError(f"no artifact store branch for {kind!r}")
+
+
+@pytest.fixture(params=["local"])
+async def artifact_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ArtifactStore]:
+    store = open_artifact_store(_artifact_uri(request.param, tmp_path))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def _chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        await asyncio.sleep(0)  # yield to the loop, as a socket would
+        yield data[i : i + size]
+
+
+async def _read(store: ArtifactStore, path: str, offset: int = 0,
+                length: int | None = None) -> bytes:
+    out = bytearray()
+    async with store.get(path, offset, length) as stream:
+        async for chunk in stream:
+            out += chunk
+        assert len(out) == stream.length
+    return bytes(out)
+
+
+async def _list(store: ArtifactStore, path: str) -> list[FileInfo]:
+    return [info async for info in store.iter_dir(path)]
+
+
+async def _paths(store: ArtifactStore, path: str) -> list[str]:
+    return [info.path for info in await _list(store, path)]
+
+
+class _Boom(Exception):
+    pass
+
+
+# -- put / get ---------------------------------------------------------------------------
+
+
+async def test_round_trip_multi_chunk(artifact_store: ArtifactStore) -> None:
+    data = os.urandom(3 * MIB + 12345)  # several of the store's chunks, with a ragged tail
+    size = await artifact_store.put("1/run/artifacts/model.bin", _chunks(data, 100_003))
+    assert size == len(data)
+    async with artifact_store.get("1/run/artifacts/model.bin") as stream:
+        assert (stream.size, stream.offset, stream.length) == (len(data), 0, len(data))
+        digest = hashlib.sha256()
+        chunks = 0
+        async for chunk in stream:
+            digest.update(chunk)
+            chunks += 1
+    assert digest.digest() == hashlib.sha256(data).digest()
+    assert chunks > 1  # streamed, not one buffer
+
+
+async def test_ranged_get(artifact_store: ArtifactStore) -> None:
+    data = os.urandom(2 * MIB + 7)
+    await artifact_store.put("f.bin", _chunks(data))
+    assert await _read(artifact_store, "f.bin", 10, 100) == data[10:110]
+    assert await _read(artifact_store, "f.bin", MIB - 3, MIB + 5) == data[MIB - 3 : 2 * MIB + 2]
+    assert await _read(artifact_store, "f.bin", 2 * MIB) == data[2 * MIB :]  # to the end
+    assert await _read(artifact_store, "f.bin", len(data) - 5, 1000) == data[-5:]  # clamped
+    assert await _read(artifact_store, "f.bin", len(data)) == b""
+    async with artifact_store.get("f.bin", 10, 100) as stream:
+        assert (stream.size, stream.offset, stream.length) == (len(data), 10, 100)
+
+
+async def test_get_offset_past_end_is_invalid(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("f.txt", _chunks(b"hello"))
+    with pytest.raises(errors.InvalidArgument):
+        async with artifact_store.get("f.txt", 6):
+            pass
+
+
+async def test_get_missing_is_not_found(artifact_store: ArtifactStore) -> None:
+    with pytest.raises(errors.NotFound):
+        async with artifact_store.get("nope/missing.txt"):
+            pass
+    await artifact_store.put("file.txt", _chunks(b"x"))
+    with pytest.raises(errors.NotFound):
+        async with artifact_store.get("file.txt/below"):  # a file is not a directory
+            pass
+
+
+async def test_get_directory_is_invalid(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("dir/inner.txt", _chunks(b"x"))
+    with pytest.raises(errors.InvalidArgument):
+        async with artifact_store.get("dir"):
+            pass
+
+
+async def test_put_over_directory_is_invalid(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("dir/inner.txt", _chunks(b"x"))
+    with pytest.raises(errors.InvalidArgument):
+        await artifact_store.put("dir", _chunks(b"y"))
+    assert await _read(artifact_store, "dir/inner.txt") == b"x"
+
+
+async def test_overwrite_replaces(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("a/f.txt", _chunks(b"first version, longer"))
+    await artifact_store.put("a/f.txt", _chunks(b"second"))
+    assert await _read(artifact_store, "a/f.txt") == b"second"
+    assert await _paths(artifact_store, "a") == ["a/f.txt"]
+
+
+async def test_empty_file(artifact_store: ArtifactStore) -> None:
+    assert await artifact_store.put("empty.txt", _chunks(b"")) == 0
+    assert await _read(artifact_store, "empty.txt") == b""
+    assert await artifact_store.stat("empty.txt") == FileInfo("empty.txt", False, 0)
+    assert await _list(artifact_store, "") == [FileInfo("empty.txt", False, 0)]
+
+
+# -- stat / iter_dir ---------------------------------------------------------------------
+
+
+async def test_stat(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("d/sub/f.txt", _chunks(b"12345"))
+    assert await artifact_store.stat("d/sub/f.txt") == FileInfo("d/sub/f.txt", False, 5)
+    assert await artifact_store.stat("d/sub") == FileInfo("d/sub", True, None)
+    assert await artifact_store.stat("d") == FileInfo("d", True, None)
+    assert await artifact_store.stat("d/missing") is None
+    assert await artifact_store.stat("d/sub/f.txt/below") is None
+
+
+async def test_iter_dir(artifact_store: ArtifactStore) -> None:
+    for path in ["r/b.txt", "r/a.txt", "r/sub/deep/x.txt", "r/sub/y.txt", "r/c/z.txt",
+                 "r/.hidden-but-real"]:
+        await artifact_store.put(path, _chunks(path.encode()))
+    listed = await _list(artifact_store, "r")
+    assert listed == [
+        FileInfo("r/.hidden-but-real", False, len("r/.hidden-but-real")),
+        FileInfo("r/a.txt", False, 7),
+        FileInfo("r/b.txt", False, 7),
+        FileInfo("r/c", True, None),
+        FileInfo("r/sub", True, None),
+    ]
+    assert await _paths(artifact_store, "r/sub") == ["r/sub/deep", "r/sub/y.txt"]
+    assert await _paths(artifact_store, "r/sub/deep") == ["r/sub/deep/x.txt"]
+    assert await _paths(artifact_store, "") == ["r"]
+
+
+async def test_iter_dir_of_missing_or_file_is_empty(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("f.txt", _chunks(b"x"))
+    assert await _list(artifact_store, "missing") == []
+    assert await _list(artifact_store, "f.txt") == []
+
+
+async def test_iter_dir_of_empty_store(artifact_store: ArtifactStore) -> None:
+    assert await _list(artifact_store, "") == []
+
+
+# -- delete ------------------------------------------------------------------------------
+
+
+async def test_delete_file(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("d/f.txt", _chunks(b"x"))
+    await artifact_store.put("d/g.txt", _chunks(b"y"))
+    await artifact_store.delete("d/f.txt")
+    assert await artifact_store.stat("d/f.txt") is None
+    assert await _paths(artifact_store, "d") == ["d/g.txt"]
+
+
+async def test_delete_directory_is_recursive(artifact_store: ArtifactStore) -> None:
+    for path in ["keep.txt", "d/a.txt", "d/sub/b.txt", "d/sub/deeper/c.txt"]:
+        await artifact_store.put(path, _chunks(b"x"))
+    await artifact_store.delete("d")
+    assert await artifact_store.stat("d") is None
+    assert await artifact_store.stat("d/sub/b.txt") is None
+    assert await _paths(artifact_store, "") == ["keep.txt"]
+
+
+async def test_delete_missing_is_not_found(artifact_store: ArtifactStore) -> None:
+    with pytest.raises(errors.NotFound):
+        await artifact_store.delete("nothing/here")
+
+
+# -- atomicity ---------------------------------------------------------------------------
+
+
+async def _failing_chunks(before: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(before), 64 * 1024):
+        yield before[i : i + 64 * 1024]
+    raise _Boom("client went away")
+
+
+async def test_failed_upload_leaves_nothing(artifact_store: ArtifactStore) -> None:
+    with pytest.raises(_Boom):
+        await artifact_store.put("up/big.bin", _failing_chunks(os.urandom(3 * MIB)))
+    assert await artifact_store.stat("up/big.bin") is None
+    assert await _list(artifact_store, "up") == []
+
+
+async def test_failed_overwrite_keeps_the_old_file(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("f.bin", _chunks(b"old"))
+    with pytest.raises(_Boom):
+        await artifact_store.put("f.bin", _failing_chunks(os.urandom(MIB + 1)))
+    assert await _read(artifact_store, "f.bin") == b"old"
+    assert await _paths(artifact_store, "") == ["f.bin"]
+
+
+async def test_cancelled_upload_leaves_nothing(artifact_store: ArtifactStore) -> None:
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield os.urandom(MIB)  # enough to start a write to the backend
+        started.set()
+        await never.wait()
+        yield b"unreachable"
+
+    task = asyncio.create_task(artifact_store.put("up/stalled.bin", stalls()))
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await artifact_store.stat("up/stalled.bin") is None
+    assert await _list(artifact_store, "up") == []
+
+
+async def test_early_exit_from_a_read_closes_cleanly(artifact_store: ArtifactStore) -> None:
+    await artifact_store.put("f.bin", _chunks(os.urandom(3 * MIB)))
+    async with artifact_store.get("f.bin") as stream:
+        async for _chunk in stream:
+            break  # leave with a read-ahead possibly in flight
+    assert (await artifact_store.stat("f.bin")) == FileInfo("f.bin", False, 3 * MIB)
+
+
+# -- local only --------------------------------------------------------------------------
+
+
+def _files_on_disk(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+async def test_local_failed_and_cancelled_uploads_leave_no_temp_files(tmp_path: Path) -> None:
+    store = LocalArtifactStore.from_uri(str(tmp_path / "a"))
+    await store.open()
+    await store.put("up/keep.txt", _chunks(b"keep"))
+    with pytest.raises(_Boom):
+        await store.put("up/big.bin", _failing_chunks(os.urandom(3 * MIB)))
+
+    gate = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield os.urandom(2 * MIB)
+        gate.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    task = asyncio.create_task(store.put("up/stalled.bin", stalls()))
+    await gate.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _files_on_disk(tmp_path / "a") == ["up", "up/keep.txt"]
+
+
+async def test_local_listing_hides_temp_files(tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "real.txt").write_bytes(b"x")
+    (root / "d" / f".real.txt.mlgate-tmp-{'0' * 32}").write_bytes(b"partial")
+    (root / "d" / ".artifact.uploading.abc123").write_bytes(b"stock's partial")
+    store = LocalArtifactStore.from_uri(f"file://{root}")
+    await store.open()
+    assert await _paths(store, "d") == ["d/real.txt"]
+
+
+async def test_local_serves_a_stock_layout(tmp_path: Path) -> None:
+    root = tmp_path / "mlartifacts"
+    target = root / "1" / "abc" / "artifacts" / "model" / "MLmodel"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"flavors: {}\n")
+    store = LocalArtifactStore.from_uri(str(root))
+    await store.open()
+    assert await _read(store, "1/abc/artifacts/model/MLmodel") == b"flavors: {}\n"
+
+
+def test_local_from_uri(tmp_path: Path) -> None:
+    assert LocalArtifactStore.from_uri(f"file://{tmp_path}/x").root == f"{tmp_path}/x"
+    assert LocalArtifactStore.from_uri(f"file://localhost{tmp_path}/x").root == f"{tmp_path}/x"
+    assert LocalArtifactStore.from_uri("rel/dir").root == os.path.abspath("rel/dir")
+    for bad in ["file://otherhost/x", "", "s3://bucket/x", "file://"]:
+        with pytest.raises(ValueError):
+            LocalArtifactStore.from_uri(bad)
+
+
+async def test_local_open_refuses_a_file_as_root(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(errors.Unavailable):
+        await LocalArtifactStore.from_uri(str(tmp_path / "f")).open()
+
+
+async def test_local_refuses_to_delete_the_root(tmp_path: Path) -> None:
+    store = LocalArtifactStore.from_uri(str(tmp_path / "a"))
+    await store.put("f.txt", _chunks(b"x"))
+    with pytest.raises(errors.InvalidArgument):
+        await store.delete("")
+    assert await _paths(store, "") == ["f.txt"]

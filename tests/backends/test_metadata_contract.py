@@ -1,0 +1,404 @@
+"""The MetadataStore contract, run over every implementation.
+
+A new backend joins by adding a branch to the ``metadata_store`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backends import errors
+from backends.metadata.base import MetadataStore
+from backends.metadata.entities import (
+    Dataset,
+    DatasetInput,
+    Metric,
+    ModelOutput,
+    Param,
+    Tag,
+    ViewType,
+)
+from backends.registry import open_metadata_store
+
+ROOT = "mlflow-artifacts:"
+
+
+def _uri(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/contract.db"
+    raise AssertionError(kind)
+
+
+@pytest.fixture(params=["sqlite"])
+async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
+    store = open_metadata_store(_uri(request.param, tmp_path), artifact_root=ROOT)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def _run(store: MetadataStore, name: str = "exp", **kw: object) -> str:
+    try:
+        exp_id = await store.create_experiment(name, artifact_root=ROOT)
+    except errors.AlreadyExists:
+        exp_id = (await store.get_experiment_by_name(name)).experiment_id
+    run = await store.create_run(exp_id, user_id="u", run_name="r", start_time=1, **kw)  # type: ignore[arg-type]
+    return run.info.run_id
+
+
+# -- experiments -------------------------------------------------------------------------
+
+
+async def test_default_experiment_exists(metadata_store: MetadataStore) -> None:
+    exp = await metadata_store.get_experiment("0")
+    assert exp.name == "Default"
+    assert exp.artifact_location == "mlflow-artifacts:/0"
+    assert exp.lifecycle_stage == "active"
+    assert exp.workspace == "default"
+
+
+async def test_create_and_get_experiment(metadata_store: MetadataStore) -> None:
+    exp_id = await metadata_store.create_experiment(
+        "first", artifact_root=ROOT, tags=[Tag("a", "1")]
+    )
+    exp = await metadata_store.get_experiment(exp_id)
+    assert exp.name == "first"
+    assert exp.artifact_location == f"mlflow-artifacts:/{exp_id}"
+    assert exp.tags == (Tag("a", "1"),)
+    assert exp.creation_time and exp.last_update_time
+    assert (await metadata_store.get_experiment_by_name("first")).experiment_id == exp_id
+
+
+async def test_explicit_artifact_location(metadata_store: MetadataStore) -> None:
+    exp_id = await metadata_store.create_experiment(
+        "loc", artifact_root=ROOT, artifact_location="s3://bucket/x"
+    )
+    assert (await metadata_store.get_experiment(exp_id)).artifact_location == "s3://bucket/x"
+
+
+async def test_experiment_names_unique_per_workspace(metadata_store: MetadataStore) -> None:
+    await metadata_store.create_experiment("dup", artifact_root=ROOT)
+    with pytest.raises(errors.AlreadyExists):
+        await metadata_store.create_experiment("dup", artifact_root=ROOT)
+    other = await metadata_store.create_experiment("dup", artifact_root=ROOT, workspace="team-a")
+    assert (await metadata_store.get_experiment_by_name("dup", "team-a")).experiment_id == other
+
+
+async def test_missing_and_malformed_experiment(metadata_store: MetadataStore) -> None:
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_experiment("12345")
+    with pytest.raises(errors.InvalidArgument, match="must be a valid integer"):
+        await metadata_store.get_experiment("abc")
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_experiment_by_name("nope")
+
+
+async def test_rename_experiment(metadata_store: MetadataStore) -> None:
+    a = await metadata_store.create_experiment("a", artifact_root=ROOT)
+    await metadata_store.create_experiment("b", artifact_root=ROOT)
+    await metadata_store.rename_experiment(a, "c")
+    assert (await metadata_store.get_experiment(a)).name == "c"
+    with pytest.raises(errors.AlreadyExists):
+        await metadata_store.rename_experiment(a, "b")
+
+
+async def test_delete_and_restore_experiment_cascades_to_runs(
+    metadata_store: MetadataStore,
+) -> None:
+    run_id = await _run(metadata_store, "gone")
+    exp_id = (await metadata_store.get_run(run_id)).info.experiment_id
+    await metadata_store.delete_experiment(exp_id)
+    assert (await metadata_store.get_experiment(exp_id)).lifecycle_stage == "deleted"
+    assert (await metadata_store.get_run(run_id)).info.lifecycle_stage == "deleted"
+    with pytest.raises(errors.InvalidArgument, match="active"):
+        await metadata_store.create_run(exp_id, user_id="u", run_name="x", start_time=1)
+    await metadata_store.restore_experiment(exp_id)
+    assert (await metadata_store.get_run(run_id)).info.lifecycle_stage == "active"
+
+
+async def test_experiment_tags(metadata_store: MetadataStore) -> None:
+    exp_id = await metadata_store.create_experiment("tags", artifact_root=ROOT)
+    await metadata_store.set_experiment_tag(exp_id, Tag("k", "v1"))
+    await metadata_store.set_experiment_tag(exp_id, Tag("k", "v2"))
+    assert (await metadata_store.get_experiment(exp_id)).tags == (Tag("k", "v2"),)
+    await metadata_store.delete_experiment_tag(exp_id, "k")
+    assert (await metadata_store.get_experiment(exp_id)).tags == ()
+    with pytest.raises(errors.NotFound):
+        await metadata_store.delete_experiment_tag(exp_id, "k")
+
+
+async def test_search_experiments_pages(metadata_store: MetadataStore) -> None:
+    for i in range(5):
+        await metadata_store.create_experiment(f"s{i}", artifact_root=ROOT)
+    seen: list[str] = []
+    token = None
+    while True:
+        page = await metadata_store.search_experiments(max_results=2, page_token=token)
+        seen += [e.name for e in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(["Default"] + [f"s{i}" for i in range(5)])
+    assert len(seen) == len(set(seen))
+    page = await metadata_store.search_experiments(filter_string="name LIKE 's%'",
+                                                   order_by=["name DESC"])
+    assert [e.name for e in page.items] == ["s4", "s3", "s2", "s1", "s0"]
+
+
+async def test_search_experiments_view_type(metadata_store: MetadataStore) -> None:
+    keep = await metadata_store.create_experiment("keep", artifact_root=ROOT)
+    drop = await metadata_store.create_experiment("drop", artifact_root=ROOT)
+    await metadata_store.delete_experiment(drop)
+    active = {e.experiment_id for e in (await metadata_store.search_experiments()).items}
+    deleted = {e.experiment_id for e in
+               (await metadata_store.search_experiments(view_type=ViewType.DELETED_ONLY)).items}
+    assert keep in active and drop not in active
+    assert deleted == {drop}
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+async def test_create_and_get_run(metadata_store: MetadataStore) -> None:
+    exp_id = await metadata_store.create_experiment("runs", artifact_root=ROOT)
+    run = await metadata_store.create_run(
+        exp_id, user_id="alice", run_name="nice", start_time=123,
+        tags=[Tag("mlflow.user", "alice")],
+    )
+    info = run.info
+    assert len(info.run_id) == 32
+    assert info.experiment_id == exp_id
+    assert info.status == "RUNNING"
+    assert info.start_time == 123 and info.end_time is None
+    assert info.artifact_uri == f"mlflow-artifacts:/{exp_id}/{info.run_id}/artifacts"
+    assert set(run.tags) == {Tag("mlflow.user", "alice"), Tag("mlflow.runName", "nice")}
+    fetched = await metadata_store.get_run(info.run_id)
+    assert fetched == run
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_run("f" * 32)
+
+
+async def test_update_run(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    info = await metadata_store.update_run(run_id, status="FINISHED", end_time=99)
+    assert (info.status, info.end_time) == ("FINISHED", 99)
+    info = await metadata_store.update_run(run_id, run_name="renamed")
+    assert info.run_name == "renamed"
+    assert Tag("mlflow.runName", "renamed") in (await metadata_store.get_run(run_id)).tags
+
+
+async def test_log_batch_and_latest_metrics(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(
+        run_id,
+        metrics=[Metric("m", 1.0, 10, 0), Metric("m", 3.0, 5, 2), Metric("m", 2.0, 20, 1)],
+        params=[Param("p", "1")],
+        tags=[Tag("t", "x")],
+    )
+    run = await metadata_store.get_run(run_id)
+    assert run.metrics == (Metric("m", 3.0, 5, 2),)  # latest = max (step, timestamp, value)
+    assert run.params == (Param("p", "1"),)
+    assert Tag("t", "x") in run.tags
+
+
+async def test_log_batch_is_one_transaction(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(run_id, params=[Param("p", "1")])
+    with pytest.raises(errors.Conflict, match="Changing param values is not allowed"):
+        await metadata_store.log_batch(
+            run_id,
+            metrics=[Metric("m", 1.0, 1, 0)],
+            params=[Param("q", "2"), Param("p", "other")],
+            tags=[Tag("t", "x")],
+        )
+    run = await metadata_store.get_run(run_id)
+    assert run.metrics == ()
+    assert run.params == (Param("p", "1"),)
+    assert Tag("t", "x") not in run.tags
+    # Same value again is accepted.
+    await metadata_store.log_batch(run_id, params=[Param("p", "1")])
+
+
+async def test_duplicate_metric_points_stored_once(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    for _ in range(3):
+        await metadata_store.log_batch(run_id, metrics=[Metric("m", 1.5, 7, 3)])
+    await metadata_store.log_batch(run_id, metrics=[Metric("m", 2.5, 7, 3)])
+    history = (await metadata_store.get_metric_history(run_id, "m")).items
+    assert [(m.value, m.timestamp, m.step) for m in history] == [(1.5, 7, 3), (2.5, 7, 3)]
+
+
+async def test_nan_and_infinity(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(run_id, metrics=[
+        Metric("nan", math.nan, 1, 0),
+        Metric("zero", 0.0, 1, 0),
+        Metric("inf", math.inf, 1, 0),
+        Metric("ninf", -math.inf, 1, 0),
+    ])
+    latest = {m.key: m.value for m in (await metadata_store.get_run(run_id)).metrics}
+    assert math.isnan(latest["nan"])
+    assert latest["zero"] == 0.0
+    assert latest["inf"] == 1.7976931348623157e308
+    assert latest["ninf"] == -1.7976931348623157e308
+    history = (await metadata_store.get_metric_history(run_id, "nan")).items
+    assert len(history) == 1 and math.isnan(history[0].value)
+
+
+async def test_metric_history_order_and_pages(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    points = [Metric("h", float(v), ts, step) for v, ts, step in
+              [(5, 3, 0), (1, 1, 9), (2, 2, 0), (0, 2, 0), (7, 1, 1)]]
+    await metadata_store.log_batch(run_id, metrics=points)
+    full = (await metadata_store.get_metric_history(run_id, "h")).items
+    assert [(m.timestamp, m.step, m.value) for m in full] == sorted(
+        (m.timestamp, m.step, m.value) for m in points
+    )
+    paged: list[Metric] = []
+    token = None
+    while True:
+        page = await metadata_store.get_metric_history(run_id, "h", max_results=2,
+                                                       page_token=token)
+        paged += page.items
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == full
+    assert (await metadata_store.get_metric_history(run_id, "absent")).items == []
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_metric_history("0" * 32, "h")
+
+
+async def test_writes_to_deleted_run_rejected(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.delete_run(run_id)
+    with pytest.raises(errors.InvalidArgument, match="must be in the 'active' state"):
+        await metadata_store.log_batch(run_id, metrics=[Metric("m", 1.0, 1, 0)])
+    assert (await metadata_store.get_run(run_id)).metrics == ()
+    await metadata_store.restore_run(run_id)
+    await metadata_store.log_batch(run_id, metrics=[Metric("m", 1.0, 1, 0)])
+
+
+async def test_delete_tag(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(run_id, tags=[Tag("a", "1")])
+    await metadata_store.delete_tag(run_id, "a")
+    assert Tag("a", "1") not in (await metadata_store.get_run(run_id)).tags
+    with pytest.raises(errors.NotFound):
+        await metadata_store.delete_tag(run_id, "a")
+
+
+async def test_run_name_tag_renames_run(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(run_id, tags=[Tag("mlflow.runName", "via-tag")])
+    assert (await metadata_store.get_run(run_id)).info.run_name == "via-tag"
+
+
+async def test_inputs_deduplicated_per_experiment(metadata_store: MetadataStore) -> None:
+    run_a = await _run(metadata_store, "ds")
+    run_b = await _run(metadata_store, "ds")
+    ds = Dataset("train", "abc123", "local", '{"uri": "x"}', '{"s": 1}', '{"n": 3}')
+    item = DatasetInput(ds, (Tag("mlflow.data.context", "training"),))
+    for run_id in (run_a, run_a, run_b):
+        await metadata_store.log_inputs(run_id, datasets=[item])
+    for run_id in (run_a, run_b):
+        assert (await metadata_store.get_run(run_id)).dataset_inputs == (item,)
+
+
+async def test_outputs(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    await metadata_store.log_outputs(run_id, [ModelOutput("m-" + "a" * 32, 3)])
+    assert (await metadata_store.get_run(run_id)).model_outputs == (
+        ModelOutput("m-" + "a" * 32, 3),
+    )
+
+
+async def test_search_runs_filter_order_and_pages(metadata_store: MetadataStore) -> None:
+    exp_id = await metadata_store.create_experiment("search", artifact_root=ROOT)
+    ids = []
+    for i in range(5):
+        run = await metadata_store.create_run(exp_id, user_id="u", run_name=f"r{i}",
+                                              start_time=100 + i)
+        await metadata_store.log_batch(run.info.run_id, metrics=[Metric("acc", i / 10, 1, 0)],
+                                       params=[Param("kind", "odd" if i % 2 else "even")])
+        ids.append(run.info.run_id)
+    page = await metadata_store.search_runs([exp_id])
+    assert [r.info.run_id for r in page.items] == ids[::-1]  # start_time DESC
+    page = await metadata_store.search_runs(
+        [exp_id], filter_string="metrics.acc > 0.15 and params.kind = 'even'",
+        order_by=["metrics.acc ASC"])
+    assert [r.info.run_id for r in page.items] == [ids[2], ids[4]]
+    seen = []
+    token = None
+    while True:
+        page = await metadata_store.search_runs([exp_id], max_results=2, page_token=token)
+        seen += [r.info.run_id for r in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ids[::-1]
+    with pytest.raises(errors.InvalidArgument):
+        await metadata_store.search_runs([exp_id], filter_string="metrics.acc > 1 OR x")
+    with pytest.raises(errors.InvalidArgument):
+        await metadata_store.search_runs([exp_id], page_token="!!not-a-token")
+
+
+async def test_reads_see_committed_writes_immediately(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+
+    async def write_then_read(i: int) -> None:
+        await metadata_store.log_batch(run_id, metrics=[Metric(f"k{i}", float(i), i, i)])
+        history = (await metadata_store.get_metric_history(run_id, f"k{i}")).items
+        assert [m.value for m in history] == [float(i)]
+
+    await asyncio.gather(*(write_then_read(i) for i in range(20)))
+    assert len((await metadata_store.get_run(run_id)).metrics) == 20
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+async def test_schema_version_is_current(metadata_store: MetadataStore) -> None:
+    from backends.metadata._migrations import load_migrations
+
+    assert await metadata_store.schema_version() == len(load_migrations("sqlite"))
+
+
+def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
+    """Several processes opening a fresh database at once must not race."""
+    uri = f"sqlite:///{tmp_path}/race.db"
+    script = (
+        "import asyncio, sys\n"
+        "from backends.registry import open_metadata_store\n"
+        "async def main():\n"
+        "    s = open_metadata_store(sys.argv[1])\n"
+        "    await s.open()\n"
+        "    print(await s.schema_version())\n"
+        "    await s.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, uri], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 1
+
+
+async def test_refuses_a_stock_mlflow_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "stock.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+    store = open_metadata_store(f"sqlite:///{path}")
+    with pytest.raises(errors.InvalidArgument, match="stock MLflow database"):
+        await store.open()

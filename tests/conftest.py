@@ -1,0 +1,228 @@
+"""Shared fixtures: real server processes for the end-to-end tests.
+
+``mlgate_url`` starts ``python -m gateway serve`` on a free port with a fresh SQLite file and
+artifact folder, and ``stock_mlflow_url`` starts stock ``mlflow server`` the same way (once per
+session: it needs 10–30 s to boot on our 2-core machines). Both wait for ``GET /health`` to
+answer 200, fail with the server's own output if it does not, and stop the process group with
+SIGTERM, then SIGKILL. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# tests/e2e/session.py holds the acceptance assertions shared by the e2e modules; let pytest
+# rewrite its asserts so a failure shows the values.
+pytest.register_assert_rewrite("session")
+
+__all__ = ["ServerProcess", "free_port", "start_server", "stop_server"]
+
+MLGATE_START_TIMEOUT = 30.0
+# Stock mlflow imports a great deal and migrates its schema before it listens: 14 s measured on
+# an idle 2-core machine, more when the other core is busy running tests.
+STOCK_START_TIMEOUT = 120.0
+STOP_TIMEOUT = 15.0
+
+# Variables that would point a server (or the client inside it) somewhere else.
+_SCRUBBED_ENV = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID",
+    "MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_DEFAULT_ARTIFACT_ROOT",
+    "MLFLOW_HOST", "MLFLOW_PORT", "MLFLOW_WORKERS", "MLFLOW_SERVE_ARTIFACTS",
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A server started by a fixture; ``url`` has no trailing slash."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED_ENV and not k.startswith("MLGATE_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+    )
+    env.update(extra or {})
+    return env
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def stop_server(server: ServerProcess) -> None:
+    """SIGTERM the server's process group, then SIGKILL it if it has not gone."""
+    proc = server.proc
+    if proc.poll() is not None:
+        return
+    # The server runs in its own session; signal the whole group so workers go too (stock
+    # mlflow runs uvicorn in a child process).
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(STOP_TIMEOUT)
+
+
+def start_server(
+    cmd: Sequence[str], url: str, workdir: Path, *, timeout: float,
+    env: dict[str, str] | None = None, name: str = "server",
+) -> ServerProcess:
+    """Start *cmd* in *workdir* and wait until ``GET {url}/health`` answers 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(cmd), cwd=workdir, env=_server_env(env), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = ServerProcess(url=url, proc=proc, workdir=workdir, log_path=log_path)
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        if _healthy(url):
+            return server
+        code = proc.poll()
+        if code is not None:
+            pytest.fail(
+                f"{name} exited with code {code} before it was healthy.\n"
+                f"command: {' '.join(cmd)}\n--- output ---\n{server.output()}",
+                pytrace=False,
+            )
+        if time.monotonic() > deadline:
+            stop_server(server)
+            pytest.fail(
+                f"{name} was not healthy after {time.monotonic() - started:.0f} s.\n"
+                f"command: {' '.join(cmd)}\n--- output ---\n{server.output()}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
+
+
+def mlgate_command(port: int, workdir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gateway", "serve",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlgate.db'}",
+        "--artifacts-destination", str(workdir / "mlartifacts"),
+        *extra,
+    ]
+
+
+def stock_mlflow_command(port: int, workdir: Path, *extra: str) -> list[str]:
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    launcher = [str(mlflow_bin)] if mlflow_bin.exists() else [sys.executable, "-m", "mlflow"]
+    return [
+        *launcher, "server",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--artifacts-destination", str(workdir / "art"),
+        "--workers", "1",
+        *extra,
+    ]
+
+
+MlgateFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def mlgate_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlgateFactory]:
+    """Start mlgate servers (fresh database and artifact folder each); all stop at teardown.
+
+    ``mlgate_factory(*extra_flags, env={...}, workdir=None)`` returns a :class:`ServerProcess`;
+    pass the ``workdir`` of an earlier (stopped) server to restart on the same files.
+    """
+    servers: list[ServerProcess] = []
+
+    def start(
+        *extra: str, env: dict[str, str] | None = None, workdir: Path | None = None
+    ) -> ServerProcess:
+        workdir = workdir or tmp_path_factory.mktemp("mlgate")
+        port = free_port()
+        server = start_server(
+            mlgate_command(port, workdir, *extra), f"http://127.0.0.1:{port}", workdir,
+            timeout=MLGATE_START_TIMEOUT, env=env, name="mlgate",
+        )
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        stop_server(server)
+
+
+@pytest.fixture
+def mlgate_server(mlgate_factory: MlgateFactory) -> ServerProcess:
+    """One mlgate on the embedded default (SQLite + local artifacts) for this test."""
+    return mlgate_factory()
+
+
+@pytest.fixture
+def mlgate_url(mlgate_server: ServerProcess) -> str:
+    """Base URL of :func:`mlgate_server`, e.g. ``http://127.0.0.1:54321``."""
+    return mlgate_server.url
+
+
+@pytest.fixture(scope="session")
+def stock_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Stock ``mlflow server`` (SQLite, proxied artifacts, one worker), shared by the session.
+
+    Tests that use it create their own experiments, so sharing is safe. Job execution is off
+    so it spawns no huey workers.
+    """
+    workdir = tmp_path_factory.mktemp("stock-mlflow")
+    port = free_port()
+    server = start_server(
+        stock_mlflow_command(port, workdir), f"http://127.0.0.1:{port}", workdir,
+        timeout=STOCK_START_TIMEOUT, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        name="stock-mlflow",
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def stock_mlflow_url(stock_mlflow_server: ServerProcess) -> str:
+    """Base URL of :func:`stock_mlflow_server`."""
+    return stock_mlflow_server.url

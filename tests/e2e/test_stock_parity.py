@@ -1,0 +1,205 @@
+"""Parity with stock ``mlflow server``: the same client session against both, then the raw
+JSON of the read endpoints compared field by field.
+
+Ids, timestamps and the id parts of artifact URIs are replaced by placeholders that keep the
+JSON type (``<ts:int>`` vs ``<ts:str>``), so a number rendered as a string still shows up. List
+order is compared as is: the client and the UI rely on the order stock returns. On a mismatch
+the test prints every differing path and a unified diff of the two normalised documents.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from session import SEARCH_FILTER, SessionResult, check_session, run_session
+
+pytestmark = pytest.mark.e2e
+
+API = "/api/2.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts"
+TIME_KEYS = frozenset({"start_time", "end_time", "timestamp", "creation_time",
+                       "last_update_time"})
+
+
+@dataclass(frozen=True)
+class Call:
+    label: str
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: dict[str, Any] | None = None
+
+
+def calls(r: SessionResult) -> list[Call]:
+    """The read requests to compare, shaped the way the mlflow client sends them."""
+    run = (("run_uuid", r.run_id), ("run_id", r.run_id))
+    art = f"{r.experiment_id}/{r.run_id}/artifacts"
+    search = {"experiment_ids": [r.experiment_id], "run_view_type": "ACTIVE_ONLY",
+              "max_results": 1000}
+    return [
+        Call("runs/get", "GET", f"{API}/runs/get", run),
+        Call("experiments/get", "GET", f"{API}/experiments/get",
+             (("experiment_id", r.experiment_id),)),
+        Call("experiments/get-by-name", "GET", f"{API}/experiments/get-by-name",
+             (("experiment_name", r.experiment_name),)),
+        Call("runs/search filter+order_by", "POST", f"{API}/runs/search", body={
+            **search, "filter": "params.model_type = 'local_test'",
+            "order_by": ["metrics.accuracy DESC"]}),
+        Call("runs/search acceptance filter", "POST", f"{API}/runs/search", body={
+            **search, "filter": SEARCH_FILTER, "order_by": ["start_time DESC"]}),
+        Call("runs/search default order", "POST", f"{API}/runs/search", body={
+            **search, "filter": ""}),
+        Call("metrics/get-history accuracy", "GET", f"{API}/metrics/get-history",
+             (*run, ("metric_key", "accuracy"), ("max_results", "25000"))),
+        Call("mlflow-artifacts list root", "GET", f"{ARTIFACTS}/artifacts",
+             (("path", art),)),
+        Call("mlflow-artifacts list notes (empty file)", "GET", f"{ARTIFACTS}/artifacts",
+             (("path", f"{art}/notes"),)),
+        Call("artifacts/list plots/deep", "GET", f"{API}/artifacts/list",
+             (*run, ("path", "plots/deep"))),
+        # MlflowClient.list_artifacts(run_id, "plots") asks this first, to list the artifacts
+        # of a logged model named "plots" along with the run's own.
+        Call("logged-models/search (from list_artifacts of a sub-folder)", "POST",
+             f"{API}/logged-models/search",
+             body={"experiment_ids": [r.experiment_id], "filter": "name = 'plots'"}),
+        Call("metrics/get-history loss unpaged", "GET", f"{API}/metrics/get-history",
+             (("run_id", r.run_id), ("metric_key", "loss"))),
+    ]
+
+
+def fetch(base_url: str, call: Call) -> dict[str, Any]:
+    """Status, media type and parsed body of one request."""
+    url = base_url + call.path
+    if call.query:
+        url += "?" + urllib.parse.urlencode(call.query)
+    data = None
+    headers = {"User-Agent": "mlgate-parity-test"}
+    if call.body is not None:
+        data = json.dumps(call.body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=call.method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status, ctype, raw = resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as err:
+        status, ctype, raw = err.code, err.headers.get("Content-Type", ""), err.read()
+        err.close()
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = {"<not json>": raw[:500].decode(errors="replace")}
+    return {"status": status, "media_type": ctype.split(";")[0].strip(), "body": body}
+
+
+class Normaliser:
+    """Replace what legitimately differs between two servers with typed placeholders."""
+
+    def __init__(self, r: SessionResult) -> None:
+        self.run_ids = {r.run_id: "<run:main>"}
+        for name, run_id in r.other_run_ids.items():
+            self.run_ids[run_id] = f"<run:{name}>"
+        self.experiment_id = r.experiment_id
+        self.experiment_name = r.experiment_name
+        self._exp_in_uri = re.compile(
+            r"(mlflow-artifacts:/+|/)" + re.escape(r.experiment_id) + r"(?=/|$)"
+        )
+
+    def __call__(self, value: Any, key: str | None = None) -> Any:
+        if isinstance(value, dict):
+            return {k: self(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v, key) for v in value]
+        if key in TIME_KEYS and value is not None:
+            return f"<ts:{type(value).__name__}>"
+        if key == "experiment_id" and str(value) == self.experiment_id:
+            return f"<exp:{type(value).__name__}>"
+        if key == "next_page_token" and value:
+            return "<page-token>"
+        if isinstance(value, str):
+            for run_id, placeholder in self.run_ids.items():
+                value = value.replace(run_id, placeholder)
+            value = value.replace(self.experiment_name, "<experiment-name>")
+            if key in ("artifact_uri", "artifact_location", "root_uri"):
+                value = self._exp_in_uri.sub(r"\1<exp>", value)
+        return value
+
+
+def differences(stock: Any, ours: Any, path: str = "$") -> Iterator[str]:
+    """One line per differing leaf; list elements are compared by position."""
+    if isinstance(stock, dict) and isinstance(ours, dict):
+        for k in stock:
+            if k not in ours:
+                yield f"{path}.{k}: missing in mlgate (stock: {_short(stock[k])})"
+            else:
+                yield from differences(stock[k], ours[k], f"{path}.{k}")
+        for k in ours:
+            if k not in stock:
+                yield f"{path}.{k}: only in mlgate: {_short(ours[k])}"
+    elif isinstance(stock, list) and isinstance(ours, list):
+        if len(stock) != len(ours):
+            yield f"{path}: {len(stock)} items in stock, {len(ours)} in mlgate"
+        for i, (a, b) in enumerate(zip(stock, ours)):
+            yield from differences(a, b, f"{path}[{i}]")
+        for i in range(len(ours), len(stock)):
+            yield f"{path}[{i}]: missing in mlgate (stock: {_short(stock[i])})"
+        for i in range(len(stock), len(ours)):
+            yield f"{path}[{i}]: only in mlgate: {_short(ours[i])}"
+    elif stock != ours or type(stock) is not type(ours):
+        yield f"{path}: stock {_short(stock)} != mlgate {_short(ours)}"
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _pretty(doc: Any) -> list[str]:
+    # Object keys sorted only to line the two documents up; lists keep their order.
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+@pytest.fixture(scope="module")
+def stock_session(
+    stock_mlflow_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> SessionResult:
+    return run_session(stock_mlflow_url, tmp_path_factory.mktemp("stock-session"))
+
+
+def test_session_checks_hold_on_stock(stock_session: SessionResult, tmp_path: Path) -> None:
+    """The acceptance assertions describe stock's behaviour (so a failure on mlgate is ours)."""
+    check_session(stock_session, tmp_path)
+
+
+def test_json_matches_stock(
+    stock_session: SessionResult, mlgate_url: str, tmp_path: Path
+) -> None:
+    ours_session = run_session(mlgate_url, tmp_path / "session")
+    stock_norm, ours_norm = Normaliser(stock_session), Normaliser(ours_session)
+    report: list[str] = []
+    for stock_call, ours_call in zip(calls(stock_session), calls(ours_session)):
+        stock_doc = stock_norm(fetch(stock_session.tracking_uri, stock_call))
+        ours_doc = ours_norm(fetch(mlgate_url, ours_call))
+        lines = list(differences(stock_doc, ours_doc))
+        if not lines:
+            continue
+        report.append(f"=== {stock_call.label}: {len(lines)} difference(s)")
+        report.extend("  " + line for line in lines)
+        report.append("  --- unified diff (stock → mlgate, normalised) ---")
+        report.extend(
+            "  " + line for line in difflib.unified_diff(
+                _pretty(stock_doc), _pretty(ours_doc), "stock", "mlgate", lineterm="", n=2)
+        )
+    if report:
+        text = "\n".join(report)
+        print(text)
+        pytest.fail("mlgate's JSON differs from stock mlflow's:\n" + text, pytrace=False)

@@ -1,0 +1,70 @@
+"""Settings: flags over MLGATE_* over MLflow's variables over defaults, validated at start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ConfigError, Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_sources({}, env={})
+    assert (s.host, s.port) == ("127.0.0.1", 5000)
+    assert s.backend_store_uri == "sqlite:///mlgate.db"
+    assert s.artifacts_destination == "./mlartifacts"
+    assert s.serve_artifacts is True
+    assert s.artifact_root == "mlflow-artifacts:"
+
+
+def test_precedence() -> None:
+    env = {"MLFLOW_PORT": "6000", "MLGATE_HOST": "0.0.0.0", "MLFLOW_HOST": "10.0.0.1"}
+    s = Settings.from_sources({"port": None}, env=env)
+    assert (s.host, s.port) == ("0.0.0.0", 6000)
+    s = Settings.from_sources({"port": 7000}, env=env)
+    assert s.port == 7000
+    s = Settings.from_sources({}, env={"MLFLOW_SERVE_ARTIFACTS": "false"})
+    assert s.serve_artifacts is False
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_sources({}, env={})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"backend_store_uri": "mysql://x/y"}, "unsupported backend store URI"),
+        ({"backend_store_uri": "sqlite://host/x.db"}, "has a host"),
+        ({"backend_store_uri": "sqlite:///no/such/dir/x.db"}, "does not exist"),
+        ({"backend_store_uri": ""}, "must not be empty"),
+        ({"artifacts_destination": "ftp://x/y"}, "unsupported artifacts destination"),
+        ({"port": 70000}, "not a TCP port"),
+        ({"workers": 0}, "at least 1"),
+        ({"serve_artifacts": "perhaps"}, "expected true or false"),
+        ({"default_artifact_root": "weird://x"}, "unsupported scheme"),
+    ],
+)
+def test_bad_settings_fail_at_start(flags: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        Settings.from_sources(flags, env={})
+
+
+def test_postgres_password_is_redacted() -> None:
+    s = Settings(backend_store_uri="postgresql://u:hunter2@h/db")
+    assert "hunter2" not in str(s.public_dict())
+
+
+def test_cli_bad_uri_fails_at_boot_with_a_clear_message(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--backend-store-uri", "bogus://x"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "unsupported backend store URI" in proc.stderr
+    assert "Traceback" not in proc.stderr
