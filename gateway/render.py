@@ -14,13 +14,14 @@ from aiohttp import web
 from backends.metadata.entities import (
     DatasetInput,
     Experiment,
+    LoggedModel,
     Metric,
     Run,
     RunInfo,
     Tag,
 )
 
-__all__ = ["experiment", "json_response", "metric", "run", "run_info", "tags"]
+__all__ = ["experiment", "json_response", "logged_model", "metric", "run", "run_info", "tags"]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -120,3 +121,26 @@ def run(r: Run) -> dict[str, Any]:
     else:
         out["outputs"] = {}
     return out
+
+
+def logged_model(m: LoggedModel) -> dict[str, Any]:
+    info: dict[str, Any] = _drop_none({
+        "model_id": m.model_id,
+        "experiment_id": m.experiment_id,
+        "name": m.name,
+        "creation_timestamp_ms": m.creation_timestamp_ms,
+        "last_updated_timestamp_ms": m.last_updated_timestamp_ms,
+        "artifact_uri": m.artifact_uri,
+        "status": m.status,
+        "model_type": m.model_type,
+        "source_run_id": m.source_run_id,
+        "status_message": m.status_message,
+    })
+    if m.tags:
+        info["tags"] = tags(m.tags)
+    data: dict[str, Any] = {}
+    if m.params:
+        data["params"] = [{"key": p.key, "value": p.value} for p in m.params]
+    if m.metrics:
+        data["metrics"] = [metric(x, with_run_id=True) for x in m.metrics]
+    return {"info": info, "data": data}

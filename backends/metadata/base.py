@@ -16,6 +16,7 @@ from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     DatasetInput,
     Experiment,
+    LoggedModel,
     Metric,
     ModelInput,
     ModelOutput,
@@ -219,3 +220,57 @@ class MetadataStore(ABC):
     @abstractmethod
     async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
         """Record logged models as the run's outputs."""
+
+    # -- logged models (MLflow 3) ------------------------------------------------------
+
+    @abstractmethod
+    async def create_logged_model(
+        self,
+        experiment_id: str,
+        *,
+        name: str,
+        model_type: str = "",
+        source_run_id: str | None = None,
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> LoggedModel:
+        """Create a PENDING model ``m-<hex>`` whose artifacts live at
+        ``<experiment location>/models/<id>/artifacts``. Raises ``NotFound`` for an unknown
+        experiment, ``InvalidArgument`` if it is deleted."""
+
+    @abstractmethod
+    async def get_logged_model(self, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+        """Raises ``NotFound`` (also for a deleted model unless ``allow_deleted``)."""
+
+    @abstractmethod
+    async def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
+        """Set the status (READY or UPLOAD_FAILED)."""
+
+    @abstractmethod
+    async def delete_logged_model(self, model_id: str) -> None:
+        """Soft delete. Raises ``NotFound``."""
+
+    @abstractmethod
+    async def set_logged_model_tags(self, model_id: str, tags: Sequence[Tag]) -> None:
+        """Upsert tags. Raises ``NotFound``."""
+
+    @abstractmethod
+    async def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        """Raises ``NotFound`` for an unknown model or key."""
+
+    @abstractmethod
+    async def log_logged_model_params(self, model_id: str, params: Sequence[Param]) -> None:
+        """Insert params (a param already set to another value raises ``Conflict``)."""
+
+    @abstractmethod
+    async def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str = "",
+        datasets: Sequence[dict[str, str]] = (),
+        max_results: int = 100,
+        order_by: Sequence[dict[str, object]] = (),
+        page_token: str | None = None,
+    ) -> Page[LoggedModel]:
+        """Non-deleted models of the experiments, filtered, ordered and paged in the database."""

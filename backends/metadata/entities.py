@@ -15,6 +15,8 @@ __all__ = [
     "DatasetInput",
     "Experiment",
     "LifecycleStage",
+    "LoggedModel",
+    "LoggedModelStatus",
     "Metric",
     "ModelInput",
     "ModelOutput",
@@ -144,3 +146,30 @@ class Run:
 class Page(Generic[T]):
     items: list[T] = field(default_factory=list)
     next_page_token: str | None = None
+
+
+class LoggedModelStatus(enum.IntEnum):
+    LOGGED_MODEL_STATUS_UNSPECIFIED = 0
+    LOGGED_MODEL_PENDING = 1
+    LOGGED_MODEL_READY = 2
+    LOGGED_MODEL_UPLOAD_FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedModel:
+    """An MLflow 3 logged model. ``metrics`` carry model_id, run_id and dataset fields."""
+
+    model_id: str
+    experiment_id: str
+    name: str
+    artifact_uri: str
+    creation_timestamp_ms: int
+    last_updated_timestamp_ms: int
+    status: str
+    model_type: str = ""
+    source_run_id: str | None = None
+    status_message: str | None = None
+    lifecycle_stage: str = LifecycleStage.ACTIVE
+    tags: tuple[Tag, ...] = ()
+    params: tuple[Param, ...] = ()
+    metrics: tuple[Metric, ...] = ()

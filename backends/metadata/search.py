@@ -111,6 +111,7 @@ class _Token:
 
 
 _OPERANDS = frozenset({"ident", "string", "number", "paren"})
+_QUOTES = frozenset("'\"`")
 
 
 def _closing_paren(text: str, start: int) -> int:
@@ -118,7 +119,7 @@ def _closing_paren(text: str, start: int) -> int:
     depth, pos = 0, start
     while pos < len(text):
         char = text[pos]
-        if char in "'\"`":
+        if char in _QUOTES:
             end = text.find(char, pos + 1)
             if end < 0:
                 return -1
@@ -138,15 +139,24 @@ def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
     while pos < len(text):
-        if text[pos] == "(":
+        char = text[pos]
+        if char == "(":
             end = _closing_paren(text, pos)
-            if end > 0:
-                tokens.append(_Token("paren", text[pos:end]))
-                pos = end
-                continue
+            if end < 0:
+                # An unbalanced "(" fails the filter anyway. Taking the rest of the text as
+                # one invalid token keeps the scan linear: retrying from every later "(" or
+                # quote would be quadratic in the length of a hostile filter.
+                tokens.append(_Token("other", text[pos:]))
+                break
+            tokens.append(_Token("paren", text[pos:end]))
+            pos = end
+            continue
         match = _SCANNER.match(text, pos)
         if match is None or match.lastgroup is None:
-            # Unknown text (``0x10``, ``;``, a lone quote) is reported as an invalid clause.
+            if char in _QUOTES:  # an unterminated quote; see above
+                tokens.append(_Token("other", text[pos:]))
+                break
+            # Unknown text (``0x10``, ``;``) is reported as an invalid clause.
             other = _OTHER.match(text, pos)
             end = other.end() if other else pos + 1
             tokens.append(_Token("other", text[pos:end]))

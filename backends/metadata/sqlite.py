@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from backends import errors
-from backends.metadata import search, sql_search
+from backends.metadata import logged_model_search, search, sql_search
 from backends.metadata._migrations import load_migrations
 from backends.metadata.base import MetadataStore
 from backends.metadata.entities import (
@@ -32,6 +32,7 @@ from backends.metadata.entities import (
     DatasetInput,
     Experiment,
     LifecycleStage,
+    LoggedModel,
     Metric,
     ModelInput,
     ModelOutput,
@@ -316,7 +317,7 @@ class SqliteMetadataStore(MetadataStore):
                 rows[row["experiment_id"]] = row
             cur = await db.execute(
                 "SELECT experiment_id, key, value FROM experiment_tags"
-                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY key",
+                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY rowid",
                 chunk,
             )
             for row in await cur.fetchall():
@@ -514,17 +515,17 @@ class SqliteMetadataStore(MetadataStore):
                 )
             cur = await db.execute(
                 f"SELECT run_id, key, value FROM run_params WHERE run_id IN ({marks})"
-                " ORDER BY key", chunk)
+                " ORDER BY rowid", chunk)
             for r in await cur.fetchall():
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             cur = await db.execute(
                 f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({marks})"
-                " ORDER BY key", chunk)
+                " ORDER BY rowid", chunk)
             for r in await cur.fetchall():
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             cur = await db.execute(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
-                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY key", chunk)
+                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY series_id", chunk)
             for r in await cur.fetchall():
                 metrics.setdefault(r[0], []).append(
                     Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
@@ -536,7 +537,7 @@ class SqliteMetadataStore(MetadataStore):
             ds_rows = await cur.fetchall()
             cur = await db.execute(
                 "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
-                f" WHERE run_id IN ({marks}) ORDER BY key", chunk)
+                f" WHERE run_id IN ({marks}) ORDER BY rowid", chunk)
             input_tags: dict[tuple[str, int], list[Tag]] = {}
             for r in await cur.fetchall():
                 input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
@@ -662,6 +663,7 @@ class SqliteMetadataStore(MetadataStore):
                 await self._insert_params(db, run_id, params)
             if metrics:
                 await self._insert_metrics(db, [(run_id, m) for m in metrics])
+                await self._insert_model_metrics(db, run_id, metrics)
             if tags:
                 await self._upsert_tags(db, run_id, tags)
 
@@ -847,3 +849,207 @@ class SqliteMetadataStore(MetadataStore):
                 " ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
                 [(run_id, m.model_id, m.step) for m in models],
             )
+
+    # -- logged models -------------------------------------------------------------------
+
+    @staticmethod
+    async def _insert_model_metrics(
+        db: aiosqlite.Connection, run_id: str, metrics: Sequence[Metric]
+    ) -> None:
+        rows = []
+        for m in metrics:
+            if m.model_id:
+                value, is_nan = stored_value(m.value)
+                rows.append((m.model_id, m.key, m.timestamp, m.step, run_id, value, is_nan,
+                             m.dataset_name, m.dataset_digest))
+        if not rows:
+            return
+        ids = sorted({r[0] for r in rows})
+        cur = await db.execute(
+            f"SELECT model_id FROM logged_models WHERE model_id IN ({_marks(len(ids))})", ids)
+        known = {r[0] for r in await cur.fetchall()}
+        if missing_ids := [i for i in ids if i not in known]:
+            raise errors.NotFound(f"Logged model with ID '{missing_ids[0]}' not found.")
+        await db.executemany(
+            "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
+            " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
+            " dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest",
+            rows,
+        )
+
+    async def _load_models(
+        self, db: aiosqlite.Connection, model_ids: Sequence[str]
+    ) -> list[LoggedModel]:
+        rows: dict[str, sqlite3.Row] = {}
+        tags: dict[str, list[Tag]] = {}
+        params: dict[str, list[Param]] = {}
+        metrics: dict[str, list[Metric]] = {}
+        for chunk in _chunks(list(model_ids)):
+            marks = _marks(len(chunk))
+            cur = await db.execute(f"SELECT * FROM logged_models WHERE model_id IN ({marks})",
+                                   chunk)
+            rows.update({r["model_id"]: r for r in await cur.fetchall()})
+            cur = await db.execute(
+                f"SELECT model_id, key, value FROM logged_model_tags WHERE model_id IN ({marks})"
+                " ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
+            cur = await db.execute(
+                "SELECT model_id, key, value FROM logged_model_params"
+                f" WHERE model_id IN ({marks}) ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                params.setdefault(r[0], []).append(Param(r[1], r[2]))
+            cur = await db.execute(
+                "SELECT * FROM logged_model_metrics"
+                f" WHERE model_id IN ({marks}) ORDER BY key, timestamp, step, run_id", chunk)
+            for r in await cur.fetchall():
+                metrics.setdefault(r["model_id"], []).append(Metric(
+                    r["key"], loaded_value(r["value"], r["is_nan"]), r["timestamp"], r["step"],
+                    model_id=r["model_id"], dataset_name=r["dataset_name"],
+                    dataset_digest=r["dataset_digest"], run_id=r["run_id"],
+                ))
+        out = []
+        for mid in model_ids:
+            r = rows.get(mid)
+            if r is None:
+                continue
+            out.append(LoggedModel(
+                model_id=mid,
+                experiment_id=str(r["experiment_id"]),
+                name=r["name"],
+                artifact_uri=r["artifact_location"],
+                creation_timestamp_ms=r["creation_timestamp_ms"],
+                last_updated_timestamp_ms=r["last_updated_timestamp_ms"],
+                status=r["status"],
+                model_type=r["model_type"] or "",
+                source_run_id=r["source_run_id"],
+                status_message=r["status_message"],
+                lifecycle_stage=r["lifecycle_stage"],
+                tags=tuple(tags.get(mid, ())),
+                params=tuple(params.get(mid, ())),
+                metrics=tuple(metrics.get(mid, ())),
+            ))
+        return out
+
+    async def create_logged_model(
+        self,
+        experiment_id: str,
+        *,
+        name: str,
+        model_type: str = "",
+        source_run_id: str | None = None,
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> LoggedModel:
+        exp_id = self._exp_id(experiment_id)
+        model_id = f"m-{uuid.uuid4().hex}"
+        now = now_ms()
+        async with self._tx() as db:
+            exp = await self._active_experiment(db, exp_id)
+            if exp["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    f"The experiment {exp_id} must be in the 'active' state. "
+                    f"Current state is {exp['lifecycle_stage']}."
+                )
+            location = f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
+            await db.execute(
+                "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,"
+                " creation_timestamp_ms, last_updated_timestamp_ms, status, model_type,"
+                " source_run_id) VALUES (?, ?, ?, ?, ?, ?, 'LOGGED_MODEL_PENDING', ?, ?)",
+                (model_id, exp_id, name, location, now, now, model_type, source_run_id),
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO logged_model_params (model_id, key, value)"
+                " VALUES (?, ?, ?)", [(model_id, p.key, p.value) for p in params])
+            await db.executemany(
+                "INSERT OR REPLACE INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)",
+                [(model_id, t.key, t.value) for t in tags])
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def _model_row(self, db: aiosqlite.Connection, model_id: str,
+                         allow_deleted: bool = False) -> sqlite3.Row:
+        cur = await db.execute("SELECT * FROM logged_models WHERE model_id = ?", (model_id,))
+        row = await cur.fetchone()
+        if row is None or (not allow_deleted and row["lifecycle_stage"] != LifecycleStage.ACTIVE):
+            raise errors.NotFound(f"Logged model with ID '{model_id}' not found.")
+        return row
+
+    async def get_logged_model(self, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+        async with self._read() as db:
+            await self._model_row(db, model_id, allow_deleted)
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.execute(
+                "UPDATE logged_models SET status = ?, last_updated_timestamp_ms = ?"
+                " WHERE model_id = ?", (status, now_ms(), model_id))
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def delete_logged_model(self, model_id: str) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.execute(
+                "UPDATE logged_models SET lifecycle_stage = 'deleted',"
+                " last_updated_timestamp_ms = ? WHERE model_id = ?", (now_ms(), model_id))
+
+    async def set_logged_model_tags(self, model_id: str, tags: Sequence[Tag]) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.executemany(
+                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                [(model_id, t.key, t.value) for t in tags])
+            await db.execute("UPDATE logged_models SET last_updated_timestamp_ms = ?"
+                             " WHERE model_id = ?", (now_ms(), model_id))
+
+    async def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            cur = await db.execute(
+                "DELETE FROM logged_model_tags WHERE model_id = ? AND key = ?", (model_id, key))
+            if cur.rowcount == 0:
+                raise errors.NotFound(
+                    f"No tag with key {key!r} found for model with ID {model_id!r}.")
+
+    async def log_logged_model_params(self, model_id: str, params: Sequence[Param]) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            cur = await db.execute(
+                "SELECT key, value FROM logged_model_params WHERE model_id = ?", (model_id,))
+            existing = {r[0]: r[1] for r in await cur.fetchall()}
+            for p in params:
+                if p.key in existing and existing[p.key] != p.value:
+                    raise errors.Conflict(
+                        f"Changing param values is not allowed. Param with key='{p.key}' was "
+                        f"already logged with value='{existing[p.key]}' for model ID="
+                        f"'{model_id}'. Attempted logging new value '{p.value}'.")
+            await db.executemany(
+                "INSERT OR IGNORE INTO logged_model_params (model_id, key, value)"
+                " VALUES (?, ?, ?)", [(model_id, p.key, p.value) for p in params])
+
+    async def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str = "",
+        datasets: Sequence[dict[str, str]] = (),
+        max_results: int = 100,
+        order_by: Sequence[dict[str, object]] = (),
+        page_token: str | None = None,
+    ) -> Page[LoggedModel]:
+        exp_ids = [self._exp_id(e) for e in experiment_ids]
+        offset = logged_model_search.decode_page_token(
+            page_token, exp_ids, filter_string, order_by)
+        sql, params = logged_model_search.build_search_logged_models_sql(
+            sql_search.SQLITE, exp_ids, filter_string, datasets, order_by, max_results, offset)
+        async with self._read() as db:
+            ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
+            models = await self._load_models(db, ids[:max_results])
+        token = None
+        if len(ids) > max_results:
+            token = logged_model_search.encode_page_token(
+                offset + max_results, exp_ids, filter_string, order_by)
+        return Page(models, token)

@@ -8,12 +8,13 @@ __all__ = ["all_routes"]
 
 
 def all_routes() -> list[Route]:
-    from gateway.routes import artifacts, experiments, meta, metrics, runs
+    from gateway.routes import artifacts, experiments, logged_models, meta, metrics, runs
 
     return [
         *meta.ROUTES,
         *experiments.ROUTES,
         *runs.ROUTES,
         *metrics.ROUTES,
+        *logged_models.ROUTES,
         *artifacts.ROUTES,
     ]

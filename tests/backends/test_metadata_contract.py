@@ -402,3 +402,74 @@ async def test_refuses_a_stock_mlflow_database(tmp_path: Path) -> None:
     store = open_metadata_store(f"sqlite:///{path}")
     with pytest.raises(errors.InvalidArgument, match="stock MLflow database"):
         await store.open()
+
+
+# -- logged models -------------------------------------------------------------------------
+
+
+async def test_logged_model_lifecycle(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store, "models")
+    exp_id = (await metadata_store.get_run(run_id)).info.experiment_id
+    model = await metadata_store.create_logged_model(
+        exp_id, name="model", source_run_id=run_id,
+        params=[Param("C", "1.0")], tags=[Tag("mlflow.user", "u")],
+    )
+    assert model.model_id.startswith("m-") and len(model.model_id) == 34
+    assert model.status == "LOGGED_MODEL_PENDING"
+    assert model.artifact_uri == f"mlflow-artifacts:/{exp_id}/models/{model.model_id}/artifacts"
+    assert model.params == (Param("C", "1.0"),)
+    assert model.tags == (Tag("mlflow.user", "u"),)
+    assert model.source_run_id == run_id
+
+    ready = await metadata_store.finalize_logged_model(model.model_id, "LOGGED_MODEL_READY")
+    assert ready.status == "LOGGED_MODEL_READY"
+    assert ready.last_updated_timestamp_ms >= model.last_updated_timestamp_ms
+
+    await metadata_store.set_logged_model_tags(model.model_id, [Tag("a", "1"), Tag("a", "2")])
+    await metadata_store.log_logged_model_params(model.model_id, [Param("D", "x")])
+    with pytest.raises(errors.Conflict):
+        await metadata_store.log_logged_model_params(model.model_id, [Param("D", "y")])
+    got = await metadata_store.get_logged_model(model.model_id)
+    assert Tag("a", "2") in got.tags
+    assert set(got.params) == {Param("C", "1.0"), Param("D", "x")}
+    await metadata_store.delete_logged_model_tag(model.model_id, "a")
+    with pytest.raises(errors.NotFound):
+        await metadata_store.delete_logged_model_tag(model.model_id, "a")
+
+    await metadata_store.delete_logged_model(model.model_id)
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_logged_model(model.model_id)
+    deleted = await metadata_store.get_logged_model(model.model_id, allow_deleted=True)
+    assert deleted.lifecycle_stage == "deleted"
+
+
+async def test_metrics_with_model_id_link_run_and_model(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store, "linked")
+    exp_id = (await metadata_store.get_run(run_id)).info.experiment_id
+    model = await metadata_store.create_logged_model(exp_id, name="m", source_run_id=run_id)
+    await metadata_store.log_outputs(run_id, [ModelOutput(model.model_id, 0)])
+    await metadata_store.log_batch(run_id, metrics=[
+        Metric("acc", 0.5, 3, 0, model_id=model.model_id, dataset_name="d",
+               dataset_digest="x"),
+    ])
+    run = await metadata_store.get_run(run_id)
+    assert run.metrics == (Metric("acc", 0.5, 3, 0),)
+    assert run.model_outputs == (ModelOutput(model.model_id, 0),)
+    got = await metadata_store.get_logged_model(model.model_id)
+    assert got.metrics == (Metric("acc", 0.5, 3, 0, model_id=model.model_id, dataset_name="d",
+                                  dataset_digest="x", run_id=run_id),)
+    with pytest.raises(errors.NotFound):
+        await metadata_store.log_batch(run_id, metrics=[Metric("acc", 1.0, 4, 0,
+                                                               model_id="m-" + "0" * 32)])
+    assert len((await metadata_store.get_metric_history(run_id, "acc")).items) == 1
+
+
+async def test_logged_model_in_unknown_or_deleted_experiment(
+    metadata_store: MetadataStore,
+) -> None:
+    with pytest.raises(errors.NotFound):
+        await metadata_store.create_logged_model("4242", name="m")
+    exp_id = await metadata_store.create_experiment("lm-deleted", artifact_root=ROOT)
+    await metadata_store.delete_experiment(exp_id)
+    with pytest.raises(errors.InvalidArgument):
+        await metadata_store.create_logged_model(exp_id, name="m")

@@ -8,9 +8,12 @@ list set members sorted.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import re
+import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -115,8 +118,13 @@ RUN_REJECTED: list[tuple[str, str]] = [
     ("metrics.a = 0x10", "Invalid clause(s) in filter string: 'metrics.a', '=', '0x10'"),
     ("metrics.a = +1", "Invalid clause(s) in filter string: 'metrics.a', '=', '+', '1'"),
     ("run_id IN 'a'", "Invalid clause(s) in filter string: 'run_id', 'IN', ''a''"),
-    ("run_id IN ('a'", "Invalid clause(s) in filter string: 'run_id', 'IN', '(', ''a''"),
-    ("params.x = 'abc", "Invalid clause(s) in filter string: 'params.x', '=', ''', 'abc'"),
+    # An unterminated paren or quote takes the rest of the filter (MLflow lists its pieces).
+    ("run_id IN ('a'", "Invalid clause(s) in filter string: 'run_id', 'IN', '('a''"),
+    ("params.x = 'abc", "Invalid clause(s) in filter string: 'params.x', '=', ''abc'"),
+    (
+        "params.x = 'a' AND params.y = \"b AND tags.z = 'c'",
+        "Invalid clause(s) in filter string: 'params.y', '=', '\"b AND tags.z = 'c''",
+    ),
     ("tags.x IS 'a'", "Invalid clause(s) in filter string: 'tags.x', 'IS', ''a''"),
     ("tags.x NOT NULL", "Invalid clause(s) in filter string: 'tags.x', 'NOT NULL'"),
     ("params.x = 'a' 'b'", "Invalid clause(s) in filter string: ''b''"),
@@ -127,8 +135,10 @@ RUN_REJECTED: list[tuple[str, str]] = [
     ("metrics.a = 1;", "Invalid clause(s) in filter string: ';'"),
     (
         "metrics.a = 1; metrics.b = 2",
-        "Search filter contained multiple expression 'metrics.a = 1; metrics.b = 2'. "
-        "Provide AND-ed expression list.",
+        (
+            "Search filter contained multiple expression 'metrics.a = 1; metrics.b = 2'. "
+            "Provide AND-ed expression list."
+        ),
     ),
     ("   ", "Invalid filter '   '. Could not be parsed."),
     ("1 = metrics.a", "Invalid comparison clause. Expected 'Identifier' found '1'"),
@@ -152,13 +162,17 @@ RUN_REJECTED: list[tuple[str, str]] = [
     ("metrics.a IN (1,2)", "Expected numeric value type for metric. Found (1,2)"),
     (
         "params.x = abc",
-        "Parameter value is either not quoted or unidentified quote types used for string "
-        "value abc. Use either single or double quotes.",
+        (
+            "Parameter value is either not quoted or unidentified quote types used for string "
+            "value abc. Use either single or double quotes."
+        ),
     ),
     (
         "tags.x = `abc`",
-        "Parameter value is either not quoted or unidentified quote types used for string "
-        "value `abc`. Use either single or double quotes.",
+        (
+            "Parameter value is either not quoted or unidentified quote types used for string "
+            "value `abc`. Use either single or double quotes."
+        ),
     ),
     (
         "params.x = 1",
@@ -189,18 +203,24 @@ RUN_REJECTED: list[tuple[str, str]] = [
     ),
     (
         "run_id IN ()",
-        "While parsing a list in the query, expected a non-empty list of string values, "
-        "but got empty list",
+        (
+            "While parsing a list in the query, expected a non-empty list of string values, "
+            "but got empty list"
+        ),
     ),
     (
         "run_id IN ('a', 1)",
-        "While parsing a list in the query, expected string value, punctuation, or "
-        "whitespace, but got different type in list: ('a', 1)",
+        (
+            "While parsing a list in the query, expected string value, punctuation, or "
+            "whitespace, but got different type in list: ('a', 1)"
+        ),
     ),
     (
         "run_id IN (a, b)",
-        "While parsing a list in the query, expected a non-empty list of string values, "
-        "but got ill-formed list.",
+        (
+            "While parsing a list in the query, expected a non-empty list of string values, "
+            "but got ill-formed list."
+        ),
     ),
     (
         "metrics.x IS NULL",
@@ -208,8 +228,10 @@ RUN_REJECTED: list[tuple[str, str]] = [
     ),
     (
         "attr.status IS NOT NULL",
-        "IS NULL / IS NOT NULL is only supported for tags and params, "
-        "not for 'attribute' 'status'",
+        (
+            "IS NULL / IS NOT NULL is only supported for tags and params, "
+            "not for 'attribute' 'status'"
+        ),
     ),
     (
         "datasets.name IS NULL",
@@ -288,8 +310,10 @@ EXPERIMENT_REJECTED: list[tuple[str, str]] = [
     ),
     (
         "name IN ('a')",
-        "Only ['experiment_id'] attributes support comparison with a list of quoted string "
-        "values.",
+        (
+            "Only ['experiment_id'] attributes support comparison with a list of quoted string "
+            "values."
+        ),
     ),
     ("experiment_id = 1", "Expected a quoted string value for attributes. Got value 1"),
     (
@@ -471,6 +495,19 @@ def test_page_token_rejected(token: str, message: str) -> None:
     assert str(excinfo.value) == message
 
 
+@pytest.mark.parametrize(
+    "hostile",
+    ["(" * 20_000, "'\\" * 30_000, "a.\"\\" * 10_000, "`" * 20_001, "metrics.a > 1 AND " * 4_000],
+    ids=["parens", "quotes", "dotted-quotes", "backticks", "many-clauses"],
+)
+def test_hostile_filters_fail_fast(hostile: str) -> None:
+    # Each is rejected after a linear scan; a quadratic scan takes many seconds on these.
+    started = time.perf_counter()
+    with pytest.raises(InvalidArgument):
+        search.parse_run_filter(hostile + " OR")
+    assert time.perf_counter() - started < 2
+
+
 def test_no_page_token_is_offset_zero() -> None:
     assert search.decode_page_token(None) == 0
     assert search.decode_page_token("") == 0
@@ -480,8 +517,15 @@ def test_no_page_token_is_offset_zero() -> None:
 # --------------------------------------------------------------------------- against MLflow
 
 # Where we differ on purpose: MLflow lets a list through with "=" and fails later in the
-# database, and crashes (500) on a list of bare words.
-_DELIBERATE = {"run_id = ('a', 'b')", "run_id IN (a, b)"}
+# database, crashes (500) on a list of bare words, and splits an unterminated quote or
+# paren into more pieces in its message.
+_DELIBERATE = {
+    "run_id = ('a', 'b')",
+    "run_id IN (a, b)",
+    "run_id IN ('a'",
+    "params.x = 'abc",
+    "params.x = 'a' AND params.y = \"b AND tags.z = 'c'",
+}
 
 
 def _sorted_sets(message: str) -> str:
@@ -491,48 +535,58 @@ def _sorted_sets(message: str) -> str:
     return re.sub(r"\{[^{}]*\}", sort, message)
 
 
-def _stock() -> Any:
+def _mlflow(name: str) -> Any:
+    """A stock MLflow module (a dev dependency; our code never imports mlflow)."""
     pytest.importorskip("mlflow")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from mlflow.store.tracking import sqlalchemy_store
-        from sqlalchemy import create_engine
-        from sqlalchemy.orm import Session
-    return sqlalchemy_store, Session(create_engine("sqlite://"))
+        return importlib.import_module(name)
+
+
+def _stock_answer(stock: Callable[[str], object], filter_string: str) -> object:
+    """``stock(filter_string)``, or the message of the MlflowException it raised."""
+    exceptions = _mlflow("mlflow.exceptions")
+    try:
+        return stock(filter_string)
+    except exceptions.MlflowException as exc:
+        return _sorted_sets(exc.message)
 
 
 def test_run_filters_match_mlflow() -> None:
     """Every run-filter case above gets MLflow's answer from MLflow's own parser and
-    query builder (mlflow is a dev dependency; our code never imports it)."""
-    store_module, session = _stock()
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.search_utils import SearchUtils
+    query builder (which checks the operators)."""
+    utils = _mlflow("mlflow.utils.search_utils").SearchUtils
+    store = _mlflow("mlflow.store.tracking.sqlalchemy_store")
+    engine = _mlflow("sqlalchemy").create_engine("sqlite://")
+    session = _mlflow("sqlalchemy.orm").Session(engine)
 
-    cases = [f for f, _ in RUN_ACCEPTED if f] + [f for f, _ in RUN_REJECTED]
-    for filter_string in cases:
-        if filter_string in _DELIBERATE:
-            continue
-        try:
-            parsed = SearchUtils.parse_search_filter(filter_string)
-            store_module._get_sqlalchemy_filter_clauses(parsed, session, "sqlite")
-            stock: object = [
-                (SearchUtils.translate_key_alias(c["key"]), c["comparator"].upper()) for c in parsed
-            ]
-        except MlflowException as exc:
-            stock = _sorted_sets(exc.message)
-        try:
-            ours: object = [(c.key, c.op) for c in search.parse_run_filter(filter_string)]
-        except InvalidArgument as exc:
-            ours = str(exc)
-        assert ours == stock, filter_string
-    session.close()
+    def stock(filter_string: str) -> object:
+        parsed = utils.parse_search_filter(filter_string)
+        store._get_sqlalchemy_filter_clauses(parsed, session, "sqlite")
+        return [(utils.translate_key_alias(c["key"]), c["comparator"].upper()) for c in parsed]
+
+    try:
+        for filter_string in [f for f, _ in RUN_ACCEPTED if f] + [f for f, _ in RUN_REJECTED]:
+            if filter_string in _DELIBERATE:
+                continue
+            try:
+                ours: object = [(c.key, c.op) for c in search.parse_run_filter(filter_string)]
+            except InvalidArgument as exc:
+                ours = str(exc)
+            assert ours == _stock_answer(stock, filter_string), filter_string
+    finally:
+        session.close()
+        engine.dispose()
 
 
 def test_experiment_filters_match_mlflow() -> None:
-    store_module, session = _stock()
-    session.close()
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.search_utils import SearchExperimentsUtils
+    utils = _mlflow("mlflow.utils.search_utils").SearchExperimentsUtils
+    store = _mlflow("mlflow.store.tracking.sqlalchemy_store")
+
+    def stock(filter_string: str) -> object:
+        parsed = utils.parse_search_filter(filter_string)
+        store._get_search_experiments_filter_clauses(parsed, "sqlite")
+        return [(c["key"], c["comparator"]) for c in parsed]
 
     for filter_string in [f for f, _ in EXPERIMENT_ACCEPTED] + [f for f, _ in EXPERIMENT_REJECTED]:
         # MLflow compares operators case-sensitively here (it rejects ``name like``); we
@@ -540,23 +594,15 @@ def test_experiment_filters_match_mlflow() -> None:
         if re.search(r"\b(like|ilike|in|not in)\b", filter_string):
             continue
         try:
-            parsed = SearchExperimentsUtils.parse_search_filter(filter_string)
-            store_module._get_search_experiments_filter_clauses(parsed, "sqlite")
-            stock: object = [(c["key"], c["comparator"]) for c in parsed]
-        except MlflowException as exc:
-            stock = _sorted_sets(exc.message)
-        try:
             ours: object = [(c.key, c.op) for c in search.parse_experiment_filter(filter_string)]
         except InvalidArgument as exc:
             ours = str(exc)
-        assert ours == stock, filter_string
+        assert ours == _stock_answer(stock, filter_string), filter_string
 
 
 def test_page_tokens_match_mlflow() -> None:
-    pytest.importorskip("mlflow")
-    from mlflow.utils.search_utils import SearchUtils
-
+    utils = _mlflow("mlflow.utils.search_utils").SearchUtils
     for offset in (1, 7, 1000):
-        assert search.encode_page_token(offset) == SearchUtils.create_page_token(offset).decode()
+        assert search.encode_page_token(offset) == utils.create_page_token(offset).decode()
     token = _b64(json.dumps({"offset": 42}).encode())
-    assert search.decode_page_token(token) == SearchUtils.parse_start_offset_from_page_token(token)
+    assert search.decode_page_token(token) == utils.parse_start_offset_from_page_token(token)

@@ -31,6 +31,7 @@ NAN = math.nan
 # r3   gamma  FAILED    alice  3000  3500  active   lr=0.1
 # r4   delta  FINISHED  carol  3000  4000  deleted  model=rnn
 # r5   alpha  FINISHED  alice   500   600  active
+# r6   (column "old-name", tag mlflow.runName "new-name"), in experiment 4
 #
 # run  metrics (latest)        datasets (name, digest, context)
 # r1   acc=0.9  loss=0.5       (mnist, d1, training)
@@ -44,6 +45,7 @@ RUNS = [
     ("r3", 1, "gamma", "alice", "FAILED", 3000, 3500, "active"),
     ("r4", 1, "delta", "carol", "FINISHED", 3000, 4000, "deleted"),
     ("r5", 2, "alpha", "alice", "FINISHED", 500, 600, "active"),
+    ("r6", 4, "old-name", "dave", "FINISHED", 100, 200, "active"),
 ]
 PARAMS = [
     ("r1", "lr", "0.1"), ("r1", "model", "CNN"),
@@ -54,7 +56,9 @@ PARAMS = [
 TAGS = [
     ("r1", "team", "Vision"),
     ("r2", "team", "nlp"),
-] + [(run[0], "mlflow.runName", run[2]) for run in RUNS]
+] + [(run[0], "mlflow.runName", run[2]) for run in RUNS[:5]] + [
+    ("r6", "mlflow.runName", "new-name"),
+]
 METRICS = [
     ("r1", "acc", 0.9), ("r1", "loss", 0.5),
     ("r2", "acc", NAN), ("r2", "loss", 0.3),
@@ -271,6 +275,28 @@ def test_run_view_types_and_experiments(db: sqlite3.Connection) -> None:
     assert _runs(db, experiment_ids=[2]) == ["r5"]
     assert _runs(db, experiment_ids=[]) == []
     assert _runs(db, experiment_ids=[99]) == []
+
+
+def test_run_name_filter_reads_the_run_name_tag(db: sqlite3.Connection) -> None:
+    # As MLflow does: its name column was empty for runs logged before 1.29, so it filters
+    # on the mlflow.runName tag. (Our store keeps both in step; r6 disagrees on purpose.)
+    assert _runs(db, "run_name = 'new-name'", experiment_ids=[4]) == ["r6"]
+    assert _runs(db, "run_name = 'old-name'", experiment_ids=[4]) == []
+
+
+def test_postgres_text(db: sqlite3.Connection) -> None:
+    # What SQLite cannot run for us: ILIKE, and NULL ordering spelled out.
+    sql, params = sql_search.build_search_runs_sql(
+        sql_search.POSTGRES, [1], "tags.t ILIKE 'a%' AND start_time > 1.5", ViewType.ALL, [], 5, 0
+    )
+    assert "kv.key = $2 AND kv.value ILIKE $3" in sql
+    assert "runs.start_time > CAST($4 AS DOUBLE PRECISION)" in sql
+    assert "ORDER BY runs.start_time DESC NULLS LAST, runs.run_id ASC LIMIT $5 OFFSET $6" in sql
+    assert params == [1, "t", "a%", 1.5, 6, 0]
+    sql, _ = sql_search.build_search_experiments_sql(
+        sql_search.POSTGRES, "default", "", ViewType.ALL, ["last_update_time"], 5, 0
+    )
+    assert "last_update_time ASC NULLS FIRST, experiments.experiment_id DESC" in sql
 
 
 def test_run_pages(db: sqlite3.Connection) -> None:

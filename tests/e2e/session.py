@@ -26,7 +26,7 @@ from pathlib import Path
 import mlflow
 import mlflow.artifacts
 import mlflow.data
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 from mlflow.tracking import MlflowClient
 
 __all__ = [
@@ -58,6 +58,14 @@ OTHER_RUNS = {
 # subprocesses inherit it; restored by tracking_uri().
 _CLIENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID",
                "MLFLOW_EXPERIMENT_NAME")
+# The client retries a 5xx up to 7 times with exponential backoff (about 4 minutes in all), so
+# one broken endpoint would eat the test's timeout. One quick retry keeps the retry path
+# exercised and a failure fast; read per request, restored by tracking_uri().
+_CLIENT_RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # an int for the client
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 
 
 @contextmanager
@@ -65,9 +73,10 @@ def tracking_uri(uri: str) -> Iterator[None]:
     """Point the in-process mlflow client at *uri*; restore its globals and env on exit."""
     from mlflow.tracking import _tracking_service, fluent
 
-    saved_env = {k: os.environ.get(k) for k in _CLIENT_ENV}
+    saved_env = {k: os.environ.get(k) for k in (*_CLIENT_ENV, *_CLIENT_RETRY_ENV)}
     saved_uri = _tracking_service.utils._tracking_uri
     saved_experiment = fluent._active_experiment_id
+    os.environ.update(_CLIENT_RETRY_ENV)
     mlflow.set_tracking_uri(uri)
     try:
         yield
@@ -153,7 +162,7 @@ def run_session(uri: str, workdir: Path) -> SessionResult:
             for epoch, (acc, loss) in enumerate(zip(ACCURACY, LOSS)):
                 mlflow.log_metric("accuracy", acc, step=epoch)
                 mlflow.log_metric("loss", loss, step=epoch)
-            dataset = mlflow.data.from_pandas(
+            dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
                 _training_frame(), source="generated", targets="target"
             )
             mlflow.log_input(dataset, context="training")
@@ -206,10 +215,10 @@ def _check_run(client: MlflowClient, result: SessionResult) -> None:
     assert run.data.tags["mlflow.runName"] == RUN_NAME
     assert "mlflow.user" in run.data.tags
     assert client.get_experiment(result.experiment_id).name == result.experiment_name
-    assert client.get_experiment_by_name(result.experiment_name).experiment_id == (
-        result.experiment_id
-    )
+    by_name = client.get_experiment_by_name(result.experiment_name)
+    assert by_name is not None and by_name.experiment_id == result.experiment_id
 
+    assert run.inputs is not None
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1, inputs
     (dataset_input,) = inputs
@@ -217,8 +226,8 @@ def _check_run(client: MlflowClient, result: SessionResult) -> None:
     ds = dataset_input.dataset
     assert (ds.name, ds.digest) == (result.dataset_name, result.dataset_digest)
     assert ds.source_type == "local"
-    assert json.loads(ds.profile) == {"num_rows": 100, "num_elements": 400}
-    schema = json.loads(ds.schema)
+    assert json.loads(ds.profile or "") == {"num_rows": 100, "num_elements": 400}
+    schema = json.loads(ds.schema or "")
     assert [c["name"] for c in schema["mlflow_colspec"]] == [
         "feature_a", "feature_b", "feature_c", "target"
     ]
@@ -261,7 +270,7 @@ def _check_artifacts(client: MlflowClient, result: SessionResult, workdir: Path)
 
     # The whole tree, then one nested file on its own.
     dst = workdir / "downloaded"
-    dst.mkdir()
+    dst.mkdir(parents=True)
     root = Path(client.download_artifacts(result.run_id, "", str(dst)))
     got = {
         p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
@@ -270,7 +279,7 @@ def _check_artifacts(client: MlflowClient, result: SessionResult, workdir: Path)
     for rel, data in files.items():
         assert got[rel] == data, f"{rel}: downloaded bytes differ"
     single = workdir / "single"
-    single.mkdir()
+    single.mkdir(parents=True)
     one = Path(client.download_artifacts(result.run_id, "plots/deep/weights.bin", str(single)))
     assert filecmp.cmp(one, result.artifact_dir / "plots/deep/weights.bin", shallow=False)
 

@@ -201,5 +201,4 @@ def test_json_matches_stock(
         )
     if report:
         text = "\n".join(report)
-        print(text)
         pytest.fail("mlgate's JSON differs from stock mlflow's:\n" + text, pytrace=False)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
@@ -398,6 +399,23 @@ async def test_client_disconnect_mid_download_is_quiet(
     resp = await client.get(f"{A}/big.bin", headers={"Range": "bytes=0-3"})
     assert resp.status == 206
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_store_failure_mid_download_cuts_the_connection(
+    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Headers (200, Content-Length) are out before the failure, so the only honest signal
+    # left is a short body: the client must see an error, not a complete-looking file.
+    await _put(client, "big.bin", os.urandom(32 * MIB))
+    resp = await client.get(f"{A}/big.bin")
+    assert resp.status == 200
+    await resp.content.readexactly(MIB)
+    with (tmp_path / "art/big.bin").open("r+b") as f:
+        f.truncate(0)  # in place, so the server's open file shrinks under it
+    with pytest.raises(aiohttp.ClientPayloadError):
+        while await resp.content.read(MIB):
+            pass
+    await _eventually(lambda: "failed mid-stream" in caplog.text)
 
 
 # -- not served, not supported -----------------------------------------------------------

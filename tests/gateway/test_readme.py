@@ -47,7 +47,8 @@ def test_readme_settings_table_has_no_stale_rows() -> None:
 def test_env_example_lists_setting(setting: Setting) -> None:
     text = ENV_EXAMPLE.read_text(encoding="utf-8")
     for var in setting.envvars[:1]:  # the MLGATE_* name; MLflow's aliases are optional there
-        assert re.search(rf"^#?\s*{var}=", text, re.M), f"{var} missing from {ENV_EXAMPLE.name}"
+        found = re.search(rf"^#?\s*{var}=", text, re.MULTILINE)
+        assert found, f"{var} missing from {ENV_EXAMPLE.name}"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -1,4 +1,5 @@
 -- mlgate schema v1 (SQLite). Our own design, not MLflow's alembic schema.
+-- Key/value tables keep rowids: MLflow returns params and tags in the order they were logged.
 -- Metrics are keyed by a small integer series id (run, key) instead of MLflow's wide
 -- (key, timestamp, step, run_uuid, value, is_nan) primary key, whose index bloats
 -- (mlflow#12813); the series row also holds the latest value, replacing latest_metrics.
@@ -20,7 +21,7 @@ CREATE TABLE experiment_tags (
     key           TEXT    NOT NULL,
     value         TEXT,
     PRIMARY KEY (experiment_id, key)
-) WITHOUT ROWID;
+);
 
 CREATE TABLE runs (
     run_id          TEXT    PRIMARY KEY,
@@ -41,14 +42,14 @@ CREATE TABLE run_params (
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
+);
 
 CREATE TABLE run_tags (
     run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
     key    TEXT NOT NULL,
     value  TEXT,
     PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
+);
 
 -- One row per (run, metric key), with that key's latest point.
 CREATE TABLE metric_series (
@@ -99,7 +100,7 @@ CREATE TABLE run_dataset_input_tags (
     value      TEXT    NOT NULL,
     PRIMARY KEY (run_id, dataset_id, key),
     FOREIGN KEY (run_id, dataset_id) REFERENCES run_dataset_inputs (run_id, dataset_id) ON DELETE CASCADE
-) WITHOUT ROWID;
+);
 
 CREATE TABLE run_model_inputs (
     run_id   TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
