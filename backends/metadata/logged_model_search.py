@@ -28,8 +28,9 @@ Semantics, as in MLflow's SQL store:
 Choices where MLflow's behaviour is a bug or depends on its backend: a NaN metric point
 fails every comparison but ``!=`` and sorts after numbers and before missing values;
 ``status`` accepts the stored names (``LOGGED_MODEL_READY``), MLflow's short names
-(``READY``) and its integer codes (``'2'``); double-quoted strings are unquoted; a dataset
-without a digest matches every digest of that name.
+(``READY``) and its integer codes (``'2'``); ``experiment_id`` values must be integers;
+double-quoted strings are unquoted; a dataset without a digest matches every digest of that
+name (MLflow's REST handler turns a missing digest into ``dataset_digest IS NULL``).
 """
 
 from __future__ import annotations

@@ -153,9 +153,7 @@ class SqliteMetadataStore(MetadataStore):
     async def open(self) -> None:
         try:
             self._writer = await self._connect(readonly=False)
-            mode = await (await self._writer.execute("PRAGMA journal_mode = WAL")).fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise errors.Unavailable(f"could not switch {self._path} to WAL mode")
+            await self._enable_wal(self._writer)
             await self._migrate()
             for _ in range(self._n_readers):
                 conn = await self._connect(readonly=True)
@@ -164,6 +162,22 @@ class SqliteMetadataStore(MetadataStore):
         except BaseException:
             await self.aclose()
             raise
+
+    async def _enable_wal(self, db: aiosqlite.Connection) -> None:
+        # Switching the journal mode can fail with SQLITE_BUSY without waiting on the busy
+        # handler while another process is migrating the same file, so retry for a while.
+        for attempt in range(100):
+            try:
+                mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise _translate(exc) from exc
+                await asyncio.sleep(0.1)
+                continue
+            if mode is not None and str(mode[0]).lower() == "wal":
+                return
+            break
+        raise errors.Unavailable(f"could not switch {self._path} to WAL mode")
 
     async def aclose(self) -> None:
         conns = [c for c in [self._writer, *self._all_readers] if c is not None]
@@ -911,9 +925,10 @@ class SqliteMetadataStore(MetadataStore):
                 ))
         out = []
         for mid in model_ids:
-            r = rows.get(mid)
-            if r is None:
+            row = rows.get(mid)
+            if row is None:
                 continue
+            r = row
             out.append(LoggedModel(
                 model_id=mid,
                 experiment_id=str(r["experiment_id"]),

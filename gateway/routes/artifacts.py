@@ -335,7 +335,24 @@ async def list_run_artifacts(request: web.Request) -> web.Response:
     run_id = run_id_of(msg)
     relative = validate_path(msg["path"]) if "path" in msg else None
     run = await request.app[METADATA].get_run(run_id)
-    root_uri = run.info.artifact_uri
+    return json_response(await _listing(request, run.info.artifact_uri, relative))
+
+
+MODEL_LIST = Message({"artifact_directory_path": Field("string")})
+
+
+async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+    """``GET /mlflow/logged-models/{model_id}/artifacts/directories``: a model's artifacts."""
+    msg = await read_message(request, MODEL_LIST)
+    relative = msg.get("artifact_directory_path") or None
+    if relative is not None:
+        relative = validate_path(relative)
+    model = await request.app[METADATA].get_logged_model(request.match_info["model_id"])
+    return json_response(await _listing(request, model.artifact_uri, relative))
+
+
+async def _listing(request: web.Request, root_uri: str, relative: str | None) -> dict[str, Any]:
+    """``{root_uri, files}`` for the children of ``relative`` under ``root_uri``."""
     rel_key = store_path(relative or "")
     root = proxied_root_path(root_uri)
     if root is not None and _serving(request):
@@ -350,7 +367,7 @@ async def list_run_artifacts(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"root_uri": root_uri}
     if files:
         body["files"] = files
-    return json_response(body)
+    return body
 
 
 async def _list_direct(root_uri: str, key: str) -> list[FileInfo]:
@@ -372,6 +389,8 @@ async def _list_direct(root_uri: str, key: str) -> list[FileInfo]:
 _PATH = "/artifacts/{path:.*}"
 
 ROUTES = [
+    Route("GET", "/logged-models/{model_id}/artifacts/directories", list_logged_model_artifacts,
+          Access(ResourceKind.LOGGED_MODEL, Action.READ, "model_id")),
     Route("PUT", _PATH, upload, _UPDATE, prefixes=ARTIFACTS_API),
     Route("GET", _PATH, download, _READ, prefixes=ARTIFACTS_API),
     Route("DELETE", _PATH, delete, _DELETE, prefixes=ARTIFACTS_API),

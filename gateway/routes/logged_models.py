@@ -10,7 +10,7 @@ from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from backends.metadata import validation
-from backends.metadata.entities import LoggedModelStatus, Param, Tag
+from backends.metadata.entities import LoggedModelStatus, Param
 from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.names import random_run_name

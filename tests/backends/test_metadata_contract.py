@@ -388,7 +388,7 @@ def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
     )
     procs = [subprocess.Popen([sys.executable, "-c", script, uri], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    outs = [p.communicate(timeout=60) for p in procs]
+    outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 1
 

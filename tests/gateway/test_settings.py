@@ -63,7 +63,7 @@ def test_postgres_password_is_redacted() -> None:
 def test_cli_bad_uri_fails_at_boot_with_a_clear_message(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--backend-store-uri", "bogus://x"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
     )
     assert proc.returncode != 0
     assert "unsupported backend store URI" in proc.stderr
