@@ -1,0 +1,925 @@
+"""The metadata store's logic in SQL that SQLite and PostgreSQL both run.
+
+:class:`SqlMetadataStore` implements every operation of :class:`MetadataStore` over a small
+connection protocol (:class:`Connection`: ``execute`` returning a cursor with ``fetchone``,
+``fetchall`` and ``rowcount``; ``executemany``). Statements use ``?`` placeholders; a driver
+whose placeholders differ translates them. Subclasses own connecting, migrating, and the two
+ways in: ``_tx()`` (one write transaction) and ``_read()`` (one read snapshot).
+
+Key/value tables are read ``ORDER BY rowid``: SQLite's implicit rowid, and a column of that
+name on PostgreSQL, because MLflow returns params and tags in the order they were logged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from backends import errors
+from backends.metadata import logged_model_search, search, sql_search
+from backends.metadata.base import MetadataStore
+from backends.metadata.entities import (
+    DEFAULT_WORKSPACE,
+    Dataset,
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    LoggedModel,
+    Metric,
+    ModelInput,
+    ModelOutput,
+    Page,
+    Param,
+    Run,
+    RunInfo,
+    Tag,
+    ViewType,
+)
+
+__all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
+
+_MAX_FLOAT = 1.7976931348623157e308
+_CHUNK = 500  # ids per IN (...) list
+RUN_NAME_TAG = "mlflow.runName"
+
+
+class Row(Protocol):
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    async def fetchone(self) -> Row | None: ...
+
+    async def fetchall(self) -> Iterable[Row]: ...
+
+
+class Connection(Protocol):
+    async def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class UniqueViolation(Exception):
+    """A driver's unique-constraint violation, translated by the connection adapter."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stored_value(value: float) -> tuple[float, int]:
+    """(value, is_nan) as stored: NaN is 0 with a flag, ±inf is clamped to ±max float."""
+    if math.isnan(value):
+        return 0.0, 1
+    if math.isinf(value):
+        return (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), 0
+    return value, 0
+
+
+def loaded_value(value: float, is_nan: int) -> float:
+    return math.nan if is_nan else value
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqlMetadataStore(MetadataStore):
+    """Every metadata operation, in SQL. Subclasses provide connections."""
+
+    _dialect: sql_search.Dialect = sql_search.SQLITE
+    _artifact_root: str = "mlflow-artifacts:"
+
+    @abstractmethod
+    def _tx(self) -> AbstractAsyncContextManager[Connection]:
+        """One write transaction: committed on normal exit, rolled back on an exception."""
+
+    @abstractmethod
+    def _read(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection holding one consistent read snapshot."""
+
+    async def _ensure_default_experiment(self, db: Connection) -> None:
+        cur = await db.execute("SELECT 1 FROM experiments WHERE experiment_id = 0")
+        if await cur.fetchone() is None:
+            now = now_ms()
+            await db.execute(
+                "INSERT INTO experiments (experiment_id, workspace, name, artifact_location,"
+                " lifecycle_stage, creation_time, last_update_time)"
+                " VALUES (0, ?, 'Default', ?, 'active', ?, ?)",
+                (DEFAULT_WORKSPACE, f"{self._artifact_root.rstrip('/')}/0", now, now),
+            )
+
+    # -- experiments ---------------------------------------------------------------------
+
+    @staticmethod
+    def _exp_id(experiment_id: str) -> int:
+        try:
+            return int(str(experiment_id).strip())
+        except ValueError:
+            raise errors.InvalidArgument(
+                f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
+            ) from None
+
+    async def create_experiment(
+        self,
+        name: str,
+        *,
+        artifact_root: str,
+        artifact_location: str | None = None,
+        tags: Sequence[Tag] = (),
+        workspace: str = DEFAULT_WORKSPACE,
+    ) -> str:
+        now = now_ms()
+        async with self._tx() as db:
+            try:
+                cur = await db.execute(
+                    "INSERT INTO experiments (workspace, name, artifact_location, lifecycle_stage,"
+                    " creation_time, last_update_time) VALUES (?, ?, ?, 'active', ?, ?)"
+                    " RETURNING experiment_id",
+                    (workspace, name, artifact_location or "", now, now),
+                )
+            except UniqueViolation:
+                raise errors.AlreadyExists(
+                    f"Experiment(name={name}) already exists. Error: UNIQUE constraint failed"
+                ) from None
+            row = await cur.fetchone()
+            assert row is not None
+            exp_id = row[0]
+            if not artifact_location:
+                await db.execute(
+                    "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                    (f"{artifact_root.rstrip('/')}/{exp_id}", exp_id),
+                )
+            await db.executemany(
+                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                [(exp_id, t.key, t.value) for t in tags],
+            )
+        return str(exp_id)
+
+    async def _load_experiments(
+        self, db: Connection, ids: Sequence[int]
+    ) -> list[Experiment]:
+        rows: dict[int, Row] = {}
+        tags: dict[int, list[Tag]] = {}
+        for chunk in _chunks(list(ids)):
+            cur = await db.execute(
+                f"SELECT * FROM experiments WHERE experiment_id IN ({_marks(len(chunk))})", chunk
+            )
+            for row in await cur.fetchall():
+                rows[row["experiment_id"]] = row
+            cur = await db.execute(
+                "SELECT experiment_id, key, value FROM experiment_tags"
+                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY rowid",
+                chunk,
+            )
+            for row in await cur.fetchall():
+                tags.setdefault(row[0], []).append(Tag(row[1], row[2]))
+        return [
+            Experiment(
+                experiment_id=str(r["experiment_id"]),
+                name=r["name"],
+                artifact_location=r["artifact_location"],
+                lifecycle_stage=r["lifecycle_stage"],
+                creation_time=r["creation_time"],
+                last_update_time=r["last_update_time"],
+                workspace=r["workspace"],
+                tags=tuple(tags.get(r["experiment_id"], ())),
+            )
+            for i in ids
+            if (r := rows.get(i)) is not None
+        ]
+
+    async def get_experiment(self, experiment_id: str) -> Experiment:
+        exp_id = self._exp_id(experiment_id)
+        async with self._read() as db:
+            found = await self._load_experiments(db, [exp_id])
+        if not found:
+            raise errors.NotFound(f"No Experiment with id={experiment_id} exists")
+        return found[0]
+
+    async def get_experiment_by_name(
+        self, name: str, workspace: str = DEFAULT_WORKSPACE
+    ) -> Experiment:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT experiment_id FROM experiments WHERE workspace = ? AND name = ?",
+                (workspace, name),
+            )
+            row = await cur.fetchone()
+            found = await self._load_experiments(db, [row[0]]) if row else []
+        if not found:
+            raise errors.NotFound(f"Could not find experiment with name '{name}'")
+        return found[0]
+
+    async def search_experiments(
+        self,
+        *,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        filter_string: str = "",
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
+    ) -> Page[Experiment]:
+        offset = search.decode_page_token(page_token)
+        sql, params = sql_search.build_search_experiments_sql(
+            sql_search.SQLITE, workspace, filter_string, view_type, order_by, max_results, offset
+        )
+        async with self._read() as db:
+            ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
+            items = await self._load_experiments(db, ids[:max_results])
+        token = search.encode_page_token(offset + max_results) if len(ids) > max_results else None
+        return Page(items, token)
+
+    async def _active_experiment(self, db: Connection, exp_id: int) -> Row:
+        cur = await db.execute("SELECT * FROM experiments WHERE experiment_id = ?", (exp_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"No Experiment with id={exp_id} exists")
+        return row
+
+    async def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        exp_id = self._exp_id(experiment_id)
+        async with self._tx() as db:
+            row = await self._active_experiment(db, exp_id)
+            if row["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    "Cannot rename a non-active experiment.")
+            try:
+                await db.execute(
+                    "UPDATE experiments SET name = ?, last_update_time = ? WHERE experiment_id = ?",
+                    (new_name, now_ms(), exp_id),
+                )
+            except UniqueViolation:
+                raise errors.AlreadyExists(
+                    f"Experiment(name={new_name}) already exists.") from None
+
+    async def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
+        exp_id = self._exp_id(experiment_id)
+        now = now_ms()
+        async with self._tx() as db:
+            await self._active_experiment(db, exp_id)
+            await db.execute(
+                "UPDATE experiments SET lifecycle_stage = ?, last_update_time = ?"
+                " WHERE experiment_id = ?",
+                (stage, now, exp_id),
+            )
+            deleted_time = now if stage == LifecycleStage.DELETED else None
+            await db.execute(
+                "UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE experiment_id = ?"
+                " AND lifecycle_stage != ?",
+                (stage, deleted_time, exp_id, stage),
+            )
+
+    async def delete_experiment(self, experiment_id: str) -> None:
+        await self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
+
+    async def restore_experiment(self, experiment_id: str) -> None:
+        await self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE)
+
+    async def set_experiment_tag(self, experiment_id: str, tag: Tag) -> None:
+        exp_id = self._exp_id(experiment_id)
+        async with self._tx() as db:
+            row = await self._active_experiment(db, exp_id)
+            if row["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    f"The experiment {exp_id} must be in the 'active' state. "
+                    f"Current state is {row['lifecycle_stage']}."
+                )
+            await db.execute(
+                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                (exp_id, tag.key, tag.value),
+            )
+
+    async def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        exp_id = self._exp_id(experiment_id)
+        async with self._tx() as db:
+            row = await self._active_experiment(db, exp_id)
+            if row["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    f"The experiment {exp_id} must be in the 'active' state. "
+                    f"Current state is {row['lifecycle_stage']}."
+                )
+            cur = await db.execute(
+                "DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?", (exp_id, key)
+            )
+            if cur.rowcount == 0:
+                raise errors.NotFound(f"No tag with name: {key} in experiment with id {exp_id}")
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        experiment_id: str,
+        *,
+        user_id: str,
+        run_name: str,
+        start_time: int,
+        tags: Sequence[Tag] = (),
+    ) -> Run:
+        exp_id = self._exp_id(experiment_id)
+        run_id = uuid.uuid4().hex
+        async with self._tx() as db:
+            exp = await self._active_experiment(db, exp_id)
+            if exp["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    f"The experiment {exp_id} must be in the 'active' state. "
+                    f"Current state is {exp['lifecycle_stage']}."
+                )
+            artifact_uri = f"{exp['artifact_location'].rstrip('/')}/{run_id}/artifacts"
+            await db.execute(
+                "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time,"
+                " artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, 'active')",
+                (run_id, exp_id, run_name, user_id, start_time, artifact_uri),
+            )
+            all_tags = {t.key: t.value for t in tags}
+            all_tags[RUN_NAME_TAG] = run_name
+            await db.executemany(
+                "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                [(run_id, k, v) for k, v in all_tags.items()],
+            )
+            runs = await self._load_runs(db, [run_id])
+        return runs[0]
+
+    async def _load_runs(self, db: Connection, run_ids: Sequence[str]) -> list[Run]:
+        infos: dict[str, RunInfo] = {}
+        params: dict[str, list[Param]] = {}
+        tags: dict[str, list[Tag]] = {}
+        metrics: dict[str, list[Metric]] = {}
+        dataset_inputs: dict[str, list[DatasetInput]] = {}
+        model_inputs: dict[str, list[ModelInput]] = {}
+        model_outputs: dict[str, list[ModelOutput]] = {}
+        for chunk in _chunks(list(run_ids)):
+            marks = _marks(len(chunk))
+            cur = await db.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", chunk)
+            for r in await cur.fetchall():
+                infos[r["run_id"]] = RunInfo(
+                    run_id=r["run_id"],
+                    experiment_id=str(r["experiment_id"]),
+                    run_name=r["run_name"],
+                    user_id=r["user_id"],
+                    status=r["status"],
+                    start_time=r["start_time"],
+                    end_time=r["end_time"],
+                    artifact_uri=r["artifact_uri"],
+                    lifecycle_stage=r["lifecycle_stage"],
+                )
+            cur = await db.execute(
+                f"SELECT run_id, key, value FROM run_params WHERE run_id IN ({marks})"
+                " ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                params.setdefault(r[0], []).append(Param(r[1], r[2]))
+            cur = await db.execute(
+                f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({marks})"
+                " ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
+            cur = await db.execute(
+                "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
+                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY series_id", chunk)
+            for r in await cur.fetchall():
+                metrics.setdefault(r[0], []).append(
+                    Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
+                )
+            cur = await db.execute(
+                "SELECT i.run_id, d.*, i.position FROM run_dataset_inputs i"
+                " JOIN datasets d ON d.dataset_id = i.dataset_id"
+                f" WHERE i.run_id IN ({marks}) ORDER BY i.run_id, i.position", chunk)
+            ds_rows = await cur.fetchall()
+            cur = await db.execute(
+                "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
+                f" WHERE run_id IN ({marks}) ORDER BY rowid", chunk)
+            input_tags: dict[tuple[str, int], list[Tag]] = {}
+            for r in await cur.fetchall():
+                input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
+            for r in ds_rows:
+                ds = Dataset(r["name"], r["digest"], r["source_type"], r["source"],
+                             r["schema"], r["profile"])
+                dataset_inputs.setdefault(r["run_id"], []).append(
+                    DatasetInput(ds, tuple(input_tags.get((r["run_id"], r["dataset_id"]), ())))
+                )
+            cur = await db.execute(
+                f"SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({marks})"
+                " ORDER BY model_id", chunk)
+            for r in await cur.fetchall():
+                model_inputs.setdefault(r[0], []).append(ModelInput(r[1]))
+            cur = await db.execute(
+                f"SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({marks})"
+                " ORDER BY step, model_id", chunk)
+            for r in await cur.fetchall():
+                model_outputs.setdefault(r[0], []).append(ModelOutput(r[1], r[2]))
+        return [
+            Run(
+                info=infos[rid],
+                metrics=tuple(metrics.get(rid, ())),
+                params=tuple(params.get(rid, ())),
+                tags=tuple(tags.get(rid, ())),
+                dataset_inputs=tuple(dataset_inputs.get(rid, ())),
+                model_inputs=tuple(model_inputs.get(rid, ())),
+                model_outputs=tuple(model_outputs.get(rid, ())),
+            )
+            for rid in run_ids
+            if rid in infos
+        ]
+
+    async def get_run(self, run_id: str) -> Run:
+        async with self._read() as db:
+            runs = await self._load_runs(db, [run_id])
+        if not runs:
+            raise errors.NotFound(f"Run with id={run_id} not found")
+        return runs[0]
+
+    async def _run_row(self, db: Connection, run_id: str) -> Row:
+        cur = await db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"Run with id={run_id} not found")
+        return row
+
+    async def _active_run(self, db: Connection, run_id: str) -> Row:
+        row = await self._run_row(db, run_id)
+        if row["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise errors.InvalidArgument(
+                f"The run {run_id} must be in the 'active' state. "
+                f"Current state is {row['lifecycle_stage']}."
+            )
+        return row
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> RunInfo:
+        async with self._tx() as db:
+            await self._active_run(db, run_id)
+            sets: list[str] = []
+            values: list[Any] = []
+            if status is not None:
+                sets.append("status = ?")
+                values.append(status)
+            if end_time is not None:
+                sets.append("end_time = ?")
+                values.append(end_time)
+            if run_name:
+                sets.append("run_name = ?")
+                values.append(run_name)
+                await self._upsert_tags(db, run_id, [Tag(RUN_NAME_TAG, run_name)])
+            if sets:
+                await db.execute(
+                    f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*values, run_id)
+                )
+            runs = await self._load_runs(db, [run_id])
+        return runs[0].info
+
+    async def _set_run_stage(self, run_id: str, stage: str) -> None:
+        async with self._tx() as db:
+            await self._run_row(db, run_id)
+            await db.execute(
+                "UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE run_id = ?",
+                (stage, now_ms() if stage == LifecycleStage.DELETED else None, run_id),
+            )
+
+    async def delete_run(self, run_id: str) -> None:
+        await self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    async def restore_run(self, run_id: str) -> None:
+        await self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    @staticmethod
+    async def _upsert_tags(db: Connection, run_id: str, tags: Sequence[Tag]) -> None:
+        await db.executemany(
+            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            [(run_id, t.key, t.value) for t in tags],
+        )
+        for t in tags:
+            if t.key == RUN_NAME_TAG:
+                await db.execute("UPDATE runs SET run_name = ? WHERE run_id = ?",
+                                 (t.value, run_id))
+
+    async def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> None:
+        async with self._tx() as db:
+            await self._active_run(db, run_id)
+            if params:
+                await self._insert_params(db, run_id, params)
+            if metrics:
+                await self._insert_metrics(db, [(run_id, m) for m in metrics])
+                await self._insert_model_metrics(db, run_id, metrics)
+            if tags:
+                await self._upsert_tags(db, run_id, tags)
+
+    @staticmethod
+    async def _insert_params(
+        db: Connection, run_id: str, params: Sequence[Param]
+    ) -> None:
+        existing: dict[str, str] = {}
+        keys = [p.key for p in params]
+        for chunk in _chunks(keys):
+            cur = await db.execute(
+                f"SELECT key, value FROM run_params WHERE run_id = ? AND key IN ({_marks(len(chunk))})",
+                (run_id, *chunk),
+            )
+            existing.update({r[0]: r[1] for r in await cur.fetchall()})
+        new = []
+        for p in params:
+            old = existing.get(p.key)
+            if old is None:
+                new.append((run_id, p.key, p.value))
+            elif old != p.value:
+                raise errors.Conflict(
+                    f"Changing param values is not allowed. Param with key='{p.key}' was already "
+                    f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
+                    f"'{p.value}'."
+                )
+        await db.executemany(
+            "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", new
+        )
+
+    @staticmethod
+    async def _insert_metrics(
+        db: Connection, rows: Sequence[tuple[str, Metric]]
+    ) -> None:
+        """Upsert each (run, key) series with its latest point, then insert the points;
+        identical points are skipped by the primary key."""
+        prepared = []
+        for run_id, m in rows:
+            value, is_nan = stored_value(m.value)
+            prepared.append((run_id, m.key, value, is_nan, m.timestamp, m.step))
+        # Latest = max of (step, timestamp, value), as stock keeps it.
+        await db.executemany(
+            "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
+            " latest_timestamp, latest_step) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET latest_value = excluded.latest_value,"
+            " latest_is_nan = excluded.latest_is_nan,"
+            " latest_timestamp = excluded.latest_timestamp, latest_step = excluded.latest_step"
+            " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
+            " > (latest_step, latest_timestamp, latest_value)",
+            prepared,
+        )
+        series: dict[tuple[str, str], int] = {}
+        by_run: dict[str, set[str]] = {}
+        for run_id, key, *_ in prepared:
+            by_run.setdefault(run_id, set()).add(key)
+        for run_id, keys in by_run.items():
+            for chunk in _chunks(sorted(keys)):
+                cur = await db.execute(
+                    "SELECT key, series_id FROM metric_series WHERE run_id = ?"
+                    f" AND key IN ({_marks(len(chunk))})",
+                    (run_id, *chunk),
+                )
+                for r in await cur.fetchall():
+                    series[(run_id, r[0])] = r[1]
+        await db.executemany(
+            "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(series[(run_id, key)], ts, step, value, is_nan)
+             for run_id, key, value, is_nan, ts, step in prepared],
+        )
+
+    async def delete_tag(self, run_id: str, key: str) -> None:
+        async with self._tx() as db:
+            await self._active_run(db, run_id)
+            cur = await db.execute(
+                "DELETE FROM run_tags WHERE run_id = ? AND key = ?", (run_id, key)
+            )
+            if cur.rowcount == 0:
+                raise errors.NotFound(f"No tag with name: {key} in run with id {run_id}")
+
+    async def get_metric_history(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[Metric]:
+        offset = search.decode_page_token(page_token)
+        limit = 2**62 if max_results is None else max_results + 1  # no portable "no limit"
+        async with self._read() as db:
+            await self._run_row(db, run_id)
+            cur = await db.execute(
+                "SELECT p.timestamp, p.step, p.value, p.is_nan FROM metric_points p"
+                " JOIN metric_series s ON s.series_id = p.series_id"
+                " WHERE s.run_id = ? AND s.key = ?"
+                " ORDER BY p.timestamp, p.step, p.value LIMIT ? OFFSET ?",
+                (run_id, key, limit, offset),
+            )
+            rows = await cur.fetchall()
+        items = [Metric(key, loaded_value(r[2], r[3]), r[0], r[1], run_id=run_id) for r in rows]
+        token = None
+        if max_results is not None and len(items) > max_results:
+            items = items[:max_results]
+            token = search.encode_page_token(offset + max_results)
+        return Page(items, token)
+
+    async def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str = "",
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+    ) -> Page[Run]:
+        offset = search.decode_page_token(page_token)
+        exp_ids = [self._exp_id(e) for e in experiment_ids]
+        sql, params = sql_search.build_search_runs_sql(
+            sql_search.SQLITE, exp_ids, filter_string, view_type, order_by, max_results, offset
+        )
+        async with self._read() as db:
+            ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
+            runs = await self._load_runs(db, ids[:max_results])
+        token = search.encode_page_token(offset + max_results) if len(ids) > max_results else None
+        return Page(runs, token)
+
+    async def log_inputs(
+        self,
+        run_id: str,
+        *,
+        datasets: Sequence[DatasetInput] = (),
+        models: Sequence[ModelInput] = (),
+    ) -> None:
+        async with self._tx() as db:
+            run = await self._active_run(db, run_id)
+            exp_id = run["experiment_id"]
+            cur = await db.execute(
+                "SELECT COALESCE(MAX(position), -1) FROM run_dataset_inputs WHERE run_id = ?",
+                (run_id,),
+            )
+            row = await cur.fetchone()
+            position = int(row[0]) + 1 if row else 0
+            for item in datasets:
+                ds = item.dataset
+                await db.execute(
+                    "INSERT INTO datasets (experiment_id, name, digest, source_type, source,"
+                    " schema, profile) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+                    (exp_id, ds.name, ds.digest, ds.source_type, ds.source, ds.schema,
+                     ds.profile),
+                )
+                cur = await db.execute(
+                    "SELECT dataset_id FROM datasets WHERE experiment_id = ? AND name = ?"
+                    " AND digest = ?", (exp_id, ds.name, ds.digest))
+                ds_row = await cur.fetchone()
+                assert ds_row is not None
+                dataset_id = ds_row[0]
+                cur = await db.execute(
+                    "INSERT INTO run_dataset_inputs (run_id, dataset_id, position)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (run_id, dataset_id, position),
+                )
+                if cur.rowcount:
+                    position += 1
+                await db.executemany(
+                    "INSERT INTO run_dataset_input_tags (run_id, dataset_id, key, value)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (run_id, dataset_id, key)"
+                    " DO UPDATE SET value = excluded.value",
+                    [(run_id, dataset_id, t.key, t.value) for t in item.tags],
+                )
+            await db.executemany(
+                "INSERT INTO run_model_inputs (run_id, model_id) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(run_id, m.model_id) for m in models],
+            )
+
+    async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
+        async with self._tx() as db:
+            await self._active_run(db, run_id)
+            await db.executemany(
+                "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+                [(run_id, m.model_id, m.step) for m in models],
+            )
+
+    # -- logged models -------------------------------------------------------------------
+
+    @staticmethod
+    async def _insert_model_metrics(
+        db: Connection, run_id: str, metrics: Sequence[Metric]
+    ) -> None:
+        rows = []
+        for m in metrics:
+            if m.model_id:
+                value, is_nan = stored_value(m.value)
+                rows.append((m.model_id, m.key, m.timestamp, m.step, run_id, value, is_nan,
+                             m.dataset_name, m.dataset_digest))
+        if not rows:
+            return
+        ids = sorted({r[0] for r in rows})
+        cur = await db.execute(
+            f"SELECT model_id FROM logged_models WHERE model_id IN ({_marks(len(ids))})", ids)
+        known = {r[0] for r in await cur.fetchall()}
+        if missing_ids := [i for i in ids if i not in known]:
+            raise errors.NotFound(f"Logged model with ID '{missing_ids[0]}' not found.")
+        await db.executemany(
+            "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
+            " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (model_id, key, timestamp, step, run_id)"
+            " DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
+            " dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest",
+            rows,
+        )
+
+    async def _load_models(
+        self, db: Connection, model_ids: Sequence[str]
+    ) -> list[LoggedModel]:
+        rows: dict[str, Row] = {}
+        tags: dict[str, list[Tag]] = {}
+        params: dict[str, list[Param]] = {}
+        metrics: dict[str, list[Metric]] = {}
+        for chunk in _chunks(list(model_ids)):
+            marks = _marks(len(chunk))
+            cur = await db.execute(f"SELECT * FROM logged_models WHERE model_id IN ({marks})",
+                                   chunk)
+            rows.update({r["model_id"]: r for r in await cur.fetchall()})
+            cur = await db.execute(
+                f"SELECT model_id, key, value FROM logged_model_tags WHERE model_id IN ({marks})"
+                " ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
+            cur = await db.execute(
+                "SELECT model_id, key, value FROM logged_model_params"
+                f" WHERE model_id IN ({marks}) ORDER BY rowid", chunk)
+            for r in await cur.fetchall():
+                params.setdefault(r[0], []).append(Param(r[1], r[2]))
+            cur = await db.execute(
+                "SELECT * FROM logged_model_metrics"
+                f" WHERE model_id IN ({marks}) ORDER BY key, timestamp, step, run_id", chunk)
+            for r in await cur.fetchall():
+                metrics.setdefault(r["model_id"], []).append(Metric(
+                    r["key"], loaded_value(r["value"], r["is_nan"]), r["timestamp"], r["step"],
+                    model_id=r["model_id"], dataset_name=r["dataset_name"],
+                    dataset_digest=r["dataset_digest"], run_id=r["run_id"],
+                ))
+        out = []
+        for mid in model_ids:
+            row = rows.get(mid)
+            if row is None:
+                continue
+            r = row
+            out.append(LoggedModel(
+                model_id=mid,
+                experiment_id=str(r["experiment_id"]),
+                name=r["name"],
+                artifact_uri=r["artifact_location"],
+                creation_timestamp_ms=r["creation_timestamp_ms"],
+                last_updated_timestamp_ms=r["last_updated_timestamp_ms"],
+                status=r["status"],
+                model_type=r["model_type"] or "",
+                source_run_id=r["source_run_id"],
+                status_message=r["status_message"],
+                lifecycle_stage=r["lifecycle_stage"],
+                tags=tuple(tags.get(mid, ())),
+                params=tuple(params.get(mid, ())),
+                metrics=tuple(metrics.get(mid, ())),
+            ))
+        return out
+
+    async def create_logged_model(
+        self,
+        experiment_id: str,
+        *,
+        name: str,
+        model_type: str = "",
+        source_run_id: str | None = None,
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> LoggedModel:
+        exp_id = self._exp_id(experiment_id)
+        model_id = f"m-{uuid.uuid4().hex}"
+        now = now_ms()
+        async with self._tx() as db:
+            exp = await self._active_experiment(db, exp_id)
+            if exp["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise errors.InvalidArgument(
+                    f"The experiment {exp_id} must be in the 'active' state. "
+                    f"Current state is {exp['lifecycle_stage']}."
+                )
+            location = f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
+            await db.execute(
+                "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,"
+                " creation_timestamp_ms, last_updated_timestamp_ms, status, model_type,"
+                " source_run_id) VALUES (?, ?, ?, ?, ?, ?, 'LOGGED_MODEL_PENDING', ?, ?)",
+                (model_id, exp_id, name, location, now, now, model_type, source_run_id),
+            )
+            await db.executemany(
+                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value", [(model_id, p.key, p.value) for p in params])
+            await db.executemany(
+                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                [(model_id, t.key, t.value) for t in tags])
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def _model_row(self, db: Connection, model_id: str,
+                         allow_deleted: bool = False) -> Row:
+        cur = await db.execute("SELECT * FROM logged_models WHERE model_id = ?", (model_id,))
+        row = await cur.fetchone()
+        if row is None or (not allow_deleted and row["lifecycle_stage"] != LifecycleStage.ACTIVE):
+            raise errors.NotFound(f"Logged model with ID '{model_id}' not found.")
+        return row
+
+    async def get_logged_model(self, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+        async with self._read() as db:
+            await self._model_row(db, model_id, allow_deleted)
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.execute(
+                "UPDATE logged_models SET status = ?, last_updated_timestamp_ms = ?"
+                " WHERE model_id = ?", (status, now_ms(), model_id))
+            return (await self._load_models(db, [model_id]))[0]
+
+    async def delete_logged_model(self, model_id: str) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.execute(
+                "UPDATE logged_models SET lifecycle_stage = 'deleted',"
+                " last_updated_timestamp_ms = ? WHERE model_id = ?", (now_ms(), model_id))
+
+    async def set_logged_model_tags(self, model_id: str, tags: Sequence[Tag]) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            await db.executemany(
+                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                [(model_id, t.key, t.value) for t in tags])
+            await db.execute("UPDATE logged_models SET last_updated_timestamp_ms = ?"
+                             " WHERE model_id = ?", (now_ms(), model_id))
+
+    async def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            cur = await db.execute(
+                "DELETE FROM logged_model_tags WHERE model_id = ? AND key = ?", (model_id, key))
+            if cur.rowcount == 0:
+                raise errors.NotFound(
+                    f"No tag with key {key!r} found for model with ID {model_id!r}.")
+
+    async def log_logged_model_params(self, model_id: str, params: Sequence[Param]) -> None:
+        async with self._tx() as db:
+            await self._model_row(db, model_id)
+            cur = await db.execute(
+                "SELECT key, value FROM logged_model_params WHERE model_id = ?", (model_id,))
+            existing = {r[0]: r[1] for r in await cur.fetchall()}
+            for p in params:
+                if p.key in existing and existing[p.key] != p.value:
+                    raise errors.Conflict(
+                        f"Changing param values is not allowed. Param with key='{p.key}' was "
+                        f"already logged with value='{existing[p.key]}' for model ID="
+                        f"'{model_id}'. Attempted logging new value '{p.value}'.")
+            await db.executemany(
+                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING", [(model_id, p.key, p.value) for p in params])
+
+    async def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str = "",
+        datasets: Sequence[dict[str, str]] = (),
+        max_results: int = 100,
+        order_by: Sequence[dict[str, object]] = (),
+        page_token: str | None = None,
+    ) -> Page[LoggedModel]:
+        exp_ids = [self._exp_id(e) for e in experiment_ids]
+        offset = logged_model_search.decode_page_token(
+            page_token, exp_ids, filter_string, order_by)
+        sql, params = logged_model_search.build_search_logged_models_sql(
+            sql_search.SQLITE, exp_ids, filter_string, datasets, order_by, max_results, offset)
+        async with self._read() as db:
+            ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
+            models = await self._load_models(db, ids[:max_results])
+        token = None
+        if len(ids) > max_results:
+            token = logged_model_search.encode_page_token(
+                offset + max_results, exp_ids, filter_string, order_by)
+        return Page(models, token)
