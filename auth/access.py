@@ -20,6 +20,8 @@ class ResourceKind(enum.StrEnum):
     LOGGED_MODEL = "logged_model"
     REGISTERED_MODEL = "registered_model"
     ARTIFACT_PATH = "artifact_path"  # a path under the artifacts destination
+    GRANT_TARGET = "grant_target"  # the experiment or model a permission change is about
+    SERVER = "server"  # server-wide administration: users, teams, audit
 
 
 class Action(enum.StrEnum):

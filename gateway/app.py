@@ -10,8 +10,9 @@ from aiohttp import web
 from backends.artifacts.base import ArtifactStore
 from backends.metadata.base import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
+from gateway.batcher import Batcher
 from gateway.errors import error_middleware
-from gateway.keys import ARTIFACTS, METADATA, SETTINGS
+from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
 
@@ -29,8 +30,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_metadata_ctx)
+    app.cleanup_ctx.append(_batcher_ctx)  # cleaned up first: drains before the store closes
     if settings.serve_artifacts:
         app.cleanup_ctx.append(_artifacts_ctx)
+    if settings.auth or settings.workspaces_enabled:
+        app.cleanup_ctx.append(_security_ctx)
     install(app, all_routes())
     return app
 
@@ -38,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _metadata_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store: MetadataStore = open_metadata_store(
-        settings.backend_store_uri, readers=settings.sqlite_readers
+        settings.backend_store_uri, **settings.metadata_store_options()
     )
     await store.open()
     log.info("metadata store: %s", redact_uri(settings.backend_store_uri))
@@ -49,9 +53,40 @@ async def _metadata_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.aclose()
 
 
+async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    batcher = Batcher(
+        app[METADATA],
+        max_rows=settings.batch_max_rows,
+        max_delay=settings.batch_max_delay_ms / 1000,
+        max_queue_rows=settings.batch_queue_rows,
+        queue_timeout=settings.batch_queue_timeout,
+    )
+    batcher.start()
+    app[BATCHER] = batcher
+    try:
+        yield
+    finally:
+        await batcher.close()
+
+
+async def _security_ctx(app: web.Application) -> AsyncIterator[None]:
+    from gateway.security import SECURITY, Security
+
+    security = Security(app[METADATA], app[SETTINGS])
+    security.start()
+    app[SECURITY] = security
+    try:
+        yield
+    finally:
+        await security.close()
+
+
 async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store: ArtifactStore = open_artifact_store(settings.artifacts_destination)
+    store: ArtifactStore = open_artifact_store(
+        settings.artifacts_destination, **settings.artifact_store_options()
+    )
     await store.open()
     log.info("artifacts destination: %s", redact_uri(settings.artifacts_destination))
     app[ARTIFACTS] = store

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from backends.errors import BackendError
 from backends.registry import open_metadata_store, redact_uri
 from gateway.settings import SETTINGS, ConfigError, Settings
 
@@ -66,6 +67,10 @@ def main() -> None:
 def serve(**flags: Any) -> None:
     """Serve the MLflow tracking API and the artifact proxy."""
     settings = _build(flags)
+    try:
+        settings.check_exposure()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     _configure_logging(settings.log_level)
     log.info("starting mlgate with %s", settings.public_dict())
     # Migrate once, in this process, before any worker accepts requests.
@@ -112,12 +117,35 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
 
 
 async def _upgrade(settings: Settings) -> int:
-    store = open_metadata_store(settings.backend_store_uri, readers=1)
-    await store.open()  # open() migrates under the database's lock
+    options = {**settings.metadata_store_options(), "readers": 1, "pool_size": 1}
+    store = open_metadata_store(settings.backend_store_uri, **options)
     try:
+        await store.open()  # open() migrates under the database's lock
+    except BackendError as exc:  # unreachable database, stock MLflow database, ...: one line
+        raise click.ClickException(str(exc)) from None
+    try:
+        if settings.auth:
+            await _bootstrap_admin(store, settings)
         return await store.schema_version()
     finally:
         await store.aclose()
+
+
+async def _bootstrap_admin(store: Any, settings: Settings) -> None:
+    import os
+
+    from gateway.cli_auth import ADMIN_PASSWORD_ENV, bootstrap_admin
+
+    password = os.environ.get(ADMIN_PASSWORD_ENV, "")
+    if settings.admin_username and password:
+        if await bootstrap_admin(store, settings.admin_username, password):
+            log.info("created admin user %s", settings.admin_username)
+    elif settings.admin_username:
+        log.warning("--admin-username given without %s; no admin created", ADMIN_PASSWORD_ENV)
+    if not await store.list_users():
+        log.warning("authentication is on and there are no users: create an admin with "
+                    "`mlgate users create-admin NAME` or MLGATE_ADMIN_USERNAME/%s",
+                    ADMIN_PASSWORD_ENV)
 
 
 @main.group()
@@ -135,6 +163,15 @@ def upgrade(url: str | None, backend_store_uri: str | None) -> None:
     version = asyncio.run(_upgrade(settings))
     click.echo(f"{redact_uri(settings.backend_store_uri)} is at schema version {version}")
 
+
+def _add_auth_commands() -> None:
+    from gateway.cli_auth import teams, tokens, users
+
+    for group in (users, tokens, teams):
+        main.add_command(group)
+
+
+_add_auth_commands()
 
 if __name__ == "__main__":
     main()

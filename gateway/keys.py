@@ -6,10 +6,12 @@ from aiohttp import web
 
 from backends.artifacts.base import ArtifactStore
 from backends.metadata.base import MetadataStore
+from gateway.batcher import Batcher
 from gateway.settings import Settings
 
-__all__ = ["ARTIFACTS", "METADATA", "SETTINGS"]
+__all__ = ["ARTIFACTS", "BATCHER", "METADATA", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 METADATA = web.AppKey("metadata", MetadataStore)
 ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
+BATCHER = web.AppKey("batcher", Batcher)

@@ -12,6 +12,7 @@ import base64
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -47,6 +48,15 @@ class Field:
 class Message:
     fields: Mapping[str, Field] = field(default_factory=dict)
 
+    @cached_property
+    def plan(self) -> tuple[tuple[str, str, Field], ...]:
+        """(snake name, camelCase name, spec) of each field, computed once."""
+        return tuple((name, _camel(name), spec) for name, spec in self.fields.items())
+
+
+def _path(prefix: str, name: str, index: int | None) -> str:
+    return f"{prefix}{name}" if index is None else f"{prefix}{name}[{index}]"
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -75,15 +85,28 @@ _SPECIAL_DOUBLES = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.in
                     "inf": math.inf, "-inf": -math.inf}
 
 
-def _scalar(spec: Field, value: Any, path: str) -> Any:
+def _scalar(spec: Field, value: Any, prefix: str, name: str, index: int | None = None) -> Any:
+    """``value`` checked and converted; the field's path (for messages) is only built when
+    something is wrong, or to parse a nested message."""
+    try:
+        return _convert(spec, value, prefix, name, index)
+    except _BadType:
+        raise _bad_type(_path(prefix, name, index), value) from None
+
+
+class _BadType(Exception):
+    pass
+
+
+def _convert(spec: Field, value: Any, prefix: str, name: str, index: int | None) -> Any:
     kind = spec.kind
     if kind == "string":
         if not isinstance(value, str):
-            raise _bad_type(path, value)
+            raise _BadType
         return value
     if kind == "int64":
         if isinstance(value, bool):
-            raise _bad_type(path, value)
+            raise _BadType
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -93,10 +116,10 @@ def _scalar(spec: Field, value: Any, path: str) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
-        raise _bad_type(path, value)
+        raise _BadType
     if kind == "double":
         if isinstance(value, bool):
-            raise _bad_type(path, value)
+            raise _BadType
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -107,41 +130,41 @@ def _scalar(spec: Field, value: Any, path: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise _bad_type(path, value)
+        raise _BadType
     if kind == "bool":
         if isinstance(value, bool):
             return value
         if value in ("true", "false"):
             return value == "true"
-        raise _bad_type(path, value)
+        raise _BadType
     if kind == "enum":
         assert spec.enum is not None
         if isinstance(value, str) and value in spec.enum:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            for name, number in spec.enum.items():
+            for label, number in spec.enum.items():
                 if number == value:
-                    return name
+                    return label
         raise invalid_parameter(
-            f"Invalid value {_dumps(value)} for parameter '{path}' supplied." + _HINT
+            f"Invalid value {_dumps(value)} for parameter '{_path(prefix, name, index)}'"
+            " supplied." + _HINT
         )
     if kind == "bytes":
         if not isinstance(value, str):
-            raise _bad_type(path, value)
+            raise _BadType
         return value
     if kind == "message":
         assert spec.message is not None
         if not isinstance(value, dict):
-            raise _bad_type(path, value)
-        return parse(value, spec.message, path + ".")
+            raise _BadType
+        return parse(value, spec.message, _path(prefix, name, index) + ".")
     raise AssertionError(kind)
 
 
 def parse(obj: Mapping[str, Any], message: Message, prefix: str = "") -> dict[str, Any]:
     """Parse one JSON object against ``message``. Raises :class:`MlflowError` (400)."""
     out: dict[str, Any] = {}
-    for name, spec in message.fields.items():
-        camel = _camel(name)
+    for name, camel, spec in message.plan:
         has_snake = name in obj
         if camel != name and camel in obj:
             if has_snake:
@@ -155,13 +178,12 @@ def parse(obj: Mapping[str, Any], message: Message, prefix: str = "") -> dict[st
             continue
         if raw is None:
             continue
-        path = prefix + name
         if spec.repeated:
             if not isinstance(raw, list):
-                raise _bad_type(path, raw)
-            out[name] = [_scalar(spec, item, f"{path}[{i}]") for i, item in enumerate(raw)]
+                raise _bad_type(prefix + name, raw)
+            out[name] = [_scalar(spec, item, prefix, name, i) for i, item in enumerate(raw)]
         else:
-            out[name] = _scalar(spec, raw, path)
+            out[name] = _scalar(spec, raw, prefix, name)
     return out
 
 
@@ -198,8 +220,8 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
 
 def _query_to_obj(query: MultiMapping[str], message: Message) -> dict[str, Any]:
     obj: dict[str, Any] = {}
-    for name, spec in message.fields.items():
-        for key in (name, _camel(name)):
+    for name, camel, spec in message.plan:
+        for key in (name, camel):
             if key in query:
                 values = query.getall(key)
                 obj[key] = values if spec.repeated else values[-1]

@@ -21,7 +21,16 @@ from backends.metadata.entities import (
     Tag,
 )
 
-__all__ = ["experiment", "json_response", "logged_model", "metric", "run", "run_info", "tags"]
+__all__ = [
+    "experiment",
+    "history_points",
+    "json_response",
+    "logged_model",
+    "metric",
+    "run",
+    "run_info",
+    "tags",
+]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -52,6 +61,15 @@ def metric(m: Metric, *, with_run_id: bool = False) -> dict[str, Any]:
     if with_run_id and m.run_id is not None:
         out["run_id"] = m.run_id
     return out
+
+
+def history_points(
+    key: str, points: list[tuple[int, int, float | None]]
+) -> list[dict[str, Any]]:
+    """What :func:`metric` renders for each ``(timestamp, step, value)`` of ``key``'s history
+    (``None``: NaN; no dataset, model or run fields), without a :class:`Metric` per point."""
+    return [{"key": key, "value": "NaN" if value is None else value, "timestamp": ts,
+             "step": step} for ts, step, value in points]
 
 
 def experiment(e: Experiment) -> dict[str, Any]:

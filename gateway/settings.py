@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from backends.registry import (
     MissingDependency,
     UnsupportedScheme,
+    artifact_scheme,
     open_artifact_store,
     open_metadata_store,
     redact_uri,
@@ -78,6 +79,25 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--serve-artifacts/--no-serve-artifacts",
         type=bool,
     ),
+    Setting("s3_endpoint_url", None, "Endpoint of an S3-compatible server (MinIO, SeaweedFS...) "
+            "for an s3:// destination. Credentials come from AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY or botocore's other sources.",
+            _env("S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")),
+    Setting("azure_api_version", None, "Azure Blob REST API version to pin (for Azurite or "
+            "Azure Stack); default: the SDK's. Credentials come from "
+            "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCESS_KEY.",
+            _env("AZURE_API_VERSION")),
+    Setting("artifact_part_size", 8 * 1024 * 1024, "Bytes per S3 part or Azure block when an "
+            "upload streams to object storage (S3: at least 5 MiB). One part is buffered at a "
+            "time per part in flight.", _env("ARTIFACT_PART_SIZE"), type=int),
+    Setting("artifact_upload_concurrency", 2, "Parts or blocks of one upload sent to object "
+            "storage at once. Memory per upload is about part size x (this + 1).",
+            _env("ARTIFACT_UPLOAD_CONCURRENCY"), type=int),
+    Setting("artifact_multipart", "proxy", "MLflow's multipart upload API (mpu/*) on S3 and "
+            "Azure: proxy = parts are PUT to the gateway, which forwards them (auth and "
+            "audit see every byte); presigned = clients PUT parts straight to S3 via "
+            "presigned URLs and download through presigned URLs, as stock; off = single "
+            "streamed PUTs only.", _env("ARTIFACT_MULTIPART")),
     Setting("workers", 1, "Worker processes sharing the port.", _env("WORKERS", "MLFLOW_WORKERS"),
             type=int),
     Setting(
@@ -91,9 +111,63 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("sqlite_readers", 4, "Read connections of the SQLite store.",
             _env("SQLITE_READERS"), type=int),
+    Setting("db_pool_size", 5, "PostgreSQL connections the pool keeps open.",
+            _env("DB_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"), type=int),
+    Setting("db_max_overflow", 10, "Extra PostgreSQL connections allowed under a burst, "
+            "closed again as soon as they are idle. -1: no limit.",
+            _env("DB_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"), type=int),
+    Setting("db_pool_recycle", -1, "Seconds after which a PostgreSQL connection is closed and "
+            "replaced instead of reused. -1: never.",
+            _env("DB_POOL_RECYCLE", "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"), type=int),
+    Setting("db_pool_timeout", 30.0, "Seconds a request waits for a PostgreSQL connection "
+            "before it gets 503 TEMPORARILY_UNAVAILABLE.", _env("DB_POOL_TIMEOUT"),
+            type=float),
+    Setting("db_pgbouncer", False, "PostgreSQL is reached through PgBouncer in transaction "
+            "pooling mode: disable the prepared-statement cache.", _env("DB_PGBOUNCER"),
+            flag="--db-pgbouncer/--no-db-pgbouncer", type=bool),
+    Setting("sqlite_synchronous", "full", "SQLite's synchronous mode: full (every commit "
+            "reaches the disk before it is acknowledged; survives power loss) or normal (WAL "
+            "is synced at checkpoints; survives a crash or kill of mlgate, may lose the last "
+            "commits on power loss or an OS crash, and commits are much faster).",
+            _env("SQLITE_SYNCHRONOUS")),
+    Setting("batch_max_rows", 5000, "Rows (metrics, params, tags) the metric batcher commits "
+            "in one transaction at most.", _env("BATCH_MAX_ROWS"), type=int),
+    Setting("batch_max_delay_ms", 0.0, "How long the batcher lingers after the oldest pending "
+            "write for more to join its transaction, unless batch_max_rows are pending "
+            "first. 0: commit as soon as the previous commit is done (batches still grow "
+            "under load).", _env("BATCH_MAX_DELAY_MS"), type=float),
+    Setting("batch_queue_rows", 100_000, "Rows that may wait for the batcher; beyond it "
+            "requests wait up to batch_queue_timeout, then get 503 with Retry-After.",
+            _env("BATCH_QUEUE_ROWS"), type=int),
+    Setting("batch_queue_timeout", 5.0, "Seconds a write waits for room in a full batcher "
+            "queue before it gets 503.", _env("BATCH_QUEUE_TIMEOUT"), type=float),
     Setting("shutdown_timeout", 30.0, "Seconds to finish in-flight requests on SIGTERM.",
             _env("SHUTDOWN_TIMEOUT"), type=float),
     Setting("log_level", "info", "Log level: debug, info, warning, error.", _env("LOG_LEVEL")),
+    Setting("auth", False, "Authenticate every request (HTTP Basic or API token) and check "
+            "permissions. Without it mlgate only listens on a loopback address unless "
+            "--insecure-no-auth is given.", _env("AUTH"), flag="--auth/--no-auth", type=bool),
+    Setting("insecure_no_auth", False, "Allow serving without authentication on a "
+            "non-loopback address.", _env("INSECURE_NO_AUTH"),
+            flag="--insecure-no-auth/--no-insecure-no-auth", type=bool),
+    Setting("enable_workspaces", False, "Serve MLflow workspaces (teams): the "
+            "X-MLFLOW-WORKSPACE header selects one. Always on with --auth.",
+            _env("ENABLE_WORKSPACES", "MLFLOW_ENABLE_WORKSPACES"),
+            flag="--enable-workspaces/--no-enable-workspaces", type=bool),
+    Setting("admin_username", None, "With --auth: create this admin at start if no user "
+            "has that name, with the password in MLGATE_ADMIN_PASSWORD (never a flag). "
+            "There is no default admin or password.", _env("ADMIN_USERNAME")),
+    Setting("auth_member_default", "NO_PERMISSIONS", "Permission a team member has on "
+            "experiments and registered models of the team that nobody granted them: "
+            "NO_PERMISSIONS, READ, USE, EDIT or MANAGE.", _env("AUTH_MEMBER_DEFAULT")),
+    Setting("auth_cache_seconds", 30.0, "How long a verified password, a token and a "
+            "user's roles are cached per process; 0 disables the cache.",
+            _env("AUTH_CACHE_SECONDS"), type=float),
+    Setting("auth_max_failures", 10, "Failed logins allowed per user name and per client "
+            "address within --auth-failure-window; more get 429 until the window passes.",
+            _env("AUTH_MAX_FAILURES"), type=int),
+    Setting("auth_failure_window", 300.0, "Seconds over which failed logins are counted.",
+            _env("AUTH_FAILURE_WINDOW"), type=float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -127,11 +201,34 @@ class Settings:
     artifacts_destination: str = "./mlartifacts"
     default_artifact_root: str | None = None
     serve_artifacts: bool = True
+    s3_endpoint_url: str | None = None
+    azure_api_version: str | None = None
+    artifact_part_size: int = 8 * 1024 * 1024
+    artifact_upload_concurrency: int = 2
+    artifact_multipart: str = "proxy"
     workers: int = 1
     truncate_long_values: bool = False
     sqlite_readers: int = 4
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pool_recycle: int = -1
+    db_pool_timeout: float = 30.0
+    db_pgbouncer: bool = False
+    sqlite_synchronous: str = "full"
+    batch_max_rows: int = 5000
+    batch_max_delay_ms: float = 0.0
+    batch_queue_rows: int = 100_000
+    batch_queue_timeout: float = 5.0
     shutdown_timeout: float = 30.0
     log_level: str = "info"
+    auth: bool = False
+    insecure_no_auth: bool = False
+    enable_workspaces: bool = False
+    admin_username: str | None = None
+    auth_member_default: str = "NO_PERMISSIONS"
+    auth_cache_seconds: float = 30.0
+    auth_max_failures: int = 10
+    auth_failure_window: float = 300.0
 
     @classmethod
     def from_sources(
@@ -167,10 +264,34 @@ class Settings:
             raise ConfigError("--workers: must be at least 1")
         if self.sqlite_readers < 1:
             raise ConfigError("--sqlite-readers: must be at least 1")
+        if self.db_pool_size < 1:
+            raise ConfigError("--db-pool-size: must be at least 1")
+        if self.db_max_overflow < -1:
+            raise ConfigError("--db-max-overflow: must be -1 (no limit) or more")
+        if not self.db_pool_timeout > 0:
+            raise ConfigError("--db-pool-timeout: must be more than 0")
+        if self.sqlite_synchronous.lower() not in ("full", "normal"):
+            raise ConfigError(f"--sqlite-synchronous: expected full or normal, got "
+                              f"{self.sqlite_synchronous!r}")
+        if self.batch_max_rows < 1:
+            raise ConfigError("--batch-max-rows: must be at least 1")
+        if self.batch_queue_rows < self.batch_max_rows:
+            raise ConfigError("--batch-queue-rows: must be at least --batch-max-rows")
+        if self.batch_max_delay_ms < 0 or self.batch_queue_timeout < 0:
+            raise ConfigError("--batch-max-delay-ms and --batch-queue-timeout must not be "
+                              "negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
+        if self.auth_member_default.upper() not in ("NO_PERMISSIONS", "READ", "USE", "EDIT",
+                                                    "MANAGE"):
+            raise ConfigError(f"--auth-member-default: unknown permission "
+                              f"{self.auth_member_default!r}")
+        if self.auth_cache_seconds < 0 or self.auth_failure_window <= 0 \
+                or self.auth_max_failures < 1:
+            raise ConfigError("--auth-cache-seconds must not be negative; "
+                              "--auth-failure-window and --auth-max-failures must be positive")
         self._check_uri("--backend-store-uri", self.backend_store_uri, metadata=True)
-        self._check_uri("--artifacts-destination", self.artifacts_destination, metadata=False)
+        self._check_artifacts()
         if self.default_artifact_root is not None:
             root = self.default_artifact_root
             if not root.strip():
@@ -191,6 +312,63 @@ class Settings:
                 open_artifact_store(uri)
         except (UnsupportedScheme, MissingDependency, ValueError) as exc:
             raise ConfigError(f"{option}: {exc}") from None
+
+    def _check_artifacts(self) -> None:
+        if self.artifact_multipart not in ("proxy", "presigned", "off"):
+            raise ConfigError("--artifact-multipart: expected proxy, presigned or off, got "
+                              f"{self.artifact_multipart!r}")
+        if self.artifact_upload_concurrency < 1:
+            raise ConfigError("--artifact-upload-concurrency: must be at least 1")
+        if self.artifact_part_size < 1:
+            raise ConfigError("--artifact-part-size: must be positive")
+        uri = self.artifacts_destination
+        if not uri or not uri.strip():
+            raise ConfigError("--artifacts-destination: must not be empty")
+        try:
+            open_artifact_store(uri, **self.artifact_store_options())
+        except (UnsupportedScheme, MissingDependency, ValueError) as exc:
+            raise ConfigError(f"--artifacts-destination: {exc}") from None
+
+    @property
+    def workspaces_enabled(self) -> bool:
+        return self.enable_workspaces or self.auth
+
+    def check_exposure(self) -> None:
+        """Refuse to serve without authentication on anything but a loopback address."""
+        if self.auth or self.insecure_no_auth:
+            return
+        if self.host not in ("127.0.0.1", "localhost", "::1") \
+                and not self.host.startswith("127."):
+            raise ConfigError(
+                f"--host {self.host}: refusing to serve without authentication on a "
+                "non-loopback address; add --auth (recommended) or --insecure-no-auth")
+
+    def artifact_store_options(self) -> dict[str, Any]:
+        """Keyword options for :func:`backends.registry.open_artifact_store` on
+        ``artifacts_destination``: the object stores' tuning and endpoints; none for a
+        local folder."""
+        scheme = artifact_scheme(self.artifacts_destination)
+        if scheme == "s3":
+            return {"endpoint_url": self.s3_endpoint_url, "part_size": self.artifact_part_size,
+                    "upload_concurrency": self.artifact_upload_concurrency}
+        if scheme in ("wasbs", "wasb", "azure", "az"):
+            return {"api_version": self.azure_api_version,
+                    "block_size": self.artifact_part_size,
+                    "upload_concurrency": self.artifact_upload_concurrency}
+        return {}
+
+    def metadata_store_options(self) -> dict[str, Any]:
+        """Keyword options for :func:`backends.registry.open_metadata_store`; each store takes
+        the ones it knows."""
+        return {
+            "readers": self.sqlite_readers,
+            "synchronous": self.sqlite_synchronous.lower(),
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "pool_recycle": self.db_pool_recycle,
+            "pool_timeout": self.db_pool_timeout,
+            "pgbouncer": self.db_pgbouncer,
+        }
 
     def public_dict(self) -> dict[str, Any]:
         """Settings with secrets redacted, for logs."""

@@ -22,10 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgtools import PgDatabases
 
 # tests/e2e/session.py holds the acceptance assertions shared by the e2e modules; let pytest
 # rewrite its asserts so a failure shows the values.
 pytest.register_assert_rewrite("session")
+
+# Object-store servers (moto, SeaweedFS, Azurite) and per-test buckets/containers.
+from object_stores import (  # noqa: F401
+    azurite_container,
+    azurite_server,
+    moto_bucket,
+    moto_s3_server,
+    seaweedfs_bucket,
+    seaweedfs_server,
+)
 
 __all__ = ["ServerProcess", "free_port", "start_server", "stop_server"]
 
@@ -140,11 +151,13 @@ def start_server(
         time.sleep(0.1)
 
 
-def mlgate_command(port: int, workdir: Path, *extra: str) -> list[str]:
+def mlgate_command(
+    port: int, workdir: Path, *extra: str, backend_store_uri: str | None = None
+) -> list[str]:
     return [
         sys.executable, "-m", "gateway", "serve",
         "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlgate.db'}",
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir / 'mlgate.db'}",
         "--artifacts-destination", str(workdir / "mlartifacts"),
         *extra,
     ]
@@ -166,22 +179,48 @@ def stock_mlflow_command(port: int, workdir: Path, *extra: str) -> list[str]:
 MlgateFactory = Callable[..., ServerProcess]
 
 
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    """Creates throwaway PostgreSQL databases (see tests/pgtools.py); drops them all at the end."""
+    databases = PgDatabases()
+    yield databases
+    databases.drop_all()
+
+
 @pytest.fixture
-def mlgate_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlgateFactory]:
+def pg_database(pg_databases: PgDatabases) -> Iterator[str]:
+    """The DSN of a fresh PostgreSQL database with mlgate's schema, dropped after the test."""
+    dsn = pg_databases.create("t")
+    yield dsn
+    pg_databases.drop(dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def mlgate_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlgateFactory]:
     """Start mlgate servers (fresh database and artifact folder each); all stop at teardown.
+    Runs every test twice: on SQLite and on a throwaway PostgreSQL database.
 
     ``mlgate_factory(*extra_flags, env={...}, workdir=None)`` returns a :class:`ServerProcess`;
-    pass the ``workdir`` of an earlier (stopped) server to restart on the same files.
+    pass the ``workdir`` of an earlier (stopped) server to restart on the same files and
+    database.
     """
     servers: list[ServerProcess] = []
+    databases: dict[Path, str] = {}
+    pg: PgDatabases | None = (
+        request.getfixturevalue("pg_databases") if request.param == "postgres" else None)
 
     def start(
         *extra: str, env: dict[str, str] | None = None, workdir: Path | None = None
     ) -> ServerProcess:
         workdir = workdir or tmp_path_factory.mktemp("mlgate")
+        if pg is not None and workdir not in databases:
+            databases[workdir] = pg.create("e2e", migrated=False)
         port = free_port()
         server = start_server(
-            mlgate_command(port, workdir, *extra), f"http://127.0.0.1:{port}", workdir,
+            mlgate_command(port, workdir, *extra, backend_store_uri=databases.get(workdir)),
+            f"http://127.0.0.1:{port}", workdir,
             timeout=MLGATE_START_TIMEOUT, env=env, name="mlgate",
         )
         servers.append(server)
@@ -190,11 +229,14 @@ def mlgate_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlgateF
     yield start
     for server in servers:
         stop_server(server)
+    for dsn in databases.values():
+        assert pg is not None
+        pg.drop(dsn)
 
 
 @pytest.fixture
 def mlgate_server(mlgate_factory: MlgateFactory) -> ServerProcess:
-    """One mlgate on the embedded default (SQLite + local artifacts) for this test."""
+    """One mlgate (SQLite or PostgreSQL, see :func:`mlgate_factory`) with local artifacts."""
     return mlgate_factory()
 
 

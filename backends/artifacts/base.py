@@ -14,7 +14,19 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
-__all__ = ["ArtifactStore", "ByteStream", "FileInfo"]
+from backends.errors import InvalidArgument, NotImplementedByStore
+
+__all__ = ["ArtifactStore", "ByteStream", "ChecksumMismatch", "FileInfo", "UploadedPart"]
+
+
+class ChecksumMismatch(InvalidArgument):
+    """The SHA-256 of the received bytes is not the one the client announced."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    part_number: int  # 1-based
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,7 @@ class ByteStream(ABC):
     size: int
     offset: int
     length: int
+    sha256: str | None = None  # hex SHA-256 of the whole object, when the store recorded one
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[bytes]: ...
@@ -53,11 +66,17 @@ class ArtifactStore(ABC):
         """Release clients. Safe to call twice."""
 
     @abstractmethod
-    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(
+        self, path: str, chunks: AsyncIterable[bytes], *, sha256: str | None = None
+    ) -> int:
         """Store the bytes of ``chunks`` at ``path``, replacing any file there, and return the
         size. Atomic: the object becomes visible only once complete; if ``chunks`` raises or
         the call is cancelled nothing is left visible and the exception propagates. Raises
-        ``InvalidArgument`` when ``path`` is a directory."""
+        ``InvalidArgument`` when ``path`` is a directory.
+
+        The SHA-256 of the bytes is computed while they stream and stored with the object
+        (``ByteStream.sha256`` returns it). When ``sha256`` (lowercase hex) is given and the
+        bytes do not match it, nothing is stored and ``ChecksumMismatch`` is raised."""
 
     @abstractmethod
     def get(
@@ -80,6 +99,44 @@ class ArtifactStore(ABC):
     async def delete(self, path: str) -> None:
         """Delete the file, or the directory and everything under it. Raises ``NotFound``
         when nothing is there."""
+
+    # -- server-side multipart upload (MLflow's mpu/* API) ------------------------------
+    # Stores that cannot do it keep these defaults; ``supports_multipart`` says which.
+
+    supports_multipart: bool = False
+    supports_presigned: bool = False
+
+    async def create_multipart(self, path: str) -> str:
+        """Start a multipart upload to ``path`` and return its upload id. Nothing is visible
+        at ``path`` until :meth:`complete_multipart`."""
+        raise NotImplementedByStore("Multipart upload is not supported by this artifact store")
+
+    async def put_part(
+        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
+    ) -> UploadedPart:
+        """Store part ``part_number`` (1..10000) of the upload; returns its etag. A part sent
+        again replaces the earlier one. Raises ``NotFound`` for an unknown upload id."""
+        raise NotImplementedByStore("Multipart upload is not supported by this artifact store")
+
+    async def complete_multipart(
+        self, path: str, upload_id: str, parts: list[UploadedPart]
+    ) -> None:
+        """Make the parts, in ``part_number`` order, the object at ``path``."""
+        raise NotImplementedByStore("Multipart upload is not supported by this artifact store")
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None:
+        """Discard the upload and every part stored for it. Idempotent."""
+        raise NotImplementedByStore("Multipart upload is not supported by this artifact store")
+
+    async def presign_part(
+        self, path: str, upload_id: str, part_number: int, expires: int
+    ) -> tuple[str, dict[str, str]]:
+        """A URL (and headers) the client PUTs one part to directly, bypassing the gateway."""
+        raise NotImplementedByStore("Presigned URLs are not supported by this artifact store")
+
+    async def presign_get(self, path: str, expires: int) -> tuple[str, dict[str, str]]:
+        """A URL (and headers) the client GETs ``path`` from directly."""
+        raise NotImplementedByStore("Presigned URLs are not supported by this artifact store")
 
     async def __aenter__(self) -> Self:
         await self.open()

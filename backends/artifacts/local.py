@@ -3,6 +3,11 @@
 URI: a plain path (``./mlartifacts``, ``/srv/artifacts``) or ``file:///srv/artifacts``
 (``file://localhost/...`` too). A stock ``mlartifacts/`` folder is served as is.
 
+The SHA-256 of every upload is computed while it is written and kept in the file's
+extended attribute ``user.mlgate.sha256`` (hex), set before the rename, so the checksum and
+the bytes appear together and the on-disk layout stays exactly stock's. A filesystem
+without user xattrs just stores no checksum.
+
 Writes go to a hidden temporary file in the destination directory
 (``.<name>.mlgate-tmp-<uuid>``), are fsynced, then renamed over the target with
 ``os.replace``, so readers see either the old file or the complete new one. Listings hide
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from backends.artifacts.base import ArtifactStore, ByteStream, FileInfo
+from backends.artifacts.base import ArtifactStore, ByteStream, ChecksumMismatch, FileInfo
 from backends.errors import InvalidArgument, NotFound, Unavailable
 
 __all__ = ["LocalArtifactStore"]
@@ -38,6 +44,8 @@ __all__ = ["LocalArtifactStore"]
 T = TypeVar("T")
 
 CHUNK_SIZE = 1024 * 1024
+
+SHA256_XATTR = "user.mlgate.sha256"
 
 _TMP_MARK = ".mlgate-tmp-"
 # Our staging files, and the ones stock's LocalArtifactRepository leaves after a crash.
@@ -125,9 +133,11 @@ class _LocalByteStream(ByteStream):
     chunk read ahead so the disk works while the previous chunk goes to the socket."""
 
     def __init__(
-        self, path: str, fd: int, size: int, offset: int, length: int, chunk_size: int
+        self, path: str, fd: int, size: int, offset: int, length: int, chunk_size: int,
+        sha256: str | None = None,
     ) -> None:
         self.path = path
+        self.sha256 = sha256
         self.size = size
         self.offset = offset
         self.length = length
@@ -187,6 +197,7 @@ class _Staged:
     fd: int
     tmp: str
     target: str
+    digest: Any = None  # hashlib sha256 object, fed in write order
     published: bool = False
     closed: bool = False
 
@@ -260,7 +271,7 @@ class LocalArtifactStore(ArtifactStore):
             # 0o666 & ~umask: the mode a plain open() gives, as stock sets on its files.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
             fd = os.open(tmp, flags, 0o666)
-        return _Staged(path, fd, tmp, target)
+        return _Staged(path, fd, tmp, target, hashlib.sha256())
 
     @staticmethod
     def _write(staged: _Staged, chunks: list[bytes]) -> None:
@@ -276,7 +287,19 @@ class LocalArtifactStore(ArtifactStore):
                     views[0] = views[0][written:]
 
     @staticmethod
-    def _publish(staged: _Staged) -> None:
+    def _hash(staged: _Staged, chunks: list[bytes]) -> None:
+        for chunk in chunks:  # hashlib releases the GIL: this runs beside the write
+            staged.digest.update(chunk)
+
+    @staticmethod
+    def _publish(staged: _Staged, expected: str | None) -> None:
+        actual = staged.digest.hexdigest()
+        if expected is not None and actual != expected.lower():
+            raise ChecksumMismatch(
+                f"SHA-256 of the uploaded bytes is {actual}, the client announced {expected}"
+            )
+        with suppress(OSError):  # no user xattrs here (tmpfs without them, some NFS)
+            os.setxattr(staged.fd, SHA256_XATTR, actual.encode("ascii"))
         with _translating(staged.path):
             os.fsync(staged.fd)
             staged.closed = True
@@ -301,7 +324,9 @@ class LocalArtifactStore(ArtifactStore):
             with suppress(FileNotFoundError):
                 os.unlink(staged.tmp)
 
-    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(
+        self, path: str, chunks: AsyncIterable[bytes], *, sha256: str | None = None
+    ) -> int:
         if not path:
             raise InvalidArgument("Artifact path must name a file")
         staged = await _blocking(self._stage, path, discard=self._discard)
@@ -309,6 +334,7 @@ class LocalArtifactStore(ArtifactStore):
         # One write in flight while the next batch is received: network and disk overlap,
         # and memory stays at about two batches whatever the file size.
         writing: asyncio.Future[None] | None = None
+        hashing: asyncio.Future[None] | None = None  # in its own thread, in batch order
         batch: list[bytes] = []
         batched = 0
         total = 0
@@ -322,20 +348,29 @@ class LocalArtifactStore(ArtifactStore):
                 if batched >= self._chunk_size:
                     if writing is not None:
                         await asyncio.shield(writing)
+                    if hashing is not None:
+                        await asyncio.shield(hashing)
                     writing = loop.run_in_executor(None, self._write, staged, batch)
+                    hashing = loop.run_in_executor(None, self._hash, staged, batch)
                     batch, batched = [], 0
             if writing is not None:
                 await asyncio.shield(writing)
                 writing = None
+            if hashing is not None:
+                await asyncio.shield(hashing)
+                hashing = None
             if batch:
                 await _blocking(self._write, staged, batch)
-            await _blocking(self._publish, staged)
+                await _blocking(self._hash, staged, batch)
+            await _blocking(self._publish, staged, sha256)
         finally:
             # Runs on success too, as a no-op once published. Cancellation (a client that
             # went away) or a failing iterator lands here with the temp file still hidden.
             cancelled = False
             if writing is not None:
                 cancelled = await _settle(writing)
+            if hashing is not None:
+                cancelled = await _settle(hashing) or cancelled
             if not staged.published:
                 await _blocking(self._discard, staged)
             if cancelled:
@@ -359,10 +394,14 @@ class LocalArtifactStore(ArtifactStore):
                 raise InvalidArgument("length must not be negative")
             available = size - offset
             count = available if length is None else min(length, available)
+            try:
+                digest: str | None = os.getxattr(fd, SHA256_XATTR).decode("ascii")
+            except (OSError, UnicodeDecodeError):
+                digest = None  # written by stock, or a filesystem without xattrs
         except BaseException:
             os.close(fd)
             raise
-        return _LocalByteStream(path, fd, size, offset, count, self._chunk_size)
+        return _LocalByteStream(path, fd, size, offset, count, self._chunk_size, digest)
 
     def get(
         self, path: str, offset: int = 0, length: int | None = None

@@ -8,10 +8,14 @@ All methods raise :mod:`backends.errors` exceptions, never driver exceptions.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Self
 
+from backends.errors import BackendError
+from backends.metadata.auth_base import AuthStore
+from backends.metadata.auth_entities import Visibility
 from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     DatasetInput,
@@ -24,14 +28,16 @@ from backends.metadata.entities import (
     Param,
     Run,
     RunInfo,
+    RunWrite,
     Tag,
     ViewType,
 )
+from backends.metadata.registry_base import RegistryStore
 
 __all__ = ["MetadataStore"]
 
 
-class MetadataStore(ABC):
+class MetadataStore(RegistryStore, AuthStore, ABC):
     """Experiments, runs and their data. Open with ``await store.open()`` (or ``async with``);
     whoever opens a store closes it with ``await store.aclose()``."""
 
@@ -59,6 +65,11 @@ class MetadataStore(ABC):
     @abstractmethod
     async def schema_version(self) -> int:
         """The schema version the database is at."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for operators (connection pool use and the like), JSON-serialisable.
+        Cheap and synchronous; stores with nothing to report return ``{}``."""
+        return {}
 
     # -- experiments -------------------------------------------------------------------
 
@@ -96,9 +107,12 @@ class MetadataStore(ABC):
         order_by: Sequence[str] = (),
         page_token: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
+        visibility: Visibility | None = None,
     ) -> Page[Experiment]:
         """Filter and order in the database (grammar of :mod:`backends.metadata.search`).
-        Raises ``InvalidArgument`` for a bad filter, order_by or page token."""
+        With ``visibility``, only experiments it lets the caller read (part of the query,
+        so pages are full). Raises ``InvalidArgument`` for a bad filter, order_by or page
+        token."""
 
     @abstractmethod
     async def rename_experiment(self, experiment_id: str, new_name: str) -> None:
@@ -177,6 +191,16 @@ class MetadataStore(ABC):
         ``NotFound``, and ``InvalidArgument`` when the run is not active."""
 
     @abstractmethod
+    async def log_batches(self, writes: Sequence[RunWrite]) -> list[BackendError | None]:
+        """Write many requests' rows in **one transaction** (the batcher's group commit).
+
+        Each write is checked as :meth:`log_batch` would check it, in order, against what is
+        stored and what the earlier writes of the same call add; a write that fails gets its
+        error in the returned list (same index) and writes nothing, the others are committed
+        together. An error of the transaction itself (the database) is raised and nothing
+        is written."""
+
+    @abstractmethod
     async def delete_tag(self, run_id: str, key: str) -> None:
         """Raises ``NotFound`` for an unknown run or key, ``InvalidArgument`` if not active."""
 
@@ -192,6 +216,23 @@ class MetadataStore(ABC):
         """Every point of ``key`` ordered by (timestamp, step, value); paged when
         ``max_results`` is given. Raises ``NotFound`` for an unknown run."""
 
+    async def get_metric_history_points(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[tuple[int, int, float | None]]:
+        """:meth:`get_metric_history` as ``(timestamp, step, value)`` rows, ``None`` for a
+        NaN value; same order, paging and errors. For callers rendering many points
+        without a :class:`Metric` each; rows may be any tuple-like sequence. Implementations
+        may override it with a leaner query; this default converts."""
+        page = await self.get_metric_history(
+            run_id, key, max_results=max_results, page_token=page_token)
+        return Page([(m.timestamp, m.step, None if math.isnan(m.value) else m.value)
+                     for m in page.items], page.next_page_token)
+
     @abstractmethod
     async def search_runs(
         self,
@@ -202,9 +243,11 @@ class MetadataStore(ABC):
         max_results: int = 1000,
         order_by: Sequence[str] = (),
         page_token: str | None = None,
+        visibility: Visibility | None = None,
     ) -> Page[Run]:
-        """Filter, order and page in the database. Raises ``InvalidArgument`` for a bad
-        filter, order_by or page token."""
+        """Filter, order and page in the database; with ``visibility``, only runs of
+        experiments it lets the caller read. Raises ``InvalidArgument`` for a bad filter,
+        order_by or page token."""
 
     @abstractmethod
     async def log_inputs(
@@ -272,5 +315,7 @@ class MetadataStore(ABC):
         max_results: int = 100,
         order_by: Sequence[dict[str, object]] = (),
         page_token: str | None = None,
+        visibility: Visibility | None = None,
     ) -> Page[LoggedModel]:
-        """Non-deleted models of the experiments, filtered, ordered and paged in the database."""
+        """Non-deleted models of the experiments, filtered, ordered and paged in the database;
+        with ``visibility``, only models of experiments it lets the caller read."""

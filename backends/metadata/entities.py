@@ -6,6 +6,7 @@ Field names follow MLflow's protobuf names so rendering is a straight mapping.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -25,6 +26,7 @@ __all__ = [
     "Run",
     "RunInfo",
     "RunStatus",
+    "RunWrite",
     "Tag",
     "ViewType",
 ]
@@ -77,6 +79,21 @@ class Metric:
     dataset_name: str | None = None
     dataset_digest: str | None = None
     run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunWrite:
+    """The writes of one log-metric/log-param/set-tag/log-batch request, as the batcher
+    hands them to :meth:`MetadataStore.log_batches`."""
+
+    run_id: str
+    metrics: Sequence[Metric] = ()
+    params: Sequence[Param] = ()
+    tags: Sequence[Tag] = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.metrics) + len(self.params) + len(self.tags)
 
 
 @dataclass(frozen=True, slots=True)

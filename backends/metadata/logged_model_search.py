@@ -45,6 +45,8 @@ from typing import NoReturn
 
 from backends.errors import InvalidArgument
 from backends.metadata import search, sql_search
+from backends.metadata.auth_entities import Visibility
+from backends.metadata.visibility import visible_experiment_ids
 
 __all__ = [
     "Comparison",
@@ -438,6 +440,7 @@ def build_search_logged_models_sql(
     order_by: Sequence[Mapping[str, object]] | None,
     max_results: int,
     offset: int,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """SQL and parameters selecting ``logged_models.model_id`` for one page of
     search_logged_models.
@@ -464,6 +467,9 @@ def build_search_logged_models_sql(
         where.append("1 = 0")
     where.append(f"logged_models.lifecycle_stage != {params.add('deleted')}")
     where.extend(_condition(params, c, dataset_filters) for c in comparisons)
+    if visibility is not None:  # only models of experiments the caller may read
+        where.append("logged_models.experiment_id IN ("
+                     f"{visible_experiment_ids(visibility, params.add)})")
     if dataset_filters and not any(c.entity == "metric" for c in comparisons):
         where.append(
             "EXISTS (SELECT 1 FROM logged_model_metrics d"

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from backends.errors import InvalidArgument
 from backends.metadata import search
+from backends.metadata.auth_entities import Visibility
 from backends.metadata.entities import LifecycleStage, ViewType
+from backends.metadata.visibility import readable_condition, visible_experiment_ids
 
 __all__ = [
     "POSTGRES",
@@ -54,6 +56,13 @@ class Dialect:
         if self.name == "sqlite":
             return ""
         return " NULLS FIRST" if ascending else " NULLS LAST"
+
+    def unindexed(self, column: str) -> str:
+        """``column`` in a form the planner will not start a search from. SQLite keeps no
+        value statistics, so it would walk a metric's value range across every experiment
+        instead of the experiment's runs; ``+column`` stops that. PostgreSQL estimates
+        ranges itself."""
+        return f"+{column}" if self.name == "sqlite" else column
 
 
 SQLITE = Dialect("sqlite")
@@ -128,7 +137,11 @@ _NULLABLE_RUN_COLUMNS = frozenset({"start_time", "end_time"})
 _KEY_VALUE_TABLES = {"param": "run_params", "tag": "run_tags"}
 
 
-def _run_condition(params: _Params, c: search.Comparison) -> str:
+def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> str:
+    """The WHERE term for ``c``. A comparison on a param, tag or metric value joins its row
+    (unique per run and key, so a run still appears once) and appends that JOIN to
+    ``joins``: the planner may then start from a selective key/value index, and reads the
+    value from a covering index (migration 0005)."""
     if c.entity == "attribute" and c.key == "run_name":
         # As MLflow does: the name lives in the mlflow.runName tag as well as the column.
         c = search.Comparison("tag", RUN_NAME_TAG, c.op, c.value)
@@ -136,25 +149,27 @@ def _run_condition(params: _Params, c: search.Comparison) -> str:
         return _compare(params, _RUN_COLUMNS[c.key], c.op, c.value)
     if c.entity in _KEY_VALUE_TABLES:
         table = _KEY_VALUE_TABLES[c.entity]
-        key_match = f"SELECT 1 FROM {table} kv WHERE kv.run_id = runs.run_id AND kv.key = "
-        key_match += params.add(c.key)
-        if c.op == "IS NULL":
-            return f"NOT EXISTS ({key_match})"
-        if c.op == "IS NOT NULL":
-            return f"EXISTS ({key_match})"
-        return f"EXISTS ({key_match} AND {_compare(params, 'kv.value', c.op, c.value)})"
+        if c.op in ("IS NULL", "IS NOT NULL"):
+            key_match = (f"SELECT 1 FROM {table} kv WHERE kv.run_id = runs.run_id"
+                         f" AND kv.key = {params.add(c.key)}")
+            return f"{'NOT ' if c.op == 'IS NULL' else ''}EXISTS ({key_match})"
+        # The key goes to WHERE, not ON, so placeholders stay in text order.
+        alias = f"f{len(joins) + 1}"
+        joins.append(f"JOIN {table} {alias} ON {alias}.run_id = runs.run_id")
+        return (f"{alias}.key = {params.add(c.key)}"
+                f" AND {_compare(params, f'{alias}.value', c.op, c.value)}")
     if c.entity == "metric":
+        alias = f"f{len(joins) + 1}"
+        joins.append(f"JOIN metric_series {alias} ON {alias}.run_id = runs.run_id")
         key = params.add(c.key)
-        value = _compare(params, "m.latest_value", c.op, c.value)
+        column = params.dialect.unindexed(f"{alias}.latest_value")
+        value = _compare(params, column, c.op, c.value)
         # NaN is stored as 0 plus a flag: it fails every comparison except "!=".
         if c.op == "!=":
-            value = f"({value} OR {_flag('m.latest_is_nan', True)})"
+            value = f"({value} OR {_flag(f'{alias}.latest_is_nan', True)})"
         else:
-            value = f"{value} AND {_flag('m.latest_is_nan', False)}"
-        return (
-            "EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = runs.run_id"
-            f" AND m.key = {key} AND {value})"
-        )
+            value = f"{value} AND {_flag(f'{alias}.latest_is_nan', False)}"
+        return f"{alias}.key = {key} AND {value}"
     if c.entity == "dataset":
         if c.key == "context":
             key = params.add(DATASET_CONTEXT_TAG)
@@ -219,6 +234,7 @@ def build_search_runs_sql(
     order_by: Sequence[str] | None,
     max_results: int,
     offset: int,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """SQL and parameters selecting ``runs.run_id`` for one page of search_runs.
 
@@ -241,12 +257,16 @@ def build_search_runs_sql(
     stages = _stages(view_type)
     if stages:
         where.append(f"runs.lifecycle_stage IN {params.add_list(stages)}")
-    where.extend(_run_condition(params, c) for c in comparisons)
+    filter_joins: list[str] = []
+    where.extend(_run_condition(params, c, filter_joins) for c in comparisons)
+    if visibility is not None:  # only runs of experiments the caller may read
+        where.append(f"runs.experiment_id IN ({visible_experiment_ids(visibility, params.add)})")
 
     sql = " ".join(
         [
             "SELECT runs.run_id FROM runs",
             *joins,
+            *filter_joins,
             "WHERE " + " AND ".join(where),
             "ORDER BY " + ", ".join(order_terms),
             f"LIMIT {params.add(max_results + 1)} OFFSET {params.add(offset)}",
@@ -306,6 +326,7 @@ def build_search_experiments_sql(
     order_by: Sequence[str] | None,
     max_results: int,
     offset: int,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """SQL and parameters selecting ``experiments.experiment_id`` for one page of
     search_experiments in ``workspace``.
@@ -325,6 +346,10 @@ def build_search_experiments_sql(
     if stages:
         where.append(f"experiments.lifecycle_stage IN {params.add_list(stages)}")
     where.extend(_experiment_condition(params, c) for c in comparisons)
+    if visibility is not None:  # only experiments the caller may read
+        where.append(readable_condition(visibility, params.add, "experiment",
+                                        "experiments.workspace",
+                                        "CAST(experiments.experiment_id AS TEXT)"))
     sql = " ".join(
         [
             "SELECT experiments.experiment_id FROM experiments",

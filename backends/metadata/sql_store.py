@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from backends import errors
 from backends.metadata import logged_model_search, search, sql_search
+from backends.metadata.auth_entities import Visibility
 from backends.metadata.base import MetadataStore
 from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
@@ -37,9 +38,12 @@ from backends.metadata.entities import (
     Param,
     Run,
     RunInfo,
+    RunWrite,
     Tag,
     ViewType,
 )
+from backends.metadata.sql_auth import SqlAuthMixin
+from backends.metadata.sql_registry import SqlRegistryMixin
 
 __all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
 
@@ -65,6 +69,11 @@ class Connection(Protocol):
     async def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ..., /) -> list[Any]:
+        """Every row of a query as a positional sequence (no access by name): the lean
+        way to read many rows."""
+        ...
 
 
 class UniqueViolation(Exception):
@@ -97,7 +106,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqlMetadataStore(MetadataStore):
+class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
     _dialect: sql_search.Dialect = sql_search.SQLITE
@@ -110,6 +119,10 @@ class SqlMetadataStore(MetadataStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Connection]:
         """A connection holding one consistent read snapshot."""
+
+    async def _maybe_refresh_statistics(self) -> None:
+        """Called before a run search: a store whose planner needs fresh statistics
+        refreshes them here (SQLite). The default does nothing."""
 
     async def _ensure_default_experiment(self, db: Connection) -> None:
         cur = await db.execute("SELECT 1 FROM experiments WHERE experiment_id = 0")
@@ -234,10 +247,12 @@ class SqlMetadataStore(MetadataStore):
         order_by: Sequence[str] = (),
         page_token: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
+        visibility: Visibility | None = None,
     ) -> Page[Experiment]:
         offset = search.decode_page_token(page_token)
         sql, params = sql_search.build_search_experiments_sql(
-            sql_search.SQLITE, workspace, filter_string, view_type, order_by, max_results, offset
+            self._dialect, workspace, filter_string, view_type, order_by, max_results, offset,
+            visibility,
         )
         async with self._read() as db:
             ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
@@ -364,35 +379,36 @@ class SqlMetadataStore(MetadataStore):
         dataset_inputs: dict[str, list[DatasetInput]] = {}
         model_inputs: dict[str, list[ModelInput]] = {}
         model_outputs: dict[str, list[ModelOutput]] = {}
+        # fetch_rows (positional rows) where names are not needed: a search loads up to
+        # 1000 runs this way, and SQLite then makes one trip to its thread per query.
         for chunk in _chunks(list(run_ids)):
             marks = _marks(len(chunk))
-            cur = await db.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", chunk)
-            for r in await cur.fetchall():
-                infos[r["run_id"]] = RunInfo(
-                    run_id=r["run_id"],
-                    experiment_id=str(r["experiment_id"]),
-                    run_name=r["run_name"],
-                    user_id=r["user_id"],
-                    status=r["status"],
-                    start_time=r["start_time"],
-                    end_time=r["end_time"],
-                    artifact_uri=r["artifact_uri"],
-                    lifecycle_stage=r["lifecycle_stage"],
+            for r in await db.fetch_rows(
+                "SELECT run_id, experiment_id, run_name, user_id, status, start_time, end_time,"
+                f" artifact_uri, lifecycle_stage FROM runs WHERE run_id IN ({marks})", chunk
+            ):
+                infos[r[0]] = RunInfo(
+                    run_id=r[0],
+                    experiment_id=str(r[1]),
+                    run_name=r[2],
+                    user_id=r[3],
+                    status=r[4],
+                    start_time=r[5],
+                    end_time=r[6],
+                    artifact_uri=r[7],
+                    lifecycle_stage=r[8],
                 )
-            cur = await db.execute(
+            for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_params WHERE run_id IN ({marks})"
-                " ORDER BY rowid", chunk)
-            for r in await cur.fetchall():
+                " ORDER BY rowid", chunk):
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
-            cur = await db.execute(
+            for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({marks})"
-                " ORDER BY rowid", chunk)
-            for r in await cur.fetchall():
+                " ORDER BY rowid", chunk):
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
-            cur = await db.execute(
+            for r in await db.fetch_rows(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
-                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY series_id", chunk)
-            for r in await cur.fetchall():
+                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY series_id", chunk):
                 metrics.setdefault(r[0], []).append(
                     Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
                 )
@@ -400,28 +416,26 @@ class SqlMetadataStore(MetadataStore):
                 "SELECT i.run_id, d.*, i.position FROM run_dataset_inputs i"
                 " JOIN datasets d ON d.dataset_id = i.dataset_id"
                 f" WHERE i.run_id IN ({marks}) ORDER BY i.run_id, i.position", chunk)
-            ds_rows = await cur.fetchall()
-            cur = await db.execute(
-                "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
-                f" WHERE run_id IN ({marks}) ORDER BY rowid", chunk)
+            ds_rows = list(await cur.fetchall())
             input_tags: dict[tuple[str, int], list[Tag]] = {}
-            for r in await cur.fetchall():
-                input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
+            if ds_rows:  # dataset input tags exist only with dataset inputs
+                for r in await db.fetch_rows(
+                    "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
+                    f" WHERE run_id IN ({marks}) ORDER BY rowid", chunk):
+                    input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
             for r in ds_rows:
                 ds = Dataset(r["name"], r["digest"], r["source_type"], r["source"],
                              r["schema"], r["profile"])
                 dataset_inputs.setdefault(r["run_id"], []).append(
                     DatasetInput(ds, tuple(input_tags.get((r["run_id"], r["dataset_id"]), ())))
                 )
-            cur = await db.execute(
+            for r in await db.fetch_rows(
                 f"SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({marks})"
-                " ORDER BY model_id", chunk)
-            for r in await cur.fetchall():
+                " ORDER BY model_id", chunk):
                 model_inputs.setdefault(r[0], []).append(ModelInput(r[1]))
-            cur = await db.execute(
+            for r in await db.fetch_rows(
                 f"SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({marks})"
-                " ORDER BY step, model_id", chunk)
-            for r in await cur.fetchall():
+                " ORDER BY step, model_id", chunk):
                 model_outputs.setdefault(r[0], []).append(ModelOutput(r[1], r[2]))
         return [
             Run(
@@ -481,7 +495,7 @@ class SqlMetadataStore(MetadataStore):
             if run_name:
                 sets.append("run_name = ?")
                 values.append(run_name)
-                await self._upsert_tags(db, run_id, [Tag(RUN_NAME_TAG, run_name)])
+                await self._upsert_tags(db, [(run_id, Tag(RUN_NAME_TAG, run_name))])
             if sets:
                 await db.execute(
                     f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*values, run_id)
@@ -504,13 +518,14 @@ class SqlMetadataStore(MetadataStore):
         await self._set_run_stage(run_id, LifecycleStage.ACTIVE)
 
     @staticmethod
-    async def _upsert_tags(db: Connection, run_id: str, tags: Sequence[Tag]) -> None:
+    async def _upsert_tags(db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
+        """Later rows win, as if each were set in turn."""
         await db.executemany(
             "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)"
             " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-            [(run_id, t.key, t.value) for t in tags],
+            [(run_id, t.key, t.value) for run_id, t in rows],
         )
-        for t in tags:
+        for run_id, t in rows:
             if t.key == RUN_NAME_TAG:
                 await db.execute("UPDATE runs SET run_name = ? WHERE run_id = ?",
                                  (t.value, run_id))
@@ -523,42 +538,87 @@ class SqlMetadataStore(MetadataStore):
         params: Sequence[Param] = (),
         tags: Sequence[Tag] = (),
     ) -> None:
+        [error] = await self.log_batches([RunWrite(run_id, metrics, params, tags)])
+        if error is not None:
+            raise error
+
+    async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
         async with self._tx() as db:
-            await self._active_run(db, run_id)
-            if params:
-                await self._insert_params(db, run_id, params)
-            if metrics:
-                await self._insert_metrics(db, [(run_id, m) for m in metrics])
-                await self._insert_model_metrics(db, run_id, metrics)
-            if tags:
-                await self._upsert_tags(db, run_id, tags)
+            return await self._log_batches_in(db, writes)
+
+    async def _log_batches_in(
+        self, db: Connection, writes: Sequence[RunWrite]
+    ) -> list[errors.BackendError | None]:
+        """The body of :meth:`log_batches`, inside a write transaction on ``db``."""
+        verdicts: list[errors.BackendError | None] = [None] * len(writes)
+        stages = await self._lifecycle_stages(db, {w.run_id for w in writes})
+        logged = await self._logged_params(
+            db, {(w.run_id, p.key) for w in writes for p in w.params})
+        model_ids = {m.model_id for w in writes for m in w.metrics if m.model_id}
+        known_models = await self._known_models(db, model_ids)
+        accepted: list[RunWrite] = []
+        new_params: list[tuple[str, str, str]] = []
+        for i, w in enumerate(writes):
+            error = _check_write(w, stages.get(w.run_id), logged, known_models)
+            if error is not None:
+                verdicts[i] = error
+                continue
+            for p in w.params:
+                if (w.run_id, p.key) not in logged:
+                    logged[(w.run_id, p.key)] = p.value
+                    new_params.append((w.run_id, p.key, p.value))
+            accepted.append(w)
+        if new_params:
+            await db.executemany(
+                "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", new_params)
+        metric_rows = [(w.run_id, m) for w in accepted for m in w.metrics]
+        if metric_rows:
+            await self._insert_metrics(db, metric_rows)
+            await self._insert_model_metrics(db, metric_rows)
+        tag_rows = [(w.run_id, t) for w in accepted for t in w.tags]
+        if tag_rows:
+            await self._upsert_tags(db, tag_rows)
+        return verdicts
 
     @staticmethod
-    async def _insert_params(
-        db: Connection, run_id: str, params: Sequence[Param]
-    ) -> None:
-        existing: dict[str, str] = {}
-        keys = [p.key for p in params]
-        for chunk in _chunks(keys):
+    async def _lifecycle_stages(db: Connection, run_ids: Iterable[str]) -> dict[str, str]:
+        stages: dict[str, str] = {}
+        for chunk in _chunks(sorted(run_ids)):
             cur = await db.execute(
-                f"SELECT key, value FROM run_params WHERE run_id = ? AND key IN ({_marks(len(chunk))})",
-                (run_id, *chunk),
+                f"SELECT run_id, lifecycle_stage FROM runs WHERE run_id IN ({_marks(len(chunk))})",
+                chunk,
             )
-            existing.update({r[0]: r[1] for r in await cur.fetchall()})
-        new = []
-        for p in params:
-            old = existing.get(p.key)
-            if old is None:
-                new.append((run_id, p.key, p.value))
-            elif old != p.value:
-                raise errors.Conflict(
-                    f"Changing param values is not allowed. Param with key='{p.key}' was already "
-                    f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
-                    f"'{p.value}'."
+            stages.update({r[0]: r[1] for r in await cur.fetchall()})
+        return stages
+
+    @staticmethod
+    async def _logged_params(
+        db: Connection, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        by_run: dict[str, list[str]] = {}
+        for run_id, key in keys:
+            by_run.setdefault(run_id, []).append(key)
+        logged: dict[tuple[str, str], str] = {}
+        for run_id, run_keys in by_run.items():
+            for chunk in _chunks(sorted(run_keys)):
+                cur = await db.execute(
+                    "SELECT key, value FROM run_params WHERE run_id = ?"
+                    f" AND key IN ({_marks(len(chunk))})",
+                    (run_id, *chunk),
                 )
-        await db.executemany(
-            "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", new
-        )
+                logged.update({(run_id, r[0]): r[1] for r in await cur.fetchall()})
+        return logged
+
+    @staticmethod
+    async def _known_models(db: Connection, model_ids: Iterable[str]) -> set[str]:
+        known: set[str] = set()
+        for chunk in _chunks(sorted(model_ids)):
+            cur = await db.execute(
+                f"SELECT model_id FROM logged_models WHERE model_id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            known.update(r[0] for r in await cur.fetchall())
+        return known
 
     @staticmethod
     async def _insert_metrics(
@@ -578,22 +638,20 @@ class SqlMetadataStore(MetadataStore):
             " latest_is_nan = excluded.latest_is_nan,"
             " latest_timestamp = excluded.latest_timestamp, latest_step = excluded.latest_step"
             " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
-            " > (latest_step, latest_timestamp, latest_value)",
+            " > (metric_series.latest_step, metric_series.latest_timestamp,"
+            " metric_series.latest_value)",
             prepared,
         )
         series: dict[tuple[str, str], int] = {}
-        by_run: dict[str, set[str]] = {}
-        for run_id, key, *_ in prepared:
-            by_run.setdefault(run_id, set()).add(key)
-        for run_id, keys in by_run.items():
-            for chunk in _chunks(sorted(keys)):
-                cur = await db.execute(
-                    "SELECT key, series_id FROM metric_series WHERE run_id = ?"
-                    f" AND key IN ({_marks(len(chunk))})",
-                    (run_id, *chunk),
-                )
-                for r in await cur.fetchall():
-                    series[(run_id, r[0])] = r[1]
+        pairs = sorted({(run_id, key) for run_id, key, *_ in prepared})
+        for chunk in _chunks(pairs, _CHUNK // 2):
+            cur = await db.execute(
+                "SELECT run_id, key, series_id FROM metric_series WHERE (run_id, key) IN"
+                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                [v for pair in chunk for v in pair],
+            )
+            for r in await cur.fetchall():
+                series[(r[0], r[1])] = r[2]
         await db.executemany(
             "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -618,19 +676,34 @@ class SqlMetadataStore(MetadataStore):
         max_results: int | None = None,
         page_token: str | None = None,
     ) -> Page[Metric]:
+        page = await self.get_metric_history_points(
+            run_id, key, max_results=max_results, page_token=page_token)
+        nan = math.nan
+        return Page([Metric(key, nan if value is None else value, ts, step, run_id=run_id)
+                     for ts, step, value in page.items], page.next_page_token)
+
+    async def get_metric_history_points(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[tuple[int, int, float | None]]:
         offset = search.decode_page_token(page_token)
         limit = 2**62 if max_results is None else max_results + 1  # no portable "no limit"
         async with self._read() as db:
             await self._run_row(db, run_id)
-            cur = await db.execute(
-                "SELECT p.timestamp, p.step, p.value, p.is_nan FROM metric_points p"
-                " JOIN metric_series s ON s.series_id = p.series_id"
-                " WHERE s.run_id = ? AND s.key = ?"
-                " ORDER BY p.timestamp, p.step, p.value LIMIT ? OFFSET ?",
+            # The series id as a scalar subquery, not a join: both databases then read the
+            # points straight off the primary key in history order, without a sort. The
+            # rows are returned as the driver gives them (a point each, no copy).
+            items = await db.fetch_rows(
+                "SELECT timestamp, step, CASE WHEN is_nan <> 0 THEN NULL ELSE value END"
+                " FROM metric_points WHERE series_id ="
+                " (SELECT series_id FROM metric_series WHERE run_id = ? AND key = ?)"
+                " ORDER BY timestamp, step, value LIMIT ? OFFSET ?",
                 (run_id, key, limit, offset),
             )
-            rows = await cur.fetchall()
-        items = [Metric(key, loaded_value(r[2], r[3]), r[0], r[1], run_id=run_id) for r in rows]
         token = None
         if max_results is not None and len(items) > max_results:
             items = items[:max_results]
@@ -646,11 +719,14 @@ class SqlMetadataStore(MetadataStore):
         max_results: int = 1000,
         order_by: Sequence[str] = (),
         page_token: str | None = None,
+        visibility: Visibility | None = None,
     ) -> Page[Run]:
         offset = search.decode_page_token(page_token)
         exp_ids = [self._exp_id(e) for e in experiment_ids]
+        await self._maybe_refresh_statistics()
         sql, params = sql_search.build_search_runs_sql(
-            sql_search.SQLITE, exp_ids, filter_string, view_type, order_by, max_results, offset
+            self._dialect, exp_ids, filter_string, view_type, order_by, max_results, offset,
+            visibility,
         )
         async with self._read() as db:
             ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
@@ -720,30 +796,24 @@ class SqlMetadataStore(MetadataStore):
     # -- logged models -------------------------------------------------------------------
 
     @staticmethod
-    async def _insert_model_metrics(
-        db: Connection, run_id: str, metrics: Sequence[Metric]
-    ) -> None:
-        rows = []
-        for m in metrics:
+    async def _insert_model_metrics(db: Connection, rows: Sequence[tuple[str, Metric]]) -> None:
+        """Metrics that name a logged model also go to its metrics (models checked by the
+        caller)."""
+        linked = []
+        for run_id, m in rows:
             if m.model_id:
                 value, is_nan = stored_value(m.value)
-                rows.append((m.model_id, m.key, m.timestamp, m.step, run_id, value, is_nan,
-                             m.dataset_name, m.dataset_digest))
-        if not rows:
+                linked.append((m.model_id, m.key, m.timestamp, m.step, run_id, value, is_nan,
+                               m.dataset_name, m.dataset_digest))
+        if not linked:
             return
-        ids = sorted({r[0] for r in rows})
-        cur = await db.execute(
-            f"SELECT model_id FROM logged_models WHERE model_id IN ({_marks(len(ids))})", ids)
-        known = {r[0] for r in await cur.fetchall()}
-        if missing_ids := [i for i in ids if i not in known]:
-            raise errors.NotFound(f"Logged model with ID '{missing_ids[0]}' not found.")
         await db.executemany(
             "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
             " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (model_id, key, timestamp, step, run_id)"
             " DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
             " dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest",
-            rows,
+            linked,
         )
 
     async def _load_models(
@@ -760,7 +830,7 @@ class SqlMetadataStore(MetadataStore):
             rows.update({r["model_id"]: r for r in await cur.fetchall()})
             cur = await db.execute(
                 f"SELECT model_id, key, value FROM logged_model_tags WHERE model_id IN ({marks})"
-                " ORDER BY rowid", chunk)
+                " ORDER BY key", chunk)  # stock returns a logged model's tags by key
             for r in await cur.fetchall():
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             cur = await db.execute(
@@ -909,12 +979,14 @@ class SqlMetadataStore(MetadataStore):
         max_results: int = 100,
         order_by: Sequence[dict[str, object]] = (),
         page_token: str | None = None,
+        visibility: Visibility | None = None,
     ) -> Page[LoggedModel]:
         exp_ids = [self._exp_id(e) for e in experiment_ids]
         offset = logged_model_search.decode_page_token(
             page_token, exp_ids, filter_string, order_by)
         sql, params = logged_model_search.build_search_logged_models_sql(
-            sql_search.SQLITE, exp_ids, filter_string, datasets, order_by, max_results, offset)
+            self._dialect, exp_ids, filter_string, datasets, order_by, max_results, offset,
+            visibility)
         async with self._read() as db:
             ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
             models = await self._load_models(db, ids[:max_results])
@@ -923,3 +995,31 @@ class SqlMetadataStore(MetadataStore):
             token = logged_model_search.encode_page_token(
                 offset + max_results, exp_ids, filter_string, order_by)
         return Page(models, token)
+
+
+def _check_write(
+    write: RunWrite,
+    stage: str | None,
+    logged: dict[tuple[str, str], str],
+    known_models: set[str],
+) -> errors.BackendError | None:
+    """What :meth:`SqlMetadataStore.log_batch` would refuse about ``write``, or None."""
+    run_id = write.run_id
+    if stage is None:
+        return errors.NotFound(f"Run with id={run_id} not found")
+    if stage != LifecycleStage.ACTIVE:
+        return errors.InvalidArgument(
+            f"The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )
+    for p in write.params:
+        old = logged.get((run_id, p.key))
+        if old is not None and old != p.value:
+            return errors.Conflict(
+                f"Changing param values is not allowed. Param with key='{p.key}' was already "
+                f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
+                f"'{p.value}'."
+            )
+    for m in write.metrics:
+        if m.model_id and m.model_id not in known_models:
+            return errors.NotFound(f"Logged model with ID '{m.model_id}' not found.")
+    return None

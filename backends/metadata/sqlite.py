@@ -11,19 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
+from backends.metadata.entities import RunWrite
 from backends.metadata.sql_store import Cursor, SqlMetadataStore, UniqueViolation
 
 __all__ = ["SqliteMetadataStore"]
+
+T = TypeVar("T")
+
+# Statistics (see SqliteMetadataStore._refresh_statistics) are refreshed when runs has
+# doubled since the last refresh, or after _STATS_EVERY seconds if it changed at all; a
+# search checks at most every _STATS_CHECK_EVERY seconds.
+_STATS_EVERY = 600.0
+_STATS_CHECK_EVERY = 1.0
+_STATS_MIN_RUNS = 1000
 
 
 class _Conn:
@@ -43,6 +54,17 @@ class _Conn:
                 raise UniqueViolation(str(exc)) from exc
             raise
 
+    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        # Plain tuples (sqlite3.Row costs twice the fetch), in one trip to the connection's
+        # thread. The connection is ours alone meanwhile; a cursor takes the factory when
+        # created.
+        factory = self.raw.row_factory
+        self.raw.row_factory = None
+        try:
+            return list(await self.raw.execute_fetchall(sql, parameters))
+        finally:
+            self.raw.row_factory = factory
+
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
         try:
             await self.raw.executemany(sql, parameters)
@@ -50,6 +72,63 @@ class _Conn:
             if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
                 raise UniqueViolation(str(exc)) from exc
             raise
+
+
+class _SyncCursor:
+    __slots__ = ("_cur", "rowcount")
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+        self.rowcount = cur.rowcount
+
+    async def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    async def fetchall(self) -> Iterable[Any]:
+        return self._cur.fetchall()
+
+
+class _SyncConn:
+    """The writer's own sqlite3 connection, for code that runs on the writer's thread: the
+    awaitables it returns are already complete, so a coroutine using it never suspends and
+    :func:`_run_to_completion` can drive it there."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+        try:
+            return _SyncCursor(self.raw.execute(sql, parameters))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
+
+    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        cur = self.raw.execute(sql, parameters)
+        cur.row_factory = None
+        return cur.fetchall()
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, parameters)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
+
+
+def _run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (it only awaits :class:`_SyncConn`) to its end,
+    synchronously, on the current thread."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a coroutine run on the SQLite writer thread tried to suspend")
 
 
 def _split_statements(script: str) -> list[str]:
@@ -76,9 +155,21 @@ def _translate(exc: sqlite3.Error) -> errors.BackendError:
 
 
 class SqliteMetadataStore(SqlMetadataStore):
+    _stats_at = 0.0  # time.monotonic() of the last statistics refresh
+    _stats_runs = 0  # max(rowid) of runs then
+    _stats_checked = 0.0  # time.monotonic() of the last check
+
     def __init__(
-        self, path: str, *, readers: int = 4, artifact_root: str = "mlflow-artifacts:"
+        self,
+        path: str,
+        *,
+        readers: int = 4,
+        artifact_root: str = "mlflow-artifacts:",
+        synchronous: str = "full",
     ) -> None:
+        if synchronous.lower() not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
+        self._synchronous = synchronous.upper()
         self._path = path
         self._n_readers = max(1, readers)
         self._artifact_root = artifact_root
@@ -106,7 +197,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         parent = Path(path).resolve().parent
         if not parent.is_dir():
             raise ValueError(f"sqlite URI {uri!r}: directory {parent} does not exist")
-        known = {"readers", "artifact_root"}
+        known = {"readers", "artifact_root", "synchronous"}
         return cls(path, **{k: v for k, v in options.items() if k in known})
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -118,7 +209,7 @@ class SqliteMetadataStore(SqlMetadataStore):
             "PRAGMA busy_timeout = 30000",
             "PRAGMA foreign_keys = ON",
             "PRAGMA case_sensitive_like = ON",
-            "PRAGMA synchronous = FULL",
+            f"PRAGMA synchronous = {self._synchronous}",
         ):
             await conn.execute(pragma)
         if readonly:
@@ -130,6 +221,8 @@ class SqliteMetadataStore(SqlMetadataStore):
             self._writer = await self._connect(readonly=False)
             await self._enable_wal(self._writer)
             await self._migrate()
+            async with self._write_lock:
+                await self._refresh_statistics()
             for _ in range(self._n_readers):
                 conn = await self._connect(readonly=True)
                 self._all_readers.append(conn)
@@ -137,6 +230,48 @@ class SqliteMetadataStore(SqlMetadataStore):
         except BaseException:
             await self.aclose()
             raise
+
+    async def _maybe_refresh_statistics(self) -> None:
+        now = time.monotonic()
+        if now - self._stats_checked < _STATS_CHECK_EVERY:
+            return
+        self._stats_checked = now
+        async with self._read() as db:
+            row = await (await db.execute("SELECT max(rowid) FROM runs")).fetchone()
+        runs = int(row[0] or 0) if row else 0
+        doubled = runs >= _STATS_MIN_RUNS and runs >= 2 * self._stats_runs
+        if doubled or (runs != self._stats_runs and now - self._stats_at > _STATS_EVERY):
+            async with self._write_lock:
+                await self._refresh_statistics()
+
+    async def _refresh_statistics(self) -> None:
+        """A sampled ANALYZE (about a thousand rows per index: milliseconds at any size), at
+        open and when runs/search finds the runs table grown (:meth:`_maybe_refresh_statistics`).
+        Call with the write lock held.
+
+        Without statistics SQLite's planner cannot tell that a param or tag equality is
+        more selective than an experiment, and runs/search walks every run of it. Other
+        connections load statistics with the schema, and an ANALYZE into an existing
+        sqlite_stat1 does not change the schema; recreating the table does, so every
+        reader (and other process) picks the new numbers up. Statistics only steer plans:
+        a failure is ignored."""
+        db = self._writer
+        assert db is not None
+        self._stats_at = time.monotonic()
+        try:
+            await db.execute("PRAGMA analysis_limit = 1000")
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute("DROP TABLE IF EXISTS sqlite_stat1")
+                await db.execute("ANALYZE")
+                row = await (await db.execute("SELECT max(rowid) FROM runs")).fetchone()
+                await db.execute("COMMIT")
+                self._stats_runs = int(row[0] or 0) if row else 0
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            pass
 
     async def _enable_wal(self, db: aiosqlite.Connection) -> None:
         # Switching the journal mode can fail with SQLITE_BUSY without waiting on the busy
@@ -187,6 +322,40 @@ class SqliteMetadataStore(SqlMetadataStore):
                     await db.execute(statement)
                 await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
             await self._ensure_default_experiment(db)
+
+    async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
+        """The batcher's group commit in **one hop** to the writer's thread.
+
+        Through aiosqlite each statement is a round trip between the event loop and the
+        connection's thread, and under load every one of them waits behind the HTTP work
+        queued on the loop (measured: 20+ ms per 30-row commit at 64 clients). Here the
+        whole transaction, the same SQL as :meth:`SqlMetadataStore.log_batches`, runs on
+        the writer's thread in one call (aiosqlite's ``_execute``, the hook its own methods
+        use), and the loop only waits for the result."""
+        if self._writer is None:
+            raise errors.Unavailable("the metadata store is closed")
+        async with self._write_lock:
+            try:
+                verdicts: list[errors.BackendError | None] = await self._writer._execute(  # type: ignore[no-untyped-call]
+                    self._log_batches_on_thread, writes)
+                return verdicts
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
+    def _log_batches_on_thread(
+        self, writes: Sequence[RunWrite]
+    ) -> list[errors.BackendError | None]:
+        assert self._writer is not None
+        raw = self._writer._conn  # the sqlite3 connection; we are on its thread
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            verdicts = _run_to_completion(self._log_batches_in(_SyncConn(raw), writes))
+            raw.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                raw.execute("ROLLBACK")
+            raise
+        return verdicts
 
     async def schema_version(self) -> int:
         async with self._read() as db:

@@ -6,6 +6,7 @@ touching a store, so a bad request fails alone and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -67,15 +68,20 @@ def _join(path: str, name: str) -> str:
 
 
 def _check_name(name: str, path: str) -> None:
+    problem = _name_problem(name)
+    if problem is not None:
+        raise InvalidArgument(invalid_value(path, name, problem))
+
+
+@functools.lru_cache(maxsize=4096)  # the same few keys arrive over and over
+def _name_problem(name: str) -> str | None:
     if not _NAME.match(name):
-        raise InvalidArgument(invalid_value(path, name, _BAD_CHARS))
+        return _BAD_CHARS
     norm = posixpath.normpath(name)
     if norm != name or norm == "." or norm.startswith(("..", "/")):
-        raise InvalidArgument(invalid_value(
-            path, name,
-            "Names may be treated as files in certain cases, and must not resolve to other "
-            f"names when treated as such. This name would resolve to {norm!r}",
-        ))
+        return ("Names may be treated as files in certain cases, and must not resolve to other "
+                f"names when treated as such. This name would resolve to {norm!r}")
+    return None
 
 
 def _limit(what: str, limit: int, value: str, *, truncate: bool = False) -> str:
@@ -92,7 +98,8 @@ def validate_run_id(run_id: str) -> None:
 
 
 def validate_metric(m: Metric, path: str = "") -> Metric:
-    _check_name(m.key, _join(path, "name"))
+    if _name_problem(m.key) is not None:
+        _check_name(m.key, _join(path, "name"))
     if m.timestamp < 0:
         raise InvalidArgument(invalid_value(
             _join(path, "timestamp"), m.timestamp,

@@ -8,7 +8,16 @@ __all__ = ["all_routes"]
 
 
 def all_routes() -> list[Route]:
-    from gateway.routes import artifacts, experiments, logged_models, meta, metrics, runs
+    from gateway.routes import (
+        artifacts,
+        auth_admin,
+        experiments,
+        logged_models,
+        meta,
+        metrics,
+        registry,
+        runs,
+    )
 
     return [
         *meta.ROUTES,
@@ -16,5 +25,7 @@ def all_routes() -> list[Route]:
         *runs.ROUTES,
         *metrics.ROUTES,
         *logged_models.ROUTES,
+        *registry.ROUTES,
         *artifacts.ROUTES,
+        *auth_admin.ROUTES,
     ]

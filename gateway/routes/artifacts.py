@@ -20,7 +20,7 @@ from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from backends import errors as be
-from backends.artifacts.base import ArtifactStore, FileInfo
+from backends.artifacts.base import ArtifactStore, FileInfo, UploadedPart
 from backends.registry import MissingDependency, UnsupportedScheme, open_artifact_store
 from gateway.artifact_paths import join_path, proxied_root_path, store_path, validate_path
 from gateway.errors import MlflowError
@@ -30,7 +30,14 @@ from gateway.render import json_response
 from gateway.routes._common import run_id_of
 from gateway.routing import API, ARTIFACTS_API, Route
 
-__all__ = ["ROUTES", "content_disposition", "guess_mime_type", "parse_range"]
+__all__ = [
+    "ROUTES",
+    "SHA256_HEADER",
+    "capabilities",
+    "content_disposition",
+    "guess_mime_type",
+    "parse_range",
+]
 
 log = logging.getLogger("mlgate.artifacts")
 
@@ -48,6 +55,13 @@ _TOKEN_CHARS: Final = frozenset(
 )
 
 _DIGITS: Final = re.compile(r"\d+", re.ASCII)
+
+# The hex SHA-256 of an artifact: sent by a client with an upload to have it checked, and
+# returned with every download of an object whose digest the store recorded.
+SHA256_HEADER: Final = "X-MLgate-SHA256"
+_HEX64: Final = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+MAX_PARTS: Final = 10000
+PRESIGNED_TTL: Final = 900
 
 MPU_UNSUPPORTED: Final = "Multipart upload is not supported for the current artifact repository"
 MPD_UNSUPPORTED: Final = "Multipart download is not supported for the current artifact repository"
@@ -171,6 +185,30 @@ def _path_param(request: web.Request) -> str:
     return validate_path(request.match_info["path"])
 
 
+def capabilities(app: web.Application) -> tuple[bool, bool]:
+    """``(multipart uploads, multipart downloads)`` as ``server-info`` reports them: what
+    the mpu/* and presigned routes really do with this destination and settings."""
+    settings = app[SETTINGS]
+    if not settings.serve_artifacts or ARTIFACTS not in app:
+        return False, False
+    store = app[ARTIFACTS]
+    mode = settings.artifact_multipart
+    uploads = store.supports_multipart and mode != "off"
+    downloads = store.supports_presigned and mode == "presigned"
+    return uploads, downloads
+
+
+def _announced_sha256(request: web.Request, header: str = SHA256_HEADER) -> str | None:
+    value = request.headers.get(header)
+    if value is None:
+        return None
+    value = value.strip()
+    if not _HEX64.fullmatch(value):
+        raise MlflowError(f"{header} must be 64 hexadecimal digits (a SHA-256)",
+                          "INVALID_PARAMETER_VALUE")
+    return value.lower()
+
+
 # -- the proxy ---------------------------------------------------------------------------
 
 
@@ -182,8 +220,9 @@ async def upload(request: web.Request) -> web.Response:
     if not posixpath.split(path)[1]:
         return _detail("Artifact path must include a filename (cannot end with '/').", 400)
     key = store_path(path)
+    sha256 = _announced_sha256(request)
     try:
-        await _store(request).put(key, request.content.iter_chunked(CHUNK_SIZE))
+        await _store(request).put(key, request.content.iter_chunked(CHUNK_SIZE), sha256=sha256)
     except ConnectionError:
         # The client went away mid-body (aiohttp raises ConnectionResetError from the
         # stream); the store has already discarded the partial file. Nobody reads this.
@@ -226,6 +265,8 @@ async def download(request: web.Request) -> web.StreamResponse:
             resp.headers["Content-Disposition"] = content_disposition(filename)
             resp.headers["X-Content-Type-Options"] = "nosniff"
             resp.headers["Accept-Ranges"] = "bytes"
+            if stream.sha256:
+                resp.headers[SHA256_HEADER] = stream.sha256
             if ranged:
                 last = stream.offset + stream.length - 1
                 resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
@@ -290,40 +331,136 @@ async def delete(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def _mpu(request: web.Request, message: Message, required: tuple[str, ...]) -> web.Response:
-    if not _serving(request):
-        return _disabled(request)
-    _path_param(request)
+def _mpu_store(request: web.Request) -> ArtifactStore:
+    store = _store(request)
+    if not capabilities(request.app)[0]:
+        # The client falls back to a single streamed PUT when it reads this exact message.
+        raise MlflowError(MPU_UNSUPPORTED, "NOT_IMPLEMENTED")
+    return store
+
+
+async def _mpu_message(
+    request: web.Request, message: Message, required: tuple[str, ...]
+) -> tuple[str, dict[str, Any]]:
+    """The target key (``<dir>/<basename of the client's local path>``, as stock builds
+    it) and the parsed body."""
+    directory = store_path(_path_param(request))
     msg = await read_message(request, message)
     for name in required:
         if name not in msg or msg[name] in ("", []):
             raise missing(name)
-    # No store does multipart yet, and server-info says so; the client falls back to a
-    # single streamed PUT when it reads this exact message.
-    raise MlflowError(MPU_UNSUPPORTED, "NOT_IMPLEMENTED")
+    name = posixpath.basename(msg["path"].replace("\\", "/"))
+    if not name:
+        raise MlflowError("'path' must name a file", "INVALID_PARAMETER_VALUE")
+    validate_path(name)
+    return join_path(directory, store_path(name)), msg
+
+
+def _upload_id(msg: dict[str, Any]) -> str:
+    upload_id = msg.get("upload_id") or ""
+    if not upload_id:
+        raise missing("upload_id")
+    return str(upload_id)
 
 
 async def mpu_create(request: web.Request) -> web.Response:
-    """``POST /mpu/create/{path}``: 501, multipart is not supported."""
-    return await _mpu(request, MPU_CREATE, ("path",))
+    """``POST /mpu/create/{dir}``: start a multipart upload. In the default ``proxy`` mode
+    each credential's URL is this gateway's ``mpu/upload`` route; in ``presigned`` mode a
+    presigned S3 URL."""
+    if not _serving(request):
+        return _disabled(request)
+    key, msg = await _mpu_message(request, MPU_CREATE, ("path",))
+    store = _mpu_store(request)
+    num_parts = int(msg.get("num_parts") or 1)
+    if not 1 <= num_parts <= MAX_PARTS:
+        raise MlflowError(f"num_parts must be between 1 and {MAX_PARTS}",
+                          "INVALID_PARAMETER_VALUE")
+    upload_id = await store.create_multipart(key)
+    presigned = request.app[SETTINGS].artifact_multipart == "presigned" and (
+        store.supports_presigned)
+    credentials = []
+    if presigned:
+        for n in range(1, num_parts + 1):
+            url, headers = await store.presign_part(key, upload_id, n, PRESIGNED_TTL)
+            credentials.append({"url": url, "part_number": n, "headers": headers})
+    else:
+        marker = "/mpu/create/"
+        base = request.path[: request.path.index(marker)]
+        origin = f"{request.scheme}://{request.host}"
+        quoted = urllib.parse.quote(key)
+        headers = {}
+        if "Authorization" in request.headers:
+            # The client sends these headers with each part; without its own credentials
+            # the gateway's access check would refuse the parts.
+            headers["Authorization"] = request.headers["Authorization"]
+        for n in range(1, num_parts + 1):
+            query = urllib.parse.urlencode({"upload_id": upload_id, "part_number": n})
+            credentials.append({"url": f"{origin}{base}/mpu/upload/{quoted}?{query}",
+                                "part_number": n, "headers": headers})
+    return json_response({"upload_id": upload_id, "credentials": credentials})
+
+
+async def mpu_upload_part(request: web.Request) -> web.Response:
+    """``PUT /mpu/upload/{path}?upload_id=&part_number=``: one part, streamed from the
+    client to the store (mlgate's own route, handed out by ``mpu/create``). Answers the
+    part's ETag, which the client passes back to ``mpu/complete``."""
+    if not _serving(request):
+        return _disabled(request)
+    key = store_path(_path_param(request))
+    store = _mpu_store(request)
+    upload_id = request.query.get("upload_id", "")
+    number = request.query.get("part_number", "")
+    if not upload_id:
+        raise missing("upload_id")
+    if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_PARTS:
+        raise MlflowError(f"part_number must be between 1 and {MAX_PARTS}",
+                          "INVALID_PARAMETER_VALUE")
+    part = await store.put_part(key, upload_id, int(number),
+                                request.content.iter_chunked(CHUNK_SIZE))
+    return web.Response(status=200, headers={"ETag": part.etag})
 
 
 async def mpu_complete(request: web.Request) -> web.Response:
-    """``POST /mpu/complete/{path}``: 501, multipart is not supported."""
-    return await _mpu(request, MPU_COMPLETE, ("path", "parts"))
+    """``POST /mpu/complete/{dir}``: assemble the parts into the object."""
+    if not _serving(request):
+        return _disabled(request)
+    key, msg = await _mpu_message(request, MPU_COMPLETE, ("path", "parts"))
+    store = _mpu_store(request)
+    parts = []
+    for part in msg["parts"]:
+        number = int(part.get("part_number") or 0)
+        if not 1 <= number <= MAX_PARTS:
+            raise MlflowError(f"part_number must be between 1 and {MAX_PARTS}",
+                              "INVALID_PARAMETER_VALUE")
+        parts.append(UploadedPart(number, str(part.get("etag") or "")))
+    await store.complete_multipart(key, _upload_id(msg), parts)
+    return json_response({})
 
 
 async def mpu_abort(request: web.Request) -> web.Response:
-    """``POST /mpu/abort/{path}``: 501, multipart is not supported."""
-    return await _mpu(request, MPU_ABORT, ("path",))
+    """``POST /mpu/abort/{dir}``: discard the upload and its parts."""
+    if not _serving(request):
+        return _disabled(request)
+    key, msg = await _mpu_message(request, MPU_ABORT, ("path",))
+    store = _mpu_store(request)
+    await store.abort_multipart(key, _upload_id(msg))
+    return json_response({})
 
 
 async def presigned(request: web.Request) -> web.Response:
-    """``GET /presigned/{path}``: 501; downloads always pass through the proxy."""
+    """``GET /presigned/{path}``: a presigned download URL in ``presigned`` mode on S3;
+    otherwise 501 and downloads pass through the proxy."""
     if not _serving(request):
         return _disabled(request)
-    _path_param(request)
-    raise MlflowError(MPD_UNSUPPORTED, "NOT_IMPLEMENTED")
+    key = store_path(_path_param(request))
+    if not capabilities(request.app)[1]:
+        raise MlflowError(MPD_UNSUPPORTED, "NOT_IMPLEMENTED")
+    store = _store(request)
+    info = await store.stat(key)
+    if info is None or info.is_dir:
+        raise MlflowError(f"No such artifact: '{key}'", "RESOURCE_DOES_NOT_EXIST")
+    url, headers = await store.presign_get(key, PRESIGNED_TTL)
+    return json_response({"url": url, "headers": headers, "file_size": info.file_size or 0})
 
 
 # -- /mlflow/artifacts/list --------------------------------------------------------------
@@ -398,6 +535,7 @@ ROUTES = [
     Route("POST", "/mpu/create/{path:.*}", mpu_create, _UPDATE, prefixes=ARTIFACTS_API),
     Route("POST", "/mpu/complete/{path:.*}", mpu_complete, _UPDATE, prefixes=ARTIFACTS_API),
     Route("POST", "/mpu/abort/{path:.*}", mpu_abort, _UPDATE, prefixes=ARTIFACTS_API),
+    Route("PUT", "/mpu/upload/{path:.*}", mpu_upload_part, _UPDATE, prefixes=ARTIFACTS_API),
     Route("GET", "/presigned/{path:.*}", presigned, _READ, prefixes=ARTIFACTS_API),
     Route("GET", "/artifacts/list", list_run_artifacts,
           Access(ResourceKind.RUN, Action.READ, "run_id"), prefixes=API),

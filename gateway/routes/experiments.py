@@ -11,6 +11,7 @@ from gateway import render
 from gateway.parsing import Field, Message, read_message
 from gateway.routes._common import KEY_VALUE, max_results, require, settings, store, tags_of
 from gateway.routing import Route
+from gateway.security import visibility_of, workspace_of
 
 __all__ = ["ROUTES"]
 
@@ -48,6 +49,7 @@ async def create_experiment(request: web.Request) -> web.Response:
         artifact_root=settings(request).artifact_root,
         artifact_location=msg.get("artifact_location") or None,
         tags=tags,
+        workspace=workspace_of(request),
     )
     return render.json_response({"experiment_id": exp_id})
 
@@ -60,7 +62,8 @@ async def get_experiment(request: web.Request) -> web.Response:
 
 async def get_experiment_by_name(request: web.Request) -> web.Response:
     msg = await read_message(request, BY_NAME)
-    exp = await store(request).get_experiment_by_name(require(msg, "experiment_name"))
+    exp = await store(request).get_experiment_by_name(require(msg, "experiment_name"),
+                                                      workspace_of(request))
     return render.json_response({"experiment": render.experiment(exp)})
 
 
@@ -72,6 +75,8 @@ async def search_experiments(request: web.Request) -> web.Response:
         max_results=max_results(msg.get("max_results"), default=None),
         order_by=msg.get("order_by", []),
         page_token=msg.get("page_token") or None,
+        workspace=workspace_of(request),
+        visibility=visibility_of(request),
     )
     body: dict[str, object] = {}
     if page.items:

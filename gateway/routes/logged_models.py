@@ -17,6 +17,7 @@ from gateway.names import random_run_name
 from gateway.parsing import Field, Message, missing, read_message
 from gateway.routes._common import KEY_VALUE, max_results, require, store, tags_of
 from gateway.routing import Route
+from gateway.security import visibility_of
 
 __all__ = ["ROUTES"]
 
@@ -132,6 +133,7 @@ async def search_logged_models(request: web.Request) -> web.Response:
         max_results=max_results(limit, default=100),
         order_by=msg.get("order_by", []),
         page_token=msg.get("page_token") or None,
+        visibility=visibility_of(request),
     )
     body: dict[str, Any] = {}
     if page.items:

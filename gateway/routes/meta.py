@@ -1,4 +1,4 @@
-"""Server-level routes: health, version, server-info."""
+"""Server-level routes: health, version, server-info, and mlgate's own stats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from gateway import __version__
+from gateway.keys import BATCHER, METADATA, SETTINGS
 from gateway.render import json_response
+from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
 
 __all__ = ["MLFLOW_COMPAT_VERSION", "ROUTES"]
@@ -15,6 +17,8 @@ __all__ = ["MLFLOW_COMPAT_VERSION", "ROUTES"]
 MLFLOW_COMPAT_VERSION = "3.17.2"
 
 _PUBLIC = Access(ResourceKind.PUBLIC, Action.READ)
+# Operators' figures: managing the workspace is the closest thing to "admin" we have.
+_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -27,16 +31,27 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def server_info(request: web.Request) -> web.Response:
-    # Multipart and presigned transfers stay off, so every byte passes through the gateway.
+    # What the artifact routes really do: mpu/* on S3 and Azure (parts through the gateway
+    # unless presigned mode is on), presigned downloads only in presigned mode.
+    uploads, downloads = capabilities(request.app)
     return json_response({
         "store_type": "SqlStore",
-        "workspaces_enabled": False,
+        "workspaces_enabled": request.app[SETTINGS].workspaces_enabled,
         "trace_archival_enabled": False,
-        "multipart_uploads_enabled": False,
-        "multipart_downloads_enabled": False,
+        "multipart_uploads_enabled": uploads,
+        "multipart_downloads_enabled": downloads,
         "presigned_upload_run_id_supported": False,
         "presigned_upload_model_id_supported": False,
         "features_enabled": {"gateway": False},
+    })
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Operators' figures: the metadata store's connection pool (in use, idle, waiting,
+    opened, recycled, timeouts, ...) and the metric batcher's (batch sizes, waits)."""
+    return json_response({
+        "metadata_store": request.app[METADATA].stats(),
+        "batcher": request.app[BATCHER].stats(),
     })
 
 
@@ -45,4 +60,5 @@ ROUTES = [
     Route("GET", "/version", version, _PUBLIC, prefixes=("",)),
     Route("GET", "/server-info", server_info, _PUBLIC,
           prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")),
+    Route("GET", "/mlgate/v1/stats", stats, _ADMIN, prefixes=("",)),
 ]

@@ -29,7 +29,7 @@ async def get_metric_history(request: web.Request) -> web.Response:
     run_id = run_id_of(msg)
     key = require(msg, "metric_key")
     limit = msg.get("max_results")
-    page = await store(request).get_metric_history(
+    page = await store(request).get_metric_history_points(
         run_id,
         key,
         max_results=None if limit is None else max_results(limit, default=None,
@@ -38,7 +38,7 @@ async def get_metric_history(request: web.Request) -> web.Response:
     )
     body: dict[str, Any] = {}
     if page.items:
-        body["metrics"] = [render.metric(m) for m in page.items]
+        body["metrics"] = render.history_points(key, page.items)
     if page.next_page_token:
         body["next_page_token"] = page.next_page_token
     return render.json_response(body)

@@ -18,11 +18,13 @@ from backends.metadata.entities import (
     ModelOutput,
     Param,
     RunStatus,
+    RunWrite,
     Tag,
     ViewType,
 )
 from gateway import render
 from gateway.errors import invalid_parameter
+from gateway.keys import BATCHER
 from gateway.names import random_run_name
 from gateway.parsing import Field, Message, missing, read_message
 from gateway.routes._common import (
@@ -35,6 +37,7 @@ from gateway.routes._common import (
     tags_of,
 )
 from gateway.routing import Route
+from gateway.security import visibility_of
 
 __all__ = ["ROUTES"]
 
@@ -103,18 +106,15 @@ LOG_OUTPUTS = Message({
 
 
 def _metric(msg: dict[str, Any], path: str = "") -> Metric:
-    prefix = f"{path}." if path else ""
-    for name in ("key", "value", "timestamp"):
-        if msg.get(name) is None or msg.get(name) == "":
-            raise missing(prefix + name)
+    key, value, timestamp = msg.get("key"), msg.get("value"), msg.get("timestamp")
+    if not key or value is None or timestamp is None:
+        prefix = f"{path}." if path else ""
+        name = "key" if not key else "value" if value is None else "timestamp"
+        raise missing(prefix + name)
     return Metric(
-        key=msg["key"],
-        value=msg["value"],
-        timestamp=msg["timestamp"],
-        step=msg.get("step", 0),
-        model_id=msg.get("model_id") or None,
-        dataset_name=msg.get("dataset_name") or None,
-        dataset_digest=msg.get("dataset_digest") or None,
+        key, value, timestamp, msg.get("step", 0),
+        msg.get("model_id") or None, msg.get("dataset_name") or None,
+        msg.get("dataset_digest") or None,
     )
 
 
@@ -187,8 +187,7 @@ async def _log(request: web.Request, run_id: str, *, metrics: Sequence[Metric] =
     checked = validation.validate_batch(
         metrics, params, tags, truncate=settings(request).truncate_long_values
     )
-    await store(request).log_batch(run_id, metrics=checked[0], params=checked[1],
-                                   tags=checked[2])
+    await request.app[BATCHER].submit(RunWrite(run_id, checked[0], checked[1], checked[2]))
     return render.json_response({})
 
 
@@ -244,6 +243,7 @@ async def search_runs(request: web.Request) -> web.Response:
         max_results=limit,
         order_by=msg.get("order_by", []),
         page_token=msg.get("page_token") or None,
+        visibility=visibility_of(request),
     )
     body: dict[str, Any] = {}
     if page.items:

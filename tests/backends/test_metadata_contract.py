@@ -9,10 +9,11 @@ import asyncio
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from pgtools import run_sync
 
 from backends import errors
 from backends.metadata.base import MetadataStore
@@ -30,15 +31,18 @@ from backends.registry import open_metadata_store
 ROOT = "mlflow-artifacts:"
 
 
-def _uri(kind: str, tmp_path: Path) -> str:
-    if kind == "sqlite":
+def _uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/contract.db"
-    raise AssertionError(kind)
+    if request.param == "postgres":
+        dsn: str = request.getfixturevalue("pg_database")  # a throwaway database
+        return dsn
+    raise AssertionError(request.param)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    store = open_metadata_store(_uri(request.param, tmp_path), artifact_root=ROOT)
+    store = open_metadata_store(_uri(request, tmp_path), artifact_root=ROOT)
     await store.open()
     try:
         yield store
@@ -278,6 +282,37 @@ async def test_metric_history_order_and_pages(metadata_store: MetadataStore) -> 
         await metadata_store.get_metric_history("0" * 32, "h")
 
 
+async def test_metric_history_points_match_history(metadata_store: MetadataStore) -> None:
+    run_id = await _run(metadata_store)
+    points = [Metric("h", v, ts, step) for v, ts, step in
+              [(5.0, 3, 0), (math.nan, 1, 9), (2.0, 2, 0), (-0.5, 2, 0), (math.inf, 1, 1)]]
+    await metadata_store.log_batch(run_id, metrics=points)
+    full = (await metadata_store.get_metric_history(run_id, "h")).items
+    rows = (await metadata_store.get_metric_history_points(run_id, "h")).items
+    assert [tuple(r) for r in rows] == [
+        (m.timestamp, m.step, None if math.isnan(m.value) else m.value) for m in full
+    ]
+    assert [tuple(r) for r in rows][:2] == [(1, 1, 1.7976931348623157e308), (1, 9, None)]
+    for size in (1, 2, 5, 6):
+        token, pages, paged_rows = None, [], []
+        while True:
+            page = await metadata_store.get_metric_history(run_id, "h", max_results=size,
+                                                           page_token=token)
+            rows_page = await metadata_store.get_metric_history_points(
+                run_id, "h", max_results=size, page_token=token)
+            assert rows_page.next_page_token == page.next_page_token
+            pages += page.items
+            paged_rows += [tuple(r) for r in rows_page.items]
+            token = page.next_page_token
+            if not token:
+                break
+        assert pages == full
+        assert paged_rows == [tuple(r) for r in rows]
+    assert (await metadata_store.get_metric_history_points(run_id, "absent")).items == []
+    with pytest.raises(errors.NotFound):
+        await metadata_store.get_metric_history_points("0" * 32, "h")
+
+
 async def test_writes_to_deleted_run_rejected(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     await metadata_store.delete_run(run_id)
@@ -373,9 +408,38 @@ async def test_schema_version_is_current(metadata_store: MetadataStore) -> None:
     assert await metadata_store.schema_version() == len(load_migrations("sqlite"))
 
 
-def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URI of a database without any schema yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    databases = request.getfixturevalue("pg_databases")
+    dsn: str = databases.create("empty", migrated=False)
+    yield dsn
+    databases.drop(dsn)
+
+
+def _create_alembic_table(uri: str) -> None:
+    if uri.startswith("sqlite:"):
+        import sqlite3
+
+        with sqlite3.connect(uri.removeprefix("sqlite:///")) as conn:
+            conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        return
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(uri)
+        await conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        await conn.close()
+
+    run_sync(create())
+
+
+def test_concurrent_first_start_migrates_once(empty_database: str) -> None:
     """Several processes opening a fresh database at once must not race."""
-    uri = f"sqlite:///{tmp_path}/race.db"
+    uri = empty_database
     script = (
         "import asyncio, sys\n"
         "from backends.registry import open_metadata_store\n"
@@ -393,13 +457,12 @@ def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
     assert len({out.strip() for out, _ in outs}) == 1
 
 
-async def test_refuses_a_stock_mlflow_database(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "stock.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
-    store = open_metadata_store(f"sqlite:///{path}")
+async def test_refuses_a_stock_mlflow_database(empty_database: str) -> None:
+    _create_alembic_table(empty_database)
+    store = open_metadata_store(empty_database)
+    with pytest.raises(errors.InvalidArgument, match="stock MLflow database"):
+        await store.open()
+    store = open_metadata_store(empty_database)  # and nothing was created
     with pytest.raises(errors.InvalidArgument, match="stock MLflow database"):
         await store.open()
 

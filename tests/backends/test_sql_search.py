@@ -213,6 +213,12 @@ RUN_FILTERS: list[tuple[str, list[str]]] = [
     ("user_id = 'alice' AND metrics.loss < 1", ["r1"]),
     ("params.lr = '0.1' AND tags.team IS NULL AND metrics.acc < 0.8", ["r3"]),
     ("metrics.acc > 0 AND metrics.acc < 0.8", ["r3"]),
+    # Each compared param, tag and metric is a join of its own (one row per run and key).
+    ("params.model LIKE 'c%' AND params.model != 'CNN'", ["r2"]),
+    ("metrics.acc >= 0 AND metrics.acc != 0.9 AND params.lr = '0.1'", ["r3"]),
+    ("metrics.acc != 0.9 AND metrics.loss < 1 AND tags.team IS NOT NULL", ["r2"]),
+    ("params.lr = '0.1' AND params.model = 'CNN' AND metrics.acc > 0.8 AND run_name = 'alpha'",
+     ["r1"]),
 ]
 
 
@@ -289,7 +295,8 @@ def test_postgres_text(db: sqlite3.Connection) -> None:
     sql, params = sql_search.build_search_runs_sql(
         sql_search.POSTGRES, [1], "tags.t ILIKE 'a%' AND start_time > 1.5", ViewType.ALL, [], 5, 0
     )
-    assert "kv.key = $2 AND kv.value ILIKE $3" in sql
+    assert "JOIN run_tags f1 ON f1.run_id = runs.run_id WHERE" in sql
+    assert "f1.key = $2 AND f1.value ILIKE $3" in sql
     assert "runs.start_time > CAST($4 AS DOUBLE PRECISION)" in sql
     assert "ORDER BY runs.start_time DESC NULLS LAST, runs.run_id ASC LIMIT $5 OFFSET $6" in sql
     assert params == [1, "t", "a%", 1.5, 6, 0]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from models_session import MODEL_NAME, ModelsSession, run_models_session
 from session import SEARCH_FILTER, SessionResult, check_session, run_session
 
 pytestmark = pytest.mark.e2e
@@ -202,3 +203,88 @@ def test_json_matches_stock(
     if report:
         text = "\n".join(report)
         pytest.fail("mlgate's JSON differs from stock mlflow's:\n" + text, pytrace=False)
+
+
+# -- model registry and logged models --------------------------------------------------------
+
+REGISTRY_TIME_KEYS = TIME_KEYS | {"creation_timestamp", "last_updated_timestamp",
+                                  "creation_timestamp_ms", "last_updated_timestamp_ms"}
+
+
+def registry_calls(s: ModelsSession) -> list[Call]:
+    """The registry and logged-model reads of load_model, the UI and MlflowClient."""
+    name = (("name", MODEL_NAME),)
+    return [
+        Call("registered-models/get", "GET", f"{API}/registered-models/get", name),
+        Call("registered-models/search", "GET", f"{API}/registered-models/search"),
+        Call("registered-models/search by tag", "GET", f"{API}/registered-models/search",
+             (("filter", "tags.team = 'ml'"), ("order_by", "timestamp DESC"))),
+        Call("model-versions/get 1", "GET", f"{API}/model-versions/get", (*name, ("version", "1"))),
+        Call("model-versions/search", "GET", f"{API}/model-versions/search",
+             (("filter", f"name = '{MODEL_NAME}'"),)),
+        Call("registered-models/alias", "GET", f"{API}/registered-models/alias",
+             (*name, ("alias", "champion"))),
+        Call("get-latest-versions", "POST", f"{API}/registered-models/get-latest-versions",
+             body={"name": MODEL_NAME}),
+        Call("model-versions/get-download-uri", "GET",
+             f"{API}/model-versions/get-download-uri", (*name, ("version", "2"))),
+        Call("model-versions/get unknown", "GET", f"{API}/model-versions/get",
+             (*name, ("version", "9"))),
+        Call("registered-models/create duplicate", "POST", f"{API}/registered-models/create",
+             body={"name": MODEL_NAME}),
+        Call("alias reserved", "POST", f"{API}/registered-models/alias",
+             body={"name": MODEL_NAME, "alias": "latest", "version": "1"}),
+        Call("logged-models/get", "GET", f"{API}/logged-models/{s.model_id}"),
+        Call("logged-models/search", "POST", f"{API}/logged-models/search",
+             body={"experiment_ids": [s.experiment_id]}),
+        Call("runs/get (model outputs)", "GET", f"{API}/runs/get", (("run_id", s.run_id),)),
+    ]
+
+
+def _registry_normaliser(s: ModelsSession) -> Any:
+    ids = {s.run_id: "<run>", s.model_id: "<model>"}
+    exp_in_uri = re.compile(r"(mlflow-artifacts:/+|/)" + re.escape(s.experiment_id) + r"(?=/|$)")
+
+    def norm(value: Any, key: str | None = None) -> Any:
+        if isinstance(value, dict):
+            return {k: norm(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [norm(v, key) for v in value]
+        if key in REGISTRY_TIME_KEYS and value is not None:
+            return f"<ts:{type(value).__name__}>"
+        if key == "experiment_id" and str(value) == s.experiment_id:
+            return f"<exp:{type(value).__name__}>"
+        if isinstance(value, str):
+            for real, placeholder in ids.items():
+                value = value.replace(real, placeholder)
+            if key in ("artifact_uri", "artifact_location", "root_uri", "source"):
+                value = exp_in_uri.sub(r"\1<exp>", value)
+            if key == "value" and "mlflow.source.name" not in value:
+                value = re.sub(r"/tmp/\S+", "<path>", value)
+        return value
+
+    return norm
+
+
+@pytest.fixture(scope="module")
+def stock_models_session(stock_mlflow_url: str) -> ModelsSession:
+    return run_models_session(stock_mlflow_url)
+
+
+def test_registry_json_matches_stock(
+    stock_models_session: ModelsSession, mlgate_url: str
+) -> None:
+    ours = run_models_session(mlgate_url)
+    stock_norm, ours_norm = (_registry_normaliser(stock_models_session),
+                             _registry_normaliser(ours))
+    report: list[str] = []
+    for stock_call, ours_call in zip(registry_calls(stock_models_session), registry_calls(ours)):
+        stock_doc = stock_norm(fetch(stock_models_session.tracking_uri, stock_call))
+        ours_doc = ours_norm(fetch(mlgate_url, ours_call))
+        lines = list(differences(stock_doc, ours_doc))
+        if lines:
+            report.append(f"=== {stock_call.label}: {len(lines)} difference(s)")
+            report.extend("  " + line for line in lines)
+    if report:
+        pytest.fail("mlgate's registry JSON differs from stock mlflow's:\n" + "\n".join(report),
+                    pytrace=False)

@@ -48,6 +48,10 @@ def test_settings_are_frozen() -> None:
         ({"workers": 0}, "at least 1"),
         ({"serve_artifacts": "perhaps"}, "expected true or false"),
         ({"default_artifact_root": "weird://x"}, "unsupported scheme"),
+        ({"sqlite_synchronous": "off"}, "expected full or normal"),
+        ({"batch_max_rows": 0}, "--batch-max-rows"),
+        ({"batch_max_rows": 10, "batch_queue_rows": 5}, "--batch-queue-rows"),
+        ({"batch_max_delay_ms": -1}, "must not be negative"),
     ],
 )
 def test_bad_settings_fail_at_start(flags: dict[str, object], fragment: str) -> None:
@@ -68,3 +72,22 @@ def test_cli_bad_uri_fails_at_boot_with_a_clear_message(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "unsupported backend store URI" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("mode", "pragma"), [("full", 2), ("normal", 1)])
+async def test_sqlite_synchronous_reaches_the_connections(
+    tmp_path: Path, mode: str, pragma: int
+) -> None:
+    from backends.registry import open_metadata_store
+
+    settings = Settings.from_sources(
+        {"backend_store_uri": f"sqlite:///{tmp_path}/s.db", "sqlite_synchronous": mode},
+        env={})
+    store = open_metadata_store(settings.backend_store_uri, **settings.metadata_store_options())
+    await store.open()
+    try:
+        async with store._tx() as db:  # type: ignore[attr-defined]
+            row = await (await db.execute("PRAGMA synchronous")).fetchone()
+    finally:
+        await store.aclose()
+    assert row[0] == pragma

@@ -1,0 +1,76 @@
+"""Plain records of the auth tables (users, teams, tokens, grants, audit), as stores return
+them. The gateway turns them into :mod:`auth` objects; backends do not import ``auth``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AuditRecord", "GrantRow", "TokenRow", "UserRecord", "Visibility", "WorkspaceRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: int
+    username: str
+    password_hash: str
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRow:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    token_id: str
+    user_id: int
+    name: str
+    digest: str
+    read_only: bool
+    workspace: str | None
+    created_at: int
+    expires_at: int | None
+    last_used_at: int | None
+    revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    resource_type: str  # "experiment" | "registered_model"
+    workspace: str
+    resource_id: str  # experiment id as text, or registered model name
+    principal_type: str  # "user" | "team"
+    principal: str  # user id as text, or team (workspace) name
+    permission: str  # READ, USE, EDIT, MANAGE, DENY
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    ts: int
+    username: str | None
+    workspace: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str  # "allowed" | "denied" | "failed" | "error"
+    status: int | None
+    client_address: str | None
+    audit_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Which experiments and registered models a search may return, as part of its SQL.
+
+    ``principals`` is ``None`` to see everything in ``workspace`` (admins, the workspace's
+    managers, or auth off); otherwise the (principal_type, principal) pairs whose grants
+    count, and ``default_readable`` says whether a resource with no grant is readable (the
+    caller is a member and the member default is READ or more). A DENY to any principal
+    hides a resource.
+    """
+
+    workspace: str
+    principals: tuple[tuple[str, str], ...] | None = None
+    default_readable: bool = False

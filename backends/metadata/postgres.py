@@ -1,0 +1,367 @@
+"""PostgreSQL metadata store on asyncpg.
+
+URI: ``postgresql://user[:password]@host[:port]/database[?sslmode=require&...]``; the
+spellings ``postgres://``, ``postgresql+psycopg2://`` and ``postgresql+asyncpg://`` that MLflow
+configurations carry are accepted too. Query options go to asyncpg (``sslmode``,
+``sslrootcert``, ``connect_timeout``, ...; unknown ones become server settings), and
+``application_name`` names the connections in ``pg_stat_activity`` (default ``mlgate``). A
+password may also come from ``PGPASSWORD`` or a ``.pgpass`` file; it never appears in
+messages (:func:`backends.registry.redact_uri`).
+
+Connections come from :class:`backends.metadata._pg_pool.Pool` (SQLAlchemy's pool settings).
+Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot. The
+schema lives in ``migrations/postgres``; it is applied at open under a transaction-level
+advisory lock, so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from backends import errors
+from backends.metadata import sql_search
+from backends.metadata._migrations import load_migrations
+from backends.metadata._pg_pool import Pool, PooledConnection
+from backends.metadata.sql_store import Cursor, Row, SqlMetadataStore, UniqueViolation
+from backends.registry import redact_uri
+
+__all__ = ["PostgresMetadataStore"]
+
+log = logging.getLogger("mlgate.postgres")
+
+SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
+# pg_advisory_xact_lock key for migrations: "mlgate" in ASCII.
+_MIGRATION_LOCK = 0x6D6C67617465
+_BEGIN_WRITE = "BEGIN"
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# SQLSTATE classes meaning "the database cannot serve this now; retry": connection
+# exceptions, transaction rollback (serialization failure, deadlock), insufficient
+# resources, operator intervention (admin shutdown, starting up, query cancelled), lock
+# not available.
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "55P03", "58")
+_INVALID_CLASSES = ("22", "23")
+
+
+# -- SQL translation -------------------------------------------------------------------
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
+
+
+@functools.lru_cache(maxsize=4096)
+def _translate_sql(sql: str) -> tuple[str, bool]:
+    """(``sql`` with ``?`` placeholders as ``$1, $2, ...``, whether it returns rows)."""
+    n = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal n
+        if match.group(0) != "?":
+            return match.group(0)  # a quoted literal or identifier: left alone
+        n += 1
+        return f"${n}"
+
+    text = _TOKENS.sub(number, sql)
+    head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
+    returns_rows = head in ("SELECT", "WITH", "VALUES", "SHOW") or " RETURNING " in (
+        f" {text.upper()} ")
+    return text, returns_rows
+
+
+def _rowcount(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else -1
+
+
+class _Cursor:
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Row], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> Iterable[Row]:
+        return self._rows
+
+
+class _Conn:
+    """An asyncpg connection speaking :class:`backends.metadata.sql_store.Connection`."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: asyncpg.Connection) -> None:
+        self.raw = raw
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+        text, returns_rows = _translate_sql(sql)
+        try:
+            if returns_rows:
+                rows = await self.raw.fetch(text, *parameters)
+                return _Cursor(rows, len(rows))
+            return _Cursor([], _rowcount(await self.raw.execute(text, *parameters)))
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from exc
+
+    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        rows: list[Any] = await self.raw.fetch(_translate_sql(sql)[0], *parameters)
+        return rows
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
+        rows = list(parameters)
+        if not rows:
+            return
+        text, _ = _translate_sql(sql)
+        try:
+            await self.raw.executemany(text, rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from exc
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) -> bool:
+    """Whether ``exc`` means the connection (or the server behind it) is gone."""
+    if isinstance(exc, asyncpg.exceptions.DataError):  # a client-side encoding error
+        return False
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.ConnectionFailureError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "").startswith(("08", "57P"))
+    if isinstance(exc, asyncpg.InterfaceError):
+        return raw is None or raw.is_closed()
+    return False
+
+
+def _translate(exc: BaseException, raw: asyncpg.Connection | None = None) -> BaseException:
+    """The :mod:`backends.errors` exception for a driver error; others are returned as is."""
+    if isinstance(exc, errors.BackendError):
+        return exc
+    if isinstance(exc, UniqueViolation):
+        # The store checks before it inserts; losing that race to a concurrent writer is
+        # worth a retry, which sees the other write.
+        return errors.Unavailable("A concurrent write to the same item won; retry the request.")
+    if _is_disconnect(exc, raw):
+        return errors.Unavailable(
+            f"The database connection was lost ({type(exc).__name__}); retry the request.")
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return errors.InvalidArgument(f"The request could not be stored: {exc}")
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(exc.sqlstate or "")
+        if state.startswith(_UNAVAILABLE_CLASSES):
+            return errors.Unavailable(
+                f"The database is temporarily unavailable ({type(exc).__name__}); retry.")
+        if state.startswith(_INVALID_CLASSES):
+            return errors.InvalidArgument(f"The request could not be stored: {exc}")
+    return exc
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class PostgresMetadataStore(SqlMetadataStore):
+    _dialect = sql_search.POSTGRES
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        artifact_root: str = "mlflow-artifacts:",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_recycle: float = -1,
+        pool_timeout: float = 30.0,
+        pgbouncer: bool = False,
+        application_name: str = "mlgate",
+        command_timeout: float = 60.0,
+    ) -> None:
+        self._dsn = dsn
+        self._password = urlsplit(dsn).password
+        self._artifact_root = artifact_root
+        self._application_name = application_name
+        self._pgbouncer = pgbouncer
+        self._command_timeout = command_timeout
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._pool_recycle = pool_recycle
+        self._pool_timeout = pool_timeout
+        self._pool: Pool | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            raise ValueError(f"not a postgresql URI: {redact_uri(uri)!r}")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError(f"postgresql URI {redact_uri(uri)!r} names no host")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        kwargs: dict[str, Any] = {}
+        for key, value in query:
+            if key == "application_name":
+                kwargs["application_name"] = value
+        query = [(k, v) for k, v in query if k != "application_name"]
+        dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
+                 "pgbouncer", "application_name", "command_timeout"}
+        kwargs.update({k: v for k, v in options.items() if k in known and v is not None})
+        if kwargs.get("pool_size", 5) < 1:
+            raise ValueError("pool_size must be at least 1")
+        if kwargs.get("pool_timeout", 30.0) <= 0:
+            raise ValueError("pool_timeout must be positive")
+        return cls(dsn, **kwargs)
+
+    def _safe(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    async def _connect(self, timeout: float) -> asyncpg.Connection:
+        try:
+            raw: asyncpg.Connection = await asyncpg.connect(
+                self._dsn,
+                timeout=timeout,
+                command_timeout=self._command_timeout,
+                # PgBouncer in transaction mode cannot keep named prepared statements.
+                statement_cache_size=0 if self._pgbouncer else 100,
+                server_settings={"application_name": self._application_name},
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise errors.Unavailable(
+                f"Cannot connect to the database {redact_uri(self._dsn)}: "
+                f"{self._safe(str(exc)) or type(exc).__name__}"
+            ) from None
+        return raw
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._pool = Pool(self._connect, pool_size=self._pool_size,
+                          max_overflow=self._max_overflow, pool_recycle=self._pool_recycle,
+                          pool_timeout=self._pool_timeout)
+        try:
+            await self._migrate()
+            await self._pool.fill()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
+
+    def stats(self) -> dict[str, Any]:
+        if self._pool is None:
+            return {"store": "postgresql", "open": 0}
+        return {"store": "postgresql", **self._pool.stats()}
+
+    async def _migrate(self) -> None:
+        async with self._tx() as db:
+            await db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            cur = await db.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+                " AND table_name IN ('alembic_version', 'mlgate_schema')"
+            )
+            tables = {row[0] for row in await cur.fetchall()}
+            if "alembic_version" in tables:
+                raise errors.InvalidArgument(
+                    f"{redact_uri(self._dsn)} is a stock MLflow database; mlgate keeps its own "
+                    "schema. Point --backend-store-uri at a new database."
+                )
+            if "mlgate_schema" not in tables:
+                await db.execute("CREATE TABLE mlgate_schema (version INTEGER NOT NULL)")
+                await db.execute("INSERT INTO mlgate_schema (version) VALUES (0)")
+            row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
+            current = int(row[0]) if row else 0
+            for version, script in load_migrations("postgres"):
+                if version <= current:
+                    continue
+                assert isinstance(db, _Conn)
+                await db.raw.execute(script)  # no arguments: the simple protocol runs it all
+                await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
+                log.info("migrated %s to schema version %d", redact_uri(self._dsn), version)
+            await self._ensure_default_experiment(db)
+
+    async def schema_version(self) -> int:
+        async with self._read() as db:
+            row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
+            return int(row[0]) if row else 0
+
+    # -- transactions --------------------------------------------------------------------
+
+    async def _begin(self, begin: str) -> PooledConnection:
+        """A pooled connection inside a fresh transaction. A connection found dead at BEGIN
+        (nothing sent yet, so retrying is safe) retires the pool's older connections and
+        the next one is tried."""
+        pool = self._pool
+        if pool is None:
+            raise errors.Unavailable("the metadata store is closed")
+        for attempt in range(3):
+            conn = await pool.acquire()
+            try:
+                await conn.raw.execute(begin, timeout=pool.pool_timeout)
+            except BaseException as exc:
+                pool.release(conn, discard=True)
+                if not isinstance(exc, Exception):
+                    raise
+                if _is_disconnect(exc, conn.raw):
+                    pool.invalidate()
+                    if attempt < 2 and not isinstance(exc, TimeoutError):
+                        continue
+                raise _translate(exc, conn.raw) from exc
+            return conn
+        raise AssertionError("unreachable")
+
+    async def _finish(self, conn: PooledConnection, sql: str) -> None:
+        """COMMIT or ROLLBACK and return the connection; a failure retires it."""
+        pool = self._pool
+        assert pool is not None
+        try:
+            if conn.raw.is_closed():
+                raise asyncpg.ConnectionDoesNotExistError("connection is closed")
+            await conn.raw.execute(sql, timeout=pool.pool_timeout)
+        except BaseException as exc:
+            pool.release(conn, discard=True)
+            if isinstance(exc, Exception) and _is_disconnect(exc, conn.raw):
+                pool.invalidate()
+            raise
+        pool.release(conn)
+
+    @asynccontextmanager
+    async def _session(self, begin: str) -> AsyncIterator[_Conn]:
+        conn = await self._begin(begin)
+        try:
+            yield _Conn(conn.raw)
+        except BaseException as exc:
+            try:
+                await self._finish(conn, "ROLLBACK")
+            except BaseException:  # the original error matters more
+                log.debug("rollback failed; the connection was discarded", exc_info=True)
+            if isinstance(exc, Exception):
+                translated = _translate(exc, conn.raw)
+                if translated is not exc:
+                    raise translated from exc
+            raise
+        try:
+            await self._finish(conn, "COMMIT")
+        except Exception as exc:
+            raise _translate(exc, conn.raw) from exc
+
+    def _tx(self) -> AbstractAsyncContextManager[_Conn]:
+        """One READ COMMITTED write transaction."""
+        return self._session(_BEGIN_WRITE)
+
+    def _read(self) -> AbstractAsyncContextManager[_Conn]:
+        """One REPEATABLE READ, READ ONLY snapshot."""
+        return self._session(_BEGIN_READ)
+

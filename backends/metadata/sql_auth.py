@@ -1,0 +1,385 @@
+"""SQL of the auth tables (:class:`AuthStore`), shared by SQLite and PostgreSQL.
+
+:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql_store.SqlMetadataStore`
+and uses its ``_tx()``/``_read()`` connections and ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from backends import errors
+from backends.metadata.auth_base import AuthStore
+from backends.metadata.auth_entities import (
+    AuditRecord,
+    GrantRow,
+    TokenRow,
+    UserRecord,
+    WorkspaceRow,
+)
+
+__all__ = ["SqlAuthMixin"]
+
+_USER_COLS = "user_id, username, password_hash, is_admin"
+_TOKEN_COLS = ("token_id, user_id, name, digest, read_only, workspace, created_at, expires_at,"
+               " last_used_at, revoked_at")
+_GRANT_COLS = "resource_type, workspace, resource_id, principal_type, principal, permission"
+_AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
+               " client_address")
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(int(row[0]), row[1], row[2], bool(row[3]))
+
+
+def _token(row: Any) -> TokenRow:
+    return TokenRow(row[0], int(row[1]), row[2], row[3], bool(row[4]), row[5], int(row[6]),
+                    row[7], row[8], row[9])
+
+
+def _grant(row: Any) -> GrantRow:
+    return GrantRow(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _int_id(value: str) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class SqlAuthMixin(AuthStore):
+    @abstractmethod
+    def _tx(self) -> AbstractAsyncContextManager[Any]: ...
+
+    @abstractmethod
+    def _read(self) -> AbstractAsyncContextManager[Any]: ...
+
+    # -- users ---------------------------------------------------------------------------
+
+    async def create_user(self, username: str, password_hash: str, *,
+                          is_admin: bool = False) -> UserRecord:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO auth_users (username, password_hash, is_admin, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING"
+                f" RETURNING {_USER_COLS}",
+                (username, password_hash, int(is_admin), _now()))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.AlreadyExists(f"User '{username}' already exists.")
+        return _user(row)
+
+    async def get_user(self, username: str) -> UserRecord:
+        async with self._read() as db:
+            cur = await db.execute(
+                f"SELECT {_USER_COLS} FROM auth_users WHERE username = ?", (username,))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"User with username={username} not found")
+        return _user(row)
+
+    async def get_user_by_id(self, user_id: int) -> UserRecord:
+        async with self._read() as db:
+            cur = await db.execute(
+                f"SELECT {_USER_COLS} FROM auth_users WHERE user_id = ?", (user_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"User with id={user_id} not found")
+        return _user(row)
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self._read() as db:
+            cur = await db.execute(f"SELECT {_USER_COLS} FROM auth_users ORDER BY user_id")
+            return [_user(r) for r in await cur.fetchall()]
+
+    async def update_user(self, username: str, *, password_hash: str | None = None,
+                          is_admin: bool | None = None) -> UserRecord:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE auth_users SET password_hash = COALESCE(?, password_hash),"
+                " is_admin = COALESCE(?, is_admin) WHERE username = ?"
+                f" RETURNING {_USER_COLS}",
+                (password_hash, None if is_admin is None else int(is_admin), username))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"User with username={username} not found")
+        return _user(row)
+
+    async def delete_user(self, username: str) -> UserRecord:
+        async with self._tx() as db:
+            cur = await db.execute(
+                f"SELECT {_USER_COLS} FROM auth_users WHERE username = ?", (username,))
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.NotFound(f"User with username={username} not found")
+            user = _user(row)
+            for table in ("auth_tokens", "auth_team_members"):
+                await db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user.user_id,))
+            await db.execute(
+                "DELETE FROM auth_grants WHERE principal_type = 'user' AND principal = ?",
+                (str(user.user_id),))
+            await db.execute("DELETE FROM auth_users WHERE user_id = ?", (user.user_id,))
+        return user
+
+    # -- teams (workspaces) --------------------------------------------------------------
+
+    async def create_workspace(self, name: str, description: str = "") -> WorkspaceRow:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, description, _now()))
+            if await cur.fetchone() is None:
+                raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
+        return WorkspaceRow(name, description)
+
+    async def get_workspace(self, name: str) -> WorkspaceRow:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT name, description FROM auth_workspaces WHERE name = ?", (name,))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"Workspace '{name}' not found.")
+        return WorkspaceRow(row[0], row[1] or "")
+
+    async def list_workspaces(self) -> list[WorkspaceRow]:
+        async with self._read() as db:
+            cur = await db.execute("SELECT name, description FROM auth_workspaces ORDER BY name")
+            return [WorkspaceRow(r[0], r[1] or "") for r in await cur.fetchall()]
+
+    async def delete_workspace(self, name: str) -> None:
+        if name == "default":
+            raise errors.Conflict("The default workspace cannot be deleted.")
+        async with self._tx() as db:
+            for table in ("experiments", "registered_models"):
+                cur = await db.execute(
+                    f"SELECT 1 FROM {table} WHERE workspace = ? LIMIT 1", (name,))
+                if await cur.fetchone() is not None:
+                    raise errors.Conflict(
+                        f"Workspace '{name}' still holds {table.replace('_', ' ')}.")
+            await db.execute("DELETE FROM auth_grants WHERE principal_type = 'team'"
+                             " AND principal = ?", (name,))
+            await db.execute("DELETE FROM auth_team_members WHERE workspace = ?", (name,))
+            cur = await db.execute(
+                "DELETE FROM auth_workspaces WHERE name = ? RETURNING name", (name,))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"Workspace '{name}' not found.")
+
+    async def set_member(self, workspace: str, user_id: int, role: str) -> None:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT (SELECT 1 FROM auth_workspaces WHERE name = ?),"
+                " (SELECT 1 FROM auth_users WHERE user_id = ?)", (workspace, user_id))
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                raise errors.NotFound(f"Workspace '{workspace}' not found.")
+            if row[1] is None:
+                raise errors.NotFound(f"User with id={user_id} not found")
+            await db.execute(
+                "INSERT INTO auth_team_members (workspace, user_id, role) VALUES (?, ?, ?)"
+                " ON CONFLICT (workspace, user_id) DO UPDATE SET role = excluded.role",
+                (workspace, user_id, role))
+
+    async def remove_member(self, workspace: str, user_id: int) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM auth_team_members WHERE workspace = ? AND user_id = ?"
+                " RETURNING user_id", (workspace, user_id))
+            return await cur.fetchone() is not None
+
+    async def list_members(self, workspace: str) -> list[tuple[UserRecord, str]]:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT u.user_id, u.username, u.password_hash, u.is_admin, m.role"
+                " FROM auth_team_members m JOIN auth_users u ON u.user_id = m.user_id"
+                " WHERE m.workspace = ? ORDER BY u.username", (workspace,))
+            return [(_user(r), r[4]) for r in await cur.fetchall()]
+
+    async def memberships(self, user_id: int) -> dict[str, str]:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT workspace, role FROM auth_team_members WHERE user_id = ?", (user_id,))
+            return {r[0]: r[1] for r in await cur.fetchall()}
+
+    # -- API tokens ----------------------------------------------------------------------
+
+    async def create_token(self, row: TokenRow) -> None:
+        async with self._tx() as db:
+            cur = await db.execute("SELECT 1 FROM auth_users WHERE user_id = ?", (row.user_id,))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"User with id={row.user_id} not found")
+            await db.execute(
+                f"INSERT INTO auth_tokens ({_TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.token_id, row.user_id, row.name, row.digest, int(row.read_only),
+                 row.workspace, row.created_at, row.expires_at, row.last_used_at,
+                 row.revoked_at))
+
+    async def get_token(self, token_id: str) -> TokenRow:
+        async with self._read() as db:
+            cur = await db.execute(
+                f"SELECT {_TOKEN_COLS} FROM auth_tokens WHERE token_id = ?", (token_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"Token '{token_id}' not found")
+        return _token(row)
+
+    async def list_tokens(self, user_id: int | None = None) -> list[TokenRow]:
+        async with self._read() as db:
+            if user_id is None:
+                cur = await db.execute(
+                    f"SELECT {_TOKEN_COLS} FROM auth_tokens ORDER BY created_at DESC, token_id")
+            else:
+                cur = await db.execute(
+                    f"SELECT {_TOKEN_COLS} FROM auth_tokens WHERE user_id = ?"
+                    " ORDER BY created_at DESC, token_id", (user_id,))
+            return [_token(r) for r in await cur.fetchall()]
+
+    async def revoke_token(self, token_id: str, at: int) -> None:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE auth_tokens SET revoked_at = COALESCE(revoked_at, ?)"
+                " WHERE token_id = ? RETURNING token_id", (at, token_id))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"Token '{token_id}' not found")
+
+    async def touch_token(self, token_id: str, at: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE auth_tokens SET last_used_at = ? WHERE token_id = ?", (at, token_id))
+
+    # -- grants --------------------------------------------------------------------------
+
+    async def set_grant(self, grant: GrantRow) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (resource_type, workspace, resource_id, principal_type, principal)"
+                " DO UPDATE SET permission = excluded.permission",
+                (grant.resource_type, grant.workspace, grant.resource_id,
+                 grant.principal_type, grant.principal, grant.permission))
+
+    async def delete_grant(self, resource_type: str, workspace: str, resource_id: str,
+                           principal_type: str, principal: str) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
+                " AND resource_id = ? AND principal_type = ? AND principal = ?"
+                " RETURNING grant_id",
+                (resource_type, workspace, resource_id, principal_type, principal))
+            return await cur.fetchone() is not None
+
+    async def grants_on(self, resource_type: str, workspace: str,
+                        resource_id: str) -> list[GrantRow]:
+        async with self._read() as db:
+            cur = await db.execute(
+                f"SELECT {_GRANT_COLS} FROM auth_grants WHERE resource_type = ?"
+                " AND workspace = ? AND resource_id = ? ORDER BY grant_id",
+                (resource_type, workspace, resource_id))
+            return [_grant(r) for r in await cur.fetchall()]
+
+    async def grants_of(self, principal_type: str, principal: str) -> list[GrantRow]:
+        async with self._read() as db:
+            cur = await db.execute(
+                f"SELECT {_GRANT_COLS} FROM auth_grants WHERE principal_type = ?"
+                " AND principal = ? ORDER BY grant_id", (principal_type, principal))
+            return [_grant(r) for r in await cur.fetchall()]
+
+    async def move_grants(self, resource_type: str, workspace: str, old_id: str,
+                          new_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
+                " AND resource_id = ?", (resource_type, workspace, new_id))
+            await db.execute(
+                "UPDATE auth_grants SET resource_id = ? WHERE resource_type = ?"
+                " AND workspace = ? AND resource_id = ?",
+                (new_id, resource_type, workspace, old_id))
+
+    async def delete_grants_on(self, resource_type: str, workspace: str,
+                               resource_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
+                " AND resource_id = ?", (resource_type, workspace, resource_id))
+
+    # -- locating resources --------------------------------------------------------------
+
+    async def experiment_workspace(self, experiment_id: str) -> str | None:
+        exp_id = _int_id(experiment_id)
+        if exp_id is None:
+            return None
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT workspace FROM experiments WHERE experiment_id = ?", (exp_id,))
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def experiment_id_by_name(self, workspace: str, name: str) -> str | None:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT experiment_id FROM experiments WHERE workspace = ? AND name = ?",
+                (workspace, name))
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def run_experiment(self, run_id: str) -> str | None:
+        async with self._read() as db:
+            cur = await db.execute("SELECT experiment_id FROM runs WHERE run_id = ?", (run_id,))
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def logged_model_experiment(self, model_id: str) -> str | None:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT experiment_id FROM logged_models WHERE model_id = ?", (model_id,))
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def registered_model_exists(self, workspace: str, name: str) -> bool:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT 1 FROM registered_models WHERE workspace = ? AND name = ?",
+                (workspace, name))
+            return await cur.fetchone() is not None
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        async with self._tx() as db:
+            await db.executemany(
+                f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.ts, r.username, r.workspace, r.action, r.resource_type, r.resource_id,
+                  r.outcome, r.status, r.client_address) for r in records])
+
+    async def query_audit(self, *, username: str | None = None,
+                          resource_type: str | None = None, resource_id: str | None = None,
+                          since: int | None = None, until: int | None = None,
+                          limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        where, params = [], []
+        for column, op, value in (("username", "=", username),
+                                  ("resource_type", "=", resource_type),
+                                  ("resource_id", "=", resource_id),
+                                  ("ts", ">=", since), ("ts", "<", until)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        sql = f"SELECT {_AUDIT_COLS}, audit_id FROM audit_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY audit_id LIMIT ? OFFSET ?"
+        async with self._read() as db:
+            cur = await db.execute(sql, (*params, limit, offset))
+            return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
+                                None if r[7] is None else int(r[7]), r[8], int(r[9]))
+                    for r in await cur.fetchall()]

@@ -1,0 +1,284 @@
+"""Group commit for run writes: one transaction for many concurrent requests.
+
+The MLflow client sends one HTTP request per ``log_metric`` call, and a transaction per
+request caps a server at its database's commit rate. Here the log-metric, log-param,
+set-tag and log-batch handlers validate their request, :meth:`Batcher.submit` it and await
+its verdict; one writer task drains the queue and hands everything pending to
+:meth:`MetadataStore.log_batches` in **one transaction**, and answers each request only
+after that transaction committed. A 200 therefore means the rows are durable.
+
+Flushing: the writer takes up to ``max_rows`` rows as soon as it is free. While a commit is
+in flight, new requests pile up and go together in the next one, so batches grow with the
+load by themselves and an idle gateway adds no wait at all. ``max_delay`` (0 by default)
+makes the writer linger that long after the oldest pending request for more rows to join,
+unless ``max_rows`` are pending earlier.
+
+Failures stay with their request: validation happens before :meth:`submit`; the store
+reports per-request refusals (unknown run, changed param) without failing the others; and
+if the transaction itself fails, the batch is retried by halves until the culprit is alone.
+A database outage (``Unavailable``) is not bisected: every request of the batch gets it.
+
+Backpressure: at most ``max_queue_rows`` rows wait. A request that does not fit waits up to
+``queue_timeout`` for room, then gets ``QueueFull`` (503 with ``Retry-After``; the MLflow
+client retries it). Memory is bounded by the queue, not by the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from backends import errors
+from backends.metadata.entities import RunWrite
+
+__all__ = ["BatchWriter", "Batcher", "QueueFull"]
+
+log = logging.getLogger("mlgate.batcher")
+
+_WINDOW = 1024  # recent batches kept for the size and wait figures
+
+
+class BatchWriter(Protocol):
+    """What the batcher needs of a metadata store (:meth:`MetadataStore.log_batches`)."""
+
+    async def log_batches(
+        self, writes: Sequence[RunWrite]
+    ) -> list[errors.BackendError | None]: ...
+
+
+class QueueFull(errors.Unavailable):
+    """The write queue stayed full for the whole wait; answered 503 with Retry-After."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: RunWrite
+    future: asyncio.Future[None]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Figures:
+    requests: int = 0
+    rows: int = 0
+    batches: int = 0
+    bisections: int = 0
+    refused: int = 0
+    failed: int = 0
+    queue_full: int = 0
+    sizes: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=_WINDOW))
+    waits: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_WINDOW))
+    commits: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_WINDOW))
+
+
+class Batcher:
+    def __init__(
+        self,
+        store: BatchWriter,
+        *,
+        max_rows: int = 5000,
+        max_delay: float = 0.0,
+        max_queue_rows: int = 100_000,
+        queue_timeout: float = 5.0,
+    ) -> None:
+        if max_rows < 1 or max_queue_rows < max_rows or max_delay < 0 or queue_timeout < 0:
+            raise ValueError("batcher limits must be positive and max_queue_rows >= max_rows")
+        self._store = store
+        self._max_rows = max_rows
+        self._max_delay = max_delay
+        self._max_queue_rows = max_queue_rows
+        self._queue_timeout = queue_timeout
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queued_rows = 0
+        self._arrived = asyncio.Event()  # something was queued
+        self._room = asyncio.Event()  # rows left the queue
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self._figures = _Figures()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="mlgate-batcher")
+
+    async def close(self) -> None:
+        """Refuse new writes, commit everything queued, then stop the writer."""
+        self._closing = True
+        self._arrived.set()
+        self._room.set()
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+
+    # -- the request side ----------------------------------------------------------------
+
+    async def submit(self, write: RunWrite) -> None:
+        """Return once ``write`` is committed; raise the store's refusal of it, or
+        ``Unavailable`` / ``QueueFull``."""
+        if self._closing or self._writer is None:
+            raise errors.Unavailable("The server is shutting down; retry the request.")
+        rows = max(1, write.rows)
+        if not self._fits(rows):
+            await self._wait_for_room(rows)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume)
+        self._queue.append(_Pending(write, future))
+        self._queued_rows += rows
+        self._figures.requests += 1
+        self._arrived.set()
+        # If this request is cancelled (the client went away), so is the future, but the
+        # write stays queued: it is committed all the same, and a retry of it stores
+        # nothing twice.
+        await future
+
+    def _fits(self, rows: int) -> bool:
+        # A request larger than the whole queue is admitted when the queue is empty.
+        return self._queued_rows + rows <= self._max_queue_rows or not self._queue
+
+    async def _wait_for_room(self, rows: int) -> None:
+        deadline = time.monotonic() + self._queue_timeout
+        while not self._fits(rows):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closing:
+                self._figures.queue_full += 1
+                raise QueueFull(
+                    "The server's write queue is full; retry the request shortly.")
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), remaining)
+
+    # -- the writer ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if self._max_delay and not self._closing:
+                await self._linger()
+            batch = self._take()
+            try:
+                await self._commit(batch)
+            except Exception:  # pragma: no cover - _commit answers every future itself
+                log.exception("batch writer failed")
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(errors.Unavailable("The write failed; retry."))
+
+    async def _linger(self) -> None:
+        deadline = self._queue[0].enqueued + self._max_delay
+        while self._queued_rows < self._max_rows and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            size = max(1, self._queue[0].write.rows)
+            if batch and rows + size > self._max_rows:
+                break
+            batch.append(self._queue.popleft())
+            rows += size
+        self._queued_rows -= rows
+        self._room.set()
+        now = time.monotonic()
+        self._figures.batches += 1
+        self._figures.rows += rows
+        self._figures.sizes.append(rows)
+        self._figures.waits.append(now - batch[0].enqueued)
+        return batch
+
+    async def _commit(self, batch: Sequence[_Pending]) -> None:
+        started = time.monotonic()
+        try:
+            verdicts = await self._store.log_batches([p.write for p in batch])
+        except errors.Unavailable as exc:
+            self._figures.failed += len(batch)
+            _answer_all(batch, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure of the transaction is bisected
+            if len(batch) == 1:
+                self._figures.failed += 1
+                _answer_all(batch, exc)
+                return
+            # Someone in this batch breaks the transaction: retry by halves to find them.
+            self._figures.bisections += 1
+            half = len(batch) // 2
+            await self._commit(batch[:half])
+            await self._commit(batch[half:])
+            return
+        self._figures.commits.append(time.monotonic() - started)
+        for p, verdict in zip(batch, verdicts, strict=True):
+            if p.future.done():
+                continue
+            if verdict is None:
+                p.future.set_result(None)
+            else:
+                self._figures.refused += 1
+                p.future.set_exception(verdict)
+
+    # -- figures -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        f = self._figures
+        return {
+            "queued_requests": len(self._queue),
+            "queued_rows": self._queued_rows,
+            "max_queue_rows": self._max_queue_rows,
+            "max_rows": self._max_rows,
+            "max_delay_ms": self._max_delay * 1000,
+            "requests": f.requests,
+            "rows": f.rows,
+            "batches": f.batches,
+            "bisections": f.bisections,
+            "refused_requests": f.refused,
+            "failed_requests": f.failed,
+            "queue_full_rejections": f.queue_full,
+            "recent_batch_rows": _summary(f.sizes),
+            "recent_wait_ms": _summary([w * 1000 for w in f.waits]),
+            "recent_commit_ms": _summary([c * 1000 for c in f.commits]),
+        }
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Mark the verdict retrieved, so one nobody awaits any more (a cancelled request) is
+    not reported as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _answer_all(batch: Sequence[_Pending], exc: BaseException) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(exc)
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "mean": round(statistics.fmean(ordered), 3),
+        "p50": round(ordered[len(ordered) // 2], 3),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+        "max": round(ordered[-1], 3),
+    }

@@ -1,0 +1,533 @@
+"""Users, permissions, teams (workspaces), API tokens and the audit log.
+
+The user and permission endpoints are those of MLflow 3.17's basic-auth app, so
+``mlflow.server.get_app_client("basic-auth", tracking_uri=...)`` manages mlgate's users. The
+workspace endpoints are MLflow's (``mlflow.create_workspace``, ``list_workspaces``); team
+members, team grants, tokens and the audit log are mlgate's own, under ``/mlgate/v1``.
+Every route declares its access like any other; the handlers only add the "yourself or an
+administrator" checks that depend on the request body.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from auth import hashing
+from auth.access import Access, Action, ResourceKind
+from auth.identity import Identity
+from auth.permissions import GRANTABLE, Permission, TeamRole
+from auth.policy import TEAM, USER, Resource, effective_permission
+from backends import errors as be
+from backends.metadata.auth_entities import GrantRow, TokenRow, UserRecord
+from gateway.errors import MlflowError, invalid_parameter
+from gateway.parsing import Field, Message, read_json_body, read_message
+from gateway.render import json_response
+from gateway.routes._common import store
+from gateway.routing import Route
+from gateway.security import (
+    WORKSPACE_NAME,
+    Security,
+    identity_of,
+    security_of,
+    workspace_of,
+)
+
+__all__ = ["ROUTES"]
+
+API2 = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+API3 = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
+MLGATE = ("/mlgate/v1",)
+
+_ANY_USER = Access(ResourceKind.WORKSPACE, Action.READ)
+_WS_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE)
+_TEAM_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE, "name")
+_ADMIN = Access(ResourceKind.SERVER, Action.MANAGE)
+_ADMIN_READ = Access(ResourceKind.SERVER, Action.READ)
+_GRANT = Access(ResourceKind.GRANT_TARGET, Action.MANAGE, "resource_id")
+
+_USERNAME = Message({"username": Field("string")})
+_PERMISSION_REF = Message({"username": Field("string"), "resource_type": Field("string"),
+                           "resource_id": Field("string"), "permission": Field("string")})
+_RESOURCE_TYPES = ("experiment", "registered_model")
+
+
+def _security(request: web.Request) -> Security:
+    sec = security_of(request)
+    if sec is None or not sec.auth_on:
+        raise MlflowError("Authentication is not enabled on this server (mlgate serve --auth).",
+                          "ENDPOINT_NOT_FOUND")
+    return sec
+
+
+def _me(request: web.Request) -> Identity:
+    ident = identity_of(request)
+    if ident is None:  # enforce() authenticated every non-public route
+        raise MlflowError("Not authenticated.", "UNAUTHENTICATED")
+    return ident
+
+
+def _denied(what: str) -> MlflowError:
+    return MlflowError(f"Permission denied: {what}", "PERMISSION_DENIED")
+
+
+def _user_json(user: UserRecord) -> dict[str, Any]:
+    return {"id": user.user_id, "username": user.username, "is_admin": user.is_admin}
+
+
+def _need(msg: dict[str, Any], name: str) -> str:
+    value = msg.get(name)
+    if not value:
+        raise invalid_parameter(f"Missing value for required parameter '{name}'.")
+    return str(value)
+
+
+def _self_or_admin(request: web.Request, username: str) -> Identity:
+    me = _me(request)
+    if me.username != username and not me.is_admin \
+            and me.role_in(workspace_of(request)) is not TeamRole.MANAGER:
+        raise _denied("only the user themselves or an administrator may do this.")
+    return me
+
+
+# -- users (MLflow's basic-auth API) ---------------------------------------------------
+
+
+async def create_user(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, Message({"username": Field("string"),
+                                               "password": Field("string")}))
+    username, password = msg.get("username"), msg.get("password")
+    if not username or not password:
+        raise invalid_parameter("Username and password cannot be empty.")
+    user = await store(request).create_user(username, hashing.hash_password(password))
+    ws = workspace_of(request)
+    me = _me(request)
+    if not me.is_admin:  # a workspace manager's new user joins their workspace
+        await store(request).set_member(ws, user.user_id, TeamRole.MEMBER.value)
+        sec.invalidate_user(user.user_id)
+    return json_response({"user": _user_json(user)})
+
+
+async def get_user(request: web.Request) -> web.Response:
+    _security(request)
+    username = _need(await read_message(request, _USERNAME), "username")
+    _self_or_admin(request, username)
+    return json_response({"user": _user_json(await store(request).get_user(username))})
+
+
+async def list_users(request: web.Request) -> web.Response:
+    _security(request)
+    out = []
+    for user in await store(request).list_users():
+        teams = await store(request).memberships(user.user_id)
+        out.append({**_user_json(user), "roles": [
+            {"workspace": ws, "name": role} for ws, role in sorted(teams.items())]})
+    return json_response({"users": out})
+
+
+async def current_user(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    return json_response({"user": {"id": me.user_id, "username": me.username,
+                                   "is_admin": me.is_admin}, "is_basic_auth": True})
+
+
+async def update_password(request: web.Request) -> web.Response:
+    sec = _security(request)
+    body = await read_json_body(request)
+    username, password = _need(body, "username"), _need(body, "password")
+    me = _me(request)
+    if me.scope is not None:
+        raise _denied("passwords cannot be changed with an API token.")
+    if me.username == username:
+        current = body.get("current_password")
+        if not current:
+            raise invalid_parameter(
+                "Current password is required when changing your own password.")
+        user = await store(request).get_user(username)
+        if not hashing.verify_password(user.password_hash, str(current)):
+            raise invalid_parameter("Current password does not match.")
+        if password == current:
+            raise invalid_parameter("New password must differ from the current password.")
+    elif not me.is_admin:
+        raise _denied("only administrators may change another user's password.")
+    user = await store(request).update_user(username,
+                                            password_hash=hashing.hash_password(password))
+    sec.invalidate_user(user.user_id)
+    return json_response({})
+
+
+async def update_admin(request: web.Request) -> web.Response:
+    sec = _security(request)
+    body = await read_json_body(request)
+    username = _need(body, "username")
+    is_admin = body.get("is_admin")
+    if isinstance(is_admin, str) and is_admin.lower() in ("true", "false"):
+        is_admin = is_admin.lower() == "true"
+    if not isinstance(is_admin, bool):
+        raise invalid_parameter("'is_admin' must be true or false.")
+    user = await store(request).update_user(username, is_admin=is_admin)
+    sec.invalidate_user(user.user_id)
+    return json_response({})
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    sec = _security(request)
+    username = _need(await read_json_body(request), "username")
+    if username == _me(request).username:
+        raise MlflowError("Users cannot delete their own account. Ask another admin to "
+                          "delete this user instead.", "BAD_REQUEST")
+    user = await store(request).delete_user(username)
+    sec.invalidate_user(user.user_id)
+    return json_response({})
+
+
+# -- per-user permissions (MLflow 3.17's unified grant API) ----------------------------
+
+
+def _grant_ref(msg: dict[str, Any], *, with_permission: bool) -> tuple[str, str, Permission]:
+    rtype, rid = _need(msg, "resource_type"), _need(msg, "resource_id")
+    if rtype not in _RESOURCE_TYPES:
+        raise invalid_parameter(f"Invalid resource type '{rtype}'. mlgate grants on: "
+                                f"{', '.join(_RESOURCE_TYPES)}.")
+    permission = Permission.NO_PERMISSIONS
+    if with_permission:
+        try:
+            permission = Permission.parse(_need(msg, "permission"))
+        except ValueError as exc:
+            raise invalid_parameter(str(exc)) from None
+        if permission not in GRANTABLE:
+            raise invalid_parameter(f"Permission {permission.name} cannot be granted; use one "
+                                    "of READ, USE, EDIT, MANAGE, DENY.")
+    return rtype, rid, permission
+
+
+async def _grant_workspace(request: web.Request, rtype: str, rid: str) -> str:
+    if rtype == "experiment":
+        ws = await store(request).experiment_workspace(rid)
+        if ws is None:
+            raise MlflowError(f"No Experiment with id={rid} exists", "RESOURCE_DOES_NOT_EXIST")
+        return ws
+    return workspace_of(request)
+
+
+async def _change_grant(request: web.Request, principal_type: str, principal: str,
+                        msg: dict[str, Any], *, grant: bool) -> None:
+    sec = _security(request)
+    rtype, rid, permission = _grant_ref(msg, with_permission=grant)
+    ws = await _grant_workspace(request, rtype, rid)
+    if grant:
+        await sec.set_grant(GrantRow(rtype, ws, rid, principal_type, principal,
+                                     permission.name))
+    else:
+        await store(request).delete_grant(rtype, ws, rid, principal_type, principal)
+        sec.invalidate_grants(rtype, ws, rid)
+
+
+async def grant_user_permission(request: web.Request) -> web.Response:
+    msg = await read_message(request, _PERMISSION_REF)
+    user = await store(request).get_user(_need(msg, "username"))
+    await _change_grant(request, USER, str(user.user_id), msg, grant=True)
+    return json_response({})
+
+
+async def revoke_user_permission(request: web.Request) -> web.Response:
+    msg = await read_message(request, _PERMISSION_REF)
+    user = await store(request).get_user(_need(msg, "username"))
+    await _change_grant(request, USER, str(user.user_id), msg, grant=False)
+    return json_response({})
+
+
+async def get_user_permission(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _PERMISSION_REF)
+    username = _need(msg, "username")
+    _self_or_admin(request, username)
+    rtype, rid, _ = _grant_ref(msg, with_permission=False)
+    user = await store(request).get_user(username)
+    ident = await sec.identity_for(user.user_id)
+    permission = Permission.NO_PERMISSIONS
+    if rtype == "experiment":
+        ws = await store(request).experiment_workspace(rid)
+    else:
+        ws = workspace_of(request)
+    if ws is not None:
+        kind = (ResourceKind.EXPERIMENT if rtype == "experiment"
+                else ResourceKind.REGISTERED_MODEL)
+        resource = Resource(kind, ws, await sec.grants(rtype, ws, rid))
+        permission = effective_permission(ident, resource, sec.policy)
+    if permission is Permission.DENY:
+        permission = Permission.NO_PERMISSIONS
+    return json_response({"allowed": permission.rank >= Permission.USE.rank,
+                          "permission": permission.name})
+
+
+def _grant_json(g: GrantRow) -> dict[str, Any]:
+    return {"resource_type": g.resource_type, "resource_id": g.resource_id,
+            "workspace": g.workspace, "permission": g.permission,
+            "principal_type": g.principal_type}
+
+
+async def _permissions_of(request: web.Request, user: UserRecord) -> list[dict[str, Any]]:
+    rows = list(await store(request).grants_of(USER, str(user.user_id)))
+    for ws in await store(request).memberships(user.user_id):
+        rows.extend(await store(request).grants_of(TEAM, ws))
+    return [_grant_json(g) for g in rows]
+
+
+async def list_user_permissions(request: web.Request) -> web.Response:
+    _security(request)
+    username = _need(await read_message(request, _USERNAME), "username")
+    _self_or_admin(request, username)
+    user = await store(request).get_user(username)
+    return json_response({"permissions": await _permissions_of(request, user)})
+
+
+async def current_user_permissions(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    user = await store(request).get_user_by_id(me.user_id)
+    return json_response({"is_admin": me.is_admin,
+                          "permissions": await _permissions_of(request, user)})
+
+
+# -- workspaces (teams) ----------------------------------------------------------------
+
+
+def _workspaces_on(request: web.Request) -> Security:
+    sec = security_of(request)
+    if sec is None or not sec.workspaces_on:
+        raise MlflowError("Workspaces are not enabled on this server (mlgate serve "
+                          "--enable-workspaces or --auth).", "ENDPOINT_NOT_FOUND")
+    return sec
+
+
+async def list_workspaces(request: web.Request) -> web.Response:
+    sec = _workspaces_on(request)
+    me = identity_of(request)
+    rows = await store(request).list_workspaces()
+    if sec.auth_on and me is not None and not me.is_admin:
+        rows = [w for w in rows if w.name in me.teams or w.name == "default"]
+    return json_response({"workspaces": [{"name": w.name, "description": w.description}
+                                         for w in rows]})
+
+
+async def create_workspace(request: web.Request) -> web.Response:
+    sec = _workspaces_on(request)
+    body = await read_json_body(request)
+    name = _need(body, "name")
+    if not WORKSPACE_NAME.match(name) or not 2 <= len(name) <= 63 \
+            or name in ("workspaces", "api", "ajax-api", "static-files"):
+        raise invalid_parameter(
+            f"Invalid workspace name '{name}': 2-63 lowercase letters, digits and inner "
+            "hyphens, not a reserved name.")
+    row = await store(request).create_workspace(name, str(body.get("description") or ""))
+    sec.invalidate_workspaces()
+    return json_response({"workspace": {"name": row.name, "description": row.description}},
+                         status=201)
+
+
+async def get_workspace(request: web.Request) -> web.Response:
+    _workspaces_on(request)
+    row = await store(request).get_workspace(request.match_info["name"])
+    return json_response({"workspace": {"name": row.name, "description": row.description}})
+
+
+async def delete_workspace(request: web.Request) -> web.Response:
+    sec = _workspaces_on(request)
+    await store(request).delete_workspace(request.match_info["name"])
+    sec.invalidate_workspaces()
+    sec.invalidate_user()
+    return web.Response(status=204)
+
+
+# -- team members and team grants (mlgate) ---------------------------------------------
+
+
+async def list_members(request: web.Request) -> web.Response:
+    _security(request)
+    name = request.match_info["name"]
+    await store(request).get_workspace(name)
+    members = await store(request).list_members(name)
+    return json_response({"members": [{**_user_json(u), "role": role} for u, role in members]})
+
+
+async def add_member(request: web.Request) -> web.Response:
+    sec = _security(request)
+    body = await read_json_body(request)
+    user = await store(request).get_user(_need(body, "username"))
+    try:
+        role = TeamRole(str(body.get("role") or "member"))
+    except ValueError:
+        raise invalid_parameter("'role' must be member or manager.") from None
+    await store(request).set_member(request.match_info["name"], user.user_id, role.value)
+    sec.invalidate_user(user.user_id)
+    return json_response({})
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    sec = _security(request)
+    user = await store(request).get_user(request.match_info["username"])
+    if not await store(request).remove_member(request.match_info["name"], user.user_id):
+        raise MlflowError(f"{user.username} is not a member of {request.match_info['name']}.",
+                          "RESOURCE_DOES_NOT_EXIST")
+    sec.invalidate_user(user.user_id)
+    return json_response({})
+
+
+async def grant_team_permission(request: web.Request) -> web.Response:
+    team = request.match_info["name"]
+    await store(request).get_workspace(team)
+    await _change_grant(request, TEAM, team, await read_json_body(request), grant=True)
+    return json_response({})
+
+
+async def revoke_team_permission(request: web.Request) -> web.Response:
+    team = request.match_info["name"]
+    await _change_grant(request, TEAM, team, await read_json_body(request), grant=False)
+    return json_response({})
+
+
+# -- API tokens (mlgate) ---------------------------------------------------------------
+
+
+def _token_json(t: TokenRow) -> dict[str, Any]:
+    return {"token_id": t.token_id, "user_id": t.user_id, "name": t.name,
+            "read_only": t.read_only, "workspace": t.workspace, "created_at": t.created_at,
+            "expires_at": t.expires_at, "last_used_at": t.last_used_at,
+            "revoked_at": t.revoked_at}
+
+
+async def issue_token(store_: Any, user: UserRecord, *, name: str = "",
+                      read_only: bool = False, workspace: str | None = None,
+                      expires_in_days: float | None = None) -> tuple[str, TokenRow]:
+    """Create a token for ``user``; returns (the secret token, shown once; its record)."""
+    token, token_id, digest = hashing.new_token()
+    now = int(time.time() * 1000)
+    expires = None if expires_in_days is None else now + int(expires_in_days * 86_400_000)
+    row = TokenRow(token_id, user.user_id, name, digest, read_only, workspace, now, expires,
+                   None, None)
+    await store_.create_token(row)
+    return token, row
+
+
+async def create_token(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    if me.scope is not None:
+        raise _denied("API tokens cannot create tokens; log in with a password.")
+    body = await read_json_body(request)
+    username = str(body.get("username") or me.username)
+    if username != me.username and not me.is_admin:
+        raise _denied("only administrators may create tokens for other users.")
+    expires = body.get("expires_in_days")
+    if expires is not None and (not isinstance(expires, (int, float)) or expires <= 0):
+        raise invalid_parameter("'expires_in_days' must be a positive number.")
+    workspace = body.get("workspace")
+    if workspace is not None and not isinstance(workspace, str):
+        raise invalid_parameter("'workspace' must be a string.")
+    user = await store(request).get_user(username)
+    token, row = await issue_token(
+        store(request), user, name=str(body.get("name") or ""),
+        read_only=bool(body.get("read_only", False)), workspace=workspace or None,
+        expires_in_days=None if expires is None else float(expires))
+    return json_response({"token": token, "info": _token_json(row)})
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    username = request.query.get("username")
+    if me.is_admin and username:
+        user_id: int | None = (await store(request).get_user(username)).user_id
+    elif me.is_admin and request.query.get("all") == "true":
+        user_id = None
+    else:
+        user_id = me.user_id
+    rows = await store(request).list_tokens(user_id)
+    return json_response({"tokens": [_token_json(t) for t in rows]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    sec = _security(request)
+    me = _me(request)
+    token_id = request.match_info["token_id"]
+    try:
+        row = await store(request).get_token(token_id)
+    except be.NotFound:
+        raise MlflowError(f"Token '{token_id}' not found", "RESOURCE_DOES_NOT_EXIST") from None
+    if row.user_id != me.user_id and not me.is_admin:
+        raise _denied("only the token's owner or an administrator may revoke it.")
+    await store(request).revoke_token(token_id, int(time.time() * 1000))
+    sec.invalidate_token(token_id)
+    return json_response({})
+
+
+# -- audit log (mlgate) ----------------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_parameter(f"'{name}' must be an integer.") from None
+
+
+async def query_audit(request: web.Request) -> web.Response:
+    sec = _security(request)
+    if sec.audit is not None:
+        await sec.audit.flush()
+    limit = _int_query(request, "limit", 1000) or 1000
+    if not 1 <= limit <= 10_000:
+        raise invalid_parameter("'limit' must be between 1 and 10000.")
+    rows = await store(request).query_audit(
+        username=request.query.get("username") or None,
+        resource_type=request.query.get("resource_type") or None,
+        resource_id=request.query.get("resource_id") or None,
+        since=_int_query(request, "since", None), until=_int_query(request, "until", None),
+        limit=limit, offset=_int_query(request, "offset", 0) or 0)
+    return json_response({"records": [
+        {"id": r.audit_id, "time": r.ts, "username": r.username, "workspace": r.workspace,
+         "action": r.action, "resource_type": r.resource_type, "resource_id": r.resource_id,
+         "outcome": r.outcome, "status": r.status, "client_address": r.client_address}
+        for r in rows]})
+
+
+ROUTES = [
+    Route("POST", "/users/create", create_user, _WS_ADMIN, prefixes=API2),
+    Route("GET", "/users/get", get_user, _ANY_USER, prefixes=API2),
+    Route("GET", "/users/list", list_users, _ANY_USER, prefixes=API2),
+    Route("GET", "/users/current", current_user, _ANY_USER, prefixes=API2),
+    Route("PATCH", "/users/update-password", update_password, _ANY_USER, prefixes=API2),
+    Route("PATCH", "/users/update-admin", update_admin, _ADMIN, prefixes=API2),
+    Route("DELETE", "/users/delete", delete_user, _ADMIN, prefixes=API2),
+    Route("GET", "/users/current/permissions", current_user_permissions, _ANY_USER,
+          prefixes=API3),
+    Route("GET", "/users/permissions/list", list_user_permissions, _ANY_USER, prefixes=API3),
+    Route("POST", "/users/permissions/grant", grant_user_permission, _GRANT, prefixes=API3),
+    Route("POST", "/users/permissions/revoke", revoke_user_permission, _GRANT, prefixes=API3),
+    Route("GET", "/users/permissions/get", get_user_permission, _ANY_USER, prefixes=API3),
+    Route("GET", "/workspaces", list_workspaces, _ANY_USER, prefixes=API3),
+    Route("POST", "/workspaces", create_workspace, _ADMIN, prefixes=API3),
+    Route("GET", "/workspaces/{name}", get_workspace, Access(
+        ResourceKind.WORKSPACE, Action.READ, "name"), prefixes=API3),
+    Route("DELETE", "/workspaces/{name}", delete_workspace, _ADMIN, prefixes=API3),
+    Route("GET", "/teams/{name}/members", list_members, _TEAM_ADMIN, prefixes=MLGATE),
+    Route("POST", "/teams/{name}/members", add_member, _TEAM_ADMIN, prefixes=MLGATE),
+    Route("DELETE", "/teams/{name}/members/{username}", remove_member, _TEAM_ADMIN,
+          prefixes=MLGATE),
+    Route("POST", "/teams/{name}/permissions/grant", grant_team_permission, _GRANT,
+          prefixes=MLGATE),
+    Route("POST", "/teams/{name}/permissions/revoke", revoke_team_permission, _GRANT,
+          prefixes=MLGATE),
+    Route("POST", "/tokens", create_token, _ANY_USER, prefixes=MLGATE),
+    Route("GET", "/tokens", list_tokens, _ANY_USER, prefixes=MLGATE),
+    Route("DELETE", "/tokens/{token_id}", revoke_token, _ANY_USER, prefixes=MLGATE),
+    Route("GET", "/audit", query_audit, _ADMIN_READ, prefixes=MLGATE),
+]

@@ -1,0 +1,679 @@
+"""Authentication, workspaces and authorization: the one enforcement point.
+
+:func:`enforce` is called by :func:`gateway.routing.access_middleware` for every request
+when auth or workspaces are on. It selects the workspace (``X-MLFLOW-WORKSPACE``, else
+``default``), authenticates (HTTP Basic or ``Authorization: Bearer mlg_…``), resolves what
+the route's declared :class:`~auth.access.Access` names (a run to its experiment, a logged
+model to its experiment, an artifact path to its experiment, a model version to its
+registered model) and asks :func:`auth.is_allowed`. Handlers read the outcome through
+:func:`workspace_of` and :func:`visibility_of`.
+
+Caches (per process, ``--auth-cache-seconds``): verified passwords (keyed by a SHA-256 of the
+password, never the password), tokens, users' roles and resources' grants; changes made
+through this process invalidate them at once, other worker processes within the TTL. Which
+experiment a run or logged model belongs to never changes, so that is cached without expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+import orjson
+from aiohttp import web
+
+from auth import hashing
+from auth.access import Access, Action, ResourceKind
+from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
+from auth.permissions import Permission, TeamRole
+from auth.policy import USER, Grant, Policy, Principal, Resource, is_allowed
+from backends import errors as be
+from backends.metadata.auth_entities import AuditRecord, GrantRow, Visibility
+from backends.metadata.base import MetadataStore
+from gateway.audit import AuditLog
+from gateway.errors import MlflowError, from_backend
+from gateway.settings import Settings
+
+__all__ = [
+    "SECURITY",
+    "WORKSPACE_HEADER",
+    "Security",
+    "enforce",
+    "identity_of",
+    "visibility_of",
+    "workspace_of",
+]
+
+log = logging.getLogger("mlgate.auth")
+
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
+DEFAULT_WORKSPACE = "default"
+WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_RESERVED_WORKSPACES = frozenset({"workspaces", "api", "ajax-api", "static-files"})
+
+_IDENTITY = web.RequestKey("mlgate_identity", Identity)
+_WORKSPACE = web.RequestKey("mlgate_workspace", str)
+_BODY = web.RequestKey("mlgate_body", dict)
+
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
+_UNAUTHENTICATED = (
+    "You are not authenticated. Please see "
+    "https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to "
+    "authenticate.")
+# Verified against when the user does not exist, so an unknown name costs as much as a
+# wrong password and the timing does not tell them apart.
+_DUMMY_HASH = hashing.hash_password("mlgate-no-such-user")
+_TOUCH_EVERY_MS = 60_000
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TTLCache(Generic[K, V]):
+    """A bounded LRU whose entries expire; ``ttl`` 0 disables it, ``None`` never expires."""
+
+    def __init__(self, ttl: float | None, size: int = 10_000) -> None:
+        self._ttl, self._size = ttl, size
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if self._ttl is not None and item[0] < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self._ttl == 0:
+            return
+        expires = float("inf") if self._ttl is None else time.monotonic() + self._ttl
+        self._data[key] = (expires, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def drop(self, match: Callable[[K, V], bool]) -> None:
+        for key in [k for k, (_, v) in self._data.items() if match(k, v)]:
+            del self._data[key]
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class _FailureLimiter:
+    """Counts failed logins per key (a user name, a client address) in a sliding window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self._limit, self._window = limit, window
+        self._fails: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and q[0] <= now - self._window:
+            q.popleft()
+        return q
+
+    def retry_after(self, *keys: str) -> int | None:
+        now = time.monotonic()
+        waits = [q[0] + self._window - now for key in keys
+                 if len(q := self._recent(key, now)) >= self._limit]
+        return max(1, int(max(waits)) + 1) if waits else None
+
+    def fail(self, *keys: str) -> None:
+        now = time.monotonic()
+        if len(self._fails) > 100_000:  # bound memory under a spray of names
+            self._fails = {k: q for k, q in self._fails.items() if q and q[-1] > now - self._window}
+        for key in keys:
+            self._recent(key, now).append(now)
+
+    def reset(self, key: str) -> None:
+        self._fails.pop(key, None)
+
+
+class _Unauthenticated(Exception):
+    def __init__(self, username: str | None = None) -> None:
+        super().__init__("unauthenticated")
+        self.username = username
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    resource: Resource | None  # None: unknown; the handler answers (404/400)
+    resource_type: str | None = None
+    resource_id: str | None = None
+    foreign: bool = False  # lives in another workspace than the request's
+    also: tuple[Resource | None, ...] = ()  # more runs named by a repeated run_id
+
+
+class Security:
+    """The per-process state of authentication and authorization."""
+
+    def __init__(self, store: MetadataStore, settings: Settings) -> None:
+        self.store = store
+        self.auth_on = settings.auth
+        self.workspaces_on = settings.workspaces_enabled
+        self.policy = Policy(Permission.parse(settings.auth_member_default))
+        ttl = settings.auth_cache_seconds
+        self._passwords: _TTLCache[tuple[str, bytes], int] = _TTLCache(ttl)
+        self._identities: _TTLCache[int, Identity] = _TTLCache(ttl)
+        self._tokens: _TTLCache[str, Any] = _TTLCache(ttl)
+        self._grants: _TTLCache[tuple[str, str, str], tuple[Grant, ...]] = _TTLCache(ttl)
+        self._workspaces: _TTLCache[str, bool] = _TTLCache(ttl)
+        self._owners: _TTLCache[tuple[str, str], str] = _TTLCache(None, 100_000)
+        self._exp_ws: _TTLCache[str, str] = _TTLCache(None, 100_000)
+        self._limiter = _FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
+        self._touched: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.audit = AuditLog(store) if self.auth_on else None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.audit is not None:
+            self.audit.start()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        if self.audit is not None:
+            await self.audit.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except be.BackendError as exc:
+                log.debug("background auth write failed: %s", exc)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- invalidation (called by the admin routes) ---------------------------------------
+
+    def invalidate_user(self, user_id: int | None = None) -> None:
+        if user_id is None:
+            self._identities.clear()
+            self._passwords.clear()
+            self._tokens.clear()
+            return
+        self._identities.drop(lambda k, v: k == user_id)
+        self._passwords.drop(lambda k, v: v == user_id)
+        self._tokens.drop(lambda k, v: v.user_id == user_id)
+
+    def invalidate_token(self, token_id: str) -> None:
+        self._tokens.drop(lambda k, v: k == token_id)
+
+    def invalidate_grants(self, resource_type: str, workspace: str, resource_id: str) -> None:
+        self._grants.drop(lambda k, v: k == (resource_type, workspace, resource_id))
+
+    def invalidate_workspaces(self) -> None:
+        self._workspaces.clear()
+
+    # -- authentication ------------------------------------------------------------------
+
+    async def identity_for(self, user_id: int) -> Identity:
+        ident = self._identities.get(user_id)
+        if ident is None:
+            try:
+                user = await self.store.get_user_by_id(user_id)
+            except be.NotFound:
+                raise _Unauthenticated() from None
+            teams = await self.store.memberships(user_id)
+            ident = Identity(user.user_id, user.username, user.is_admin,
+                             MappingProxyType({ws: TeamRole(r) for ws, r in teams.items()}))
+            self._identities.put(user_id, ident)
+        return ident
+
+    def _login_failed(self, request: web.Request, username: str | None, keys: list[str],
+                      workspace: str) -> None:
+        self._limiter.fail(*keys)
+        self._audit(request, username, workspace, "login", None, None, "failed", 401)
+
+    async def authenticate(self, request: web.Request, workspace: str) -> Identity:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        address = f"addr:{request.remote}"
+        if scheme.lower() == "basic":
+            try:
+                username, sep, password = base64.b64decode(
+                    credentials.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise _Unauthenticated() from None
+            if not sep or not username:
+                raise _Unauthenticated()
+            keys = [f"user:{username}", address]
+            self._check_limit(keys)
+            cache_key = (username, hashlib.sha256(password.encode()).digest())
+            user_id = self._passwords.get(cache_key)
+            if user_id is None:
+                try:
+                    user = await self.store.get_user(username)
+                    stored = user.password_hash
+                except be.NotFound:
+                    user, stored = None, _DUMMY_HASH
+                ok = await asyncio.get_running_loop().run_in_executor(
+                    None, hashing.verify_password, stored, password)
+                if not ok or user is None:
+                    self._login_failed(request, username, keys, workspace)
+                    raise _Unauthenticated(username)
+                user_id = user.user_id
+                self._passwords.put(cache_key, user_id)
+                self._limiter.reset(keys[0])
+            return await self.identity_for(user_id)
+        if scheme.lower() == "bearer":
+            parsed = hashing.parse_token(credentials)
+            keys = [address]
+            self._check_limit(keys)
+            if parsed is None:
+                self._login_failed(request, None, keys, workspace)
+                raise _Unauthenticated()
+            token_id, secret = parsed
+            row = self._tokens.get(token_id)
+            if row is None:
+                try:
+                    row = await self.store.get_token(token_id)
+                except be.NotFound:
+                    self._login_failed(request, None, keys, workspace)
+                    raise _Unauthenticated() from None
+                self._tokens.put(token_id, row)
+            record = TokenRecord(row.token_id, row.user_id, row.digest,
+                                 TokenScope(row.read_only, row.workspace), row.expires_at,
+                                 row.revoked_at is not None)
+            try:
+                if not hashing.token_matches(record.digest, secret):
+                    raise InvalidToken("wrong secret")
+                record.check_usable()
+            except InvalidToken:
+                self._login_failed(request, f"token:{token_id}", keys, workspace)
+                raise _Unauthenticated() from None
+            self._touch(token_id)
+            ident = await self.identity_for(record.user_id)
+            return ident.with_scope(record.scope)
+        raise _Unauthenticated()
+
+    def _check_limit(self, keys: list[str]) -> None:
+        wait = self._limiter.retry_after(*keys)
+        if wait is not None:
+            raise _RateLimited(wait)
+
+    def _touch(self, token_id: str) -> None:
+        now = int(time.time() * 1000)
+        if now - self._touched.get(token_id, 0) < _TOUCH_EVERY_MS:
+            return
+        self._touched[token_id] = now
+        self._spawn(self.store.touch_token(token_id, now))
+
+    # -- workspaces ----------------------------------------------------------------------
+
+    async def request_workspace(self, request: web.Request) -> str:
+        if not self.workspaces_on:
+            return DEFAULT_WORKSPACE
+        name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
+        if name == DEFAULT_WORKSPACE:
+            return name
+        if self._workspaces.get(name) is None:
+            try:
+                await self.store.get_workspace(name)
+            except be.NotFound:
+                raise MlflowError(f"Workspace '{name}' not found.",
+                                  "RESOURCE_DOES_NOT_EXIST") from None
+            self._workspaces.put(name, True)
+        return name
+
+    # -- resolving what a request touches ------------------------------------------------
+
+    async def grants(self, resource_type: str, workspace: str,
+                     resource_id: str) -> tuple[Grant, ...]:
+        key = (resource_type, workspace, resource_id)
+        found = self._grants.get(key)
+        if found is None:
+            rows = await self.store.grants_on(resource_type, workspace, resource_id)
+            found = tuple(Grant(Principal(r.principal_type, r.principal),
+                                Permission.parse(r.permission)) for r in rows)
+            self._grants.put(key, found)
+        return found
+
+    async def _experiment_workspace(self, experiment_id: str) -> str | None:
+        ws = self._exp_ws.get(experiment_id)
+        if ws is None:
+            ws = await self.store.experiment_workspace(experiment_id)
+            if ws is not None:
+                self._exp_ws.put(experiment_id, ws)
+        return ws
+
+    async def _owner(self, kind: str, key: str) -> str | None:
+        exp = self._owners.get((kind, key))
+        if exp is None:
+            exp = await (self.store.run_experiment(key) if kind == "run"
+                         else self.store.logged_model_experiment(key))
+            if exp is not None:
+                self._owners.put((kind, key), exp)
+        return exp
+
+    async def _experiment(self, experiment_id: str | None, workspace: str) -> _Resolved:
+        if experiment_id is None:
+            return _Resolved(None)
+        ws = await self._experiment_workspace(experiment_id)
+        if ws is None:
+            return _Resolved(None, "experiment", experiment_id)
+        grants = await self.grants("experiment", ws, experiment_id)
+        return _Resolved(Resource(ResourceKind.EXPERIMENT, ws, grants), "experiment",
+                         experiment_id, foreign=ws != workspace)
+
+    async def _registered_model(self, name: str | None, workspace: str) -> _Resolved:
+        if not name:
+            return _Resolved(None)
+        grants = await self.grants("registered_model", workspace, name)
+        return _Resolved(Resource(ResourceKind.REGISTERED_MODEL, workspace, grants),
+                         "registered_model", name)
+
+    async def resolve(self, access: Access, request: web.Request, workspace: str) -> _Resolved:
+        kind = access.resource
+        if kind in (ResourceKind.PUBLIC, ResourceKind.SERVER):
+            return _Resolved(Resource(kind, workspace))
+        if kind is ResourceKind.WORKSPACE:
+            ws = request.match_info.get(access.locator or "", workspace)
+            return _Resolved(Resource(kind, ws), "workspace", ws)
+        if kind is ResourceKind.EXPERIMENT:
+            if access.locator == "experiment_name":
+                name = await _field(request, "experiment_name")
+                exp = None if name is None else await self.store.experiment_id_by_name(
+                    workspace, name)
+                return await self._experiment(exp, workspace)
+            # runs/create and logged-models create default to the Default experiment "0".
+            return await self._experiment(await _field(request, "experiment_id") or "0",
+                                          workspace)
+        if kind in (ResourceKind.RUN, ResourceKind.LOGGED_MODEL):
+            field = "model_id" if kind is ResourceKind.LOGGED_MODEL else "run_id"
+            key = await _field(request, field)
+            if key is None and field == "run_id":
+                key = await _field(request, "run_uuid")
+            if key is None:
+                return _Resolved(None)
+            exp = await self._owner(kind.value, key)
+            resolved = await self._experiment(exp, workspace)
+            also: list[Resource | None] = []
+            foreign = resolved.foreign
+            if request.method == "GET" and len(request.query.getall(field, [])) > 1:
+                # get-history-bulk names several runs: every one of them must pass.
+                for other in request.query.getall(field)[:-1]:
+                    more = await self._experiment(await self._owner(kind.value, other),
+                                                  workspace)
+                    also.append(more.resource)
+                    foreign = foreign or more.foreign
+            return _Resolved(resolved.resource, kind.value, key, foreign, tuple(also))
+        if kind is ResourceKind.REGISTERED_MODEL:
+            return await self._registered_model(await _field(request, "name"), workspace)
+        if kind is ResourceKind.ARTIFACT_PATH:
+            path = request.match_info.get("path")
+            if path is None:
+                path = request.query.get("path", "")
+            head = path.lstrip("/").split("/", 1)[0]
+            found = await self._experiment(head, workspace) if head.isdigit() else None
+            if found is None or found.resource is None:
+                # The destination root, or a folder of no experiment: administrators only.
+                return _Resolved(Resource(ResourceKind.SERVER, workspace), "artifact", path)
+            return _Resolved(found.resource, "artifact", path, found.foreign)
+        if kind is ResourceKind.GRANT_TARGET:
+            rtype = await _field(request, "resource_type")
+            rid = await _field(request, "resource_id")
+            if rtype == "experiment":
+                return await self._experiment(rid, workspace)
+            if rtype == "registered_model":
+                return await self._registered_model(rid, workspace)
+            return _Resolved(None)
+        return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
+
+    # -- searches ------------------------------------------------------------------------
+
+    def visibility(self, identity: Identity | None, workspace: str) -> Visibility | None:
+        if not self.auth_on:
+            return Visibility(workspace) if self.workspaces_on else None
+        if identity is None:
+            return Visibility(workspace, ())
+        role = identity.role_in(workspace)
+        if identity.is_admin or role is TeamRole.MANAGER:
+            return Visibility(workspace)
+        principals = ((USER, str(identity.user_id)),
+                      *(("team", ws) for ws in sorted(identity.teams)))
+        readable = role is not None and self.policy.member_default.rank >= Permission.READ.rank
+        return Visibility(workspace, principals, readable)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _audit(self, request: web.Request, username: str | None, workspace: str | None,
+               action: str, resource_type: str | None, resource_id: str | None,
+               outcome: str, status: int | None) -> None:
+        if self.audit is None:
+            return
+        self.audit.record(AuditRecord(
+            int(time.time() * 1000), username, workspace, action, resource_type,
+            resource_id, outcome, status, request.remote))
+
+    # -- grants maintained by the gateway ------------------------------------------------
+
+    async def set_grant(self, row: GrantRow) -> None:
+        await self.store.set_grant(row)
+        self.invalidate_grants(row.resource_type, row.workspace, row.resource_id)
+
+
+SECURITY = web.AppKey("security", Security)
+
+
+class _RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate limited")
+        self.retry_after = retry_after
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON body (read once; aiohttp keeps the bytes for the handler)."""
+    cached = request.get(_BODY)
+    if cached is not None:
+        return dict(cached)
+    body: dict[str, Any] = {}
+    if request.method != "GET" and request.body_exists:
+        ctype = request.headers.get("Content-Type", "application/json")
+        if ctype.split(";", 1)[0].strip().lower() == "application/json":
+            try:
+                data = orjson.loads(await request.read() or b"{}")
+                if isinstance(data, str):
+                    data = orjson.loads(data)
+                if isinstance(data, dict):
+                    body = data
+            except (orjson.JSONDecodeError, web.HTTPException):
+                body = {}
+    request[_BODY] = body
+    return body
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+async def _field(request: web.Request, name: str) -> str | None:
+    """A request field as the handlers read it: the URL, the query string of a GET, or the
+    JSON body. None when absent."""
+    for key in (name, _camel(name)):
+        if key in request.match_info:
+            return request.match_info[key]
+    if request.method == "GET" and request.query_string:
+        for key in (name, _camel(name)):
+            if key in request.query:
+                return request.query.getall(key)[-1]
+        return None
+    body = await _body(request)
+    for key in (name, _camel(name)):
+        value = body.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+# -- what the handlers read --------------------------------------------------------------
+
+
+def workspace_of(request: web.Request) -> str:
+    """The request's workspace (``default`` when workspaces are off or none was sent)."""
+    return str(request.get(_WORKSPACE, DEFAULT_WORKSPACE))
+
+
+def identity_of(request: web.Request) -> Identity | None:
+    ident = request.get(_IDENTITY)
+    return ident if isinstance(ident, Identity) else None
+
+
+def security_of(request: web.Request) -> Security | None:
+    return request.app.get(SECURITY)
+
+
+def visibility_of(request: web.Request) -> Visibility | None:
+    """What a search in this request may return; None when auth and workspaces are off."""
+    sec = security_of(request)
+    if sec is None:
+        return None
+    return sec.visibility(identity_of(request), workspace_of(request))
+
+
+# -- the enforcement point ---------------------------------------------------------------
+
+_CREATOR_ROUTES = {"/experiments/create": "experiment", "/registered-models/create":
+                   "registered_model"}
+
+
+def _route_suffix(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else ""
+    for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
+        if canonical.startswith(prefix):
+            return canonical[len(prefix) - 1:]
+    return canonical
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, MlflowError):
+        return exc.status
+    if isinstance(exc, be.BackendError):
+        return from_backend(exc).status
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    return 500
+
+
+def _unauthenticated() -> web.Response:
+    return web.json_response(
+        {"error_code": "UNAUTHENTICATED", "message": _UNAUTHENTICATED}, status=401,
+        headers=_CHALLENGE)
+
+
+async def enforce(sec: Security, request: web.Request, access: Access | None,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                  ) -> web.StreamResponse:
+    public = access is not None and access.resource is ResourceKind.PUBLIC
+    exempt = public or _route_suffix(request).startswith("/api/3.0/mlflow/workspaces") \
+        or _route_suffix(request).startswith("/ajax-api/3.0/mlflow/workspaces")
+    workspace = DEFAULT_WORKSPACE if exempt else await sec.request_workspace(request)
+    request[_WORKSPACE] = workspace
+    identity: Identity | None = None
+    if sec.auth_on and not public:
+        try:
+            identity = await sec.authenticate(request, workspace)
+        except _Unauthenticated:
+            return _unauthenticated()
+        except _RateLimited as exc:
+            return _rate_limited(exc.retry_after)
+        request[_IDENTITY] = identity
+    if access is None:  # a route nobody declared: administrators only
+        if identity is None or not identity.is_admin:
+            raise MlflowError("Permission denied: the route declares no access rule.",
+                              "PERMISSION_DENIED")
+        return await handler(request)
+    resolved = await sec.resolve(access, request, workspace)
+    if resolved.foreign:
+        raise MlflowError(
+            f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "
+            f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
+    username = identity.username if identity else None
+    audited = sec.audit is not None and (
+        access.action is not Action.READ
+        or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
+            and "path" in request.match_info))
+    action = f"{request.method} {_route_suffix(request)}"
+    checked = [r for r in (resolved.resource, *resolved.also) if r is not None]
+    if sec.auth_on and checked \
+            and not all(is_allowed(identity, access.action, r, sec.policy) for r in checked):
+        if audited:
+            sec._audit(request, username, workspace, action, resolved.resource_type,
+                       resolved.resource_id, "denied", 403)
+        raise MlflowError(
+            f"Permission denied: {username} may not {access.action.value} this "
+            f"{(resolved.resource_type or access.resource.value).replace('_', ' ')}.",
+            "PERMISSION_DENIED")
+    if not audited:
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except BaseException as exc:
+        sec._audit(request, username, workspace, action, resolved.resource_type,
+                   resolved.resource_id, "error", _status_of(exc))
+        raise
+    resource_id = resolved.resource_id
+    if response.status < 400 and identity is not None:
+        resource_id = await _after_success(sec, request, identity, workspace, response) \
+            or resource_id
+    sec._audit(request, username, workspace, action, resolved.resource_type, resource_id,
+               "ok" if response.status < 400 else "error", response.status)
+    return response
+
+
+def _rate_limited(retry_after: int) -> web.Response:
+    return web.json_response(
+        {"error_code": "REQUEST_LIMIT_EXCEEDED",
+         "message": "Too many failed logins; try again later."},
+        status=429, headers={"Retry-After": str(retry_after)})
+
+
+async def _after_success(sec: Security, request: web.Request, identity: Identity,
+                         workspace: str, response: web.StreamResponse) -> str | None:
+    """Creators get MANAGE; a renamed model keeps its grants; a deleted model loses them.
+    Returns the id of a created resource (for the audit record)."""
+    suffix = _route_suffix(request)
+    rtype = _CREATOR_ROUTES.get(suffix)
+    if rtype is not None:
+        if rtype == "experiment":
+            body = response.body if isinstance(response, web.Response) else None
+            data = orjson.loads(body) if isinstance(body, bytes) else {}
+            rid = str(data.get("experiment_id", ""))
+        else:
+            rid = await _field(request, "name") or ""
+        if rid:
+            await sec.set_grant(GrantRow(rtype, workspace, rid, USER, str(identity.user_id),
+                                         Permission.MANAGE.name))
+        return rid or None
+    if suffix == "/registered-models/rename":
+        old, new = await _field(request, "name"), await _field(request, "new_name")
+        if old and new:
+            await sec.store.move_grants("registered_model", workspace, old, new)
+            sec.invalidate_grants("registered_model", workspace, old)
+            sec.invalidate_grants("registered_model", workspace, new)
+    elif suffix == "/registered-models/delete":
+        name = await _field(request, "name")
+        if name:
+            await sec.store.delete_grants_on("registered_model", workspace, name)
+            sec.invalidate_grants("registered_model", workspace, name)
+    return None

@@ -1,0 +1,111 @@
+"""The pure permission check, as a table that reads like the policy."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from auth import hashing
+from auth.access import Action, ResourceKind
+from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
+from auth.permissions import Permission, TeamRole
+from auth.policy import Grant, Policy, Principal, Resource, effective_permission, is_allowed
+
+EXP = ResourceKind.EXPERIMENT
+R, U, D, M = Action.READ, Action.UPDATE, Action.DELETE, Action.MANAGE
+
+
+def user(uid: int = 7, *, admin: bool = False, teams: dict[str, TeamRole] | None = None,
+         scope: TokenScope | None = None) -> Identity:
+    return Identity(uid, f"u{uid}", admin, MappingProxyType(teams or {}), scope)
+
+
+def exp(*grants: tuple[str, str, Permission], ws: str = "a") -> Resource:
+    return Resource(EXP, ws, tuple(Grant(Principal(k, n), p) for k, n, p in grants))
+
+
+MEMBER = {"a": TeamRole.MEMBER}
+CASES = [
+    # (who, action, resource, policy, allowed)
+    ("anonymous", None, R, exp(), Policy(), False),
+    ("admin, no grant", user(admin=True), D, exp(), Policy(), True),
+    ("member, no grant, default none", user(teams=MEMBER), R, exp(), Policy(), False),
+    ("member, default READ", user(teams=MEMBER), R, exp(), Policy(Permission.READ), True),
+    ("member, default READ, update", user(teams=MEMBER), U, exp(), Policy(Permission.READ),
+     False),
+    ("READ grant reads", user(), R, exp(("user", "7", Permission.READ)), Policy(), True),
+    ("READ grant cannot update", user(), U, exp(("user", "7", Permission.READ)), Policy(),
+     False),
+    ("EDIT updates", user(), U, exp(("user", "7", Permission.EDIT)), Policy(), True),
+    ("EDIT cannot delete", user(), D, exp(("user", "7", Permission.EDIT)), Policy(), False),
+    ("MANAGE deletes", user(), D, exp(("user", "7", Permission.MANAGE)), Policy(), True),
+    ("someone else's grant", user(), R, exp(("user", "8", Permission.MANAGE)), Policy(), False),
+    ("team grant", user(teams=MEMBER), U, exp(("team", "a", Permission.EDIT)), Policy(), True),
+    ("user DENY beats team MANAGE", user(teams=MEMBER), R,
+     exp(("team", "a", Permission.MANAGE), ("user", "7", Permission.DENY)), Policy(), False),
+    ("DENY beats member default", user(teams=MEMBER), R, exp(("user", "7", Permission.DENY)),
+     Policy(Permission.MANAGE), False),
+    ("grant floored at member default", user(teams=MEMBER), U,
+     exp(("user", "7", Permission.READ)), Policy(Permission.EDIT), True),
+    ("workspace manager", user(teams={"a": TeamRole.MANAGER}), D, exp(), Policy(), True),
+    ("manager of another workspace", user(teams={"b": TeamRole.MANAGER}), R, exp(), Policy(),
+     False),
+    ("read-only token cannot write", user(scope=TokenScope(read_only=True)), U,
+     exp(("user", "7", Permission.MANAGE)), Policy(), False),
+    ("read-only token reads", user(scope=TokenScope(read_only=True)), R,
+     exp(("user", "7", Permission.MANAGE)), Policy(), True),
+    ("workspace token elsewhere", user(admin=True, scope=TokenScope(workspace="b")), R, exp(),
+     Policy(), False),
+]
+
+
+@pytest.mark.parametrize(("who", "ident", "action", "resource", "policy", "allowed"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_is_allowed(who: str, ident: Identity | None, action: Action, resource: Resource,
+                    policy: Policy, allowed: bool) -> None:
+    assert is_allowed(ident, action, resource, policy) is allowed
+
+
+def test_workspace_and_server_kinds() -> None:
+    ws = Resource(ResourceKind.WORKSPACE, "a")
+    assert is_allowed(user(teams=MEMBER), Action.CREATE, ws)
+    assert not is_allowed(user(), Action.CREATE, ws)
+    assert is_allowed(user(), Action.READ, ws)  # searches: rows are filtered instead
+    assert not is_allowed(user(teams=MEMBER), Action.MANAGE, ws)
+    assert is_allowed(user(teams={"a": TeamRole.MANAGER}), Action.MANAGE, ws)
+    server = Resource(ResourceKind.SERVER, "a")
+    assert not is_allowed(user(teams={"a": TeamRole.MANAGER}), Action.READ, server)
+    assert is_allowed(user(admin=True), Action.MANAGE, server)
+    assert is_allowed(None, Action.READ, Resource(ResourceKind.PUBLIC, "a"))
+    # Runs, models and paths are judged as their experiment: unresolved, they are refused.
+    assert not is_allowed(user(teams=MEMBER), Action.READ, Resource(ResourceKind.RUN, "a"))
+
+
+def test_effective_permission_of_explicit_deny() -> None:
+    assert effective_permission(user(), exp(("user", "7", Permission.DENY))) is Permission.DENY
+
+
+def test_passwords_and_tokens() -> None:
+    stored = hashing.hash_password("correct horse")
+    assert stored.startswith("$argon2id$") and "correct" not in stored
+    assert hashing.verify_password(stored, "correct horse")
+    assert not hashing.verify_password(stored, "wrong")
+    assert not hashing.verify_password("not-a-hash", "x")
+    token, token_id, digest = hashing.new_token()
+    parsed = hashing.parse_token(token)
+    assert parsed is not None and parsed[0] == token_id
+    assert hashing.token_matches(digest, parsed[1])
+    assert not hashing.token_matches(digest, parsed[1][:-1] + "A")
+    assert hashing.parse_token("Bearer-ish garbage") is None
+
+
+def test_token_record_expiry_and_revocation() -> None:
+    rec = TokenRecord("t1", 1, "0" * 64, expires_at=1000)
+    rec.check_usable(now_ms=999)
+    with pytest.raises(InvalidToken):
+        rec.check_usable(now_ms=1000)
+    with pytest.raises(InvalidToken):
+        TokenRecord("t1", 1, "0" * 64, revoked=True).check_usable()
+    with pytest.raises(ValueError):
+        TokenRecord("", 1, "short")

@@ -1,0 +1,145 @@
+"""The PostgreSQL store's pool settings and outage behaviour, against a real server.
+
+Connections are counted in ``pg_stat_activity`` by the ``application_name`` each store sets.
+The outage test is tests/gateway/test_postgres_outage.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from pgtools import admin_dsn
+
+from backends import errors
+from backends.metadata.postgres import PostgresMetadataStore
+
+
+async def _count(app_name: str) -> int:
+    conn = await asyncpg.connect(admin_dsn())
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app_name)
+        return n
+    finally:
+        await conn.close()
+
+
+async def _pids(app_name: str) -> set[int]:
+    conn = await asyncpg.connect(admin_dsn())
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name)
+        return {r[0] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def _wait_for_count(app_name: str, expected: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        n = await _count(app_name)
+        if n == expected or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def open_store(pg_database: str) -> AsyncIterator[Any]:
+    """``await open_store(**pool_options)`` → an open store with its own application_name."""
+    stores: list[PostgresMetadataStore] = []
+
+    async def make(**options: Any) -> tuple[PostgresMetadataStore, str]:
+        name = f"mlgate-test-{uuid.uuid4().hex[:10]}"
+        store = PostgresMetadataStore.from_uri(pg_database, application_name=name, **options)
+        await store.open()
+        stores.append(store)
+        return store, name
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+async def _hold(store: PostgresMetadataStore, seconds: float) -> None:
+    async with store._read() as db:
+        await db.execute("SELECT pg_sleep(?)", (seconds,))
+
+
+async def test_burst_stays_within_size_plus_overflow_then_shrinks(open_store: Any) -> None:
+    store, name = await open_store(pool_size=2, max_overflow=3, pool_timeout=10)
+    assert await _count(name) == 2  # pool_size opened at start
+
+    burst = asyncio.gather(*(_hold(store, 0.4) for _ in range(12)))
+    peak = 0
+    while not burst.done():
+        peak = max(peak, await _count(name))
+        assert store.stats()["open"] <= 5
+        await asyncio.sleep(0.02)
+    await burst
+    assert peak == 5, f"a burst of 12 should use pool_size + max_overflow = 5, saw {peak}"
+
+    # The overflow connections are closed once idle; pool_size stay.
+    assert await _wait_for_count(name, 2) == 2
+    stats = store.stats()
+    assert (stats["open"], stats["idle"], stats["in_use"], stats["waiting"]) == (2, 2, 0, 0)
+    assert stats["opened"] == 5 and stats["timeouts"] == 0
+
+
+async def test_old_connections_are_recycled(open_store: Any) -> None:
+    store, name = await open_store(pool_size=2, max_overflow=0, pool_recycle=1)
+    before = await _pids(name)
+    assert len(before) == 2
+    await asyncio.gather(_hold(store, 0.05), _hold(store, 0.05))
+    assert await _pids(name) == before  # young connections are reused
+    await asyncio.sleep(1.3)
+    await asyncio.gather(_hold(store, 0.05), _hold(store, 0.05))
+    assert await _wait_for_count(name, 2) == 2
+    after = await _pids(name)
+    assert not after & before, "connections older than pool_recycle must be replaced"
+    assert store.stats()["recycled"] >= 2
+
+
+async def test_pool_timeout_raises_unavailable(open_store: Any) -> None:
+    store, _ = await open_store(pool_size=1, max_overflow=0, pool_timeout=0.3)
+    holder = asyncio.create_task(_hold(store, 1.0))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(errors.Unavailable, match="within 0.3 s"):
+        await store.get_experiment("0")
+    assert 0.25 <= time.monotonic() - started < 1.0
+    assert store.stats()["timeouts"] == 1 and store.stats()["waiting"] == 0
+    await holder
+    assert (await store.get_experiment("0")).name == "Default"  # the pool still works
+
+
+async def test_pgbouncer_mode_runs_without_a_statement_cache(open_store: Any) -> None:
+    store, _ = await open_store(pool_size=1, pgbouncer=True)
+    exp_id = await store.create_experiment("bouncer", artifact_root="mlflow-artifacts:")
+    assert (await store.get_experiment(exp_id)).name == "bouncer"
+    await store.search_runs([exp_id], filter_string="params.a = 'b'")
+    async with store._read() as db:
+        row = await (await db.execute("SELECT count(*) FROM pg_prepared_statements")).fetchone()
+        assert row is not None and row[0] == 0  # only unnamed statements: PgBouncer-safe
+
+
+async def test_statement_cache_is_used_by_default(open_store: Any) -> None:
+    store, _ = await open_store(pool_size=1)
+    await store.get_experiment("0")
+    async with store._read() as db:
+        row = await (await db.execute("SELECT count(*) FROM pg_prepared_statements")).fetchone()
+        assert row is not None and row[0] > 0
+
+
+async def test_password_never_in_errors() -> None:
+    store = PostgresMetadataStore.from_uri(
+        "postgresql://nobody:s3cr3t-pw@127.0.0.1:1/db", pool_timeout=2)
+    with pytest.raises(errors.Unavailable) as info:
+        await store.open()
+    assert "s3cr3t-pw" not in str(info.value)
+    assert "nobody:***@127.0.0.1:1/db" in str(info.value)

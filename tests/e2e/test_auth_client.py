@@ -1,0 +1,157 @@
+"""The real mlflow client against ``mlgate serve --auth`` (SQLite and PostgreSQL): Basic
+credentials, an API token, a denied call, ``AuthServiceClient`` managing users and grants,
+and two teams (workspaces) that do not see each other."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ADMIN, ADMIN_PASSWORD = "root", "root-password-123"
+
+
+@pytest.fixture
+def auth_url(mlgate_factory: Any) -> str:
+    server = mlgate_factory("--auth", env={"MLGATE_ADMIN_USERNAME": ADMIN,
+                                            "MLGATE_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    assert ADMIN_PASSWORD not in server.output()  # secrets are never logged
+    url: str = server.url
+    return url
+
+
+def _as(monkeypatch: pytest.MonkeyPatch, user: str | None = None, password: str | None = None,
+        token: str | None = None) -> None:
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    if user:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password or "")
+    if token:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+
+
+def _post(url: str, path: str, body: dict[str, Any], user: str, password: str) -> Any:
+    import base64
+
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    req.add_header("Authorization", "Basic " + base64.b64encode(
+        f"{user}:{password}".encode()).decode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def test_client_with_basic_token_and_auth_service_client(
+        auth_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(auth_url)
+    _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+    admin_client = get_app_client("basic-auth", tracking_uri=auth_url)
+    alice = admin_client.create_user("alice", "alice-password-1")
+    assert alice.username == "alice" and not alice.is_admin
+    admin_client.create_user("bob", "bob-password-12")
+    assert admin_client.get_user("bob").username == "bob"
+    for user in ("alice", "bob"):
+        _post(auth_url, "/mlgate/v1/teams/default/members", {"username": user},
+              ADMIN, ADMIN_PASSWORD)
+
+    # Alice logs with Basic credentials through the fluent API.
+    _as(monkeypatch, "alice", "alice-password-1")
+    exp_id = mlflow.create_experiment("alice-exp")
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.log_param("p", "1")
+        mlflow.log_metric("m", 0.5)
+        mlflow.log_text("hello", "notes.txt")
+    run_id = run.info.run_id
+    assert mlflow.get_run(run_id).data.metrics == {"m": 0.5}
+
+    # Bob may not read it: the client raises PERMISSION_DENIED.
+    _as(monkeypatch, "bob", "bob-password-12")
+    with pytest.raises(MlflowException) as denied:
+        mlflow.get_run(run_id)
+    assert denied.value.error_code == "PERMISSION_DENIED"
+    assert mlflow.search_runs([exp_id]).empty  # nothing readable, no error
+
+    # Alice (MANAGE as creator) grants Bob READ through AuthServiceClient.
+    _as(monkeypatch, "alice", "alice-password-1")
+    get_app_client("basic-auth", tracking_uri=auth_url).grant_user_permission(
+        "bob", "experiment", exp_id, "READ")
+    _as(monkeypatch, "bob", "bob-password-12")
+    assert mlflow.get_run(run_id).data.params == {"p": "1"}
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="notes.txt",
+                                                dst_path=str(tmp_path))
+    assert Path(local).read_text() == "hello"
+    with pytest.raises(MlflowException) as denied:
+        mlflow.log_metric("m", 1.0, run_id=run_id)
+    assert denied.value.error_code == "PERMISSION_DENIED"
+    perm = get_app_client("basic-auth", tracking_uri=auth_url).get_user_permission(
+        "bob", "experiment", exp_id)
+    assert perm.permission == "READ"
+
+    # A token works as MLFLOW_TRACKING_TOKEN (Bearer).
+    token = _post(auth_url, "/mlgate/v1/tokens", {"name": "ci"}, "alice",
+                  "alice-password-1")["token"]
+    _as(monkeypatch, token=token)
+    mlflow.log_metric("m", 2.0, step=1, run_id=run_id)
+    history = mlflow.MlflowClient().get_metric_history(run_id, "m")
+    assert [h.value for h in history] == [0.5, 2.0]
+    _as(monkeypatch, token=token + "x")
+    with pytest.raises(MlflowException):
+        mlflow.get_run(run_id)
+
+
+def test_two_teams_do_not_see_each_other(auth_url: str, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(auth_url)
+    _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+    admin_client = get_app_client("basic-auth", tracking_uri=auth_url)
+    runs: dict[str, str] = {}
+    for team, user in (("team-a", "anna"), ("team-b", "ben")):
+        mlflow.create_workspace(team)
+        admin_client.create_user(user, f"{user}-password-12")
+        _post(auth_url, f"/mlgate/v1/teams/{team}/members", {"username": user},
+              ADMIN, ADMIN_PASSWORD)
+    try:
+        for team, user in (("team-a", "anna"), ("team-b", "ben")):
+            _as(monkeypatch, user, f"{user}-password-12")
+            mlflow.set_workspace(team)
+            mlflow.set_experiment("same-name")  # names are unique per workspace
+            with mlflow.start_run() as run:
+                mlflow.log_metric("x", 1.0)
+                mlflow.log_text(team, "team.txt")
+            runs[team] = run.info.run_id
+            mlflow.MlflowClient().create_registered_model(f"{team}-model")
+        # Ben, in team-b, sees only his own experiment, run and model.
+        exps = mlflow.search_experiments()
+        assert [e.name for e in exps] == ["same-name"]
+        found = mlflow.search_runs(search_all_experiments=True)
+        assert list(found["run_id"]) == [runs["team-b"]]
+        assert [m.name for m in mlflow.search_registered_models()] == ["team-b-model"]
+        with pytest.raises(MlflowException):
+            mlflow.get_run(runs["team-a"])
+        with pytest.raises(MlflowException):
+            mlflow.artifacts.load_text(f"runs:/{runs['team-a']}/team.txt")
+        assert mlflow.artifacts.load_text(f"runs:/{runs['team-b']}/team.txt") == "team-b"
+        # Switching to team-a does not help: Ben is not a member there.
+        mlflow.set_workspace("team-a")
+        assert mlflow.search_experiments() == []
+        with pytest.raises(MlflowException) as denied:
+            mlflow.get_run(runs["team-a"])
+        assert denied.value.error_code == "PERMISSION_DENIED"
+    finally:
+        mlflow.set_workspace(None)

@@ -1,0 +1,156 @@
+"""Outages of PostgreSQL seen through the HTTP API: a small TCP proxy between the gateway and
+the database is cut during a write loop and restored. Requests in the outage get 503
+TEMPORARILY_UNAVAILABLE within the pool timeout, the gateway heals on its own, and every
+acknowledged write is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+API = "/api/2.0/mlflow"
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to PostgreSQL; ``cut()`` drops every connection and stops
+    listening (connections are refused), ``restore()`` listens again on the same port."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._writers -= {writer, up_writer}
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        for w in list(self._writers):
+            w.transport.abort()  # RST, as when a network path or the server goes away
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self.cut()
+
+
+async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
+    aiohttp_client: Any, pg_database: str, tmp_path: Path
+) -> None:
+    parts = urlsplit(pg_database)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0] + "@" if len(netloc) == 2 else ""
+    via_proxy = urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, "", ""))
+    pool_timeout = 2.0
+    settings = Settings(
+        backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
+        db_pool_size=2, db_max_overflow=2, db_pool_timeout=pool_timeout,
+    )
+    client: TestClient = await aiohttp_client(create_app(settings))
+    try:
+        resp = await client.post(API + "/experiments/create", json={"name": "outage"})
+        exp_id = (await resp.json())["experiment_id"]
+        resp = await client.post(API + "/runs/create",
+                                 json={"experiment_id": exp_id, "start_time": 1})
+        run_id = (await resp.json())["run"]["info"]["run_id"]
+
+        acked: list[int] = []
+        failures: list[tuple[int, float, dict[str, Any]]] = []
+        phase = {"name": "before"}
+        first_success_after_restore: list[float] = []
+        stop = asyncio.Event()
+
+        async def write_loop() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                started = time.monotonic()
+                resp = await client.post(API + "/runs/log-metric", json={
+                    "run_id": run_id, "key": "m", "value": float(i), "timestamp": i, "step": i})
+                elapsed = time.monotonic() - started
+                if resp.status == 200:
+                    acked.append(i)
+                    if phase["name"] == "restored" and not first_success_after_restore:
+                        first_success_after_restore.append(time.monotonic())
+                else:
+                    failures.append((resp.status, elapsed, await resp.json()))
+                await asyncio.sleep(0.01)
+
+        writer = asyncio.create_task(write_loop())
+        await asyncio.sleep(0.5)
+        acked_before_cut = len(acked)
+        await proxy.cut()
+        phase["name"] = "outage"
+        await asyncio.sleep(2.0)
+        await proxy.restore()
+        restored_at = time.monotonic()
+        phase["name"] = "restored"
+        deadline = restored_at + 10
+        while not first_success_after_restore and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await writer
+
+        assert acked_before_cut > 0
+        assert failures, "the outage produced no failed request"
+        for status, elapsed, body in failures:
+            assert status == 503, (status, body)
+            assert body["error_code"] == "TEMPORARILY_UNAVAILABLE", body
+            assert elapsed <= pool_timeout + 0.5, f"a failed request took {elapsed:.2f} s"
+        assert first_success_after_restore, "no request succeeded within 10 s of the restore"
+        recovery = first_success_after_restore[0] - restored_at
+        print(f"outage: {len(acked)} acknowledged, {len(failures)} x 503 (slowest "
+              f"{max(e for _, e, _ in failures):.3f} s), recovered {recovery:.3f} s after restore")
+        assert recovery < 3.0, f"recovered {recovery:.2f} s after the database came back"
+
+        resp = await client.get(API + "/metrics/get-history",
+                                params={"run_id": run_id, "metric_key": "m"})
+        assert resp.status == 200
+        stored = {int(m["step"]) for m in (await resp.json())["metrics"]}
+        missing = sorted(set(acked) - stored)
+        assert not missing, f"acknowledged writes lost: {missing[:10]}"
+        stats = (await (await client.get("/mlgate/v1/stats")).json())["metadata_store"]
+        assert stats["store"] == "postgresql" and stats["invalidated"] >= 1
+    finally:
+        await proxy.close()

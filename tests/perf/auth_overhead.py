@@ -1,0 +1,139 @@
+"""log-metric throughput with authentication off, with HTTP Basic and with an API token.
+
+Run by hand (not collected by pytest); needs ``wrk``::
+
+    .venv/bin/python tests/perf/auth_overhead.py --clients 64 --duration 10
+
+Two mlgate processes on fresh SQLite files (or ``--pg DSN`` databases): one without auth,
+one with ``--auth``; the second is driven once with Basic credentials and once with a
+token, using the wrk Lua driver of ``metric_throughput.py`` plus an Authorization header.
+Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import free_port
+from metric_throughput import LUA, Result, _ms, _wait_healthy
+
+API = "/api/2.0/mlflow"
+ADMIN, PASSWORD = "perf-admin", "perf-admin-password"
+
+
+def _start(workdir: Path, auth: bool, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
+    cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{workdir / 'm.db'}",
+           "--artifacts-destination", str(workdir / "a"), *extra]
+    if auth:
+        cmd += ["--auth", "--admin-username", ADMIN]
+        env["MLGATE_ADMIN_PASSWORD"] = PASSWORD
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, proc, 60)
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+def _post(url: str, path: str, body: dict[str, Any], auth: str | None) -> dict[str, Any]:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    if auth:
+        req.add_header("Authorization", auth)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        out: dict[str, Any] = json.load(resp)
+        return out
+
+
+def _runs(url: str, auth: str | None, n: int) -> list[str]:
+    exp = _post(url, API + "/experiments/create", {"name": f"perf{time.time_ns()}"}, auth)
+    return [_post(url, API + "/runs/create", {"experiment_id": exp["experiment_id"]},
+                  auth)["run"]["info"]["run_id"] for _ in range(n)]
+
+
+def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: int,
+         duration: float) -> Result:
+    lua = LUA % (",".join(f'"{r}"' for r in runs), API + "/runs/log-metric")
+    if auth:
+        lua = lua.replace('{["Content-Type"] = "application/json"}',
+                          '{["Content-Type"] = "application/json", ["Authorization"] = "'
+                          + auth + '"}')
+    script = workdir / "auth.lua"
+    script.write_text(lua)
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(clients), "-d", f"{max(1, round(duration))}s",
+         "--latency", "--timeout", "30s", "-s", str(script), url],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
+    fail = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    return Result(rps, p50, p99, fail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sqlite-synchronous", default="full")
+    args = parser.parse_args()
+    extra = ["--sqlite-synchronous", args.sqlite_synchronous]
+    results: dict[str, list[Result]] = {"off": [], "basic": [], "token": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        off_dir, on_dir = Path(tmp) / "off", Path(tmp) / "on"
+        off_dir.mkdir()
+        on_dir.mkdir()
+        off, off_url = _start(off_dir, False, extra)
+        on, on_url = _start(on_dir, True, extra)
+        try:
+            basic = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
+            token = "Bearer " + _post(on_url, "/mlgate/v1/tokens", {"name": "perf"},
+                                      basic)["token"]
+            off_runs = _runs(off_url, None, args.runs)
+            on_runs = _runs(on_url, basic, args.runs)
+            for _ in range(args.repeat):  # interleaved, so drift hits every mode alike
+                results["off"].append(_wrk(off_url, off_dir, off_runs, None, args.clients,
+                                           args.duration))
+                results["basic"].append(_wrk(on_url, on_dir, on_runs, basic, args.clients,
+                                             args.duration))
+                results["token"].append(_wrk(on_url, on_dir, on_runs, token, args.clients,
+                                             args.duration))
+        finally:
+            _stop(off)
+            _stop(on)
+    base = sorted(r.rps for r in results["off"])[len(results["off"]) // 2]
+    print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
+          f"sqlite synchronous={args.sqlite_synchronous} (medians)")
+    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7}")
+    for mode, rs in results.items():
+        mid = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
+        print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
+              f"{sum(r.fail for r in rs):6d} {mid.rps / base:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
