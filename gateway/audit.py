@@ -15,7 +15,6 @@ import logging
 
 import orjson
 
-from backends.errors import BackendError
 from backends.metadata.auth_base import AuthStore
 from backends.metadata.auth_entities import AuditRecord
 
@@ -23,6 +22,11 @@ __all__ = ["AuditLog"]
 
 log = logging.getLogger("mlgate.audit")
 _MAX_PENDING = 100_000  # beyond this the database is down for long; keep the log lines
+# The writer lingers this long after the first pending record, so audit inserts cost a few
+# transactions a second however many requests are audited (SQLite has one writer, which
+# the metric batcher needs).
+_LINGER = 0.25
+_FIELDS = tuple(f.name for f in dataclasses.fields(AuditRecord) if f.name != "audit_id")
 
 
 class AuditLog:
@@ -36,7 +40,8 @@ class AuditLog:
 
     def record(self, rec: AuditRecord) -> None:
         """Log the record now and queue it for the database."""
-        log.info("%s", orjson.dumps(dataclasses.asdict(rec)).decode())
+        if log.isEnabledFor(logging.INFO):  # a plain dict: dataclasses.asdict deep-copies
+            log.info("%s", orjson.dumps({f: getattr(rec, f) for f in _FIELDS}).decode())
         if len(self._pending) < _MAX_PENDING:
             self._pending.append(rec)
         else:
@@ -52,27 +57,40 @@ class AuditLog:
                 batch, self._pending = self._pending, []
                 try:
                     await self._store.append_audit(batch)
-                except BackendError:
+                except Exception:
                     self._pending[:0] = batch  # keep order; retried on the next wake
                     raise
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             await self._wake.wait()
+            if not self._closing:
+                await asyncio.sleep(_LINGER)
             self._wake.clear()
             try:
                 await self.flush()
-            except BackendError as exc:
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
+                if self._closing:
+                    log.error("audit records not stored at shutdown: %s", exc)
+                    return
                 log.warning("audit records not stored yet (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 self._wake.set()
+            if self._closing:
+                return
 
     async def close(self) -> None:
+        """Write what is pending and stop. The writer is never cancelled mid-transaction."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+            except TimeoutError:
                 self._task.cancel()
-                await self._task
-        with contextlib.suppress(BackendError):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        try:
             await self.flush()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
+            log.error("%d audit records not stored at shutdown: %s", len(self._pending), exc)

@@ -556,8 +556,20 @@ _CREATOR_ROUTES = {"/experiments/create": "experiment", "/registered-models/crea
                    "registered_model"}
 
 
+_SUFFIXES: dict[web.AbstractRoute, str] = {}
+
+
 def _route_suffix(request: web.Request) -> str:
-    resource = request.match_info.route.resource
+    """The route's path without the 2.0 API prefixes (computed once per route)."""
+    route = request.match_info.route
+    found = _SUFFIXES.get(route)
+    if found is None:
+        found = _SUFFIXES[route] = _compute_suffix(route)
+    return found
+
+
+def _compute_suffix(route: web.AbstractRoute) -> str:
+    resource = route.resource
     canonical = resource.canonical if resource is not None else ""
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
         if canonical.startswith(prefix):

@@ -483,13 +483,18 @@ class AzureArtifactStore(ArtifactStore):
 
     async def all_uncommitted_blobs(self) -> int:
         """How many blobs under the prefix have uncommitted blocks (tests, operators)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         count = 0
         async with self._translating(""):
             async for item in self._client.list_blobs(
                 name_starts_with=self._dir_prefix(""), include=["uncommittedblobs"]
             ):
-                _committed, uncommitted = await self._client.get_blob_client(
-                    item.name).get_block_list("uncommitted")
+                try:
+                    _committed, uncommitted = await self._client.get_blob_client(
+                        item.name).get_block_list("uncommitted")
+                except ResourceNotFoundError:
+                    continue  # discarded between the listing and this look
                 count += bool(uncommitted)
         return count
 

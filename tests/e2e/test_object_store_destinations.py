@@ -62,6 +62,7 @@ async def _pending(server: ObjectServer, destination: str) -> int:
         ) as client:
             resp = await client.list_multipart_uploads(Bucket=bucket)
             return len(resp.get("Uploads", []))
+    from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.blob.aio import BlobServiceClient
 
     container = destination[len("wasbs://"):].split("@", 1)[0]
@@ -69,8 +70,11 @@ async def _pending(server: ObjectServer, destination: str) -> int:
         cont = svc.get_container_client(container)
         count = 0
         async for blob in cont.list_blobs(include=["uncommittedblobs"]):
-            _committed, uncommitted = await cont.get_blob_client(blob.name).get_block_list(
-                "uncommitted")
+            try:
+                _committed, uncommitted = await cont.get_blob_client(
+                    blob.name).get_block_list("uncommitted")
+            except ResourceNotFoundError:
+                continue  # discarded between the listing and this look
             count += bool(uncommitted)
         return count
 

@@ -1,0 +1,593 @@
+"""Authentication, grants, workspaces and the audit log through a real socket, on SQLite and
+PostgreSQL.
+
+The permission matrix walks every route the app registers (both prefixes) for every
+identity of issue 7 and checks allow / 401 / 403 against a table that reads like the
+policy. The route handlers are swapped for a stub before the app starts, so the middleware
+and the resource resolution (real database, real grants) are what is tested, and allowed
+requests change nothing. A route registered without an access rule fails the matrix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from auth import hashing
+from auth.access import Access, Action, ResourceKind
+from backends.metadata.auth_entities import GrantRow
+from backends.registry import open_metadata_store
+from gateway.app import create_app
+from gateway.keys import METADATA
+from gateway.routing import ROUTE_ACCESS
+from gateway.security import SECURITY
+from gateway.settings import Settings
+
+API = "/api/2.0/mlflow"
+API3 = "/api/3.0/mlflow"
+ADMIN_PASSWORD = "admin-password-123"
+PASSWORD = "user-password-123"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/auth.db"
+        return
+    pg = request.getfixturevalue("pg_databases")
+    dsn: str = pg.create("auth")
+    yield dsn
+    pg.drop(dsn)
+
+
+def _settings(uri: str, tmp_path: Path, **extra: Any) -> Settings:
+    options: dict[str, Any] = {
+        "backend_store_uri": uri, "artifacts_destination": str(tmp_path / "art"),
+        "auth": True, "auth_max_failures": 100_000}
+    options.update(extra)
+    return Settings(**options)
+
+
+async def _seed_admin(uri: str) -> None:
+    store = open_metadata_store(uri)
+    await store.open()
+    try:
+        await store.create_user("root", hashing.hash_password(ADMIN_PASSWORD), is_admin=True)
+    finally:
+        await store.aclose()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Server:
+    client: TestClient
+    app: web.Application
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    async def call(self, method: str, path: str, who: str | dict[str, str] | None = "root",
+                   body: Any = None, query: dict[str, str] | None = None,
+                   workspace: str | None = None) -> tuple[int, Any]:
+        headers = dict(self.headers.get(who, {}) if isinstance(who, str) else (who or {}))
+        if workspace:
+            headers["X-MLFLOW-WORKSPACE"] = workspace
+        resp = await self.client.request(method, path, json=body, params=query, headers=headers)
+        text = await resp.text()
+        try:
+            import json
+
+            return resp.status, json.loads(text) if text else {}
+        except ValueError:
+            return resp.status, text
+
+    async def ok(self, method: str, path: str, who: str | dict[str, str] | None = "root",
+                 body: Any = None, query: dict[str, str] | None = None,
+                 workspace: str | None = None) -> Any:
+        status, data = await self.call(method, path, who, body, query, workspace)
+        assert status in (200, 201, 204), (method, path, status, data)
+        return data
+
+    async def add_user(self, name: str, *, team: str | None = "default") -> None:
+        await self.ok("POST", f"{API}/users/create", body={"username": name,
+                                                           "password": PASSWORD})
+        if team:
+            await self.ok("POST", f"/mlgate/v1/teams/{team}/members", body={"username": name})
+        self.headers[name] = basic(name, PASSWORD)
+
+    async def grant(self, user: str, rtype: str, rid: str, permission: str) -> None:
+        await self.ok("POST", f"{API3}/users/permissions/grant", body={
+            "username": user, "resource_type": rtype, "resource_id": rid,
+            "permission": permission})
+
+    async def token(self, user: str, **options: Any) -> str:
+        data = await self.ok("POST", "/mlgate/v1/tokens", who=user, body=options)
+        token: str = data["token"]
+        return token
+
+
+async def _start(aiohttp_client: Any, uri: str, tmp_path: Path, *, stub: bool = False,
+                 **extra: Any) -> Server:
+    await _seed_admin(uri)
+    app = create_app(_settings(uri, tmp_path, **extra))
+    if stub:
+        async def reached(request: web.Request) -> web.Response:
+            return web.json_response({"reached": True})
+
+        for resource in app.router.resources():
+            for route in resource:
+                route._handler = reached  # type: ignore[attr-defined]
+    client: TestClient = await aiohttp_client(app)
+    return Server(client, app, {"root": basic("root", ADMIN_PASSWORD)})
+
+
+# -- the permission matrix ---------------------------------------------------------------
+
+IDENTITIES = ["anonymous", "wrong_password", "expired_token", "revoked_token",
+              "read_only_token", "member_no_grant", "reader", "editor", "manager",
+              "denied", "other_team", "admin"]
+_NEEDED = {Action.READ: 1, Action.CREATE: 3, Action.UPDATE: 3, Action.DELETE: 4,
+           Action.MANAGE: 4}
+# The level each identity holds on the experiment and the registered model of the matrix.
+_LEVEL = {"member_no_grant": 0, "reader": 1, "editor": 3, "manager": 4, "denied": 0,
+          "other_team": 0, "read_only_token": 1}
+_MEMBER = {"member_no_grant", "reader", "editor", "manager", "denied"}
+
+
+def expected(identity: str, access: Access) -> int | str:
+    """"allow", 401 or 403: the policy, as a table."""
+    if access.resource is ResourceKind.PUBLIC or identity == "admin":
+        return "allow"
+    if identity in ("anonymous", "wrong_password", "expired_token", "revoked_token"):
+        return 401
+    if access.resource is ResourceKind.SERVER:
+        return 403
+    if access.resource is ResourceKind.WORKSPACE:
+        if access.action is Action.READ:
+            return "allow"
+        if access.action is Action.CREATE:
+            return "allow" if identity in _MEMBER else 403
+        return 403  # managing a team: none of these identities manages one
+    return "allow" if _LEVEL[identity] >= _NEEDED[access.action] else 403
+
+
+@dataclass
+class Fixture:
+    exp: str
+    exp_name: str
+    run: str
+    model_id: str
+    rm: str
+
+
+async def _matrix_world(server: Server) -> Fixture:
+    # The resources live in the default workspace; "owner" creates them.
+    for name in ("owner", "member_no_grant", "reader", "editor", "manager", "denied"):
+        await server.add_user(name)
+    await server.ok("POST", f"{API3}/workspaces", body={"name": "team-b"})
+    await server.add_user("other_team", team="team-b")
+    return Fixture("", "", "", "", "")
+
+
+async def _fill(server: Server, fx: Fixture) -> None:
+    """Create the matrix's resources through the real handlers (before stubbing)."""
+    fx.exp_name = "matrix"
+    fx.exp = (await server.ok("POST", f"{API}/experiments/create", "owner",
+                              {"name": fx.exp_name}))["experiment_id"]
+    fx.run = (await server.ok("POST", f"{API}/runs/create", "owner",
+                              {"experiment_id": fx.exp}))["run"]["info"]["run_id"]
+    fx.model_id = (await server.ok("POST", f"{API}/logged-models", "owner", {
+        "experiment_id": fx.exp, "name": "m"}))["model"]["info"]["model_id"]
+    fx.rm = "matrix-model"
+    await server.ok("POST", f"{API}/registered-models/create", "owner", {"name": fx.rm})
+    for user, level in (("reader", "READ"), ("editor", "EDIT"), ("manager", "MANAGE"),
+                        ("denied", "DENY")):
+        await server.grant(user, "experiment", fx.exp, level)
+        await server.grant(user, "registered_model", fx.rm, level)
+    # The denied user's team may read; the user's own DENY must still win.
+    await server.ok("POST", "/mlgate/v1/teams/default/permissions/grant", body={
+        "resource_type": "experiment", "resource_id": fx.exp, "permission": "READ"})
+    await server.ok("POST", "/mlgate/v1/teams/default/permissions/revoke", body={
+        "resource_type": "experiment", "resource_id": fx.exp})
+
+
+async def _identity_headers(server: Server) -> None:
+    server.headers["wrong_password"] = basic("reader", "not-the-password")
+    server.headers["admin"] = server.headers["root"]
+    server.headers["anonymous"] = {}
+    server.headers["read_only_token"] = bearer(await server.token("manager", read_only=True))
+    revoked = await server.token("manager")
+    tokens = (await server.ok("GET", "/mlgate/v1/tokens", "manager"))["tokens"]
+    server_token_id = hashing.parse_token(revoked)
+    assert server_token_id is not None
+    await server.ok("DELETE", f"/mlgate/v1/tokens/{server_token_id[0]}", "manager")
+    server.headers["revoked_token"] = bearer(revoked)
+    assert len(tokens) == 2
+    expired = await server.token("manager", expires_in_days=1e-9)
+    await asyncio.sleep(0.01)
+    server.headers["expired_token"] = bearer(expired)
+
+
+def _request_for(route: web.AbstractRoute, fx: Fixture) -> tuple[str, dict[str, Any]]:
+    assert route.resource is not None
+    canonical = route.resource.canonical
+    values = {"run_id": fx.run, "run_uuid": fx.run, "experiment_id": fx.exp,
+              "experiment_name": fx.exp_name, "model_id": fx.model_id, "name": fx.rm,
+              "resource_type": "experiment", "resource_id": fx.exp,
+              "path": f"{fx.exp}/{fx.run}/artifacts/x.txt", "username": "owner",
+              "token_id": "0" * 16, "tag_key": "k"}
+    path = canonical
+    for key in ("path", "model_id", "tag_key", "username", "token_id"):
+        path = path.replace("{" + key + "}", values[key])
+    if "/teams/{name}" in path or "/workspaces/{name}" in path:
+        path = path.replace("{name}", "default")
+    assert "{" not in path, path
+    return path, values
+
+
+async def test_permission_matrix(aiohttp_client: Any, store_uri: str, tmp_path: Path) -> None:
+    # Build the world with the real handlers, then restart the same database stubbed.
+    server = await _start(aiohttp_client, store_uri, tmp_path)
+    fx = await _matrix_world(server)
+    await _fill(server, fx)
+    await _identity_headers(server)
+    headers = server.headers
+    await server.client.close()
+
+    app = create_app(_settings(store_uri, tmp_path))
+    stubbed = Server(await _stubbed_client(aiohttp_client, app), app, headers)
+    grants = [g for rtype, rid in (("experiment", fx.exp), ("registered_model", fx.rm))
+              for g in await app[METADATA].grants_on(rtype, "default", rid)]
+    assert len(grants) == 10  # owner's MANAGE and four users' grants on each
+    table = app[ROUTE_ACCESS]
+    failures, checked = [], 0
+    for resource in app.router.resources():
+        for route in resource:
+            if route.method == "HEAD":
+                continue
+            access = table.get(route)
+            assert access is not None, f"{route.method} {resource.canonical} declares no access"
+            path, values = _request_for(route, fx)
+            # The gateway's own post-success steps (creator grants, grants swept on delete)
+            # also follow the stub's 200s: put the fixture's grants back for every route.
+            await _restore_grants(app, fx, grants)
+            for identity in IDENTITIES:
+                want = expected(identity, access)
+                if route.method == "GET":
+                    status, body = await stubbed.call(route.method, path, identity,
+                                                      query={k: str(v) for k, v in
+                                                             values.items()})
+                else:
+                    status, body = await stubbed.call(route.method, path, identity, values)
+                checked += 1
+                ok = (status == 200 and body == {"reached": True}) if want == "allow" \
+                    else status == want
+                if ok and status == 401:
+                    ok = body.get("error_code") == "UNAUTHENTICATED"
+                if ok and status == 403:
+                    ok = body.get("error_code") == "PERMISSION_DENIED"
+                if not ok:
+                    failures.append(f"{identity:16} {route.method:6} {path}: want {want}, "
+                                    f"got {status} {str(body)[:80]}")
+    await stubbed.client.close()  # before the database is dropped
+    assert not failures, f"{len(failures)} of {checked}:\n" + "\n".join(failures[:60])
+    assert checked > 12 * 150
+
+
+async def _restore_grants(app: web.Application, fx: Fixture, grants: list[GrantRow]) -> None:
+    store = app[METADATA]
+    for rtype, rid in (("experiment", fx.exp), ("registered_model", fx.rm)):
+        await store.delete_grants_on(rtype, "default", rid)
+    for g in grants:
+        await store.set_grant(g)
+    app[SECURITY].invalidate_grants("experiment", "default", fx.exp)
+    app[SECURITY].invalidate_grants("registered_model", "default", fx.rm)
+
+
+async def _stubbed_client(aiohttp_client: Any, app: web.Application) -> TestClient:
+    async def reached(request: web.Request) -> web.Response:
+        return web.json_response({"reached": True})
+
+    for resource in app.router.resources():
+        for route in resource:
+            route._handler = reached  # type: ignore[attr-defined]
+    client: TestClient = await aiohttp_client(app)
+    return client
+
+
+def test_expected_table_reads_like_the_policy() -> None:
+    read_run = Access(ResourceKind.RUN, Action.READ, "run_id")
+    delete_exp = Access(ResourceKind.EXPERIMENT, Action.DELETE, "experiment_id")
+    assert expected("reader", read_run) == "allow"
+    assert expected("reader", delete_exp) == 403
+    assert expected("manager", delete_exp) == "allow"
+    assert expected("anonymous", read_run) == 401
+    assert expected("other_team", Access(ResourceKind.WORKSPACE, Action.CREATE)) == 403
+
+
+async def test_route_without_access_rule_fails_the_matrix(aiohttp_client: Any, tmp_path: Path
+                                                          ) -> None:
+    uri = f"sqlite:///{tmp_path}/x.db"
+    await _seed_admin(uri)
+    app = create_app(_settings(uri, tmp_path))
+
+    async def sneaky(request: web.Request) -> web.Response:
+        return web.Response(text="reached")
+
+    app.router.add_get("/api/2.0/mlflow/sneaky", sneaky)
+    assert any(r not in app[ROUTE_ACCESS] for res in app.router.resources() for r in res
+               if r.method != "HEAD")  # what test_permission_matrix asserts on
+    client = await aiohttp_client(app)
+    resp = await client.get("/api/2.0/mlflow/sneaky", headers=basic("nobody", "x"))
+    assert resp.status == 401
+    # A real user is still refused; only admins pass a route with no rule.
+    store = open_metadata_store(uri)
+    await store.open()
+    await store.create_user("bob", hashing.hash_password(PASSWORD))
+    await store.aclose()
+    resp = await client.get("/api/2.0/mlflow/sneaky", headers=basic("bob", PASSWORD))
+    assert resp.status == 403
+    resp = await client.get("/api/2.0/mlflow/sneaky", headers=basic("root", ADMIN_PASSWORD))
+    assert resp.status == 200
+
+
+# -- behaviour through the real handlers -------------------------------------------------
+
+
+@pytest.fixture
+async def server(aiohttp_client: Any, store_uri: str, tmp_path: Path) -> AsyncIterator[Server]:
+    started = await _start(aiohttp_client, store_uri, tmp_path)
+    yield started
+    await started.client.close()  # shut the app down before its database is dropped
+
+
+async def test_401_carries_the_basic_challenge(server: Server) -> None:
+    resp = await server.client.get(f"{API}/experiments/get", params={"experiment_id": "0"})
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"] == 'Basic realm="mlflow"'
+    assert (await resp.json())["error_code"] == "UNAUTHENTICATED"
+    status, _ = await server.call("GET", "/health", who=None)
+    assert status == 200
+    status, info = await server.call("GET", f"{API3}/server-info", who=None)
+    assert status == 200 and info["workspaces_enabled"] is True
+
+
+async def test_creator_gets_manage_and_others_nothing(server: Server) -> None:
+    await server.add_user("alice")
+    await server.add_user("bob")
+    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
+                           {"name": "a"}))["experiment_id"]
+    await server.ok("POST", f"{API}/experiments/delete", "alice", {"experiment_id": exp})
+    await server.ok("POST", f"{API}/experiments/restore", "alice", {"experiment_id": exp})
+    status, body = await server.call("GET", f"{API}/experiments/get", "bob",
+                                     query={"experiment_id": exp})
+    assert status == 403 and body["error_code"] == "PERMISSION_DENIED"
+    perm = await server.ok("GET", f"{API3}/users/permissions/get", "alice", query={
+        "username": "alice", "resource_type": "experiment", "resource_id": exp})
+    assert perm == {"allowed": True, "permission": "MANAGE"}
+    # Alice (MANAGE) may grant bob READ; bob may not grant himself more.
+    await server.grant("bob", "experiment", exp, "READ")
+    await server.ok("GET", f"{API}/experiments/get", "bob", query={"experiment_id": exp})
+    status, _ = await server.call("POST", f"{API3}/users/permissions/grant", "bob", {
+        "username": "bob", "resource_type": "experiment", "resource_id": exp,
+        "permission": "MANAGE"})
+    assert status == 403
+
+
+async def test_failed_logins_are_rate_limited(aiohttp_client: Any, store_uri: str,
+                                             tmp_path: Path) -> None:
+    server = await _start(aiohttp_client, store_uri, tmp_path, auth_max_failures=3)
+    for _ in range(3):
+        status, _ = await server.call("GET", f"{API}/experiments/get",
+                                      basic("root", "wrong"), query={"experiment_id": "0"})
+        assert status == 401
+    resp = await server.client.get(f"{API}/experiments/get", params={"experiment_id": "0"},
+                                   headers=basic("root", ADMIN_PASSWORD))
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    assert (await resp.json())["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    await server.client.close()
+
+
+async def test_token_scopes(server: Server) -> None:
+    await server.add_user("alice")
+    await server.ok("POST", f"{API3}/workspaces", body={"name": "team-a"})
+    await server.ok("POST", "/mlgate/v1/teams/team-a/members", body={"username": "alice"})
+    scoped = bearer(await server.token("alice", workspace="team-a"))
+    exp = (await server.ok("POST", f"{API}/experiments/create", scoped, {"name": "x"},
+                           workspace="team-a"))["experiment_id"]
+    status, _ = await server.call("POST", f"{API}/experiments/create", scoped, {"name": "y"})
+    assert status == 403  # the default workspace is out of the token's scope
+    read_only = bearer(await server.token("alice", read_only=True))
+    await server.ok("GET", f"{API}/experiments/get", read_only, query={"experiment_id": exp},
+                    workspace="team-a")
+    status, _ = await server.call("POST", f"{API}/experiments/update", read_only,
+                                  {"experiment_id": exp, "new_name": "z"}, workspace="team-a")
+    assert status == 403
+    status, _ = await server.call("POST", "/mlgate/v1/tokens", read_only, {})
+    assert status == 403  # tokens cannot mint tokens
+
+
+async def _search_ids(server: Server, who: str, path: str, body: dict[str, Any], key: str,
+                      id_of: Any, method: str = "POST") -> list[list[str]]:
+    pages, token = [], None
+    while True:
+        req = dict(body, **({"page_token": token} if token else {}))
+        if method == "GET":
+            data = await server.ok("GET", path, who, query={k: str(v) for k, v in req.items()})
+        else:
+            data = await server.ok("POST", path, who, req)
+        pages.append([id_of(item) for item in data.get(key, [])])
+        token = data.get("next_page_token")
+        if not token:
+            return pages
+
+
+async def test_search_isolation_full_pages(server: Server, store_uri: str) -> None:
+    """1,000 unreadable and 100 readable runs (and experiments, logged models, registered
+    models), interleaved: every page of 10 holds 10 readable rows and nothing else."""
+    await server.add_user("owner")
+    await server.add_user("viewer")
+    store = server.app[METADATA]
+    viewer = await store.get_user("viewer")
+    readable_runs: set[str] = set()
+    readable_exps: set[str] = set()
+    readable_models: set[str] = set()
+    readable_rms: set[str] = set()
+    exp_ids = []
+    # 110 experiments, one of eleven readable, each with 10 runs, a logged model and a
+    # registered model: 1,000 unreadable runs and 100 readable ones, interleaved by time.
+    for i in range(110):
+        exp_id = await store.create_experiment(f"e{i:03}", artifact_root="mlflow-artifacts:")
+        exp_ids.append(exp_id)
+        visible = i % 11 == 5
+        rm = f"rm{i:03}"
+        await store.create_registered_model(rm)
+        if visible:
+            readable_exps.add(exp_id)
+            readable_rms.add(rm)
+            for rtype, rid in (("experiment", exp_id), ("registered_model", rm)):
+                await store.set_grant(GrantRow(rtype, "default", rid, "user",
+                                               str(viewer.user_id), "READ"))
+        model = await store.create_logged_model(exp_id, name=f"m{i}")
+        if visible:
+            readable_models.add(model.model_id)
+        for j in range(10):
+            run = await store.create_run(exp_id, user_id="owner", run_name=f"r{i}-{j}",
+                                         start_time=1000 * j + i)
+            if visible:
+                readable_runs.add(run.info.run_id)
+    assert len(readable_runs) == 100
+
+    def full(pages: list[list[str]], readable: set[str]) -> None:
+        flat = [x for page in pages for x in page]
+        assert set(flat) == readable and len(flat) == len(readable)
+        assert all(len(p) == 10 for p in pages[:-1]) and len(pages[-1]) <= 10
+
+    runs = await _search_ids(server, "viewer", f"{API}/runs/search",
+                             {"experiment_ids": exp_ids, "max_results": 10}, "runs",
+                             lambda r: r["info"]["run_id"])
+    full(runs, readable_runs)
+    assert len(runs) == 10 and all(len(p) == 10 for p in runs)
+    exps = await _search_ids(server, "viewer", f"{API}/experiments/search",
+                             {"max_results": 10}, "experiments", lambda e: e["experiment_id"])
+    full(exps, readable_exps)
+    models = await _search_ids(server, "viewer", f"{API}/logged-models/search",
+                               {"experiment_ids": exp_ids, "max_results": 10}, "models",
+                               lambda m: m["info"]["model_id"])
+    full(models, readable_models)
+    rms = await _search_ids(server, "viewer", f"{API}/registered-models/search",
+                            {"max_results": 10}, "registered_models", lambda m: m["name"],
+                            method="GET")
+    full(rms, readable_rms)
+    # The admin sees everything.
+    admin_runs = await _search_ids(server, "root", f"{API}/runs/search",
+                                   {"experiment_ids": exp_ids, "max_results": 1000}, "runs",
+                                   lambda r: r["info"]["run_id"])
+    assert sum(len(p) for p in admin_runs) == 1100
+
+
+async def test_workspaces_isolate_teams(server: Server) -> None:
+    for team in ("team-a", "team-b"):
+        await server.ok("POST", f"{API3}/workspaces", body={"name": team})
+    await server.add_user("anna", team="team-a")
+    await server.add_user("ben", team="team-b")
+    exp = (await server.ok("POST", f"{API}/experiments/create", "anna", {"name": "shared"},
+                           workspace="team-a"))["experiment_id"]
+    # The same name is free in the other workspace.
+    await server.ok("POST", f"{API}/experiments/create", "ben", {"name": "shared"},
+                    workspace="team-b")
+    run = (await server.ok("POST", f"{API}/runs/create", "anna", {"experiment_id": exp},
+                           workspace="team-a"))["run"]["info"]["run_id"]
+    # Ben, in team-b, cannot see team-a's experiment (it is not in his workspace) ...
+    status, body = await server.call("GET", f"{API}/experiments/get", "ben",
+                                     query={"experiment_id": exp}, workspace="team-b")
+    assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # ... nor by switching to team-a, where he is not a member.
+    status, _ = await server.call("GET", f"{API}/runs/get", "ben", query={"run_id": run},
+                                  workspace="team-a")
+    assert status == 403
+    status, _ = await server.call("GET", f"/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/"
+                                  "artifacts/x.txt", "ben", workspace="team-a")
+    assert status == 403
+    listed = await server.ok("POST", f"{API}/experiments/search", "ben",
+                             {"max_results": 100}, workspace="team-b")
+    assert [e["name"] for e in listed["experiments"]] == ["shared"]
+    assert listed["experiments"][0]["experiment_id"] != exp
+    status, body = await server.call("GET", f"{API}/experiments/get", "anna",
+                                     query={"experiment_id": "0"}, workspace="nope")
+    assert status == 404
+
+
+async def test_audit_one_record_per_action(server: Server) -> None:
+    await server.add_user("alice")
+    before = (await server.ok("GET", "/mlgate/v1/audit"))["records"]
+    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
+                           {"name": "audited"}))["experiment_id"]
+    run = (await server.ok("POST", f"{API}/runs/create", "alice",
+                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    await server.ok("POST", f"{API}/runs/log-metric", "alice", {
+        "run_id": run, "key": "m", "value": 1.0, "timestamp": 1})
+    await server.ok("GET", f"{API}/runs/get", "alice", query={"run_id": run})  # a read: none
+    await server.client.put(f"/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/a.txt",
+                            data=b"hello", headers=server.headers["alice"])
+    resp = await server.client.get(
+        f"/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/a.txt",
+        headers=server.headers["alice"])
+    assert await resp.read() == b"hello"
+    await server.call("GET", f"{API}/runs/get", basic("alice", "bad"), query={"run_id": run})
+    await server.add_user("bob")
+    status, _ = await server.call("POST", f"{API}/runs/delete", "bob", {"run_id": run})
+    assert status == 403
+    records = (await server.ok("GET", "/mlgate/v1/audit"))["records"][len(before):]
+    got = [(r["username"], r["action"], r["outcome"]) for r in records]
+    assert got == [
+        ("alice", "POST /experiments/create", "ok"),
+        ("alice", "POST /runs/create", "ok"),
+        ("alice", "POST /runs/log-metric", "ok"),
+        ("alice", "PUT /api/2.0/mlflow-artifacts/artifacts/{path}", "ok"),
+        ("alice", "GET /api/2.0/mlflow-artifacts/artifacts/{path}", "ok"),
+        ("alice", "login", "failed"),
+        ("root", "POST /users/create", "ok"),
+        ("root", "POST /mlgate/v1/teams/{name}/members", "ok"),
+        ("bob", "POST /runs/delete", "denied"),
+    ], got
+    assert records[0]["resource_id"] == exp and records[2]["resource_id"] == run
+    by_user = (await server.ok("GET", "/mlgate/v1/audit", query={"username": "bob"}))["records"]
+    assert [r["outcome"] for r in by_user] == ["denied"]
+    status, _ = await server.call("GET", "/mlgate/v1/audit", "alice")
+    assert status == 403
+
+
+async def test_every_run_of_a_bulk_request_is_checked(server: Server) -> None:
+    await server.add_user("alice")
+    await server.add_user("bob")
+    runs = []
+    for name in ("shared", "private"):
+        exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
+                               {"name": name}))["experiment_id"]
+        if name == "shared":
+            await server.grant("bob", "experiment", exp, "READ")
+        runs.append((await server.ok("POST", f"{API}/runs/create", "alice",
+                                     {"experiment_id": exp}))["run"]["info"]["run_id"])
+    bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+    resp = await server.client.get(bulk, params=[("run_id", runs[0]), ("metric_key", "m")],
+                                   headers=server.headers["bob"])
+    assert resp.status == 200
+    for order in (runs, runs[::-1]):
+        resp = await server.client.get(
+            bulk, params=[("run_id", order[0]), ("run_id", order[1]), ("metric_key", "m")],
+            headers=server.headers["bob"])
+        assert resp.status == 403, await resp.text()
