@@ -30,7 +30,13 @@ from backends import errors
 from backends.metadata import sql_search
 from backends.metadata._migrations import load_migrations
 from backends.metadata._pg_pool import Pool, PooledConnection
-from backends.metadata.sql_store import Cursor, Row, SqlMetadataStore, UniqueViolation
+from backends.metadata.sql_store import (
+    Connection,
+    Cursor,
+    Row,
+    SqlMetadataStore,
+    UniqueViolation,
+)
 from backends.registry import redact_uri
 
 __all__ = ["PostgresMetadataStore"]
@@ -364,4 +370,24 @@ class PostgresMetadataStore(SqlMetadataStore):
     def _read(self) -> AbstractAsyncContextManager[_Conn]:
         """One REPEATABLE READ, READ ONLY snapshot."""
         return self._session(_BEGIN_READ)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _history_rows(
+        self, db: Connection, run_id: str, key: str, limit: int, offset: int
+    ) -> list[Any]:
+        # Three arrays instead of a record per point: asyncpg decodes an array in one go,
+        # about half the time of 100k records. The aggregates read the page's rows in its
+        # ORDER BY order: the subquery has a LIMIT, so it is neither flattened nor
+        # reordered, and an aggregate above a Limit node runs in one process. (ORDER BY
+        # inside each array_agg would sort the page three times before PostgreSQL 16.)
+        row = await db.fetch_rows(
+            "SELECT array_agg(timestamp), array_agg(step),"
+            " array_agg(CASE WHEN is_nan <> 0 THEN NULL ELSE value END)"
+            f" FROM (SELECT *{self._HISTORY_POINTS} LIMIT ? OFFSET ?) page",
+            (run_id, key, limit, offset),
+        )
+        if not row or row[0][0] is None:  # no points: array_agg of nothing is NULL
+            return []
+        return list(zip(row[0][0], row[0][1], row[0][2], strict=True))
 

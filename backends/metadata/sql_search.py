@@ -2,9 +2,10 @@
 
 Filtering, ordering and paging all run in the database. The SQL is plain enough for
 SQLite and PostgreSQL; a :class:`Dialect` supplies what differs (placeholders, ILIKE,
-NULL ordering). Filters on params, tags, metrics and datasets are ``EXISTS`` subqueries,
-so a run matches at most once; ordering by a param, tag or metric left-joins its row,
-which is unique per (run, key).
+NULL ordering, which columns SQLite may start from). A filter comparing a param, tag or
+metric value joins that row, and ordering by one left-joins it: the row is unique per
+(run, key), so a run still appears once, and the planner may start from a selective
+(key, value) index. Filters on datasets, and IS [NOT] NULL, are ``EXISTS`` subqueries.
 
 Semantics follow MLflow's SQL store: ``LIKE`` is case-sensitive (the SQLite connection
 sets ``PRAGMA case_sensitive_like=ON``); ``!=`` on a param or tag needs the key present
@@ -135,6 +136,9 @@ _RUN_COLUMNS = {
 }
 _NULLABLE_RUN_COLUMNS = frozenset({"start_time", "end_time"})
 _KEY_VALUE_TABLES = {"param": "run_params", "tag": "run_tags"}
+# Comparisons beyond this many are EXISTS subqueries instead of joins: SQLite joins at most
+# 64 tables, and no real filter gains from more.
+_MAX_FILTER_JOINS = 16
 
 
 def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> str:
@@ -149,18 +153,24 @@ def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> s
         return _compare(params, _RUN_COLUMNS[c.key], c.op, c.value)
     if c.entity in _KEY_VALUE_TABLES:
         table = _KEY_VALUE_TABLES[c.entity]
-        if c.op in ("IS NULL", "IS NOT NULL"):
+        if c.op in ("IS NULL", "IS NOT NULL") or len(joins) >= _MAX_FILTER_JOINS:
             key_match = (f"SELECT 1 FROM {table} kv WHERE kv.run_id = runs.run_id"
                          f" AND kv.key = {params.add(c.key)}")
-            return f"{'NOT ' if c.op == 'IS NULL' else ''}EXISTS ({key_match})"
+            if c.op == "IS NULL":
+                return f"NOT EXISTS ({key_match})"
+            if c.op == "IS NOT NULL":
+                return f"EXISTS ({key_match})"
+            return f"EXISTS ({key_match} AND {_compare(params, 'kv.value', c.op, c.value)})"
         # The key goes to WHERE, not ON, so placeholders stay in text order.
         alias = f"f{len(joins) + 1}"
         joins.append(f"JOIN {table} {alias} ON {alias}.run_id = runs.run_id")
         return (f"{alias}.key = {params.add(c.key)}"
                 f" AND {_compare(params, f'{alias}.value', c.op, c.value)}")
     if c.entity == "metric":
-        alias = f"f{len(joins) + 1}"
-        joins.append(f"JOIN metric_series {alias} ON {alias}.run_id = runs.run_id")
+        joined = len(joins) < _MAX_FILTER_JOINS
+        alias = f"f{len(joins) + 1}" if joined else "m"
+        if joined:
+            joins.append(f"JOIN metric_series {alias} ON {alias}.run_id = runs.run_id")
         key = params.add(c.key)
         column = params.dialect.unindexed(f"{alias}.latest_value")
         value = _compare(params, column, c.op, c.value)
@@ -169,6 +179,9 @@ def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> s
             value = f"({value} OR {_flag(f'{alias}.latest_is_nan', True)})"
         else:
             value = f"{value} AND {_flag(f'{alias}.latest_is_nan', False)}"
+        if not joined:
+            return (f"EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = runs.run_id"
+                    f" AND m.key = {key} AND {value})")
         return f"{alias}.key = {key} AND {value}"
     if c.entity == "dataset":
         if c.key == "context":

@@ -694,21 +694,34 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         limit = 2**62 if max_results is None else max_results + 1  # no portable "no limit"
         async with self._read() as db:
             await self._run_row(db, run_id)
-            # The series id as a scalar subquery, not a join: both databases then read the
-            # points straight off the primary key in history order, without a sort. The
-            # rows are returned as the driver gives them (a point each, no copy).
-            items = await db.fetch_rows(
-                "SELECT timestamp, step, CASE WHEN is_nan <> 0 THEN NULL ELSE value END"
-                " FROM metric_points WHERE series_id ="
-                " (SELECT series_id FROM metric_series WHERE run_id = ? AND key = ?)"
-                " ORDER BY timestamp, step, value LIMIT ? OFFSET ?",
-                (run_id, key, limit, offset),
-            )
+            items = await self._history_rows(db, run_id, key, limit, offset)
         token = None
         if max_results is not None and len(items) > max_results:
             items = items[:max_results]
             token = search.encode_page_token(offset + max_results)
         return Page(items, token)
+
+    # The points of one series in history order. The series id is a scalar subquery, not a
+    # join: both databases then read the points straight off the primary key (whose last
+    # column is is_nan) in this order, without a sort.
+    _HISTORY_POINTS = (
+        " FROM metric_points WHERE series_id ="
+        " (SELECT series_id FROM metric_series WHERE run_id = ? AND key = ?)"
+        " ORDER BY timestamp, step, value, is_nan"
+    )
+
+    async def _history_rows(
+        self, db: Connection, run_id: str, key: str, limit: int, offset: int
+    ) -> list[Any]:
+        """``(timestamp, step, value or None for NaN)`` rows of one page of a history, as the
+        driver gives them (no copy per point)."""
+        # The CASE gets an alias: PostgreSQL would name it "value" (after its ELSE), and
+        # ORDER BY value would then sort by it instead of reading the primary key in order.
+        return await db.fetch_rows(
+            "SELECT timestamp, step, CASE WHEN is_nan <> 0 THEN NULL ELSE value END AS point"
+            f"{self._HISTORY_POINTS} LIMIT ? OFFSET ?",
+            (run_id, key, limit, offset),
+        )
 
     async def search_runs(
         self,

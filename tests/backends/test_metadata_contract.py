@@ -285,7 +285,8 @@ async def test_metric_history_order_and_pages(metadata_store: MetadataStore) -> 
 async def test_metric_history_points_match_history(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     points = [Metric("h", v, ts, step) for v, ts, step in
-              [(5.0, 3, 0), (math.nan, 1, 9), (2.0, 2, 0), (-0.5, 2, 0), (math.inf, 1, 1)]]
+              [(5.0, 3, 0), (math.nan, 1, 9), (2.0, 2, 0), (-0.5, 2, 0), (math.inf, 1, 1),
+               (0.5, 4, 4), (math.nan, 4, 4), (-0.5, 4, 4)]]
     await metadata_store.log_batch(run_id, metrics=points)
     full = (await metadata_store.get_metric_history(run_id, "h")).items
     rows = (await metadata_store.get_metric_history_points(run_id, "h")).items
@@ -293,6 +294,8 @@ async def test_metric_history_points_match_history(metadata_store: MetadataStore
         (m.timestamp, m.step, None if math.isnan(m.value) else m.value) for m in full
     ]
     assert [tuple(r) for r in rows][:2] == [(1, 1, 1.7976931348623157e308), (1, 9, None)]
+    # Ties on (timestamp, step) go by value, a NaN counting as the 0 it is stored as.
+    assert [tuple(r) for r in rows][-3:] == [(4, 4, -0.5), (4, 4, None), (4, 4, 0.5)]
     for size in (1, 2, 5, 6):
         token, pages, paged_rows = None, [], []
         while True:
