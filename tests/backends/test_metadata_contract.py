@@ -214,6 +214,37 @@ async def test_log_batch_and_latest_metrics(metadata_store: MetadataStore) -> No
     assert Tag("t", "x") in run.tags
 
 
+async def test_one_batch_keeps_latest_as_points_one_by_one(
+    metadata_store: MetadataStore,
+) -> None:
+    points = [
+        Metric("a", 1.0, 10, 0), Metric("a", 3.0, 5, 2), Metric("a", 2.0, 20, 1),
+        Metric("b", math.nan, 7, 4), Metric("b", 0.0, 7, 4),  # a tie: the first one wins
+        Metric("c", 5.0, 1, 1), Metric("c", 5.0, 1, 1), Metric("c", -1.0, 9, 1),
+        Metric("d", 0.0, 3, 3), Metric("d", math.nan, 3, 3),
+    ]
+    one_by_one = await _run(metadata_store, "seq")
+    await metadata_store.log_batch(one_by_one, metrics=[Metric("c", 9.0, 0, 0)])
+    for m in points:
+        await metadata_store.log_batch(one_by_one, metrics=[m])
+    together = await _run(metadata_store, "batch")
+    await metadata_store.log_batch(together, metrics=[Metric("c", 9.0, 0, 0)])
+    await metadata_store.log_batch(together, metrics=points)
+
+    def shape(ms: object) -> list[tuple[object, ...]]:
+        return sorted((m.key, repr(m.value), m.timestamp, m.step)  # type: ignore[attr-defined]
+                      for m in ms)  # type: ignore[attr-defined]
+
+    seq, batch = (await metadata_store.get_run(one_by_one)), (await metadata_store.get_run(together))
+    assert shape(batch.metrics) == shape(seq.metrics)
+    assert {m.key: m.timestamp for m in batch.metrics}["b"] == 7
+    assert math.isnan({m.key: m.value for m in batch.metrics}["b"])
+    for key in "abcd":
+        h_seq = (await metadata_store.get_metric_history(one_by_one, key)).items
+        h_batch = (await metadata_store.get_metric_history(together, key)).items
+        assert shape(h_batch) == shape(h_seq)
+
+
 async def test_log_batch_is_one_transaction(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     await metadata_store.log_batch(run_id, params=[Param("p", "1")])

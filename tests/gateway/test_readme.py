@@ -37,6 +37,17 @@ def test_readme_lists_setting(setting: Setting) -> None:
         assert f"`{var}`" in row, f"{var} missing from the README row of {setting.option}"
 
 
+def test_settings_are_documented_once() -> None:
+    section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    firsts = [line.split("|")[1].strip() for line in section.splitlines()
+              if line.startswith("| `--")]
+    assert len(firsts) == len(set(firsts)), "README's settings table repeats a row"
+    assigned = re.findall(r"^#?\s*(MLGATE_[A-Z_]+)=", ENV_EXAMPLE.read_text(encoding="utf-8"),
+                          re.MULTILINE)
+    repeated = {v for v in assigned if assigned.count(v) > 1}
+    assert not repeated, f"{ENV_EXAMPLE.name} repeats {sorted(repeated)}"
+
+
 def test_readme_settings_table_has_no_stale_rows() -> None:
     options = {f"`{s.option.split('/')[0]}`" for s in SETTINGS}
     stale = [first for first in _settings_rows() if first.split(" / ")[0] not in options]

@@ -120,9 +120,7 @@ class Server:
             cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
                    "--backend-store-uri", uri, "--artifacts-destination", str(workdir / "a")]
         else:
-            # Stock's default postgresql:// driver is psycopg2, which the dev venv lacks.
-            uri = (dsn.replace("postgresql://", "postgresql+psycopg://", 1) if dsn
-                   else f"sqlite:///{workdir / 'mlflow.db'}")
+            uri = dsn or f"sqlite:///{workdir / 'mlflow.db'}"  # psycopg2, stock's default
             cmd = [mlflow_bin, "server", "--port", str(port), "--backend-store-uri", uri,
                    "--artifacts-destination", str(workdir / "a")]
         self.log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
