@@ -455,23 +455,20 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         async with self._read() as db:
             runs = await self._load_runs(db, [run_id])
         if not runs:
-            raise errors.NotFound(f"Run with id={run_id} not found")
+            raise _run_missing(run_id)
         return runs[0]
 
     async def _run_row(self, db: Connection, run_id: str) -> Row:
         cur = await db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         row = await cur.fetchone()
         if row is None:
-            raise errors.NotFound(f"Run with id={run_id} not found")
+            raise _run_missing(run_id)
         return row
 
     async def _active_run(self, db: Connection, run_id: str) -> Row:
         row = await self._run_row(db, run_id)
-        if row["lifecycle_stage"] != LifecycleStage.ACTIVE:
-            raise errors.InvalidArgument(
-                f"The run {run_id} must be in the 'active' state. "
-                f"Current state is {row['lifecycle_stage']}."
-            )
+        if (error := _run_unwritable(run_id, row["lifecycle_stage"])) is not None:
+            raise error
         return row
 
     async def update_run(
@@ -1010,6 +1007,21 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         return Page(models, token)
 
 
+def _run_missing(run_id: str) -> errors.NotFound:
+    return errors.NotFound(f"Run with id={run_id} not found")
+
+
+def _run_unwritable(run_id: str, stage: str | None) -> errors.BackendError | None:
+    """Why a run with this lifecycle stage (None: no such run) takes no writes, or None."""
+    if stage is None:
+        return _run_missing(run_id)
+    if stage != LifecycleStage.ACTIVE:
+        return errors.InvalidArgument(
+            f"The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )
+    return None
+
+
 def _check_write(
     write: RunWrite,
     stage: str | None,
@@ -1018,12 +1030,8 @@ def _check_write(
 ) -> errors.BackendError | None:
     """What :meth:`SqlMetadataStore.log_batch` would refuse about ``write``, or None."""
     run_id = write.run_id
-    if stage is None:
-        return errors.NotFound(f"Run with id={run_id} not found")
-    if stage != LifecycleStage.ACTIVE:
-        return errors.InvalidArgument(
-            f"The run {run_id} must be in the 'active' state. Current state is {stage}."
-        )
+    if (error := _run_unwritable(run_id, stage)) is not None:
+        return error
     for p in write.params:
         old = logged.get((run_id, p.key))
         if old is not None and old != p.value:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -37,6 +37,17 @@ _STATS_CHECK_EVERY = 1.0
 _STATS_MIN_RUNS = 1000
 
 
+@contextlib.contextmanager
+def _unique_violations() -> Iterator[None]:
+    """sqlite3's unique and primary-key violations as :class:`UniqueViolation`."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+            raise UniqueViolation(str(exc)) from exc
+        raise
+
+
 class _Conn:
     """An aiosqlite connection speaking :class:`backends.metadata.sql_store.Connection`:
     unique violations become :class:`UniqueViolation`."""
@@ -47,12 +58,8 @@ class _Conn:
         self.raw = raw
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
-        try:
+        with _unique_violations():
             return await self.raw.execute(sql, parameters)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
 
     async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         # Plain tuples (sqlite3.Row costs twice the fetch), in one trip to the connection's
@@ -66,12 +73,8 @@ class _Conn:
             self.raw.row_factory = factory
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
-        try:
+        with _unique_violations():
             await self.raw.executemany(sql, parameters)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
 
 
 class _SyncCursor:
@@ -99,12 +102,8 @@ class _SyncConn:
         self.raw = raw
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
-        try:
+        with _unique_violations():
             return _SyncCursor(self.raw.execute(sql, parameters))
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
 
     async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         cur = self.raw.execute(sql, parameters)
@@ -112,12 +111,8 @@ class _SyncConn:
         return cur.fetchall()
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
-        try:
+        with _unique_violations():
             self.raw.executemany(sql, parameters)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
 
 
 def _run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
