@@ -375,7 +375,7 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def _insert_metrics(  # type: ignore[override]
+    async def _insert_metrics(
         self, db: Connection, rows: Sequence[tuple[str, Metric]]
     ) -> None:
         """The same upsert-then-insert as :meth:`SqlMetadataStore._insert_metrics`, in two
@@ -391,7 +391,8 @@ class PostgresMetadataStore(SqlMetadataStore):
             for col, v in zip(cols, (run_id, m.key, value, is_nan, m.timestamp, m.step),
                               strict=True):
                 col.append(v)
-        raw = db.raw  # type: ignore[attr-defined]
+        assert isinstance(db, _Conn)
+        raw = db.raw
         points = ("unnest($1::text[], $2::text[], $3::float8[], $4::int[], $5::int8[],"
                   " $6::int8[]) WITH ORDINALITY AS t(run_id, key, value, is_nan, ts, step, n)")
         await raw.execute(

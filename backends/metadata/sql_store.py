@@ -617,9 +617,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             known.update(r[0] for r in await cur.fetchall())
         return known
 
-    @staticmethod
     async def _insert_metrics(
-        db: Connection, rows: Sequence[tuple[str, Metric]]
+        self, db: Connection, rows: Sequence[tuple[str, Metric]]
     ) -> None:
         """Upsert each (run, key) series with its latest point, then insert the points;
         identical points are skipped by the primary key."""
