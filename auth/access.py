@@ -40,3 +40,6 @@ class Access:
     resource: ResourceKind
     action: Action
     locator: str | None = None
+    # A change that needs no more than ``action`` (a user's own API tokens): audited like
+    # every write although READ suffices.
+    writes: bool = False

@@ -1,9 +1,10 @@
 """The audit log: one record per write, permission change, failed login and artifact
 download, stored in the database and written as one JSON log line.
 
-Records are appended by a background task in batches (one transaction per batch), so an
-audited request does not wait for a second commit; :meth:`AuditLog.flush` writes what is
-pending (the admin query endpoint calls it first, and shutdown drains it).
+A request only appends its record to a list. A background task, at most ``_LINGER`` after
+the first pending record, writes the batch's JSON lines in one logging call and its rows in
+one transaction, so an audited request waits for neither; :meth:`AuditLog.flush` writes what
+is pending (the admin query endpoint calls it first, and shutdown drains it).
 """
 
 from __future__ import annotations
@@ -32,34 +33,52 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(AuditRecord) if f.name != "au
 class AuditLog:
     def __init__(self, store: AuthStore) -> None:
         self._store = store
-        self._pending: list[AuditRecord] = []
+        self._unlogged: list[AuditRecord] = []  # not yet written as JSON lines
+        self._unstored: list[AuditRecord] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
     def record(self, rec: AuditRecord) -> None:
-        """Log the record now and queue it for the database."""
-        if log.isEnabledFor(logging.INFO):  # a plain dict: dataclasses.asdict deep-copies
-            log.info("%s", orjson.dumps({f: getattr(rec, f) for f in _FIELDS}).decode())
-        if len(self._pending) < _MAX_PENDING:
-            self._pending.append(rec)
+        """Queue the record for the next batch (its JSON line and its row).
+
+        This is on every audited request's path, so it only appends: formatting and writing
+        happen once per batch in :meth:`flush`."""
+        if len(self._unlogged) < _MAX_PENDING:
+            self._unlogged.append(rec)
         else:
-            log.error("audit queue full; record kept in the log only")
-        self._wake.set()
+            log.error("audit queue full; record dropped: %s", _line(rec).decode())
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _log_pending(self) -> None:
+        batch, self._unlogged = self._unlogged, []
+        if batch and log.isEnabledFor(logging.INFO):
+            # One call per batch, one JSON object per line (cli gives this logger a bare
+            # "%(message)s" handler, so each line is a JSON record of its own).
+            log.info("%s", b"\n".join(_line(rec) for rec in batch).decode())
+        room = _MAX_PENDING - len(self._unstored)
+        if len(batch) > room:
+            log.error("database behind: %d audit records kept in the log only",
+                      len(batch) - max(room, 0))
+            batch = batch[:max(room, 0)]
+        self._unstored.extend(batch)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mlgate-audit")
 
     async def flush(self) -> None:
         async with self._lock:
-            while self._pending:
-                batch, self._pending = self._pending, []
+            self._log_pending()
+            while self._unstored:
+                batch, self._unstored = self._unstored, []
                 try:
                     await self._store.append_audit(batch)
                 except Exception:
-                    self._pending[:0] = batch  # keep order; retried on the next wake
+                    self._unstored[:0] = batch  # keep order; retried on the next wake
                     raise
+                self._log_pending()
 
     async def _run(self) -> None:
         while True:
@@ -93,4 +112,8 @@ class AuditLog:
         try:
             await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
-            log.error("%d audit records not stored at shutdown: %s", len(self._pending), exc)
+            log.error("%d audit records not stored at shutdown: %s", len(self._unstored), exc)
+
+
+def _line(rec: AuditRecord) -> bytes:
+    return orjson.dumps({f: getattr(rec, f) for f in _FIELDS})

@@ -54,6 +54,14 @@ def _configure_logging(level: str) -> None:
     )
     # aiohttp's access log is verbose and carries query strings; keep it at warning.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Audit records are JSON lines of their own (one logging call carries a batch of them),
+    # so their handler adds no prefix, and they do not pass through the root handler.
+    audit = logging.getLogger("mlgate.audit")
+    if not audit.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit.addHandler(handler)
+        audit.propagate = False
 
 
 @click.group()

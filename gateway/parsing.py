@@ -192,6 +192,11 @@ def _reject_bare_constants(token: str) -> float:
     raise ValueError(f"{token} is not valid JSON")
 
 
+# The body as ``orjson.loads`` returned it, when the security layer already parsed it to
+# find the resource a request names; read_json_body then skips a second parse.
+PARSED_BODY = web.RequestKey("mlgate_parsed_body", object)
+
+
 async def read_json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body (``{}`` when empty), checked like stock's Flask layer."""
     if request.method in ("POST", "PUT"):
@@ -200,14 +205,17 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
             raise MlflowError("Bad Request. Content-Type header is missing.", "BAD_REQUEST")
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
             raise MlflowError("Content-Type must be one of ['application/json']", "BAD_REQUEST")
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
-        raise MlflowError(f"Malformed JSON request body: {exc.msg}", "BAD_REQUEST") from None
+    data = request.get(PARSED_BODY)
+    if data is None:
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
+            raise MlflowError(f"Malformed JSON request body: {exc.msg}",
+                              "BAD_REQUEST") from None
     if isinstance(data, str):  # legacy clients double-encode
         try:
             data = orjson.loads(data)

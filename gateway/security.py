@@ -9,7 +9,8 @@ registered model) and asks :func:`auth.is_allowed`. Handlers read the outcome th
 :func:`workspace_of` and :func:`visibility_of`.
 
 Caches (per process, ``--auth-cache-seconds``): verified passwords (keyed by a SHA-256 of the
-password, never the password), tokens, users' roles and resources' grants; changes made
+password, never the password), Authorization headers that proved valid (keyed by a SHA-256
+of the header; a hit skips the failed-login limiter, which only counts failures), tokens, users' roles and resources' grants; changes made
 through this process invalidate them at once, other worker processes within the TTL. Which
 experiment a run or logged model belongs to never changes, so that is cached without expiry.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 import re
@@ -42,6 +44,7 @@ from backends.metadata.auth_entities import AuditRecord, GrantRow, Visibility
 from backends.metadata.base import MetadataStore
 from gateway.audit import AuditLog
 from gateway.errors import MlflowError, from_backend
+from gateway.parsing import PARSED_BODY
 from gateway.settings import Settings
 
 __all__ = [
@@ -109,6 +112,9 @@ class _TTLCache(Generic[K, V]):
         for key in [k for k, (_, v) in self._data.items() if match(k, v)]:
             del self._data[key]
 
+    def discard(self, key: K) -> None:
+        self._data.pop(key, None)
+
     def clear(self) -> None:
         self._data.clear()
 
@@ -127,9 +133,11 @@ class _FailureLimiter:
         return q
 
     def retry_after(self, *keys: str) -> int | None:
+        if not self._fails or not any(key in self._fails for key in keys):
+            return None  # the usual case: nobody has failed lately
         now = time.monotonic()
         waits = [q[0] + self._window - now for key in keys
-                 if len(q := self._recent(key, now)) >= self._limit]
+                 if key in self._fails and len(q := self._recent(key, now)) >= self._limit]
         return max(1, int(max(waits)) + 1) if waits else None
 
     def fail(self, *keys: str) -> None:
@@ -170,10 +178,16 @@ class Security:
         self._passwords: _TTLCache[tuple[str, bytes], int] = _TTLCache(ttl)
         self._identities: _TTLCache[int, Identity] = _TTLCache(ttl)
         self._tokens: _TTLCache[str, Any] = _TTLCache(ttl)
+        # sha256 of an Authorization header that recently proved valid -> who it names, so a
+        # repeated credential costs one lookup (the header itself is never kept).
+        self._credentials: _TTLCache[bytes, tuple[int, TokenRecord | None]] = _TTLCache(ttl)
         self._grants: _TTLCache[tuple[str, str, str], tuple[Grant, ...]] = _TTLCache(ttl)
         self._workspaces: _TTLCache[str, bool] = _TTLCache(ttl)
         self._owners: _TTLCache[tuple[str, str], str] = _TTLCache(None, 100_000)
         self._exp_ws: _TTLCache[str, str] = _TTLCache(None, 100_000)
+        # (kind, run or model id, request workspace) -> what it resolved to, grants included;
+        # the hot path of metric logging. Any grant change clears it.
+        self._resolved: _TTLCache[tuple[str, str, str], _Resolved] = _TTLCache(ttl, 100_000)
         self._limiter = _FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
         self._touched: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -209,16 +223,20 @@ class Security:
             self._identities.clear()
             self._passwords.clear()
             self._tokens.clear()
+            self._credentials.clear()
             return
         self._identities.drop(lambda k, v: k == user_id)
         self._passwords.drop(lambda k, v: v == user_id)
         self._tokens.drop(lambda k, v: v.user_id == user_id)
+        self._credentials.drop(lambda k, v: v[0] == user_id)
 
     def invalidate_token(self, token_id: str) -> None:
         self._tokens.drop(lambda k, v: k == token_id)
+        self._credentials.drop(lambda k, v: v[1] is not None and v[1].token_id == token_id)
 
     def invalidate_grants(self, resource_type: str, workspace: str, resource_id: str) -> None:
         self._grants.drop(lambda k, v: k == (resource_type, workspace, resource_id))
+        self._resolved.clear()
 
     def invalidate_workspaces(self) -> None:
         self._workspaces.clear()
@@ -245,6 +263,25 @@ class Security:
 
     async def authenticate(self, request: web.Request, workspace: str) -> Identity:
         header = request.headers.get("Authorization", "")
+        cache_key = hashlib.sha256(header.encode()).digest()
+        hit = self._credentials.get(cache_key)
+        if hit is not None:
+            user_id, token = hit
+            if token is None:
+                return await self.identity_for(user_id)
+            try:
+                token.check_usable()
+            except InvalidToken:  # expired since: the slow path refuses and audits it
+                self._credentials.discard(cache_key)
+            else:
+                self._touch(token.token_id)
+                return (await self.identity_for(user_id)).with_scope(token.scope)
+        identity, token = await self._authenticate(request, header, workspace)
+        self._credentials.put(cache_key, (identity.user_id, token))
+        return identity
+
+    async def _authenticate(self, request: web.Request, header: str, workspace: str,
+                            ) -> tuple[Identity, TokenRecord | None]:
         scheme, _, credentials = header.partition(" ")
         address = f"addr:{request.remote}"
         if scheme.lower() == "basic":
@@ -273,7 +310,7 @@ class Security:
                 user_id = user.user_id
                 self._passwords.put(cache_key, user_id)
                 self._limiter.reset(keys[0])
-            return await self.identity_for(user_id)
+            return await self.identity_for(user_id), None
         if scheme.lower() == "bearer":
             parsed = hashing.parse_token(credentials)
             keys = [address]
@@ -302,7 +339,7 @@ class Security:
                 raise _Unauthenticated() from None
             self._touch(token_id)
             ident = await self.identity_for(record.user_id)
-            return ident.with_scope(record.scope)
+            return ident.with_scope(record.scope), record
         raise _Unauthenticated()
 
     def _check_limit(self, keys: list[str]) -> None:
@@ -404,18 +441,26 @@ class Security:
                 key = await _field(request, "run_uuid")
             if key is None:
                 return _Resolved(None)
+            several = request.method == "GET" and len(request.query.getall(field, [])) > 1
+            if not several:
+                hit = self._resolved.get((kind.value, key, workspace))
+                if hit is not None:
+                    return hit
             exp = await self._owner(kind.value, key)
             resolved = await self._experiment(exp, workspace)
             also: list[Resource | None] = []
             foreign = resolved.foreign
-            if request.method == "GET" and len(request.query.getall(field, [])) > 1:
+            if several:
                 # get-history-bulk names several runs: every one of them must pass.
                 for other in request.query.getall(field)[:-1]:
                     more = await self._experiment(await self._owner(kind.value, other),
                                                   workspace)
                     also.append(more.resource)
                     foreign = foreign or more.foreign
-            return _Resolved(resolved.resource, kind.value, key, foreign, tuple(also))
+            named = _Resolved(resolved.resource, kind.value, key, foreign, tuple(also))
+            if not several and named.resource is not None:
+                self._resolved.put((kind.value, key, workspace), named)
+            return named
         if kind is ResourceKind.REGISTERED_MODEL:
             return await self._registered_model(await _field(request, "name"), workspace)
         if kind is ResourceKind.ARTIFACT_PATH:
@@ -482,15 +527,16 @@ class _RateLimited(Exception):
 
 async def _body(request: web.Request) -> dict[str, Any]:
     """The JSON body (read once; aiohttp keeps the bytes for the handler)."""
-    cached = request.get(_BODY)
+    cached: dict[str, Any] | None = request.get(_BODY)
     if cached is not None:
-        return dict(cached)
+        return cached  # read-only here; the handler parses into fresh objects
     body: dict[str, Any] = {}
     if request.method != "GET" and request.body_exists:
         ctype = request.headers.get("Content-Type", "application/json")
         if ctype.split(";", 1)[0].strip().lower() == "application/json":
             try:
                 data = orjson.loads(await request.read() or b"{}")
+                request[PARSED_BODY] = data  # the handler's read_json_body reuses it
                 if isinstance(data, str):
                     data = orjson.loads(data)
                 if isinstance(data, dict):
@@ -501,6 +547,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+@functools.cache
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
@@ -622,7 +669,7 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
             f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
     username = identity.username if identity else None
     audited = sec.audit is not None and (
-        access.action is not Action.READ
+        access.action is not Action.READ or access.writes
         or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
             and "path" in request.match_info))
     action = f"{request.method} {_route_suffix(request)}"

@@ -179,6 +179,7 @@ def _translate(exc: BaseException, raw: asyncpg.Connection | None = None) -> Bas
 
 class PostgresMetadataStore(SqlMetadataStore):
     _dialect = sql_search.POSTGRES
+    _numbers_first_search = True
 
     def __init__(
         self,
@@ -372,6 +373,12 @@ class PostgresMetadataStore(SqlMetadataStore):
     def _read(self) -> AbstractAsyncContextManager[_Conn]:
         """One REPEATABLE READ, READ ONLY snapshot."""
         return self._session(_BEGIN_READ)
+
+    async def _plan_for_these_values(self, db: Connection) -> None:
+        # asyncpg prepares every statement, and after five runs PostgreSQL may switch it to
+        # a generic plan, blind to the LIMIT and the experiment's size: for the metric-ordered
+        # search that meant a full sort (59 ms at 100k runs instead of 20 ms).
+        await db.execute("SET LOCAL plan_cache_mode = force_custom_plan")
 
     # -- writes ----------------------------------------------------------------------------
 

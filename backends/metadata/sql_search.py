@@ -256,13 +256,66 @@ def build_search_runs_sql(
     ``start_time DESC, run_id ASC``; a requested order gets those as tie-breakers. Raises
     ``InvalidArgument`` for a bad filter or order_by, with MLflow's messages.
     """
+    built = _search_runs_sql(dialect, experiment_ids, filter_string, view_type, order_by,
+                             max_results, offset, visibility, numbers_only=False)
+    assert built is not None
+    return built
+
+
+def build_search_runs_numbers_sql(
+    dialect: Dialect,
+    experiment_ids: Sequence[int],
+    filter_string: str | None,
+    view_type: ViewType,
+    order_by: Sequence[str] | None,
+    max_results: int,
+    offset: int,
+    visibility: Visibility | None = None,
+) -> tuple[str, list[object]] | None:
+    """When the first order key is a metric: the same page restricted to runs whose value of
+    that metric is a number (no NaN, not missing), which sort first in MLflow's order.
+
+    Walking the metric's ``(key, latest_value)`` index in order, the database stops after
+    one page instead of sorting every matching run. If this query returns the full
+    ``max_results + 1`` ids, they are exactly the page :func:`build_search_runs_sql` would
+    return; otherwise the page reaches past the numbers and the caller runs that one.
+    None when the first order key is not a metric."""
+    return _search_runs_sql(dialect, experiment_ids, filter_string, view_type, order_by,
+                            max_results, offset, visibility, numbers_only=True)
+
+
+def _search_runs_sql(
+    dialect: Dialect,
+    experiment_ids: Sequence[int],
+    filter_string: str | None,
+    view_type: ViewType,
+    order_by: Sequence[str] | None,
+    max_results: int,
+    offset: int,
+    visibility: Visibility | None,
+    *,
+    numbers_only: bool,
+) -> tuple[str, list[object]] | None:
     comparisons = search.parse_run_filter(filter_string)
     order_keys = search.parse_run_order_by(order_by)
     _check_page(max_results, offset)
+    if numbers_only and (not order_keys or order_keys[0].entity != "metric"):
+        return None
 
     params = _Params(dialect)
     joins, order_terms = _run_order_terms(params, order_keys)
     where: list[str] = []
+    if numbers_only:
+        # o1 (the first key's LEFT JOIN) becomes the driving table, numbers only; its two
+        # leading order terms (the NaN/missing rank, then the value) reduce to the value.
+        head, key_mark = joins[0].rsplit(" AND o1.key = ", 1)
+        assert head == "LEFT JOIN metric_series o1 ON o1.run_id = runs.run_id", head
+        joins[0] = "JOIN runs ON runs.run_id = o1.run_id"
+        where += [f"o1.key = {key_mark}", "o1.latest_is_nan = 0"]
+        del order_terms[0]
+        source = "SELECT runs.run_id FROM metric_series o1"
+    else:
+        source = "SELECT runs.run_id FROM runs"
     if experiment_ids:
         where.append(f"runs.experiment_id IN {params.add_list(list(experiment_ids))}")
     else:
@@ -277,7 +330,7 @@ def build_search_runs_sql(
 
     sql = " ".join(
         [
-            "SELECT runs.run_id FROM runs",
+            source,
             *joins,
             *filter_joins,
             "WHERE " + " AND ".join(where),

@@ -110,6 +110,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
     _dialect: sql_search.Dialect = sql_search.SQLITE
+    # Try sql_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
+    # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
+    _numbers_first_search = False
     _artifact_root: str = "mlflow-artifacts:"
 
     @abstractmethod
@@ -733,15 +736,26 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         offset = search.decode_page_token(page_token)
         exp_ids = [self._exp_id(e) for e in experiment_ids]
         await self._maybe_refresh_statistics()
-        sql, params = sql_search.build_search_runs_sql(
-            self._dialect, exp_ids, filter_string, view_type, order_by, max_results, offset,
-            visibility,
-        )
+        args = (self._dialect, exp_ids, filter_string, view_type, order_by, max_results,
+                offset, visibility)
+        numbers = sql_search.build_search_runs_numbers_sql(*args) \
+            if self._numbers_first_search else None
         async with self._read() as db:
-            ids = [row[0] for row in await (await db.execute(sql, params)).fetchall()]
+            await self._plan_for_these_values(db)
+            ids: list[str] = []
+            if numbers is not None:
+                ids = [row[0] for row in await db.fetch_rows(*numbers)]
+            if len(ids) <= max_results:  # no fast path, or the page reaches past the numbers
+                sql, params = sql_search.build_search_runs_sql(*args)
+                ids = [row[0] for row in await db.fetch_rows(sql, params)]
             runs = await self._load_runs(db, ids[:max_results])
         token = search.encode_page_token(offset + max_results) if len(ids) > max_results else None
         return Page(runs, token)
+
+    async def _plan_for_these_values(self, db: Connection) -> None:
+        """Make the database plan the next queries of this transaction for their actual
+        parameter values (a search's best plan depends on how many runs an experiment has
+        and on the page size). SQLite always does."""
 
     async def log_inputs(
         self,

@@ -42,6 +42,7 @@ API3 = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 MLGATE = ("/mlgate/v1",)
 
 _ANY_USER = Access(ResourceKind.WORKSPACE, Action.READ)
+_OWN_CHANGE = Access(ResourceKind.WORKSPACE, Action.READ, writes=True)  # audited
 _WS_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE)
 _TEAM_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE, "name")
 _ADMIN = Access(ResourceKind.SERVER, Action.MANAGE)
@@ -504,7 +505,7 @@ ROUTES = [
     Route("GET", "/users/get", get_user, _ANY_USER, prefixes=API2),
     Route("GET", "/users/list", list_users, _ANY_USER, prefixes=API2),
     Route("GET", "/users/current", current_user, _ANY_USER, prefixes=API2),
-    Route("PATCH", "/users/update-password", update_password, _ANY_USER, prefixes=API2),
+    Route("PATCH", "/users/update-password", update_password, _OWN_CHANGE, prefixes=API2),
     Route("PATCH", "/users/update-admin", update_admin, _ADMIN, prefixes=API2),
     Route("DELETE", "/users/delete", delete_user, _ADMIN, prefixes=API2),
     Route("GET", "/users/current/permissions", current_user_permissions, _ANY_USER,
@@ -526,8 +527,8 @@ ROUTES = [
           prefixes=MLGATE),
     Route("POST", "/teams/{name}/permissions/revoke", revoke_team_permission, _GRANT,
           prefixes=MLGATE),
-    Route("POST", "/tokens", create_token, _ANY_USER, prefixes=MLGATE),
+    Route("POST", "/tokens", create_token, _OWN_CHANGE, prefixes=MLGATE),
     Route("GET", "/tokens", list_tokens, _ANY_USER, prefixes=MLGATE),
-    Route("DELETE", "/tokens/{token_id}", revoke_token, _ANY_USER, prefixes=MLGATE),
+    Route("DELETE", "/tokens/{token_id}", revoke_token, _OWN_CHANGE, prefixes=MLGATE),
     Route("GET", "/audit", query_audit, _ADMIN_READ, prefixes=MLGATE),
 ]

@@ -421,6 +421,52 @@ async def test_search_runs_filter_order_and_pages(metadata_store: MetadataStore)
         await metadata_store.search_runs([exp_id], page_token="!!not-a-token")
 
 
+@pytest.mark.parametrize("ascending", [True, False])
+async def test_search_runs_by_metric_pages_across_nan_and_missing(
+        metadata_store: MetadataStore, ascending: bool) -> None:
+    """Ordering by a metric: numbers (ties by start_time DESC), then NaN, then runs without
+    the metric, in either direction; every page size gives the same sequence, including
+    pages that straddle numbers and NaN (PostgreSQL answers those two ways)."""
+    exp_id = await metadata_store.create_experiment("by-metric", artifact_root=ROOT)
+    values: list[float | None] = [3.0, math.nan, 1.0, None, 2.0, 1.0, math.nan, None, -4.0,
+                                  2.0, 0.5]
+    runs = []
+    for i, value in enumerate(values):
+        run = await metadata_store.create_run(exp_id, user_id="u", run_name=f"r{i}",
+                                              start_time=1000 + i)
+        metrics = [Metric("other", 1.0, 1, 0)]
+        if value is not None:
+            metrics.append(Metric("score", value, 1, 0))
+        await metadata_store.log_batch(run.info.run_id, metrics=metrics,
+                                       params=[Param("keep", "no" if i == 4 else "yes")])
+        runs.append((run.info.run_id, 1000 + i, value))
+    kept = [r for r in runs if r[0] != runs[4][0]]
+
+    def rank(r: tuple[str, int, float | None]) -> tuple[object, ...]:
+        _, start, value = r
+        if value is None:
+            return (2, 0.0, -start)
+        if math.isnan(value):
+            return (1, 0.0, -start)
+        return (0, value if ascending else -value, -start)
+
+    expected = [r[0] for r in sorted(kept, key=rank)]
+    order = [f"metrics.score {'ASC' if ascending else 'DESC'}"]
+    for size in (1, 2, 3, 4, 20):
+        seen: list[str] = []
+        token = None
+        while True:
+            page = await metadata_store.search_runs(
+                [exp_id], filter_string="params.keep = 'yes' and metrics.other = 1",
+                order_by=order, max_results=size, page_token=token)
+            assert len(page.items) <= size
+            seen += [r.info.run_id for r in page.items]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == expected, size
+
+
 async def test_reads_see_committed_writes_immediately(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
 

@@ -17,11 +17,16 @@ ADMIN, ADMIN_PASSWORD = "root", "root-password-123"
 
 
 @pytest.fixture
-def auth_url(mlgate_factory: Any) -> str:
+def auth_server(mlgate_factory: Any) -> Any:
     server = mlgate_factory("--auth", env={"MLGATE_ADMIN_USERNAME": ADMIN,
                                             "MLGATE_ADMIN_PASSWORD": ADMIN_PASSWORD})
     assert ADMIN_PASSWORD not in server.output()  # secrets are never logged
-    url: str = server.url
+    return server
+
+
+@pytest.fixture
+def auth_url(auth_server: Any) -> str:
+    url: str = auth_server.url
     return url
 
 
@@ -48,7 +53,8 @@ def _post(url: str, path: str, body: dict[str, Any], user: str, password: str) -
 
 
 def test_client_with_basic_token_and_auth_service_client(
-        auth_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        auth_server: Any, auth_url: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.server import get_app_client
@@ -108,6 +114,28 @@ def test_client_with_basic_token_and_auth_service_client(
     _as(monkeypatch, token=token + "x")
     with pytest.raises(MlflowException):
         mlflow.get_run(run_id)
+
+    # The audit log: every record of the session is in the database and is one JSON line
+    # of its own in the server's output (the query flushes both).
+    import base64
+
+    req = urllib.request.Request(auth_url + "/mlgate/v1/audit?limit=10000", headers={
+        "Authorization": "Basic " + base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode())
+        .decode()})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        rows = json.loads(resp.read())["records"]
+    lines = [json.loads(line) for line in auth_server.output().splitlines()
+             if line.startswith("{")]
+    key = ("username", "workspace", "action", "resource_type", "resource_id", "outcome",
+           "status", "client_address")
+    assert sorted(((r["time"], *(r[k] for k in key)) for r in rows), key=repr) == \
+        sorted(((line["ts"], *(line[k] for k in key)) for line in lines), key=repr)
+    actions = {(r["username"], r["action"], r["outcome"]) for r in rows}
+    assert ("alice", "POST /runs/log-metric", "ok") in actions
+    assert ("bob", "POST /runs/log-metric", "denied") in actions
+    assert ("alice", "POST /mlgate/v1/tokens", "ok") in actions
+    assert ("bob", "GET /api/2.0/mlflow-artifacts/artifacts/{path}", "ok") in actions
+    assert any(o == "failed" for _, _, o in actions)  # the altered token
 
 
 def test_two_teams_do_not_see_each_other(auth_url: str, monkeypatch: pytest.MonkeyPatch

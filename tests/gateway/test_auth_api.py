@@ -591,3 +591,45 @@ async def test_every_run_of_a_bulk_request_is_checked(server: Server) -> None:
             bulk, params=[("run_id", order[0]), ("run_id", order[1]), ("metric_key", "m")],
             headers=server.headers["bob"])
         assert resp.status == 403, await resp.text()
+
+
+async def test_cached_credentials_and_decisions_follow_changes(server: Server) -> None:
+    """A credential or a decision that worked a moment ago (and is cached) stops working as
+    soon as the token is revoked or expires, the password changes or the grant goes."""
+    await server.add_user("carol")
+    await server.add_user("dave")
+    exp = (await server.ok("POST", f"{API}/experiments/create", "carol",
+                           {"name": "cached"}))["experiment_id"]
+    run = (await server.ok("POST", f"{API}/runs/create", "carol",
+                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    metric = {"run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": 0}
+
+    token = await server.token("carol")
+    await server.ok("POST", f"{API}/runs/log-metric", bearer(token), metric)
+    token_id = hashing.parse_token(token)
+    assert token_id is not None
+    await server.ok("DELETE", f"/mlgate/v1/tokens/{token_id[0]}", "carol")
+    status, _ = await server.call("POST", f"{API}/runs/log-metric", bearer(token), metric)
+    assert status == 401
+
+    short = await server.token("carol", expires_in_days=1 / 86_400)  # one second
+    await server.ok("POST", f"{API}/runs/log-metric", bearer(short), metric)
+    await asyncio.sleep(1.2)
+    status, _ = await server.call("POST", f"{API}/runs/log-metric", bearer(short), metric)
+    assert status == 401
+
+    old = server.headers["carol"]
+    await server.ok("POST", f"{API}/runs/log-metric", old, metric)
+    await server.ok("PATCH", f"{API}/users/update-password", "root",
+                    {"username": "carol", "password": "a-new-password-1"})
+    status, _ = await server.call("POST", f"{API}/runs/log-metric", old, metric)
+    assert status == 401
+    await server.ok("POST", f"{API}/runs/log-metric", basic("carol", "a-new-password-1"),
+                    metric)
+
+    await server.grant("dave", "experiment", exp, "EDIT")
+    await server.ok("POST", f"{API}/runs/log-metric", "dave", metric)
+    await server.ok("POST", f"{API3}/users/permissions/revoke", body={
+        "username": "dave", "resource_type": "experiment", "resource_id": exp})
+    status, _ = await server.call("POST", f"{API}/runs/log-metric", "dave", metric)
+    assert status == 403
