@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 
 import orjson
@@ -27,7 +26,6 @@ _MAX_PENDING = 100_000  # beyond this the database is down for long; keep the lo
 # transactions a second however many requests are audited (SQLite has one writer, which
 # the metric batcher needs).
 _LINGER = 0.25
-_FIELDS = tuple(f.name for f in dataclasses.fields(AuditRecord) if f.name != "audit_id")
 
 
 class AuditLog:
@@ -48,7 +46,7 @@ class AuditLog:
         if len(self._unlogged) < _MAX_PENDING:
             self._unlogged.append(rec)
         else:
-            log.error("audit queue full; record dropped: %s", _line(rec).decode())
+            log.error("audit queue full; record dropped: %s", orjson.dumps(rec).decode())
         if not self._wake.is_set():
             self._wake.set()
 
@@ -57,7 +55,7 @@ class AuditLog:
         if batch and log.isEnabledFor(logging.INFO):
             # One call per batch, one JSON object per line (cli gives this logger a bare
             # "%(message)s" handler, so each line is a JSON record of its own).
-            log.info("%s", b"\n".join(_line(rec) for rec in batch).decode())
+            log.info("%s", b"\n".join(map(orjson.dumps, batch)).decode())
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -113,7 +111,3 @@ class AuditLog:
             await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
             log.error("%d audit records not stored at shutdown: %s", len(self._unstored), exc)
-
-
-def _line(rec: AuditRecord) -> bytes:
-    return orjson.dumps({f: getattr(rec, f) for f in _FIELDS})

@@ -626,10 +626,16 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         """Upsert each (run, key) series with its latest point, then insert the points;
         identical points are skipped by the primary key."""
         prepared = []
+        # Latest = max of (step, timestamp, value), as stock keeps it: each series' batch
+        # maximum (the first of equals, as row-by-row upserts would keep) is upserted once.
+        latest: dict[tuple[str, str], tuple[str, str, float, int, int, int]] = {}
         for run_id, m in rows:
             value, is_nan = stored_value(m.value)
-            prepared.append((run_id, m.key, value, is_nan, m.timestamp, m.step))
-        # Latest = max of (step, timestamp, value), as stock keeps it.
+            row = (run_id, m.key, value, is_nan, m.timestamp, m.step)
+            prepared.append(row)
+            best = latest.get((run_id, m.key))
+            if best is None or (m.step, m.timestamp, value) > (best[5], best[4], best[2]):
+                latest[(run_id, m.key)] = row
         await db.executemany(
             "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
             " latest_timestamp, latest_step) VALUES (?, ?, ?, ?, ?, ?)"
@@ -639,10 +645,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
             " > (metric_series.latest_step, metric_series.latest_timestamp,"
             " metric_series.latest_value)",
-            prepared,
+            list(latest.values()),
         )
         series: dict[tuple[str, str], int] = {}
-        pairs = sorted({(run_id, key) for run_id, key, *_ in prepared})
+        pairs = sorted(latest)
         for chunk in _chunks(pairs, _CHUNK // 2):
             cur = await db.execute(
                 "SELECT run_id, key, series_id FROM metric_series WHERE (run_id, key) IN"

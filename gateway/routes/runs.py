@@ -26,7 +26,7 @@ from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.keys import BATCHER
 from gateway.names import random_run_name
-from gateway.parsing import Field, Message, missing, read_message
+from gateway.parsing import Field, Message, missing, parse, read_json_body, read_message
 from gateway.routes._common import (
     KEY_VALUE,
     max_results,
@@ -218,10 +218,43 @@ async def delete_tag(request: web.Request) -> web.Response:
     return render.json_response({})
 
 
+_PLAIN_METRIC = frozenset({"key", "value", "timestamp", "step"})
+
+
+def plain_metrics(items: Any) -> list[Metric] | None:
+    """log-batch's metrics when every one is a plain ``{key, value, timestamp[, step]}``
+    object whose JSON types need no conversion (what the MLflow client sends): built
+    directly, several times faster than the generic parser, with the same result. None
+    for anything else, which the generic parser then reads, with its messages."""
+    if type(items) is not list:
+        return None
+    out: list[Metric] = []
+    append = out.append
+    for m in items:
+        if type(m) is not dict or not m.keys() <= _PLAIN_METRIC:
+            return None
+        key, ts, step = m.get("key"), m.get("timestamp"), m.get("step", 0)
+        value: Any = m.get("value")
+        if type(key) is not str or not key or type(ts) is not int or type(step) is not int:
+            return None
+        kind = type(value)
+        if kind is int:
+            value = float(value)
+        elif kind is not float:
+            return None
+        append(Metric(key, value, ts, step))
+    return out
+
+
 async def log_batch(request: web.Request) -> web.Response:
-    msg = await read_message(request, LOG_BATCH)
+    body = await read_json_body(request)
+    metrics = plain_metrics(body.get("metrics"))
+    if metrics is None:
+        msg = parse(body, LOG_BATCH)
+        metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
+    else:
+        msg = parse({k: v for k, v in body.items() if k != "metrics"}, LOG_BATCH)
     run_id = require(msg, "run_id")
-    metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
     return await _log(
         request, run_id,
         metrics=metrics,

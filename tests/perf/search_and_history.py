@@ -11,7 +11,8 @@ PostgreSQL database from MLGATE_TEST_PG_DSN, or a SQLite file), creates one expe
 size through the API, then fills each server's *own* schema directly with SQL (COPY on
 PostgreSQL, executemany on SQLite): N runs with params ``p`` (10 values) and ``q``, metrics
 ``m`` and ``loss`` and the run-name tag; plus one run with a metric ``h`` of ``--points``
-points. Then it ANALYZEs and times, with one HTTP client, sequential requests:
+points. Then it ANALYZEs (VACUUM ANALYZE on PostgreSQL, as autovacuum would soon after such
+a load) and times, with one HTTP client, sequential requests:
 
 - runs/search over each experiment: ``metrics.m > 0.5 and params.p = 'v3'``, order by
   ``metrics.loss ASC``, max_results 100;
@@ -232,7 +233,9 @@ async def fill_pg(dsn: str, server: str, batches: list[tuple[int, list[dict[str,
                                                      columns=columns[table])
                 if server == "mlgate":
                     await fill_mlgate_metrics_pg(conn, runs, history)
-        await conn.execute("ANALYZE")
+        # As autovacuum leaves a table some time after a bulk load: statistics, and the
+        # visibility map that lets PostgreSQL answer from an index alone. Same for both.
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
