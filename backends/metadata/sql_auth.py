@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from backends import errors
 from backends.metadata.auth_base import AuthStore
@@ -21,6 +21,8 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
+
+T = TypeVar("T")
 
 __all__ = ["SqlAuthMixin"]
 
@@ -59,6 +61,9 @@ def _int_id(value: str) -> int | None:
 class SqlAuthMixin(AuthStore):
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Any]: ...
+
+    @abstractmethod
+    async def _in_tx(self, body: Callable[[Any], Coroutine[Any, Any, T]]) -> T: ...
 
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Any]: ...
@@ -356,11 +361,17 @@ class SqlAuthMixin(AuthStore):
     async def append_audit(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        async with self._tx() as db:
+        rows = [(r.ts, r.username, r.workspace, r.action, r.resource_type, r.resource_id,
+                 r.outcome, r.status, r.client_address) for r in records]
+
+        async def insert(db: Any) -> None:
             await db.executemany(
                 f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.ts, r.username, r.workspace, r.action, r.resource_type, r.resource_id,
-                  r.outcome, r.status, r.client_address) for r in records])
+                rows)
+
+        # One hop on SQLite: a transaction held across event-loop turns made the metric
+        # batcher wait behind it (commits 5 -> 11 ms, auth-on throughput -35% at 64 clients).
+        await self._in_tx(insert)
 
     async def query_audit(self, *, username: str | None = None,
                           resource_type: str | None = None, resource_id: str | None = None,

@@ -16,9 +16,9 @@ import math
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from backends import errors
 from backends.metadata import logged_model_search, search, sql_search
@@ -50,6 +50,7 @@ __all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
 RUN_NAME_TAG = "mlflow.runName"
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -122,6 +123,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Connection]:
         """A connection holding one consistent read snapshot."""
+
+    async def _in_tx(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        """``body`` run in one write transaction (``_tx``); SQLite runs it in one hop."""
+        async with self._tx() as db:
+            return await body(db)
 
     async def _maybe_refresh_statistics(self) -> None:
         """Called before a run search: a store whose planner needs fresh statistics
@@ -543,8 +549,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             raise error
 
     async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
-        async with self._tx() as db:
-            return await self._log_batches_in(db, writes)
+        return await self._in_tx(lambda db: self._log_batches_in(db, writes))
 
     async def _log_batches_in(
         self, db: Connection, writes: Sequence[RunWrite]

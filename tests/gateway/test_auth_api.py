@@ -633,3 +633,31 @@ async def test_cached_credentials_and_decisions_follow_changes(server: Server) -
         "username": "dave", "resource_type": "experiment", "resource_id": exp})
     status, _ = await server.call("POST", f"{API}/runs/log-metric", "dave", metric)
     assert status == 403
+
+
+async def test_concurrent_requests_verify_a_password_once(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a credential is not (or no longer) cached, concurrent requests carrying it share
+    one slow hash check instead of each running Argon2; wrong passwords are each refused."""
+    import time
+
+    await server.add_user("erin")
+    calls: list[str] = []
+    real = hashing.verify_password
+
+    def counting(stored: str, password: str) -> bool:
+        calls.append(password)
+        time.sleep(0.05)  # a slow hash, so the requests overlap
+        return real(stored, password)
+
+    monkeypatch.setattr(hashing, "verify_password", counting)
+    statuses = await asyncio.gather(*(server.call("GET", f"{API}/users/current", "erin")
+                                      for _ in range(20)))
+    assert [s for s, _ in statuses] == [200] * 20
+    assert calls == [PASSWORD]
+
+    wrong = basic("erin", "not-erins-password")
+    statuses = await asyncio.gather(*(server.call("GET", f"{API}/users/current", wrong)
+                                      for _ in range(3)))
+    assert [s for s, _ in statuses] == [401] * 3
+    assert calls.count("not-erins-password") == 3
