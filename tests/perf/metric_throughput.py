@@ -120,7 +120,9 @@ class Server:
             cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
                    "--backend-store-uri", uri, "--artifacts-destination", str(workdir / "a")]
         else:
-            uri = dsn or f"sqlite:///{workdir / 'mlflow.db'}"  # psycopg2, stock's default
+            uri = dsn or f"sqlite:///{workdir / 'mlflow.db'}"
+            if uri.startswith("postgresql://"):  # stock's default driver would be psycopg 3
+                uri = "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
             cmd = [mlflow_bin, "server", "--port", str(port), "--backend-store-uri", uri,
                    "--artifacts-destination", str(workdir / "a")]
         self.log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
