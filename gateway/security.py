@@ -10,7 +10,8 @@ registered model) and asks :func:`auth.is_allowed`. Handlers read the outcome th
 
 Caches (per process, ``--auth-cache-seconds``): verified passwords (keyed by a SHA-256 of the
 password, never the password), Authorization headers that proved valid (keyed by a SHA-256
-of the header; a hit skips the failed-login limiter, which only counts failures), tokens, users' roles and resources' grants; changes made
+of the header; a hit skips the failed-login limiter, which only counts failures), tokens,
+users' roles, resources' grants and what a run or logged model resolves to; changes made
 through this process invalidate them at once, other worker processes within the TTL. Which
 experiment a run or logged model belongs to never changes, so that is cached without expiry.
 """
