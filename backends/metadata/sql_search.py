@@ -141,7 +141,8 @@ _KEY_VALUE_TABLES = {"param": "run_params", "tag": "run_tags"}
 _MAX_FILTER_JOINS = 16
 
 
-def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> str:
+def _run_condition(params: _Params, c: search.Comparison, joins: list[str],
+                   experiment_ids: Sequence[int] = ()) -> str:
     """The WHERE term for ``c``. A comparison on a param, tag or metric value joins its row
     (unique per run and key, so a run still appears once) and appends that JOIN to
     ``joins``: the planner may then start from a selective key/value index, and reads the
@@ -164,7 +165,11 @@ def _run_condition(params: _Params, c: search.Comparison, joins: list[str]) -> s
         # The key goes to WHERE, not ON, so placeholders stay in text order.
         alias = f"f{len(joins) + 1}"
         joins.append(f"JOIN {table} {alias} ON {alias}.run_id = runs.run_id")
-        return (f"{alias}.key = {params.add(c.key)}"
+        # Params carry their run's experiment (migration 0006): naming the searched ones
+        # lets the planner start from their (experiment, key, value) entries only.
+        scope = (f"{alias}.experiment_id IN {params.add_list(list(experiment_ids))} AND "
+                 if c.entity == "param" and experiment_ids else "")
+        return (f"{scope}{alias}.key = {params.add(c.key)}"
                 f" AND {_compare(params, f'{alias}.value', c.op, c.value)}")
     if c.entity == "metric":
         joined = len(joins) < _MAX_FILTER_JOINS
@@ -324,7 +329,8 @@ def _search_runs_sql(
     if stages:
         where.append(f"runs.lifecycle_stage IN {params.add_list(stages)}")
     filter_joins: list[str] = []
-    where.extend(_run_condition(params, c, filter_joins) for c in comparisons)
+    where.extend(_run_condition(params, c, filter_joins, experiment_ids)
+                 for c in comparisons)
     if visibility is not None:  # only runs of experiments the caller may read
         where.append(f"runs.experiment_id IN ({visible_experiment_ids(visibility, params.add)})")
 

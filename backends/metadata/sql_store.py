@@ -556,26 +556,29 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     ) -> list[errors.BackendError | None]:
         """The body of :meth:`log_batches`, inside a write transaction on ``db``."""
         verdicts: list[errors.BackendError | None] = [None] * len(writes)
-        stages = await self._lifecycle_stages(db, {w.run_id for w in writes})
+        states = await self._run_states(db, {w.run_id for w in writes})
         logged = await self._logged_params(
             db, {(w.run_id, p.key) for w in writes for p in w.params})
         model_ids = {m.model_id for w in writes for m in w.metrics if m.model_id}
         known_models = await self._known_models(db, model_ids)
         accepted: list[RunWrite] = []
-        new_params: list[tuple[str, str, str]] = []
+        new_params: list[tuple[str, str, str, int]] = []
         for i, w in enumerate(writes):
-            error = _check_write(w, stages.get(w.run_id), logged, known_models)
+            state = states.get(w.run_id)
+            error = _check_write(w, None if state is None else state[0], logged, known_models)
             if error is not None:
                 verdicts[i] = error
                 continue
+            assert state is not None
             for p in w.params:
                 if (w.run_id, p.key) not in logged:
                     logged[(w.run_id, p.key)] = p.value
-                    new_params.append((w.run_id, p.key, p.value))
+                    new_params.append((w.run_id, p.key, p.value, state[1]))
             accepted.append(w)
         if new_params:
             await db.executemany(
-                "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", new_params)
+                "INSERT INTO run_params (run_id, key, value, experiment_id)"
+                " VALUES (?, ?, ?, ?)", new_params)
         metric_rows = [(w.run_id, m) for w in accepted for m in w.metrics]
         if metric_rows:
             await self._insert_metrics(db, metric_rows)
@@ -586,15 +589,17 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         return verdicts
 
     @staticmethod
-    async def _lifecycle_stages(db: Connection, run_ids: Iterable[str]) -> dict[str, str]:
-        stages: dict[str, str] = {}
+    async def _run_states(db: Connection, run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """run id -> (lifecycle stage, experiment id), for the runs that exist."""
+        states: dict[str, tuple[str, int]] = {}
         for chunk in _chunks(sorted(run_ids)):
             cur = await db.execute(
-                f"SELECT run_id, lifecycle_stage FROM runs WHERE run_id IN ({_marks(len(chunk))})",
+                "SELECT run_id, lifecycle_stage, experiment_id FROM runs"
+                f" WHERE run_id IN ({_marks(len(chunk))})",
                 chunk,
             )
-            stages.update({r[0]: r[1] for r in await cur.fetchall()})
-        return stages
+            states.update({r[0]: (r[1], r[2]) for r in await cur.fetchall()})
+        return states
 
     @staticmethod
     async def _logged_params(

@@ -616,3 +616,54 @@ async def test_logged_model_in_unknown_or_deleted_experiment(
     await metadata_store.delete_experiment(exp_id)
     with pytest.raises(errors.InvalidArgument):
         await metadata_store.create_logged_model(exp_id, name="m")
+
+
+async def test_migration_6_gives_existing_params_their_experiment(empty_database: str) -> None:
+    """A database at version 5 with runs and params: opening it applies migration 6, which
+    fills run_params.experiment_id, and param filters (which now use it) find those runs."""
+    from backends.metadata._migrations import load_migrations
+
+    sqlite = empty_database.startswith("sqlite:")
+    scripts = [script for version, script in load_migrations("sqlite" if sqlite else "postgres")
+               if version <= 5]
+    setup = [
+        "CREATE TABLE mlgate_schema (version INTEGER NOT NULL)",
+        "INSERT INTO mlgate_schema (version) VALUES (5)",
+        ("INSERT INTO experiments (experiment_id, workspace, name, artifact_location,"
+         " lifecycle_stage, creation_time, last_update_time)"
+         " VALUES (7, 'default', 'old', 'x', 'active', 1, 1)"),
+        ("INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time,"
+         " artifact_uri, lifecycle_stage) VALUES"
+         " ('0123456789abcdef0123456789abcdef', 7, 'r', 'u', 'FINISHED', 1, 'x', 'active')"),
+        ("INSERT INTO run_params (run_id, key, value)"
+         " VALUES ('0123456789abcdef0123456789abcdef', 'p', 'v')"),
+    ]
+    if sqlite:
+        import sqlite3
+
+        with sqlite3.connect(empty_database.removeprefix("sqlite:///")) as conn:
+            for script in scripts:
+                conn.executescript(script)
+            for statement in setup:
+                conn.execute(statement)
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(empty_database)
+        try:
+            for script in scripts:
+                await conn.execute(script)
+            for statement in setup:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+    store = open_metadata_store(empty_database)
+    await store.open()
+    try:
+        assert await store.schema_version() == 6
+        page = await store.search_runs(["7"], filter_string="params.p = 'v'")
+        assert [r.info.run_id for r in page.items] == ["0123456789abcdef0123456789abcdef"]
+        assert [(p.key, p.value) for p in (await store.get_run(page.items[0].info.run_id)).params] \
+            == [("p", "v")]
+    finally:
+        await store.aclose()

@@ -17,10 +17,8 @@ from backends.errors import InvalidArgument
 from backends.metadata import sql_search
 from backends.metadata.entities import ViewType
 
-SCHEMA = (
-    Path(__file__).resolve().parents[2]
-    / "backends/metadata/migrations/sqlite/0001_initial.sql"
-)
+MIGRATIONS = sorted(
+    (Path(__file__).resolve().parents[2] / "backends/metadata/migrations/sqlite").glob("*.sql"))
 NAN = math.nan
 
 # Experiment 1 holds r1..r4, experiment 2 holds r5.
@@ -89,7 +87,8 @@ EXPERIMENT_TAGS = [(1, "owner", "alice"), (2, "owner", "Bob"), (2, "x", "1")]
 def db() -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(":memory:")
     conn.execute("PRAGMA case_sensitive_like = ON")
-    conn.executescript(SCHEMA.read_text())
+    for migration in MIGRATIONS:
+        conn.executescript(migration.read_text())
     conn.executemany(
         "INSERT INTO experiments (experiment_id, workspace, name, artifact_location,"
         " lifecycle_stage, creation_time, last_update_time) VALUES (?, ?, ?, 'x', ?, ?, ?)",
@@ -101,7 +100,9 @@ def db() -> Iterator[sqlite3.Connection]:
         " end_time, artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, ?, ?, ?, 'x', ?)",
         RUNS,
     )
-    conn.executemany("INSERT INTO run_params VALUES (?, ?, ?)", PARAMS)
+    experiment_of = {run[0]: run[1] for run in RUNS}
+    conn.executemany("INSERT INTO run_params (run_id, key, value, experiment_id)"
+                     " VALUES (?, ?, ?, ?)", [(*p, experiment_of[p[0]]) for p in PARAMS])
     conn.executemany("INSERT INTO run_tags VALUES (?, ?, ?)", TAGS)
     conn.executemany(
         "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"

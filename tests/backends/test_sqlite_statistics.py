@@ -28,8 +28,8 @@ def _fill(path: Path, exp_id: int, n: int) -> list[tuple[str, str, float]]:
             "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time,"
             " artifact_uri) VALUES (?, ?, 'r', 'u', 'FINISHED', ?, 'x')",
             [(r, exp_id, i) for i, (r, _, _) in enumerate(runs)])
-        db.executemany("INSERT INTO run_params (run_id, key, value) VALUES (?, 'p', ?)",
-                       [(r, p) for r, p, _ in runs])
+        db.executemany("INSERT INTO run_params (run_id, key, value, experiment_id)"
+                       " VALUES (?, 'p', ?, ?)", [(r, p, exp_id) for r, p, _ in runs])
         db.executemany(
             "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
             " latest_timestamp, latest_step) VALUES (?, 'm', ?, 0, 0, 0)",
@@ -69,6 +69,7 @@ async def test_search_refreshes_statistics_for_every_reader(tmp_path: Path) -> N
                                        order_by=["metrics.m"], max_results=10)
         expected = sorted((m, r) for r, p, m in runs if p == "v3" and m > 0.5)[:10]
         assert [r.info.run_id for r in page.items] == [r for _, r in expected]
-        assert all("run_params_key_value" in p for p in await _plans(store, sql, params))
+        assert all("run_params_experiment_key_value" in p
+                   for p in await _plans(store, sql, params))
     finally:
         await store.aclose()
