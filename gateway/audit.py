@@ -47,8 +47,7 @@ class AuditLog:
             self._unlogged.append(rec)
         else:
             log.error("audit queue full; record dropped: %s", orjson.dumps(rec).decode())
-        if not self._wake.is_set():
-            self._wake.set()
+        self._wake.set()
 
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []

@@ -8,9 +8,9 @@ model to its experiment, an artifact path to its experiment, a model version to 
 registered model) and asks :func:`auth.is_allowed`. Handlers read the outcome through
 :func:`workspace_of` and :func:`visibility_of`.
 
-Caches (per process, ``--auth-cache-seconds``): verified passwords (keyed by a SHA-256 of the
-password, never the password), Authorization headers that proved valid (keyed by a SHA-256
-of the header; a hit skips the failed-login limiter, which only counts failures), tokens,
+Caches (per process, ``--auth-cache-seconds``): Authorization headers that proved valid, with
+the identity they name (keyed by a SHA-256 of the header, never the header or password; a
+hit skips the failed-login limiter, which only counts failures), tokens,
 users' roles, resources' grants and what a run or logged model resolves to; changes made
 through this process invalidate them at once, other worker processes within the TTL. Which
 experiment a run or logged model belongs to never changes, so that is cached without expiry.
@@ -134,7 +134,7 @@ class _FailureLimiter:
         return q
 
     def retry_after(self, *keys: str) -> int | None:
-        if not self._fails or not any(key in self._fails for key in keys):
+        if not any(key in self._fails for key in keys):
             return None  # the usual case: nobody has failed lately
         now = time.monotonic()
         waits = [q[0] + self._window - now for key in keys
@@ -176,7 +176,6 @@ class Security:
         self.workspaces_on = settings.workspaces_enabled
         self.policy = Policy(Permission.parse(settings.auth_member_default))
         ttl = settings.auth_cache_seconds
-        self._passwords: _TTLCache[tuple[str, bytes], int] = _TTLCache(ttl)
         self._identities: _TTLCache[int, Identity] = _TTLCache(ttl)
         self._tokens: _TTLCache[str, Any] = _TTLCache(ttl)
         # sha256 of an Authorization header that recently proved valid -> who it names, so a
@@ -225,12 +224,10 @@ class Security:
     def invalidate_user(self, user_id: int | None = None) -> None:
         if user_id is None:
             self._identities.clear()
-            self._passwords.clear()
             self._tokens.clear()
             self._credentials.clear()
             return
         self._identities.drop(lambda k, v: k == user_id)
-        self._passwords.drop(lambda k, v: v == user_id)
         self._tokens.drop(lambda k, v: v.user_id == user_id)
         self._credentials.drop(lambda k, v: v[0].user_id == user_id)
 
@@ -317,23 +314,18 @@ class Security:
                 raise _Unauthenticated()
             keys = [f"user:{username}", address]
             self._check_limit(keys)
-            cache_key = (username, hashlib.sha256(password.encode()).digest())
-            user_id = self._passwords.get(cache_key)
-            if user_id is None:
-                try:
-                    user = await self.store.get_user(username)
-                    stored = user.password_hash
-                except be.NotFound:
-                    user, stored = None, _DUMMY_HASH
-                ok = await asyncio.get_running_loop().run_in_executor(
-                    None, hashing.verify_password, stored, password)
-                if not ok or user is None:
-                    self._login_failed(request, username, keys, workspace)
-                    raise _Unauthenticated(username)
-                user_id = user.user_id
-                self._passwords.put(cache_key, user_id)
-                self._limiter.reset(keys[0])
-            return await self.identity_for(user_id), None
+            try:
+                user = await self.store.get_user(username)
+                stored = user.password_hash
+            except be.NotFound:
+                user, stored = None, _DUMMY_HASH
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, hashing.verify_password, stored, password)
+            if not ok or user is None:
+                self._login_failed(request, username, keys, workspace)
+                raise _Unauthenticated(username)
+            self._limiter.reset(keys[0])
+            return await self.identity_for(user.user_id), None
         if scheme.lower() == "bearer":
             parsed = hashing.parse_token(credentials)
             keys = [address]
