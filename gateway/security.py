@@ -498,6 +498,24 @@ class Security:
             return _Resolved(None)
         return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
 
+    async def may_read(self, request: web.Request, kind: ResourceKind, key: str) -> bool:
+        """May the caller read a second resource the handler names (model-versions/create's
+        source run, logged model or registered model)? A missing run or logged model, or one
+        of another workspace, is unreadable: 403 like stock, so the answer does not tell which
+        ids exist."""
+        if not self.auth_on:
+            return True
+        workspace = request.get(_WORKSPACE, DEFAULT_WORKSPACE)
+        if kind is ResourceKind.REGISTERED_MODEL:
+            resolved = await self._registered_model(key, workspace)
+        elif kind in (ResourceKind.RUN, ResourceKind.LOGGED_MODEL):
+            resolved = await self._experiment(
+                await self._owner(kind.value, key) if key else None, workspace)
+        else:
+            return False
+        return resolved.resource is not None and not resolved.foreign and is_allowed(
+            request.get(_IDENTITY), Action.READ, resolved.resource, self.policy)
+
     # -- searches ------------------------------------------------------------------------
 
     def visibility(self, identity: Identity | None, workspace: str) -> Visibility | None:

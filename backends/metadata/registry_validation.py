@@ -188,6 +188,24 @@ def _models_uri_model_id(source: str) -> str | None:
     return path if path.startswith("m-") and "/" not in path else None
 
 
+def models_uri_target(source: str) -> tuple[str, str] | None:
+    """What a ``models:/`` source names, read as stock's parser reads it:
+    ``("registered_model", name)`` for ``models:/name/suffix`` and ``models:/name@alias``,
+    ``("logged_model", id)`` for ``models:/<id>``; ``None`` for other or malformed sources."""
+    parsed = urllib.parse.urlparse(source, allow_fragments=False)
+    if parsed.scheme != "models" or not parsed.path.startswith("/") or len(parsed.path) <= 1:
+        return None
+    parts = parsed.path.lstrip("/").split("/")
+    if len(parts) > 2 or not parts[0].strip():
+        return None
+    if len(parts) == 2:
+        return ("registered_model", parts[0]) if parts[1].strip() else None
+    if "@" in parts[0]:
+        name, _, alias = parts[0].rpartition("@")
+        return ("registered_model", name) if alias.strip() else None
+    return ("logged_model", parts[0])
+
+
 def validate_source_for_run(source: str, run_id: str | None, artifact_uri: str | None) -> None:
     """``artifact_uri`` is the run's (``None`` when no run or an unknown one)."""
     if is_local_uri(source):

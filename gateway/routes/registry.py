@@ -16,13 +16,13 @@ from backends import errors
 from backends.metadata import registry_validation as rv
 from backends.metadata.entities import Tag
 from backends.metadata.registry_entities import IS_PROMPT_TAG
-from gateway.errors import invalid_parameter
+from gateway.errors import MlflowError, invalid_parameter
 from gateway.parsing import Field, Message, missing, read_message
 from gateway.render import json_response
 from gateway.routes._common import KEY_VALUE, store
 from gateway.routes._registry_render import model_version, registered_model
 from gateway.routing import Route
-from gateway.security import visibility_of, workspace_of
+from gateway.security import security_of, visibility_of, workspace_of
 
 __all__ = ["ROUTES"]
 
@@ -197,6 +197,30 @@ async def get_version_by_alias(request: web.Request) -> web.Response:
 # -- model versions ------------------------------------------------------------------------
 
 
+async def _source_readable(request: web.Request, msg: dict[str, Any], source: str) -> None:
+    """Stock's rule: a new version needs READ on what it copies, the registered model of a
+    ``models:/name/...`` source, else the run and the logged model it names (an id sent
+    empty is refused) and the logged model of a ``models:/<id>`` source. Without it, EDIT on
+    a registered model would let a caller publish, and then download, another team's run."""
+    sec = security_of(request)
+    if sec is None or not sec.auth_on:
+        return
+    target = rv.models_uri_target(source)
+    if target is not None and target[0] == "registered_model":
+        needed = [(ResourceKind.REGISTERED_MODEL, target[1])]
+    else:
+        needed = [(kind, str(msg[field] or "")) for kind, field in (
+            (ResourceKind.RUN, "run_id"), (ResourceKind.LOGGED_MODEL, "model_id"))
+            if field in msg]
+        if target is not None:
+            needed.append((ResourceKind.LOGGED_MODEL, target[1]))
+    for kind, key in needed:
+        if not await sec.may_read(request, kind, key):
+            raise MlflowError(
+                f"Permission denied: the model version's source {kind.value.replace('_', ' ')} "
+                f"'{key}' is not readable.", "PERMISSION_DENIED")
+
+
 async def _check_source(request: web.Request, source: str, run_id: str,
                         model_id: str) -> None:
     """Stock's source checks: the source must lie inside the run's or the logged model's
@@ -239,6 +263,7 @@ async def create_model_version(request: web.Request) -> web.Response:
                 f"Invalid prompt source: '{source}'. Prompt sources must use an MLflow "
                 "placeholder.")
     else:
+        await _source_readable(request, msg, source)
         await _check_source(request, source, run_id, model_id)
     version = await store(request).create_model_version(
         name, source, run_id=run_id or None, tags=tags, run_link=msg.get("run_link", ""),

@@ -387,6 +387,57 @@ async def test_creator_gets_manage_and_others_nothing(server: Server) -> None:
     assert status == 403
 
 
+async def test_model_version_needs_read_on_its_source(server: Server) -> None:
+    """EDIT on a registered model is not enough to publish a run, logged model or model
+    version the caller cannot read (stock 3.17's validate_can_create_model_version)."""
+    await server.add_user("alice")
+    await server.add_user("bob")
+    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
+                           {"name": "alice-exp"}))["experiment_id"]
+    run = (await server.ok("POST", f"{API}/runs/create", "alice",
+                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    model = (await server.ok("POST", f"{API}/logged-models", "alice",
+                             {"experiment_id": exp, "name": "lm"}))["model"]["info"]["model_id"]
+    await server.ok("POST", f"{API}/registered-models/create", "alice", {"name": "alice-rm"})
+    await server.ok("POST", f"{API}/model-versions/create", "alice", {
+        "name": "alice-rm", "source": f"runs:/{run}/model", "run_id": run})
+    await server.ok("POST", f"{API}/registered-models/create", "bob", {"name": "bob-rm"})
+    own_exp = (await server.ok("POST", f"{API}/experiments/create", "bob",
+                               {"name": "bob-exp"}))["experiment_id"]
+    own_run = (await server.ok("POST", f"{API}/runs/create", "bob",
+                               {"experiment_id": own_exp}))["run"]["info"]["run_id"]
+
+    def version(source: str, **ids: str) -> dict[str, str]:
+        return {"name": "bob-rm", "source": source, **ids}
+
+    unreadable = [
+        version(f"runs:/{run}/model", run_id=run),
+        version(f"models:/{model}", model_id=model),
+        version(f"models:/{model}"),
+        version("models:/alice-rm/1"),
+        version("models:/alice-rm@champion"),
+        version("runs:/no-such-run/model", run_id="0" * 32),
+        version(f"runs:/{own_run}/model", run_id=own_run, model_id=model),
+        version("s3://bucket/model", run_id=""),
+    ]
+    for body in unreadable:
+        status, data = await server.call("POST", f"{API}/model-versions/create", "bob", body)
+        assert (status, data.get("error_code")) == (403, "PERMISSION_DENIED"), body
+    listed = await server.ok("GET", f"{API}/model-versions/search", "root",
+                             query={"filter": "name='bob-rm'"})
+    assert listed.get("model_versions", []) == []  # nothing was created by the refusals
+    await server.ok("POST", f"{API}/model-versions/create", "bob",
+                    version(f"runs:/{own_run}/model", run_id=own_run))
+    await server.grant("bob", "experiment", exp, "READ")
+    await server.grant("bob", "registered_model", "alice-rm", "READ")
+    for body in (unreadable[0], unreadable[1], unreadable[3]):
+        await server.ok("POST", f"{API}/model-versions/create", "bob", body)
+    # Readable now, so the source checks that come after the permission check answer.
+    status, data = await server.call("POST", f"{API}/model-versions/create", "bob",
+                                     unreadable[2])
+    assert (status, data["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+
+
 async def test_failed_logins_are_rate_limited(aiohttp_client: Any, store_uri: str,
                                              tmp_path: Path) -> None:
     server = await _start(aiohttp_client, store_uri, tmp_path, auth_max_failures=3)
