@@ -66,16 +66,20 @@ class AuditLog:
         self._task = asyncio.create_task(self._run(), name="mlgate-audit")
 
     async def flush(self) -> None:
+        """Write every record queued before the call: its JSON lines, then its rows in one
+        transaction. Records queued meanwhile wait for the next batch: looping until none
+        were left made a busy server write a batch of a few records per transaction, with no
+        lingering in between (a commit per handful of audited requests)."""
         async with self._lock:
             self._log_pending()
-            while self._unstored:
-                batch, self._unstored = self._unstored, []
-                try:
-                    await self._store.append_audit(batch)
-                except Exception:
-                    self._unstored[:0] = batch  # keep order; retried on the next wake
-                    raise
-                self._log_pending()
+            if not self._unstored:
+                return
+            batch, self._unstored = self._unstored, []
+            try:
+                await self._store.append_audit(batch)
+            except Exception:
+                self._unstored[:0] = batch  # keep order; retried on the next wake
+                raise
 
     async def _run(self) -> None:
         while True:
@@ -107,6 +111,7 @@ class AuditLog:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         try:
-            await self.flush()
+            while self._unlogged or self._unstored:
+                await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
             log.error("%d audit records not stored at shutdown: %s", len(self._unstored), exc)

@@ -449,32 +449,34 @@ class Security:
             # runs/create and logged-models create default to the Default experiment "0".
             return await self._experiment(await _field(request, "experiment_id") or "0",
                                           workspace)
-        if kind in (ResourceKind.RUN, ResourceKind.LOGGED_MODEL):
-            field = "model_id" if kind is ResourceKind.LOGGED_MODEL else "run_id"
+        if kind is ResourceKind.RUN or kind is ResourceKind.LOGGED_MODEL:
+            # The hot path of metric logging: plain strings, not the enum's (slow) value.
+            kname, field = (("logged_model", "model_id") if kind is ResourceKind.LOGGED_MODEL
+                            else ("run", "run_id"))
             key = await _field(request, field)
-            if key is None and field == "run_id":
+            if key is None and kname == "run":
                 key = await _field(request, "run_uuid")
             if key is None:
                 return _Resolved(None)
             several = request.method == "GET" and len(request.query.getall(field, [])) > 1
             if not several:
-                hit = self._resolved.get((kind.value, key, workspace))
+                hit = self._resolved.get((kname, key, workspace))
                 if hit is not None:
                     return hit
-            exp = await self._owner(kind.value, key)
+            exp = await self._owner(kname, key)
             resolved = await self._experiment(exp, workspace)
             also: list[Resource | None] = []
             foreign = resolved.foreign
             if several:
                 # get-history-bulk names several runs: every one of them must pass.
                 for other in request.query.getall(field)[:-1]:
-                    more = await self._experiment(await self._owner(kind.value, other),
+                    more = await self._experiment(await self._owner(kname, other),
                                                   workspace)
                     also.append(more.resource)
                     foreign = foreign or more.foreign
-            named = _Resolved(resolved.resource, kind.value, key, foreign, tuple(also))
+            named = _Resolved(resolved.resource, kname, key, foreign, tuple(also))
             if not several and named.resource is not None:
-                self._resolved.put((kind.value, key, workspace), named)
+                self._resolved.put((kname, key, workspace), named)
             return named
         if kind is ResourceKind.REGISTERED_MODEL:
             return await self._registered_model(await _field(request, "name"), workspace)
@@ -636,15 +638,37 @@ _CREATOR_ROUTES = {"/experiments/create": "experiment", "/registered-models/crea
                    "registered_model"}
 
 
-_SUFFIXES: dict[web.AbstractRoute, str] = {}
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What :func:`enforce` needs to know of a route, computed once per route."""
+
+    suffix: str  # the path without the 2.0 API prefixes
+    label: str  # "METHOD suffix", the audit record's action
+    exempt: bool  # no workspace selection (public routes, workspace CRUD)
+    audited: bool
+    after: bool  # _after_success has work: creator grants, renames, deletes
 
 
-def _route_suffix(request: web.Request) -> str:
-    """The route's path without the 2.0 API prefixes (computed once per route)."""
+_PLANS: dict[web.AbstractRoute, _Plan] = {}
+_AFTER_ROUTES = frozenset({*_CREATOR_ROUTES, "/registered-models/rename",
+                           "/registered-models/delete"})
+
+
+def _plan(request: web.Request, access: Access | None) -> _Plan:
     route = request.match_info.route
-    found = _SUFFIXES.get(route)
+    found = _PLANS.get(route)
     if found is None:
-        found = _SUFFIXES[route] = _compute_suffix(route)
+        suffix = _compute_suffix(route)
+        public = access is not None and access.resource is ResourceKind.PUBLIC
+        audited = access is not None and (
+            access.action is not Action.READ or access.writes
+            or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
+                and "path" in request.match_info))
+        found = _PLANS[route] = _Plan(
+            suffix, f"{request.method} {suffix}",
+            public or suffix.startswith(("/api/3.0/mlflow/workspaces",
+                                         "/ajax-api/3.0/mlflow/workspaces")),
+            audited, suffix in _AFTER_ROUTES)
     return found
 
 
@@ -676,13 +700,11 @@ def _unauthenticated() -> web.Response:
 async def enforce(sec: Security, request: web.Request, access: Access | None,
                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                   ) -> web.StreamResponse:
-    public = access is not None and access.resource is ResourceKind.PUBLIC
-    exempt = public or _route_suffix(request).startswith("/api/3.0/mlflow/workspaces") \
-        or _route_suffix(request).startswith("/ajax-api/3.0/mlflow/workspaces")
-    workspace = DEFAULT_WORKSPACE if exempt else await sec.request_workspace(request)
+    plan = _plan(request, access)
+    workspace = DEFAULT_WORKSPACE if plan.exempt else await sec.request_workspace(request)
     request[_WORKSPACE] = workspace
     identity: Identity | None = None
-    if sec.auth_on and not public:
+    if sec.auth_on and not (access is not None and access.resource is ResourceKind.PUBLIC):
         try:
             identity = await sec.authenticate(request, workspace)
         except _Unauthenticated:
@@ -701,16 +723,10 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
             f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "
             f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
     username = identity.username if identity else None
-    audited = sec.audit is not None and (
-        access.action is not Action.READ or access.writes
-        or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
-            and "path" in request.match_info))
-    action = f"{request.method} {_route_suffix(request)}"
-    checked = [r for r in (resolved.resource, *resolved.also) if r is not None]
-    if sec.auth_on and checked \
-            and not all(is_allowed(identity, access.action, r, sec.policy) for r in checked):
+    audited = plan.audited and sec.audit is not None
+    if sec.auth_on and not _allowed(sec, identity, access.action, resolved):
         if audited:
-            sec._audit(request, username, workspace, action, resolved.resource_type,
+            sec._audit(request, username, workspace, plan.label, resolved.resource_type,
                        resolved.resource_id, "denied", 403)
         raise MlflowError(
             f"Permission denied: {username} may not {access.action.value} this "
@@ -721,16 +737,25 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
     try:
         response = await handler(request)
     except BaseException as exc:
-        sec._audit(request, username, workspace, action, resolved.resource_type,
+        sec._audit(request, username, workspace, plan.label, resolved.resource_type,
                    resolved.resource_id, "error", _status_of(exc))
         raise
     resource_id = resolved.resource_id
-    if response.status < 400 and identity is not None:
-        resource_id = await _after_success(sec, request, identity, workspace, response) \
-            or resource_id
-    sec._audit(request, username, workspace, action, resolved.resource_type, resource_id,
+    if plan.after and response.status < 400 and identity is not None:
+        resource_id = await _after_success(sec, request, plan.suffix, identity, workspace,
+                                           response) or resource_id
+    sec._audit(request, username, workspace, plan.label, resolved.resource_type, resource_id,
                "ok" if response.status < 400 else "error", response.status)
     return response
+
+
+def _allowed(sec: Security, identity: Identity | None, action: Action,
+             resolved: _Resolved) -> bool:
+    """Every resource the request names passes (none named: the handler answers 404)."""
+    if resolved.resource is not None and not is_allowed(identity, action, resolved.resource,
+                                                        sec.policy):
+        return False
+    return all(r is None or is_allowed(identity, action, r, sec.policy) for r in resolved.also)
 
 
 def _rate_limited(retry_after: int) -> web.Response:
@@ -740,11 +765,11 @@ def _rate_limited(retry_after: int) -> web.Response:
         status=429, headers={"Retry-After": str(retry_after)})
 
 
-async def _after_success(sec: Security, request: web.Request, identity: Identity,
-                         workspace: str, response: web.StreamResponse) -> str | None:
+async def _after_success(sec: Security, request: web.Request, suffix: str,
+                         identity: Identity, workspace: str,
+                         response: web.StreamResponse) -> str | None:
     """Creators get MANAGE; a renamed model keeps its grants; a deleted model loses them.
     Returns the id of a created resource (for the audit record)."""
-    suffix = _route_suffix(request)
     rtype = _CREATOR_ROUTES.get(suffix)
     if rtype is not None:
         if rtype == "experiment":
