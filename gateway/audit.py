@@ -31,8 +31,11 @@ _LINGER = 0.25
 class AuditLog:
     def __init__(self, store: AuthStore) -> None:
         self._store = store
-        self._unlogged: list[AuditRecord] = []  # not yet written as JSON lines
-        self._unstored: list[AuditRecord] = []  # logged, not yet in the database
+        # Pending records are kept as their JSON lines: bytes are invisible to the garbage
+        # collector, where thousands of live record objects between two batches cost the
+        # busy server a young-generation collection every hundred requests.
+        self._unlogged: list[bytes] = []  # not yet written as JSON lines
+        self._unstored: list[bytes] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -43,10 +46,11 @@ class AuditLog:
 
         This is on every audited request's path, so it only appends: formatting and writing
         happen once per batch in :meth:`flush`."""
+        line = orjson.dumps(rec)
         if len(self._unlogged) < _MAX_PENDING:
-            self._unlogged.append(rec)
+            self._unlogged.append(line)
         else:
-            log.error("audit queue full; record dropped: %s", orjson.dumps(rec).decode())
+            log.error("audit queue full; record dropped: %s", line.decode())
         self._wake.set()
 
     def _log_pending(self) -> None:
@@ -54,7 +58,7 @@ class AuditLog:
         if batch and log.isEnabledFor(logging.INFO):
             # One call per batch, one JSON object per line (cli gives this logger a bare
             # "%(message)s" handler, so each line is a JSON record of its own).
-            log.info("%s", b"\n".join(map(orjson.dumps, batch)).decode())
+            log.info("%s", b"\n".join(batch).decode())
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -76,7 +80,8 @@ class AuditLog:
                 return
             batch, self._unstored = self._unstored, []
             try:
-                await self._store.append_audit(batch)
+                await self._store.append_audit(
+                    [AuditRecord(**fields) for fields in orjson.loads(b"[%s]" % b",".join(batch))])
             except Exception:
                 self._unstored[:0] = batch  # keep order; retried on the next wake
                 raise
