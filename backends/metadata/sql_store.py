@@ -380,6 +380,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             runs = await self._load_runs(db, [run_id])
         return runs[0]
 
+    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]:
+        """``(condition, parameters)`` for "the column is one of ``ids``": ``IN (?, ...)``;
+        PostgreSQL binds one array instead."""
+        return f"IN ({_marks(len(ids))})", ids
+
     async def _load_runs(self, db: Connection, run_ids: Sequence[str]) -> list[Run]:
         infos: dict[str, RunInfo] = {}
         params: dict[str, list[Param]] = {}
@@ -390,11 +395,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         model_outputs: dict[str, list[ModelOutput]] = {}
         # fetch_rows (positional rows) where names are not needed: a search loads up to
         # 1000 runs this way, and SQLite then makes one trip to its thread per query.
-        for chunk in _chunks(list(run_ids)):
-            marks = _marks(len(chunk))
+        for ids in _chunks(list(run_ids)):
+            marks, chunk = self._among(ids)
             for r in await db.fetch_rows(
                 "SELECT run_id, experiment_id, run_name, user_id, status, start_time, end_time,"
-                f" artifact_uri, lifecycle_stage FROM runs WHERE run_id IN ({marks})", chunk
+                f" artifact_uri, lifecycle_stage FROM runs WHERE run_id {marks}", chunk
             ):
                 infos[r[0]] = RunInfo(
                     run_id=r[0],
@@ -408,29 +413,29 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                     lifecycle_stage=r[8],
                 )
             for r in await db.fetch_rows(
-                f"SELECT run_id, key, value FROM run_params WHERE run_id IN ({marks})"
+                f"SELECT run_id, key, value FROM run_params WHERE run_id {marks}"
                 " ORDER BY rowid", chunk):
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             for r in await db.fetch_rows(
-                f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({marks})"
+                f"SELECT run_id, key, value FROM run_tags WHERE run_id {marks}"
                 " ORDER BY rowid", chunk):
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             for r in await db.fetch_rows(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
-                f" FROM metric_series WHERE run_id IN ({marks}) ORDER BY series_id", chunk):
+                f" FROM metric_series WHERE run_id {marks} ORDER BY series_id", chunk):
                 metrics.setdefault(r[0], []).append(
                     Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
                 )
             cur = await db.execute(
                 "SELECT i.run_id, d.*, i.position FROM run_dataset_inputs i"
                 " JOIN datasets d ON d.dataset_id = i.dataset_id"
-                f" WHERE i.run_id IN ({marks}) ORDER BY i.run_id, i.position", chunk)
+                f" WHERE i.run_id {marks} ORDER BY i.run_id, i.position", chunk)
             ds_rows = list(await cur.fetchall())
             input_tags: dict[tuple[str, int], list[Tag]] = {}
             if ds_rows:  # dataset input tags exist only with dataset inputs
                 for r in await db.fetch_rows(
                     "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
-                    f" WHERE run_id IN ({marks}) ORDER BY rowid", chunk):
+                    f" WHERE run_id {marks} ORDER BY rowid", chunk):
                     input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
             for r in ds_rows:
                 ds = Dataset(r["name"], r["digest"], r["source_type"], r["source"],
@@ -439,11 +444,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                     DatasetInput(ds, tuple(input_tags.get((r["run_id"], r["dataset_id"]), ())))
                 )
             for r in await db.fetch_rows(
-                f"SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({marks})"
+                f"SELECT run_id, model_id FROM run_model_inputs WHERE run_id {marks}"
                 " ORDER BY model_id", chunk):
                 model_inputs.setdefault(r[0], []).append(ModelInput(r[1]))
             for r in await db.fetch_rows(
-                f"SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({marks})"
+                f"SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id {marks}"
                 " ORDER BY step, model_id", chunk):
                 model_outputs.setdefault(r[0], []).append(ModelOutput(r[1], r[2]))
         return [
@@ -764,9 +769,13 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             if len(ids) <= max_results:  # no fast path, or the page reaches past the numbers
                 sql, params = sql_search.build_search_runs_sql(*args)
                 ids = [row[0] for row in await db.fetch_rows(sql, params)]
+            await self._plan_for_page_load(db)
             runs = await self._load_runs(db, ids[:max_results])
         token = search.encode_page_token(offset + max_results) if len(ids) > max_results else None
         return Page(runs, token)
+
+    async def _plan_for_page_load(self, db: Connection) -> None:
+        """Plan the queries that load a search's page (PostgreSQL: generic plans)."""
 
     async def _plan_for_these_values(self, db: Connection) -> None:
         """Make the database plan the next queries of this transaction for their actual
