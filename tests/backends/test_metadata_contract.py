@@ -660,7 +660,7 @@ async def test_migration_6_gives_existing_params_their_experiment(empty_database
     store = open_metadata_store(empty_database)
     await store.open()
     try:
-        assert await store.schema_version() == 6
+        assert await store.schema_version() == 7
         page = await store.search_runs(["7"], filter_string="params.p = 'v'")
         assert [r.info.run_id for r in page.items] == ["0123456789abcdef0123456789abcdef"]
         assert [(p.key, p.value) for p in (await store.get_run(page.items[0].info.run_id)).params] \
