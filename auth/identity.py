@@ -59,9 +59,11 @@ class Identity:
     is_admin: bool = False
     teams: Mapping[str, TeamRole] = field(default_factory=lambda: MappingProxyType({}))
     scope: TokenScope | None = None
+    roles: frozenset[int] = frozenset()  # ids of the MLflow roles assigned to the user
 
     def role_in(self, workspace: str) -> TeamRole | None:
         return self.teams.get(workspace)
 
     def with_scope(self, scope: TokenScope) -> Identity:
-        return Identity(self.user_id, self.username, self.is_admin, self.teams, scope)
+        return Identity(self.user_id, self.username, self.is_admin, self.teams, scope,
+                        self.roles)

@@ -9,9 +9,11 @@ For a user on an experiment or registered model, in order:
 1. An admin may do everything.
 2. A token scoped to one workspace may do nothing elsewhere; a read-only token only reads.
 3. A manager of the resource's workspace has MANAGE.
-4. Grants to the user and to the user's teams on the resource: any DENY wins; otherwise the
-   highest grant, but never less than the member default when the user belongs to the
-   resource's workspace.
+4. Grants to the user, to the user's teams and to the user's roles on the resource (a
+   role's permission on every resource of the type counts as one on this one): any DENY
+   wins; otherwise the highest grant, but never less than the member default when the user
+   belongs to the resource's workspace. A role's permission on a workspace makes its users
+   members (USE) or managers (MANAGE) of it, like team membership.
 5. No grant: the member default for members of the workspace, nothing for anyone else.
 
 Deny by default: an unknown kind, a missing identity or a missing resource is refused.
@@ -26,17 +28,20 @@ from auth.access import Action, ResourceKind
 from auth.identity import Identity
 from auth.permissions import Permission, TeamRole
 
-__all__ = ["Grant", "Policy", "Principal", "Resource", "effective_permission", "is_allowed"]
+__all__ = ["ROLE", "Grant", "Policy", "Principal", "Resource", "effective_permission",
+           "is_allowed"]
 
 USER = "user"
 TEAM = "team"
+ROLE = "role"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a grant is for: a user (``name`` = user id as text) or a team (workspace name)."""
+    """Who a grant is for: a user (``name`` = user id as text), a team (workspace name) or
+    an MLflow role (role id as text)."""
 
-    kind: str  # "user" | "team"
+    kind: str  # "user" | "team" | "role"
     name: str
 
 
@@ -64,9 +69,10 @@ class Policy:
 
 
 def principals_of(identity: Identity) -> tuple[Principal, ...]:
-    """The user and each of their teams."""
+    """The user, each of their teams and each of their roles."""
     return (Principal(USER, str(identity.user_id)),
-            *(Principal(TEAM, ws) for ws in sorted(identity.teams)))
+            *(Principal(TEAM, ws) for ws in sorted(identity.teams)),
+            *(Principal(ROLE, str(r)) for r in sorted(identity.roles)))
 
 
 def _applicable(identity: Identity, grants: Iterable[Grant]) -> list[Permission]:

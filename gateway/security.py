@@ -39,7 +39,15 @@ from auth import hashing
 from auth.access import Access, Action, ResourceKind
 from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.permissions import Permission, TeamRole
-from auth.policy import USER, Grant, Policy, Principal, Resource, is_allowed
+from auth.policy import (
+    USER,
+    Grant,
+    Policy,
+    Principal,
+    Resource,
+    is_allowed,
+    principals_of,
+)
 from backends import errors as be
 from backends.metadata.auth_entities import AuditRecord, GrantRow, Visibility
 from backends.metadata.base import MetadataStore
@@ -180,8 +188,9 @@ class Security:
         self._tokens: _TTLCache[str, Any] = _TTLCache(ttl)
         # sha256 of an Authorization header that recently proved valid -> who it names, so a
         # repeated credential costs one lookup (the header itself is never kept).
-        self._credentials: _TTLCache[bytes, tuple[Identity, TokenRecord | None]] = \
+        self._credentials: _TTLCache[bytes, tuple[Identity, TokenRecord | None, int]] = \
             _TTLCache(ttl)
+        self._generation = 0  # of identities: bumped when roles change what users hold
         self._verifying: dict[bytes, asyncio.Future[tuple[Identity, TokenRecord | None] | None]]
         self._verifying = {}
         self._grants: _TTLCache[tuple[str, str, str], tuple[Grant, ...]] = _TTLCache(ttl)
@@ -242,6 +251,15 @@ class Security:
     def invalidate_workspaces(self) -> None:
         self._workspaces.clear()
 
+    def invalidate_roles(self) -> None:
+        """A role, its users or its permissions changed: who holds what may change for any
+        user and any resource of its workspace, so every derived entry goes (role changes
+        are rare administration)."""
+        self._identities.clear()
+        self._generation += 1  # cached credentials stay valid; their identity is reloaded
+        self._grants.clear()
+        self._resolved.clear()
+
     # -- authentication ------------------------------------------------------------------
 
     async def identity_for(self, user_id: int) -> Identity:
@@ -251,9 +269,17 @@ class Security:
                 user = await self.store.get_user_by_id(user_id)
             except be.NotFound:
                 raise _Unauthenticated() from None
-            teams = await self.store.memberships(user_id)
+            teams = {ws: TeamRole(r) for ws, r in (await self.store.memberships(user_id)).items()}
+            roles = set()
+            for role_id, ws, on_workspace in await self.store.role_memberships(user_id):
+                roles.add(role_id)
+                # A role's workspace permission: USE makes a member, MANAGE a manager.
+                if on_workspace == Permission.MANAGE.name:
+                    teams[ws] = TeamRole.MANAGER
+                elif on_workspace == Permission.USE.name and ws not in teams:
+                    teams[ws] = TeamRole.MEMBER
             ident = Identity(user.user_id, user.username, user.is_admin,
-                             MappingProxyType({ws: TeamRole(r) for ws, r in teams.items()}))
+                             MappingProxyType(teams), roles=frozenset(roles))
             self._identities.put(user_id, ident)
         return ident
 
@@ -267,7 +293,12 @@ class Security:
         cache_key = hashlib.sha256(header.encode()).digest()
         hit = self._credentials.get(cache_key)
         if hit is not None:
-            identity, token = hit
+            identity, token, generation = hit
+            if generation != self._generation:  # roles changed: same user, new holdings
+                identity = await self.identity_for(identity.user_id)
+                if token is not None:
+                    identity = identity.with_scope(token.scope)
+                self._credentials.put(cache_key, (identity, token, self._generation))
             if token is None:
                 return identity
             try:
@@ -292,7 +323,7 @@ class Security:
         self._verifying[cache_key] = future
         try:
             identity, token = await self._authenticate(request, header, workspace)
-            self._credentials.put(cache_key, (identity, token))
+            self._credentials.put(cache_key, (identity, token, self._generation))
             future.set_result((identity, token))
         finally:
             if not future.done():
@@ -528,8 +559,7 @@ class Security:
         role = identity.role_in(workspace)
         if identity.is_admin or role is TeamRole.MANAGER:
             return Visibility(workspace)
-        principals = ((USER, str(identity.user_id)),
-                      *(("team", ws) for ws in sorted(identity.teams)))
+        principals = tuple((p.kind, p.name) for p in principals_of(identity))
         readable = role is not None and self.policy.member_default.rank >= Permission.READ.rank
         return Visibility(workspace, principals, readable)
 

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from backends.metadata.auth_entities import (
     AuditRecord,
     GrantRow,
+    RoleAssignment,
+    RolePermissionRow,
+    RoleRow,
     TokenRow,
     UserRecord,
     WorkspaceRow,
@@ -124,7 +127,8 @@ class AuthStore(ABC):
     @abstractmethod
     async def grants_on(self, resource_type: str, workspace: str,
                         resource_id: str) -> list[GrantRow]:
-        """Every grant on one resource."""
+        """Every grant on one resource, with the role permissions on every resource of its
+        type in the workspace (``resource_id`` '*')."""
 
     @abstractmethod
     async def grants_of(self, principal_type: str, principal: str) -> list[GrantRow]:
@@ -140,6 +144,66 @@ class AuthStore(ABC):
                                resource_id: str) -> None:
         """Drop the grants of a deleted resource, so a new one of the same name starts
         without them."""
+
+    # -- roles (MLflow 3.17's RBAC) ------------------------------------------------------
+
+    @abstractmethod
+    async def create_role(self, name: str, workspace: str,
+                          description: str | None) -> RoleRow:
+        """NotFound for an unknown workspace, AlreadyExists for a taken name."""
+
+    @abstractmethod
+    async def get_role(self, role_id: int) -> RoleRow:
+        """With its permissions; NotFound if there is none."""
+
+    @abstractmethod
+    async def list_roles(self, workspaces: Sequence[str] | None = None) -> list[RoleRow]:
+        """Roles of the given workspaces (every workspace when None), with permissions."""
+
+    @abstractmethod
+    async def update_role(self, role_id: int, *, name: str | None,
+                          description: str | None) -> RoleRow: ...
+
+    @abstractmethod
+    async def delete_role(self, role_id: int) -> RoleRow:
+        """Deletes its permissions and assignments too; returns what was deleted."""
+
+    @abstractmethod
+    async def add_role_permission(self, role_id: int, resource_type: str, pattern: str,
+                                  permission: str) -> RolePermissionRow:
+        """AlreadyExists when the role has a permission on that resource pattern."""
+
+    @abstractmethod
+    async def get_role_permission(self, permission_id: int) -> RolePermissionRow: ...
+
+    @abstractmethod
+    async def update_role_permission(self, permission_id: int,
+                                     permission: str) -> RolePermissionRow: ...
+
+    @abstractmethod
+    async def remove_role_permission(self, permission_id: int) -> RolePermissionRow: ...
+
+    @abstractmethod
+    async def list_role_permissions(self, role_id: int) -> list[RolePermissionRow]: ...
+
+    @abstractmethod
+    async def assign_role(self, user_id: int, role_id: int) -> RoleAssignment:
+        """Idempotent: an existing assignment is returned as is."""
+
+    @abstractmethod
+    async def unassign_role(self, user_id: int, role_id: int) -> bool:
+        """False when the user did not have the role."""
+
+    @abstractmethod
+    async def list_user_roles(self, user_id: int) -> list[RoleRow]: ...
+
+    @abstractmethod
+    async def list_role_users(self, role_id: int) -> list[RoleAssignment]: ...
+
+    @abstractmethod
+    async def role_memberships(self, user_id: int) -> list[tuple[int, str, str | None]]:
+        """(role id, workspace, the role's permission on the workspace or None) for each of
+        the user's roles."""
 
     # -- locating resources --------------------------------------------------------------
 

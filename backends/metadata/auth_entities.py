@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AuditRecord", "GrantRow", "TokenRow", "UserRecord", "Visibility", "WorkspaceRow"]
+__all__ = ["AuditRecord", "GrantRow", "RoleAssignment", "RolePermissionRow", "RoleRow",
+           "TokenRow", "UserRecord", "Visibility", "WorkspaceRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +42,37 @@ class GrantRow:
     resource_type: str  # "experiment" | "registered_model"
     workspace: str
     resource_id: str  # experiment id as text, or registered model name
-    principal_type: str  # "user" | "team"
-    principal: str  # user id as text, or team (workspace) name
+    principal_type: str  # "user" | "team" | "role"
+    principal: str  # user id as text, team (workspace) name, or role id as text
     permission: str  # READ, USE, EDIT, MANAGE, DENY
+
+
+@dataclass(frozen=True, slots=True)
+class RolePermissionRow:
+    """A role's permission: a grant whose principal is the role; ``resource_pattern`` is an
+    id, a name, or ``*`` for every resource of the type in the role's workspace."""
+
+    permission_id: int
+    role_id: int
+    resource_type: str  # "experiment" | "registered_model" | "workspace"
+    resource_pattern: str
+    permission: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    role_id: int
+    name: str
+    workspace: str
+    description: str | None
+    permissions: tuple[RolePermissionRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoleAssignment:
+    assignment_id: int
+    user_id: int
+    role_id: int
 
 
 @dataclass(frozen=True, slots=True)

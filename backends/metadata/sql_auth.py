@@ -17,6 +17,9 @@ from backends.metadata.auth_base import AuthStore
 from backends.metadata.auth_entities import (
     AuditRecord,
     GrantRow,
+    RoleAssignment,
+    RolePermissionRow,
+    RoleRow,
     TokenRow,
     UserRecord,
     WorkspaceRow,
@@ -30,6 +33,10 @@ _USER_COLS = "user_id, username, password_hash, is_admin"
 _TOKEN_COLS = ("token_id, user_id, name, digest, read_only, workspace, created_at, expires_at,"
                " last_used_at, revoked_at")
 _GRANT_COLS = "resource_type, workspace, resource_id, principal_type, principal, permission"
+_ROLE_PERM_COLS = "grant_id, principal, resource_type, resource_id, permission"
+# A role permission on every resource of a type ('*'). Only roles have those: a grant to a
+# user or team on '*' would be on a registered model named '*'.
+_ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address")
 
@@ -49,6 +56,10 @@ def _token(row: Any) -> TokenRow:
 
 def _grant(row: Any) -> GrantRow:
     return GrantRow(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _role_permission(row: Any) -> RolePermissionRow:
+    return RolePermissionRow(int(row[0]), int(row[1]), row[2], row[3], row[4])
 
 
 def _int_id(value: str) -> int | None:
@@ -127,7 +138,7 @@ class SqlAuthMixin(AuthStore):
             if row is None:
                 raise errors.NotFound(f"User with username={username} not found")
             user = _user(row)
-            for table in ("auth_tokens", "auth_team_members"):
+            for table in ("auth_tokens", "auth_team_members", "auth_role_users"):
                 await db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user.user_id,))
             await db.execute(
                 "DELETE FROM auth_grants WHERE principal_type = 'user' AND principal = ?",
@@ -174,6 +185,12 @@ class SqlAuthMixin(AuthStore):
             await db.execute("DELETE FROM auth_grants WHERE principal_type = 'team'"
                              " AND principal = ?", (name,))
             await db.execute("DELETE FROM auth_team_members WHERE workspace = ?", (name,))
+            await db.execute(
+                "DELETE FROM auth_grants WHERE principal_type = 'role' AND principal IN"
+                " (SELECT CAST(role_id AS TEXT) FROM auth_roles WHERE workspace = ?)", (name,))
+            await db.execute("DELETE FROM auth_role_users WHERE role_id IN"
+                             " (SELECT role_id FROM auth_roles WHERE workspace = ?)", (name,))
+            await db.execute("DELETE FROM auth_roles WHERE workspace = ?", (name,))
             cur = await db.execute(
                 "DELETE FROM auth_workspaces WHERE name = ? RETURNING name", (name,))
             if await cur.fetchone() is None:
@@ -287,7 +304,7 @@ class SqlAuthMixin(AuthStore):
         async with self._read() as db:
             cur = await db.execute(
                 f"SELECT {_GRANT_COLS} FROM auth_grants WHERE resource_type = ?"
-                " AND workspace = ? AND resource_id = ? ORDER BY grant_id",
+                f" AND workspace = ? AND (resource_id = ? OR {_ROLE_WILDCARD}) ORDER BY grant_id",
                 (resource_type, workspace, resource_id))
             return [_grant(r) for r in await cur.fetchall()]
 
@@ -303,10 +320,11 @@ class SqlAuthMixin(AuthStore):
         async with self._tx() as db:
             await db.execute(
                 "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
-                " AND resource_id = ?", (resource_type, workspace, new_id))
+                f" AND resource_id = ? AND NOT {_ROLE_WILDCARD}",
+                (resource_type, workspace, new_id))
             await db.execute(
                 "UPDATE auth_grants SET resource_id = ? WHERE resource_type = ?"
-                " AND workspace = ? AND resource_id = ?",
+                f" AND workspace = ? AND resource_id = ? AND NOT {_ROLE_WILDCARD}",
                 (new_id, resource_type, workspace, old_id))
 
     async def delete_grants_on(self, resource_type: str, workspace: str,
@@ -314,7 +332,183 @@ class SqlAuthMixin(AuthStore):
         async with self._tx() as db:
             await db.execute(
                 "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
-                " AND resource_id = ?", (resource_type, workspace, resource_id))
+                f" AND resource_id = ? AND NOT {_ROLE_WILDCARD}",
+                (resource_type, workspace, resource_id))
+
+    # -- roles ---------------------------------------------------------------------------
+
+    async def _roles(self, db: Any, where: str, params: Sequence[Any]) -> list[RoleRow]:
+        cur = await db.execute(
+            f"SELECT role_id, name, workspace, description FROM auth_roles r WHERE {where}"
+            " ORDER BY role_id", params)
+        rows = list(await cur.fetchall())
+        if not rows:
+            return []
+        perms: dict[int, list[RolePermissionRow]] = {}
+        ids = [str(r[0]) for r in rows]
+        cur = await db.execute(
+            f"SELECT {_ROLE_PERM_COLS} FROM auth_grants WHERE principal_type = 'role'"
+            f" AND principal IN ({', '.join('?' * len(ids))}) ORDER BY grant_id", ids)
+        for p in await cur.fetchall():
+            perm = _role_permission(p)
+            perms.setdefault(perm.role_id, []).append(perm)
+        return [RoleRow(int(r[0]), r[1], r[2], r[3], tuple(perms.get(int(r[0]), ())))
+                for r in rows]
+
+    async def _role(self, db: Any, role_id: int) -> RoleRow:
+        found = await self._roles(db, "role_id = ?", (role_id,))
+        if not found:
+            raise errors.NotFound(f"Role with id={role_id} not found")
+        return found[0]
+
+    async def create_role(self, name: str, workspace: str,
+                          description: str | None) -> RoleRow:
+        async with self._tx() as db:
+            cur = await db.execute("SELECT 1 FROM auth_workspaces WHERE name = ?", (workspace,))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"Workspace '{workspace}' not found.")
+            cur = await db.execute(
+                "SELECT 1 FROM auth_roles WHERE workspace = ? AND name = ?", (workspace, name))
+            if await cur.fetchone() is not None:
+                raise errors.AlreadyExists(
+                    f"Role '{name}' already exists in workspace '{workspace}'.")
+            cur = await db.execute(
+                "INSERT INTO auth_roles (name, workspace, description) VALUES (?, ?, ?)"
+                " RETURNING role_id", (name, workspace, description))
+            row = await cur.fetchone()
+            return RoleRow(int(row[0]), name, workspace, description)
+
+    async def get_role(self, role_id: int) -> RoleRow:
+        async with self._read() as db:
+            return await self._role(db, role_id)
+
+    async def list_roles(self, workspaces: Sequence[str] | None = None) -> list[RoleRow]:
+        async with self._read() as db:
+            if workspaces is None:
+                return await self._roles(db, "1 = 1", ())
+            return await self._roles(
+                db, f"workspace IN ({', '.join('?' * len(workspaces))})", list(workspaces))
+
+    async def update_role(self, role_id: int, *, name: str | None,
+                          description: str | None) -> RoleRow:
+        async with self._tx() as db:
+            role = await self._role(db, role_id)
+            if name is not None and name != role.name:
+                cur = await db.execute(
+                    "SELECT 1 FROM auth_roles WHERE workspace = ? AND name = ?",
+                    (role.workspace, name))
+                if await cur.fetchone() is not None:
+                    raise errors.AlreadyExists(
+                        f"Role '{name}' already exists in workspace '{role.workspace}'.")
+            await db.execute(
+                "UPDATE auth_roles SET name = COALESCE(?, name),"
+                " description = COALESCE(?, description) WHERE role_id = ?",
+                (name, description, role_id))
+            return await self._role(db, role_id)
+
+    async def delete_role(self, role_id: int) -> RoleRow:
+        async with self._tx() as db:
+            role = await self._role(db, role_id)
+            await db.execute("DELETE FROM auth_grants WHERE principal_type = 'role'"
+                             " AND principal = ?", (str(role_id),))
+            await db.execute("DELETE FROM auth_role_users WHERE role_id = ?", (role_id,))
+            await db.execute("DELETE FROM auth_roles WHERE role_id = ?", (role_id,))
+            return role
+
+    async def add_role_permission(self, role_id: int, resource_type: str, pattern: str,
+                                  permission: str) -> RolePermissionRow:
+        async with self._tx() as db:
+            role = await self._role(db, role_id)
+            cur = await db.execute(
+                "SELECT 1 FROM auth_grants WHERE resource_type = ? AND workspace = ?"
+                " AND resource_id = ? AND principal_type = 'role' AND principal = ?",
+                (resource_type, role.workspace, pattern, str(role_id)))
+            if await cur.fetchone() is not None:
+                raise errors.AlreadyExists(
+                    f"Role {role_id} already has a permission on {resource_type} '{pattern}'.")
+            cur = await db.execute(
+                f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, 'role', ?, ?)"
+                f" RETURNING {_ROLE_PERM_COLS}",
+                (resource_type, role.workspace, pattern, str(role_id), permission))
+            return _role_permission(await cur.fetchone())
+
+    async def _role_permission_row(self, db: Any, permission_id: int) -> RolePermissionRow:
+        cur = await db.execute(
+            f"SELECT {_ROLE_PERM_COLS} FROM auth_grants WHERE grant_id = ?"
+            " AND principal_type = 'role'", (permission_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"Role permission with id={permission_id} not found")
+        return _role_permission(row)
+
+    async def get_role_permission(self, permission_id: int) -> RolePermissionRow:
+        async with self._read() as db:
+            return await self._role_permission_row(db, permission_id)
+
+    async def update_role_permission(self, permission_id: int,
+                                     permission: str) -> RolePermissionRow:
+        async with self._tx() as db:
+            await self._role_permission_row(db, permission_id)
+            await db.execute("UPDATE auth_grants SET permission = ? WHERE grant_id = ?",
+                             (permission, permission_id))
+            return await self._role_permission_row(db, permission_id)
+
+    async def remove_role_permission(self, permission_id: int) -> RolePermissionRow:
+        async with self._tx() as db:
+            found = await self._role_permission_row(db, permission_id)
+            await db.execute("DELETE FROM auth_grants WHERE grant_id = ?", (permission_id,))
+            return found
+
+    async def list_role_permissions(self, role_id: int) -> list[RolePermissionRow]:
+        async with self._read() as db:
+            return list((await self._role(db, role_id)).permissions)
+
+    async def assign_role(self, user_id: int, role_id: int) -> RoleAssignment:
+        async with self._tx() as db:
+            await self._role(db, role_id)
+            cur = await db.execute("SELECT 1 FROM auth_users WHERE user_id = ?", (user_id,))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"User with id={user_id} not found")
+            await db.execute(
+                "INSERT INTO auth_role_users (role_id, user_id) VALUES (?, ?)"
+                " ON CONFLICT (role_id, user_id) DO NOTHING", (role_id, user_id))
+            cur = await db.execute(
+                "SELECT assignment_id, user_id, role_id FROM auth_role_users"
+                " WHERE role_id = ? AND user_id = ?", (role_id, user_id))
+            row = await cur.fetchone()
+            return RoleAssignment(int(row[0]), int(row[1]), int(row[2]))
+
+    async def unassign_role(self, user_id: int, role_id: int) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM auth_role_users WHERE role_id = ? AND user_id = ?"
+                " RETURNING assignment_id", (role_id, user_id))
+            return await cur.fetchone() is not None
+
+    async def list_user_roles(self, user_id: int) -> list[RoleRow]:
+        async with self._read() as db:
+            return await self._roles(
+                db, "role_id IN (SELECT role_id FROM auth_role_users WHERE user_id = ?)",
+                (user_id,))
+
+    async def list_role_users(self, role_id: int) -> list[RoleAssignment]:
+        async with self._read() as db:
+            await self._role(db, role_id)
+            cur = await db.execute(
+                "SELECT assignment_id, user_id, role_id FROM auth_role_users WHERE role_id = ?"
+                " ORDER BY assignment_id", (role_id,))
+            return [RoleAssignment(int(r[0]), int(r[1]), int(r[2]))
+                    for r in await cur.fetchall()]
+
+    async def role_memberships(self, user_id: int) -> list[tuple[int, str, str | None]]:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT r.role_id, r.workspace, g.permission FROM auth_role_users a"
+                " JOIN auth_roles r ON r.role_id = a.role_id"
+                " LEFT JOIN auth_grants g ON g.principal_type = 'role'"
+                " AND g.principal = CAST(r.role_id AS TEXT) AND g.resource_type = 'workspace'"
+                " WHERE a.user_id = ? ORDER BY r.role_id", (user_id,))
+            return [(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
 
     # -- locating resources --------------------------------------------------------------
 

@@ -28,14 +28,17 @@ def _principal_match(vis: Visibility, add: Add) -> str:
 def readable_condition(vis: Visibility, add: Add, resource_type: str, workspace_col: str,
                        id_expr: str) -> str:
     """A condition true for rows of ``resource_type`` readable under ``vis``; ``id_expr`` is
-    the row's resource id as text, ``workspace_col`` its workspace column."""
+    the row's resource id as text (a column expression, used twice), ``workspace_col`` its
+    workspace column."""
     cond = f"{workspace_col} = {add(vis.workspace)}"
     if vis.principals is None:
         return cond
 
     def grant() -> str:  # built per use: each placeholder is bound once, in text order
+        # The row's own grants, and role permissions on every row of the type ('*').
         return (f"SELECT 1 FROM auth_grants g WHERE g.resource_type = {add(resource_type)}"
-                f" AND g.workspace = {workspace_col} AND g.resource_id = {id_expr}")
+                f" AND g.workspace = {workspace_col} AND g.resource_id IN ({id_expr}, '*')"
+                f" AND (g.resource_id = {id_expr} OR g.principal_type = 'role')")
 
     cond += (f" AND NOT EXISTS ({grant()} AND g.permission = 'DENY'"
              f" AND {_principal_match(vis, add)})")

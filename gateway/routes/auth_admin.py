@@ -19,9 +19,15 @@ from auth import hashing
 from auth.access import Access, Action, ResourceKind
 from auth.identity import Identity
 from auth.permissions import GRANTABLE, Permission, TeamRole
-from auth.policy import TEAM, USER, Resource, effective_permission
+from auth.policy import ROLE, TEAM, USER, Resource, effective_permission
 from backends import errors as be
-from backends.metadata.auth_entities import GrantRow, TokenRow, UserRecord
+from backends.metadata.auth_entities import (
+    GrantRow,
+    RolePermissionRow,
+    RoleRow,
+    TokenRow,
+    UserRecord,
+)
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.parsing import Field, Message, read_json_body, read_message
 from gateway.render import json_response
@@ -276,6 +282,8 @@ async def _permissions_of(request: web.Request, user: UserRecord) -> list[dict[s
     rows = list(await store(request).grants_of(USER, str(user.user_id)))
     for ws in await store(request).memberships(user.user_id):
         rows.extend(await store(request).grants_of(TEAM, ws))
+    for role_id, _, _ in await store(request).role_memberships(user.user_id):
+        rows.extend(await store(request).grants_of(ROLE, str(role_id)))
     return [_grant_json(g) for g in rows]
 
 
@@ -390,6 +398,244 @@ async def revoke_team_permission(request: web.Request) -> web.Response:
     team = request.match_info["name"]
     await _change_grant(request, TEAM, team, await read_json_body(request), grant=False)
     return json_response({})
+
+
+# -- roles (MLflow 3.17's RBAC API) -------------------------------------------------------
+
+# What a role may hold a permission on. Runs, logged models and artifacts are judged as
+# their experiment and model versions as their registered model, so stock's sub-resource
+# tiers (run, logged_model, registered_model_version, ...) have nothing to attach to here.
+_ROLE_RESOURCE_TYPES = ("experiment", "registered_model", "workspace")
+_ROLE = Message({"role_id": Field("int64")})
+_ROLE_CREATE = Message({"name": Field("string"), "workspace": Field("string"),
+                        "description": Field("string")})
+_ROLE_UPDATE = Message({"role_id": Field("int64"), "name": Field("string"),
+                        "description": Field("string")})
+_ROLE_PERMISSION = Message({"role_id": Field("int64"), "resource_type": Field("string"),
+                            "resource_pattern": Field("string"),
+                            "permission": Field("string")})
+_ROLE_PERMISSION_REF = Message({"role_permission_id": Field("int64"),
+                                "permission": Field("string")})
+_ROLE_ASSIGNMENT = Message({"username": Field("string"), "role_id": Field("int64")})
+
+
+def _role_permission_json(p: RolePermissionRow) -> dict[str, Any]:
+    return {"id": p.permission_id, "role_id": p.role_id, "resource_type": p.resource_type,
+            "resource_pattern": p.resource_pattern, "permission": p.permission}
+
+
+def _role_json(role: RoleRow) -> dict[str, Any]:
+    return {"id": role.role_id, "name": role.name, "workspace": role.workspace,
+            "description": role.description,
+            "permissions": [_role_permission_json(p) for p in role.permissions]}
+
+
+def _manages(me: Identity, workspace: str) -> bool:
+    return me.is_admin or me.role_in(workspace) is TeamRole.MANAGER
+
+
+def _role_admin(request: web.Request, workspace: str) -> Identity:
+    """Roles of a workspace are managed by administrators and the workspace's managers."""
+    me = _me(request)
+    if not _manages(me, workspace):
+        raise _denied(f"only an administrator or a manager of workspace '{workspace}' may "
+                      "manage its roles.")
+    return me
+
+
+def _role_viewer(request: web.Request, role: RoleRow) -> None:
+    me = _me(request)
+    if not _manages(me, role.workspace) and role.role_id not in me.roles:
+        raise _denied(f"role {role.role_id} is not visible to {me.username}.")
+
+
+def _role_id(msg: dict[str, Any], name: str = "role_id") -> int:
+    value = msg.get(name)
+    if value is None or value == "":
+        raise invalid_parameter(f"Missing value for required parameter '{name}'.")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid_parameter(f"Invalid value {value!r} for parameter '{name}'.") from None
+
+
+def _role_permission_level(msg: dict[str, Any], resource_type: str) -> Permission:
+    try:
+        permission = Permission.parse(_need(msg, "permission"))
+    except ValueError as exc:
+        raise invalid_parameter(str(exc)) from None
+    allowed = ({Permission.USE, Permission.MANAGE} if resource_type == "workspace"
+               else GRANTABLE)
+    if permission not in allowed:
+        raise invalid_parameter(
+            f"Permission {permission.name} cannot be given on a {resource_type}; use one of "
+            f"{', '.join(p.name for p in sorted(allowed, key=lambda p: p.rank))}.")
+    return permission
+
+
+async def create_role(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_CREATE)
+    name, workspace = str(msg.get("name") or "").strip(), str(msg.get("workspace") or "")
+    if not name:
+        raise invalid_parameter("Role name cannot be empty.")
+    if not workspace.strip():
+        raise invalid_parameter("Workspace cannot be empty.")
+    _role_admin(request, workspace)
+    role = await store(request).create_role(name, workspace, msg.get("description"))
+    sec.invalidate_roles()
+    return json_response({"role": _role_json(role)})
+
+
+async def get_role(request: web.Request) -> web.Response:
+    _security(request)
+    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
+    _role_viewer(request, role)
+    return json_response({"role": _role_json(role)})
+
+
+async def list_roles(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    workspaces = request.query.getall("workspace", [])
+    if any(not w.strip() for w in workspaces):
+        raise invalid_parameter("Parameter 'workspace' must be a non-empty string when provided.")
+    if not workspaces:
+        if not me.is_admin:
+            raise _denied("only an administrator may list the roles of every workspace.")
+        roles = await store(request).list_roles()
+    else:
+        for ws in workspaces:
+            if not me.is_admin and me.role_in(ws) is None:
+                raise _denied(f"{me.username} is not a member of workspace '{ws}'.")
+        roles = await store(request).list_roles(workspaces)
+    return json_response({"roles": [_role_json(r) for r in roles]})
+
+
+async def update_role(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_UPDATE)
+    role = await store(request).get_role(_role_id(msg))
+    _role_admin(request, role.workspace)
+    name, description = msg.get("name"), msg.get("description")
+    if name is None and description is None:
+        raise invalid_parameter(
+            "At least one of 'name' or 'description' must be provided to update a role.")
+    if name is not None and not str(name).strip():
+        raise invalid_parameter("Role name cannot be empty.")
+    role = await store(request).update_role(role.role_id, name=name, description=description)
+    sec.invalidate_roles()
+    return json_response({"role": _role_json(role)})
+
+
+async def delete_role(request: web.Request) -> web.Response:
+    sec = _security(request)
+    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
+    _role_admin(request, role.workspace)
+    await store(request).delete_role(role.role_id)
+    sec.invalidate_roles()
+    return json_response({})
+
+
+async def add_role_permission(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_PERMISSION)
+    role = await store(request).get_role(_role_id(msg))
+    _role_admin(request, role.workspace)
+    rtype, pattern = _need(msg, "resource_type"), _need(msg, "resource_pattern")
+    if rtype not in _ROLE_RESOURCE_TYPES:
+        raise invalid_parameter(
+            f"Invalid resource type '{rtype}'. mlgate roles hold permissions on: "
+            f"{', '.join(_ROLE_RESOURCE_TYPES)} (runs, logged models and artifacts follow "
+            "their experiment, model versions their registered model).")
+    if rtype == "workspace" and pattern != "*":
+        raise invalid_parameter("A workspace permission takes the resource pattern '*'.")
+    if rtype == "experiment" and pattern != "*" \
+            and await store(request).experiment_workspace(pattern) != role.workspace:
+        raise MlflowError(f"No Experiment with id={pattern} exists in workspace "
+                          f"'{role.workspace}'", "RESOURCE_DOES_NOT_EXIST")
+    permission = _role_permission_level(msg, rtype)
+    row = await store(request).add_role_permission(role.role_id, rtype, pattern,
+                                                   permission.name)
+    sec.invalidate_roles()
+    return json_response({"role_permission": _role_permission_json(row)})
+
+
+async def _own_role_permission(request: web.Request,
+                               msg: dict[str, Any]) -> RolePermissionRow:
+    row = await store(request).get_role_permission(_role_id(msg, "role_permission_id"))
+    _role_admin(request, (await store(request).get_role(row.role_id)).workspace)
+    return row
+
+
+async def remove_role_permission(request: web.Request) -> web.Response:
+    sec = _security(request)
+    row = await _own_role_permission(request, await read_message(request, _ROLE_PERMISSION_REF))
+    await store(request).remove_role_permission(row.permission_id)
+    sec.invalidate_roles()
+    return json_response({})
+
+
+async def update_role_permission(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_PERMISSION_REF)
+    row = await _own_role_permission(request, msg)
+    permission = _role_permission_level(msg, row.resource_type)
+    row = await store(request).update_role_permission(row.permission_id, permission.name)
+    sec.invalidate_roles()
+    return json_response({"role_permission": _role_permission_json(row)})
+
+
+async def list_role_permissions(request: web.Request) -> web.Response:
+    _security(request)
+    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
+    _role_viewer(request, role)
+    return json_response({"role_permissions": [_role_permission_json(p)
+                                               for p in role.permissions]})
+
+
+async def assign_role(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_ASSIGNMENT)
+    role = await store(request).get_role(_role_id(msg))
+    _role_admin(request, role.workspace)
+    user = await store(request).get_user(_need(msg, "username"))
+    row = await store(request).assign_role(user.user_id, role.role_id)
+    sec.invalidate_roles()
+    return json_response({"assignment": {"id": row.assignment_id, "user_id": row.user_id,
+                                         "role_id": row.role_id}})
+
+
+async def unassign_role(request: web.Request) -> web.Response:
+    sec = _security(request)
+    msg = await read_message(request, _ROLE_ASSIGNMENT)
+    role = await store(request).get_role(_role_id(msg))
+    _role_admin(request, role.workspace)
+    user = await store(request).get_user(_need(msg, "username"))
+    await store(request).unassign_role(user.user_id, role.role_id)
+    sec.invalidate_roles()
+    return json_response({})
+
+
+async def list_role_users(request: web.Request) -> web.Response:
+    _security(request)
+    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
+    _role_viewer(request, role)
+    rows = await store(request).list_role_users(role.role_id)
+    return json_response({"assignments": [
+        {"id": a.assignment_id, "user_id": a.user_id, "role_id": a.role_id} for a in rows]})
+
+
+async def list_user_roles(request: web.Request) -> web.Response:
+    _security(request)
+    me = _me(request)
+    username = _need(await read_message(request, _USERNAME), "username")
+    user = await store(request).get_user(username)
+    roles = await store(request).list_user_roles(user.user_id)
+    if not me.is_admin and me.username != username:
+        # Someone else's roles: only those of workspaces the caller manages.
+        roles = [r for r in roles if me.role_in(r.workspace) is TeamRole.MANAGER]
+    return json_response({"roles": [_role_json(r) for r in roles]})
 
 
 # -- API tokens (mlgate) ---------------------------------------------------------------
@@ -531,4 +777,22 @@ ROUTES = [
     Route("GET", "/tokens", list_tokens, _ANY_USER, prefixes=MLGATE),
     Route("DELETE", "/tokens/{token_id}", revoke_token, _OWN_CHANGE, prefixes=MLGATE),
     Route("GET", "/audit", query_audit, _ADMIN_READ, prefixes=MLGATE),
+    # Roles: the handlers check the role's workspace (administrators and its managers change
+    # it; its members see it). Changes are declared as workspace management, so read-only
+    # tokens cannot make them and each is audited.
+    Route("POST", "/roles/create", create_role, _WS_ADMIN, prefixes=API3),
+    Route("GET", "/roles/get", get_role, _ANY_USER, prefixes=API3),
+    Route("GET", "/roles/list", list_roles, _ANY_USER, prefixes=API3),
+    Route("PATCH", "/roles/update", update_role, _WS_ADMIN, prefixes=API3),
+    Route("DELETE", "/roles/delete", delete_role, _WS_ADMIN, prefixes=API3),
+    Route("POST", "/roles/permissions/add", add_role_permission, _WS_ADMIN, prefixes=API3),
+    Route("DELETE", "/roles/permissions/remove", remove_role_permission, _WS_ADMIN,
+          prefixes=API3),
+    Route("GET", "/roles/permissions/list", list_role_permissions, _ANY_USER, prefixes=API3),
+    Route("PATCH", "/roles/permissions/update", update_role_permission, _WS_ADMIN,
+          prefixes=API3),
+    Route("POST", "/roles/assign", assign_role, _WS_ADMIN, prefixes=API3),
+    Route("DELETE", "/roles/unassign", unassign_role, _WS_ADMIN, prefixes=API3),
+    Route("GET", "/roles/users/list", list_role_users, _ANY_USER, prefixes=API3),
+    Route("GET", "/users/roles/list", list_user_roles, _ANY_USER, prefixes=API3),
 ]

@@ -660,10 +660,86 @@ async def test_migration_6_gives_existing_params_their_experiment(empty_database
     store = open_metadata_store(empty_database)
     await store.open()
     try:
-        assert await store.schema_version() == 7
+        assert await store.schema_version() == len(load_migrations("sqlite"))
         page = await store.search_runs(["7"], filter_string="params.p = 'v'")
         assert [r.info.run_id for r in page.items] == ["0123456789abcdef0123456789abcdef"]
         assert [(p.key, p.value) for p in (await store.get_run(page.items[0].info.run_id)).params] \
             == [("p", "v")]
     finally:
         await store.aclose()
+
+
+async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) -> None:
+    """MLflow 3.17's roles: a role of one workspace, its permissions (grants whose principal is
+    the role, '*' for every resource of a type) and its users."""
+    from backends.metadata.auth_entities import GrantRow
+
+    store = metadata_store
+    await store.create_workspace("team-a")
+    ann = await store.create_user("ann", "hash-a")
+    bob = await store.create_user("bob", "hash-b")
+    role = await store.create_role("readers", "team-a", "read everything")
+    other = await store.create_role("leads", "team-a", None)
+    with pytest.raises(errors.AlreadyExists):
+        await store.create_role("readers", "team-a", None)
+    with pytest.raises(errors.NotFound):
+        await store.create_role("x", "no-such-team", None)
+    every = await store.add_role_permission(role.role_id, "experiment", "*", "READ")
+    one = await store.add_role_permission(role.role_id, "registered_model", "m1", "EDIT")
+    await store.add_role_permission(other.role_id, "workspace", "*", "MANAGE")
+    with pytest.raises(errors.AlreadyExists):
+        await store.add_role_permission(role.role_id, "experiment", "*", "EDIT")
+    assert (await store.get_role(role.role_id)).permissions == (every, one)
+    assert [r.name for r in await store.list_roles(["team-a"])] == ["readers", "leads"]
+    assert await store.list_roles(["default"]) == []
+
+    # A '*' permission counts on every experiment of the workspace, not elsewhere.
+    on_exp = await store.grants_on("experiment", "team-a", "42")
+    assert [(g.principal_type, g.principal, g.resource_id, g.permission) for g in on_exp] \
+        == [("role", str(role.role_id), "*", "READ")]
+    assert await store.grants_on("experiment", "default", "42") == []
+    # A user's grant on a model named '*' is a grant on that model only; renaming or deleting
+    # that model leaves the roles' '*' permissions alone.
+    await store.set_grant(GrantRow("registered_model", "team-a", "*", "user",
+                                   str(ann.user_id), "READ"))
+    await store.add_role_permission(role.role_id, "registered_model", "*", "READ")
+    assert {(g.principal_type, g.resource_id)
+            for g in await store.grants_on("registered_model", "team-a", "m2")} \
+        == {("role", "*")}
+    await store.move_grants("registered_model", "team-a", "*", "renamed")
+    assert [(g.principal_type, g.resource_id)
+            for g in await store.grants_on("registered_model", "team-a", "renamed")] \
+        == [("user", "renamed"), ("role", "*")]
+    await store.delete_grants_on("registered_model", "team-a", "*")
+    assert len(await store.grants_on("registered_model", "team-a", "x")) == 1
+
+    first = await store.assign_role(ann.user_id, role.role_id)
+    assert await store.assign_role(ann.user_id, role.role_id) == first  # idempotent
+    await store.assign_role(ann.user_id, other.role_id)
+    await store.assign_role(bob.user_id, role.role_id)
+    assert await store.role_memberships(ann.user_id) == [
+        (role.role_id, "team-a", None), (other.role_id, "team-a", "MANAGE")]
+    assert [a.user_id for a in await store.list_role_users(role.role_id)] \
+        == [ann.user_id, bob.user_id]
+    assert [r.role_id for r in await store.list_user_roles(ann.user_id)] \
+        == [role.role_id, other.role_id]
+
+    updated = await store.update_role_permission(one.permission_id, "DENY")
+    assert updated.permission == "DENY"
+    assert await store.remove_role_permission(one.permission_id) == updated
+    with pytest.raises(errors.NotFound):
+        await store.get_role_permission(one.permission_id)
+    renamed = await store.update_role(role.role_id, name="viewers", description=None)
+    assert (renamed.name, renamed.description) == ("viewers", "read everything")
+    assert await store.unassign_role(bob.user_id, role.role_id)
+    assert not await store.unassign_role(bob.user_id, role.role_id)
+
+    await store.delete_user("ann")  # takes her assignments
+    assert await store.list_role_users(role.role_id) == []
+    await store.delete_role(role.role_id)  # takes its permissions
+    with pytest.raises(errors.NotFound):
+        await store.get_role(role.role_id)
+    assert await store.grants_of("role", str(role.role_id)) == []
+    await store.delete_workspace("team-a")  # takes its roles
+    assert await store.list_roles() == []
+    assert await store.grants_of("role", str(other.role_id)) == []

@@ -183,3 +183,74 @@ def test_two_teams_do_not_see_each_other(auth_url: str, monkeypatch: pytest.Monk
         assert denied.value.error_code == "PERMISSION_DENIED"
     finally:
         mlflow.set_workspace(None)
+
+
+def test_auth_service_client_roles(auth_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3.17's role API through the stock ``AuthServiceClient``: a role in a workspace
+    with a permission on every experiment, assigned to a user, gives that user exactly what
+    it says; changes take effect at once."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(auth_url)
+    _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+    admin = get_app_client("basic-auth", tracking_uri=auth_url)
+    mlflow.create_workspace("ml-team")
+    for user in ("owner", "viewer"):
+        admin.create_user(user, f"{user}-password-12")
+    try:
+        mlflow.set_workspace("ml-team")
+        members = admin.create_role("ml-team", "members", description="may create")
+        admin.add_role_permission(members.id, "workspace", "*", "USE")
+        admin.assign_role("owner", members.id)
+        # The workspace USE permission makes the owner a member, who may create.
+        _as(monkeypatch, "owner", "owner-password-12")
+        exp_id = mlflow.create_experiment("shared")
+        with mlflow.start_run(experiment_id=exp_id) as run:
+            mlflow.log_metric("m", 1.0)
+
+        _as(monkeypatch, "viewer", "viewer-password-12")
+        assert mlflow.search_experiments() == []
+        with pytest.raises(MlflowException) as denied:
+            mlflow.get_run(run.info.run_id)
+        assert denied.value.error_code == "PERMISSION_DENIED"
+
+        _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+        readers = admin.create_role("ml-team", "readers")
+        perm = admin.add_role_permission(readers.id, "experiment", "*", "READ")
+        assert (perm.role_id, perm.resource_type, perm.resource_pattern, perm.permission) \
+            == (readers.id, "experiment", "*", "READ")
+        assignment = admin.assign_role("viewer", readers.id)
+        assert assignment.role_id == readers.id
+        assert {r.name for r in admin.list_roles("ml-team")} == {"members", "readers"}
+        assert [r.name for r in admin.list_user_roles("viewer")] == ["readers"]
+        assert [a.user_id for a in admin.list_role_users(readers.id)] == [assignment.user_id]
+        assert [p.id for p in admin.list_role_permissions(readers.id)] == [perm.id]
+
+        _as(monkeypatch, "viewer", "viewer-password-12")
+        assert mlflow.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+        assert [e.name for e in mlflow.search_experiments()] == ["shared"]
+        with pytest.raises(MlflowException) as denied:
+            mlflow.MlflowClient().set_experiment_tag(exp_id, "k", "v")
+        assert denied.value.error_code == "PERMISSION_DENIED"  # READ does not write
+
+        _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+        admin.update_role_permission(perm.id, "EDIT")
+        _as(monkeypatch, "viewer", "viewer-password-12")
+        mlflow.MlflowClient().set_experiment_tag(exp_id, "k", "v")  # EDIT writes
+
+        _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+        admin.unassign_role("viewer", readers.id)
+        _as(monkeypatch, "viewer", "viewer-password-12")
+        with pytest.raises(MlflowException):
+            mlflow.get_run(run.info.run_id)
+
+        _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+        admin.delete_role(readers.id)
+        with pytest.raises(MlflowException) as gone:
+            admin.get_role(readers.id)
+        assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    finally:
+        mlflow.set_workspace(None)

@@ -472,14 +472,16 @@ async def test_token_scopes(server: Server) -> None:
 
 
 async def _search_ids(server: Server, who: str, path: str, body: dict[str, Any], key: str,
-                      id_of: Any, method: str = "POST") -> list[list[str]]:
+                      id_of: Any, method: str = "POST",
+                      workspace: str | None = None) -> list[list[str]]:
     pages, token = [], None
     while True:
         req = dict(body, **({"page_token": token} if token else {}))
         if method == "GET":
-            data = await server.ok("GET", path, who, query={k: str(v) for k, v in req.items()})
+            data = await server.ok("GET", path, who, query={k: str(v) for k, v in req.items()},
+                                   workspace=workspace)
         else:
-            data = await server.ok("POST", path, who, req)
+            data = await server.ok("POST", path, who, req, workspace=workspace)
         pages.append([id_of(item) for item in data.get(key, [])])
         token = data.get("next_page_token")
         if not token:
@@ -548,6 +550,143 @@ async def test_search_isolation_full_pages(server: Server, store_uri: str) -> No
                                    {"experiment_ids": exp_ids, "max_results": 1000}, "runs",
                                    lambda r: r["info"]["run_id"])
     assert sum(len(p) for p in admin_runs) == 1100
+
+
+async def test_roles_grant_through_searches_and_point_routes(server: Server) -> None:
+    """A role's permission on every experiment ('*') reads like a grant on each, inside the
+    searches' SQL too; a role DENY on one experiment wins over it; a user grant on a
+    registered model literally named '*' stays a grant on that one model."""
+    A = "team-a"
+    await server.ok("POST", f"{API3}/workspaces", body={"name": A})
+    await server.add_user("owner", team=A)
+    await server.add_user("viewer", team=None)
+    exps = []
+    for i in range(25):
+        exps.append((await server.ok("POST", f"{API}/experiments/create", "owner",
+                                     {"name": f"e{i:02}"}, workspace="team-a"))["experiment_id"])
+    runs = [(await server.ok("POST", f"{API}/runs/create", "owner", {"experiment_id": e},
+                             workspace="team-a"))["run"]["info"]["run_id"] for e in exps]
+    for name in ("*", "other"):
+        await server.ok("POST", f"{API}/registered-models/create", "owner", {"name": name},
+                        workspace="team-a")
+
+    async def seen() -> tuple[set[str], set[str], set[str]]:
+        pages = await _search_ids(server, "viewer", f"{API}/experiments/search",
+                                  {"max_results": 10}, "experiments",
+                                  lambda e: e["experiment_id"], workspace=A)
+        found_runs = await _search_ids(server, "viewer", f"{API}/runs/search",
+                                       {"experiment_ids": exps, "max_results": 10}, "runs",
+                                       lambda r: r["info"]["run_id"], workspace=A)
+        models = await _search_ids(server, "viewer", f"{API}/registered-models/search",
+                                   {"max_results": 10}, "registered_models",
+                                   lambda m: m["name"], method="GET", workspace=A)
+        for found in (pages, found_runs, models):
+            assert all(len(p) == 10 for p in found[:-1])  # full pages
+        return ({x for p in pages for x in p}, {x for p in found_runs for x in p},
+                {x for p in models for x in p})
+
+    assert await seen() == (set(), set(), set())
+    role = (await server.ok("POST", f"{API3}/roles/create",
+                            body={"name": "readers", "workspace": "team-a"}, workspace=A))["role"]
+    perm = (await server.ok("POST", f"{API3}/roles/permissions/add", body={
+        "role_id": role["id"], "resource_type": "experiment", "resource_pattern": "*",
+        "permission": "READ"}, workspace=A))["role_permission"]
+    await server.ok("POST", f"{API3}/roles/assign",
+                    body={"username": "viewer", "role_id": role["id"]}, workspace=A)
+    assert await seen() == (set(exps), set(runs), set())
+    await server.ok("GET", f"{API}/runs/get", "viewer", query={"run_id": runs[3]}, workspace=A)
+    status, _ = await server.call("POST", f"{API}/runs/set-tag", "viewer",
+                                  {"run_id": runs[3], "key": "k", "value": "v"}, workspace=A)
+    assert status == 403  # READ does not write
+
+    # A role DENY on one experiment wins over the role's READ on all of them.
+    await server.ok("POST", f"{API3}/roles/permissions/add", body={
+        "role_id": role["id"], "resource_type": "experiment", "resource_pattern": exps[7],
+        "permission": "DENY"}, workspace=A)
+    assert await seen() == (set(exps) - {exps[7]}, set(runs) - {runs[7]}, set())
+    status, _ = await server.call("GET", f"{API}/runs/get", "viewer",
+                                  query={"run_id": runs[7]}, workspace=A)
+    assert status == 403
+
+    # A user grant on the model named '*' is about that model only.
+    await server.ok("POST", f"{API3}/users/permissions/grant", body={
+        "username": "viewer", "resource_type": "registered_model", "resource_id": "*",
+        "permission": "READ"}, workspace=A)
+    assert (await seen())[2] == {"*"}
+    status, _ = await server.call("GET", f"{API}/registered-models/get", "viewer",
+                                  query={"name": "other"}, workspace=A)
+    assert status == 403
+
+    # Raising the role's level lets its users write; removing the user takes it all away.
+    await server.ok("PATCH", f"{API3}/roles/permissions/update",
+                    body={"role_permission_id": perm["id"], "permission": "EDIT"}, workspace=A)
+    await server.ok("POST", f"{API}/runs/set-tag", "viewer",
+                    {"run_id": runs[3], "key": "k", "value": "v"}, workspace=A)
+    await server.ok("DELETE", f"{API3}/roles/unassign",
+                    body={"username": "viewer", "role_id": role["id"]}, workspace=A)
+    assert (await seen())[:2] == (set(), set())
+
+
+async def test_who_may_manage_roles(server: Server) -> None:
+    await server.ok("POST", f"{API3}/workspaces", body={"name": "team-a"})
+    await server.add_user("lead", team=None)
+    await server.add_user("member", team="team-a")
+    await server.ok("POST", "/mlgate/v1/teams/team-a/members",
+                    body={"username": "lead", "role": "manager"})
+    exp = (await server.ok("POST", f"{API}/experiments/create", "member", {"name": "x"},
+                           workspace="team-a"))["experiment_id"]
+    body = {"name": "r", "workspace": "team-a"}
+    role = (await server.ok("POST", f"{API3}/roles/create", "lead", body,
+                            workspace="team-a"))["role"]
+    assert (role["name"], role["workspace"], role["permissions"]) == ("r", "team-a", [])
+    status, data = await server.call("POST", f"{API3}/roles/create", "lead", body,
+                                     workspace="team-a")
+    assert (status, data["error_code"]) == (400, "RESOURCE_ALREADY_EXISTS")
+    # The lead manages team-a only; a member manages nothing.
+    status, _ = await server.call("POST", f"{API3}/roles/create", "lead",
+                                  {"name": "r", "workspace": "default"})
+    assert status == 403
+    status, _ = await server.call("POST", f"{API3}/roles/create", "member",
+                                  {"name": "s", "workspace": "team-a"}, workspace="team-a")
+    assert status == 403
+    read_only = bearer(await server.token("lead", read_only=True))
+    status, _ = await server.call("POST", f"{API3}/roles/create", read_only,
+                                  {"name": "t", "workspace": "team-a"}, workspace="team-a")
+    assert status == 403
+    # Members of the workspace may list its roles; a non-member may not.
+    listed = await server.ok("GET", f"{API3}/roles/list", "member",
+                             query={"workspace": "team-a"}, workspace="team-a")
+    assert [r["id"] for r in listed["roles"]] == [role["id"]]
+    status, _ = await server.call("GET", f"{API3}/roles/list", "member")
+    assert status == 403  # every workspace's roles: administrators only
+    status, _ = await server.call("GET", f"{API3}/roles/get", "member",
+                                  query={"role_id": str(role["id"])}, workspace="team-a")
+    assert status == 403  # not a member of the role
+    # Bad permissions get MLflow-shaped 400s / 404s.
+    for bad, code in (
+            ({"resource_type": "run", "resource_pattern": "*", "permission": "READ"},
+             "INVALID_PARAMETER_VALUE"),
+            ({"resource_type": "workspace", "resource_pattern": "x", "permission": "USE"},
+             "INVALID_PARAMETER_VALUE"),
+            ({"resource_type": "workspace", "resource_pattern": "*", "permission": "READ"},
+             "INVALID_PARAMETER_VALUE"),
+            ({"resource_type": "experiment", "resource_pattern": "*", "permission": "OWN"},
+             "INVALID_PARAMETER_VALUE"),
+            ({"resource_type": "experiment", "resource_pattern": "0", "permission": "READ"},
+             "RESOURCE_DOES_NOT_EXIST")):
+        status, data = await server.call("POST", f"{API3}/roles/permissions/add", "lead",
+                                         {"role_id": role["id"], **bad}, workspace="team-a")
+        assert data["error_code"] == code and status in (400, 404), (bad, status, data)
+    await server.ok("POST", f"{API3}/roles/permissions/add", "lead", {
+        "role_id": role["id"], "resource_type": "experiment", "resource_pattern": exp,
+        "permission": "READ"}, workspace="team-a")
+    status, data = await server.call("GET", f"{API3}/roles/get", "lead",
+                                     query={"role_id": "999"}, workspace="team-a")
+    assert (status, data["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    await server.ok("DELETE", f"{API3}/roles/delete", "lead", {"role_id": role["id"]},
+                    workspace="team-a")
+    assert (await server.ok("GET", f"{API3}/roles/list",
+                            query={"workspace": "team-a"}))["roles"] == []
 
 
 async def test_workspaces_isolate_teams(server: Server) -> None:
