@@ -17,8 +17,8 @@ R, U, D, M = Action.READ, Action.UPDATE, Action.DELETE, Action.MANAGE
 
 
 def user(uid: int = 7, *, admin: bool = False, teams: dict[str, TeamRole] | None = None,
-         scope: TokenScope | None = None) -> Identity:
-    return Identity(uid, f"u{uid}", admin, MappingProxyType(teams or {}), scope)
+         scope: TokenScope | None = None, roles: frozenset[int] = frozenset()) -> Identity:
+    return Identity(uid, f"u{uid}", admin, MappingProxyType(teams or {}), scope, roles)
 
 
 def exp(*grants: tuple[str, str, Permission], ws: str = "a") -> Resource:
@@ -57,6 +57,16 @@ CASES = [
      exp(("user", "7", Permission.MANAGE)), Policy(), True),
     ("workspace token elsewhere", user(admin=True, scope=TokenScope(workspace="b")), R, exp(),
      Policy(), False),
+    ("role grant", user(roles=frozenset({3})), U, exp(("role", "3", Permission.EDIT)),
+     Policy(), True),
+    ("another role's grant", user(roles=frozenset({3})), R,
+     exp(("role", "4", Permission.MANAGE)), Policy(), False),
+    ("role DENY beats user MANAGE", user(roles=frozenset({3})), R,
+     exp(("user", "7", Permission.MANAGE), ("role", "3", Permission.DENY)), Policy(), False),
+    ("highest of user and role grants", user(roles=frozenset({3})), D,
+     exp(("user", "7", Permission.READ), ("role", "3", Permission.MANAGE)), Policy(), True),
+    ("a team named like a role id is not the role", user(teams={"3": TeamRole.MEMBER}), R,
+     exp(("role", "3", Permission.READ)), Policy(), False),
 ]
 
 
