@@ -593,14 +593,14 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             await self._upsert_tags(db, tag_rows)
         return verdicts
 
-    @staticmethod
-    async def _run_states(db: Connection, run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    async def _run_states(self, db: Connection,
+                          run_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         """run id -> (lifecycle stage, experiment id), for the runs that exist."""
         states: dict[str, tuple[str, int]] = {}
-        for chunk in _chunks(sorted(run_ids)):
+        for ids in _chunks(sorted(run_ids)):
+            among, chunk = self._among(ids)  # one statement whatever the batch's run count
             cur = await db.execute(
-                "SELECT run_id, lifecycle_stage, experiment_id FROM runs"
-                f" WHERE run_id IN ({_marks(len(chunk))})",
+                f"SELECT run_id, lifecycle_stage, experiment_id FROM runs WHERE run_id {among}",
                 chunk,
             )
             states.update({r[0]: (r[1], r[2]) for r in await cur.fetchall()})
