@@ -431,6 +431,8 @@ def _role_json(role: RoleRow) -> dict[str, Any]:
 
 
 def _manages(me: Identity, workspace: str) -> bool:
+    if me.scope is not None and me.scope.workspace not in (None, workspace):
+        return False  # a token scoped to one workspace manages no other
     return me.is_admin or me.role_in(workspace) is TeamRole.MANAGER
 
 

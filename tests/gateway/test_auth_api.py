@@ -653,6 +653,16 @@ async def test_who_may_manage_roles(server: Server) -> None:
     status, _ = await server.call("POST", f"{API3}/roles/create", read_only,
                                   {"name": "t", "workspace": "team-a"}, workspace="team-a")
     assert status == 403
+    # A token scoped to team-b does not manage team-a's roles, whoever holds it.
+    await server.ok("POST", f"{API3}/workspaces", body={"name": "team-b"})
+    await server.ok("POST", "/mlgate/v1/teams/team-b/members",
+                    body={"username": "lead", "role": "manager"})
+    scoped = bearer(await server.token("lead", workspace="team-b"))
+    status, _ = await server.call("POST", f"{API3}/roles/create", scoped,
+                                  {"name": "t", "workspace": "team-a"}, workspace="team-b")
+    assert status == 403
+    await server.ok("POST", f"{API3}/roles/create", scoped,
+                    {"name": "t", "workspace": "team-b"}, workspace="team-b")
     # Members of the workspace may list its roles; a non-member may not.
     listed = await server.ok("GET", f"{API3}/roles/list", "member",
                              query={"workspace": "team-a"}, workspace="team-a")
