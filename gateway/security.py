@@ -674,6 +674,7 @@ class _Plan:
 
     suffix: str  # the path without the 2.0 API prefixes
     label: str  # "METHOD suffix", the audit record's action
+    public: bool  # no authentication
     exempt: bool  # no workspace selection (public routes, workspace CRUD)
     audited: bool
     after: bool  # _after_success has work: creator grants, renames, deletes
@@ -695,7 +696,7 @@ def _plan(request: web.Request, access: Access | None) -> _Plan:
             or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
                 and "path" in request.match_info))
         found = _PLANS[route] = _Plan(
-            suffix, f"{request.method} {suffix}",
+            suffix, f"{request.method} {suffix}", public,
             public or suffix.startswith(("/api/3.0/mlflow/workspaces",
                                          "/ajax-api/3.0/mlflow/workspaces")),
             audited, suffix in _AFTER_ROUTES)
@@ -734,7 +735,7 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
     workspace = DEFAULT_WORKSPACE if plan.exempt else await sec.request_workspace(request)
     request[_WORKSPACE] = workspace
     identity: Identity | None = None
-    if sec.auth_on and not (access is not None and access.resource is ResourceKind.PUBLIC):
+    if sec.auth_on and not plan.public:
         try:
             identity = await sec.authenticate(request, workspace)
         except _Unauthenticated:

@@ -79,6 +79,9 @@ class SqlAuthMixin(AuthStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Any]: ...
 
+    @abstractmethod
+    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]: ...
+
     # -- users ---------------------------------------------------------------------------
 
     async def create_user(self, username: str, password_hash: str, *,
@@ -345,10 +348,10 @@ class SqlAuthMixin(AuthStore):
         if not rows:
             return []
         perms: dict[int, list[RolePermissionRow]] = {}
-        ids = [str(r[0]) for r in rows]
+        among, ids = self._among([str(r[0]) for r in rows])
         cur = await db.execute(
             f"SELECT {_ROLE_PERM_COLS} FROM auth_grants WHERE principal_type = 'role'"
-            f" AND principal IN ({', '.join('?' * len(ids))}) ORDER BY grant_id", ids)
+            f" AND principal {among} ORDER BY grant_id", ids)
         for p in await cur.fetchall():
             perm = _role_permission(p)
             perms.setdefault(perm.role_id, []).append(perm)
@@ -386,8 +389,8 @@ class SqlAuthMixin(AuthStore):
         async with self._read() as db:
             if workspaces is None:
                 return await self._roles(db, "1 = 1", ())
-            return await self._roles(
-                db, f"workspace IN ({', '.join('?' * len(workspaces))})", list(workspaces))
+            among, names = self._among(list(workspaces))
+            return await self._roles(db, f"workspace {among}", names)
 
     async def update_role(self, role_id: int, *, name: str | None,
                           description: str | None) -> RoleRow:

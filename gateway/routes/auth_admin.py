@@ -23,6 +23,7 @@ from auth.policy import ROLE, TEAM, USER, Resource, effective_permission
 from backends import errors as be
 from backends.metadata.auth_entities import (
     GrantRow,
+    RoleAssignment,
     RolePermissionRow,
     RoleRow,
     TokenRow,
@@ -195,6 +196,14 @@ async def delete_user(request: web.Request) -> web.Response:
 # -- per-user permissions (MLflow 3.17's unified grant API) ----------------------------
 
 
+def _permission(msg: dict[str, Any]) -> Permission:
+    """The request's ``permission``, a level name (400 for anything else)."""
+    try:
+        return Permission.parse(_need(msg, "permission"))
+    except ValueError as exc:
+        raise invalid_parameter(str(exc)) from None
+
+
 def _grant_ref(msg: dict[str, Any], *, with_permission: bool) -> tuple[str, str, Permission]:
     rtype, rid = _need(msg, "resource_type"), _need(msg, "resource_id")
     if rtype not in _RESOURCE_TYPES:
@@ -202,10 +211,7 @@ def _grant_ref(msg: dict[str, Any], *, with_permission: bool) -> tuple[str, str,
                                 f"{', '.join(_RESOURCE_TYPES)}.")
     permission = Permission.NO_PERMISSIONS
     if with_permission:
-        try:
-            permission = Permission.parse(_need(msg, "permission"))
-        except ValueError as exc:
-            raise invalid_parameter(str(exc)) from None
+        permission = _permission(msg)
         if permission not in GRANTABLE:
             raise invalid_parameter(f"Permission {permission.name} cannot be granted; use one "
                                     "of READ, USE, EDIT, MANAGE, DENY.")
@@ -452,20 +458,33 @@ def _role_viewer(request: web.Request, role: RoleRow) -> None:
 
 
 def _role_id(msg: dict[str, Any], name: str = "role_id") -> int:
+    """A required id field; ``read_message`` has already made it an int (an int64 field)."""
     value = msg.get(name)
-    if value is None or value == "":
+    if value is None:
         raise invalid_parameter(f"Missing value for required parameter '{name}'.")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise invalid_parameter(f"Invalid value {value!r} for parameter '{name}'.") from None
+    return int(value)
+
+
+async def _managed_role(request: web.Request, msg: dict[str, Any]) -> RoleRow:
+    """The role ``msg`` names, which the caller must manage."""
+    role = await store(request).get_role(_role_id(msg))
+    _role_admin(request, role.workspace)
+    return role
+
+
+async def _visible_role(request: web.Request, msg: dict[str, Any]) -> RoleRow:
+    """The role ``msg`` names, which the caller must be allowed to see."""
+    role = await store(request).get_role(_role_id(msg))
+    _role_viewer(request, role)
+    return role
+
+
+def _assignment_json(a: RoleAssignment) -> dict[str, Any]:
+    return {"id": a.assignment_id, "user_id": a.user_id, "role_id": a.role_id}
 
 
 def _role_permission_level(msg: dict[str, Any], resource_type: str) -> Permission:
-    try:
-        permission = Permission.parse(_need(msg, "permission"))
-    except ValueError as exc:
-        raise invalid_parameter(str(exc)) from None
+    permission = _permission(msg)
     allowed = ({Permission.USE, Permission.MANAGE} if resource_type == "workspace"
                else GRANTABLE)
     if permission not in allowed:
@@ -491,8 +510,7 @@ async def create_role(request: web.Request) -> web.Response:
 
 async def get_role(request: web.Request) -> web.Response:
     _security(request)
-    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
-    _role_viewer(request, role)
+    role = await _visible_role(request, await read_message(request, _ROLE))
     return json_response({"role": _role_json(role)})
 
 
@@ -517,8 +535,7 @@ async def list_roles(request: web.Request) -> web.Response:
 async def update_role(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = await read_message(request, _ROLE_UPDATE)
-    role = await store(request).get_role(_role_id(msg))
-    _role_admin(request, role.workspace)
+    role = await _managed_role(request, msg)
     name, description = msg.get("name"), msg.get("description")
     if name is None and description is None:
         raise invalid_parameter(
@@ -532,8 +549,7 @@ async def update_role(request: web.Request) -> web.Response:
 
 async def delete_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
-    _role_admin(request, role.workspace)
+    role = await _managed_role(request, await read_message(request, _ROLE))
     await store(request).delete_role(role.role_id)
     sec.invalidate_roles()
     return json_response({})
@@ -542,8 +558,7 @@ async def delete_role(request: web.Request) -> web.Response:
 async def add_role_permission(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = await read_message(request, _ROLE_PERMISSION)
-    role = await store(request).get_role(_role_id(msg))
-    _role_admin(request, role.workspace)
+    role = await _managed_role(request, msg)
     rtype, pattern = _need(msg, "resource_type"), _need(msg, "resource_pattern")
     if rtype not in _ROLE_RESOURCE_TYPES:
         raise invalid_parameter(
@@ -590,8 +605,7 @@ async def update_role_permission(request: web.Request) -> web.Response:
 
 async def list_role_permissions(request: web.Request) -> web.Response:
     _security(request)
-    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
-    _role_viewer(request, role)
+    role = await _visible_role(request, await read_message(request, _ROLE))
     return json_response({"role_permissions": [_role_permission_json(p)
                                                for p in role.permissions]})
 
@@ -599,20 +613,17 @@ async def list_role_permissions(request: web.Request) -> web.Response:
 async def assign_role(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = await read_message(request, _ROLE_ASSIGNMENT)
-    role = await store(request).get_role(_role_id(msg))
-    _role_admin(request, role.workspace)
+    role = await _managed_role(request, msg)
     user = await store(request).get_user(_need(msg, "username"))
     row = await store(request).assign_role(user.user_id, role.role_id)
     sec.invalidate_roles()
-    return json_response({"assignment": {"id": row.assignment_id, "user_id": row.user_id,
-                                         "role_id": row.role_id}})
+    return json_response({"assignment": _assignment_json(row)})
 
 
 async def unassign_role(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = await read_message(request, _ROLE_ASSIGNMENT)
-    role = await store(request).get_role(_role_id(msg))
-    _role_admin(request, role.workspace)
+    role = await _managed_role(request, msg)
     user = await store(request).get_user(_need(msg, "username"))
     await store(request).unassign_role(user.user_id, role.role_id)
     sec.invalidate_roles()
@@ -621,11 +632,9 @@ async def unassign_role(request: web.Request) -> web.Response:
 
 async def list_role_users(request: web.Request) -> web.Response:
     _security(request)
-    role = await store(request).get_role(_role_id(await read_message(request, _ROLE)))
-    _role_viewer(request, role)
+    role = await _visible_role(request, await read_message(request, _ROLE))
     rows = await store(request).list_role_users(role.role_id)
-    return json_response({"assignments": [
-        {"id": a.assignment_id, "user_id": a.user_id, "role_id": a.role_id} for a in rows]})
+    return json_response({"assignments": [_assignment_json(a) for a in rows]})
 
 
 async def list_user_roles(request: web.Request) -> web.Response:
