@@ -16,7 +16,7 @@ import logging
 import orjson
 
 from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import AuditRecord
+from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
 
 __all__ = ["AuditLog"]
 
@@ -28,37 +28,38 @@ _MAX_PENDING = 100_000  # beyond this the database is down for long; keep the lo
 _LINGER = 0.25
 
 
+def _json_line(row: AuditRow) -> bytes:
+    return orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True)))
+
+
 class AuditLog:
     def __init__(self, store: AuthStore) -> None:
         self._store = store
-        # Pending records are kept as their JSON lines: bytes are invisible to the garbage
-        # collector, where thousands of live record objects between two batches cost the
-        # busy server a young-generation collection every hundred requests.
-        self._unlogged: list[bytes] = []  # not yet written as JSON lines
-        self._unstored: list[bytes] = []  # logged, not yet in the database
+        self._unlogged: list[AuditRow] = []  # not yet written as JSON lines
+        self._unstored: list[AuditRow] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
-    def record(self, rec: AuditRecord) -> None:
+    def record(self, row: AuditRow) -> None:
         """Queue the record for the next batch (its JSON line and its row).
 
-        This is on every audited request's path, so it only appends: formatting and writing
-        happen once per batch in :meth:`flush`."""
-        line = orjson.dumps(rec)
+        This is on every audited request's path, so it only appends the tuple: formatting
+        and writing happen once per batch in :meth:`flush`."""
         if len(self._unlogged) < _MAX_PENDING:
-            self._unlogged.append(line)
+            self._unlogged.append(row)
         else:
-            log.error("audit queue full; record dropped: %s", line.decode())
-        self._wake.set()
+            log.error("audit queue full; record dropped: %s", _json_line(row).decode())
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []
         if batch and log.isEnabledFor(logging.INFO):
             # One call per batch, one JSON object per line (cli gives this logger a bare
             # "%(message)s" handler, so each line is a JSON record of its own).
-            log.info("%s", b"\n".join(batch).decode())
+            log.info("%s", b"\n".join(map(_json_line, batch)).decode())
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -80,8 +81,7 @@ class AuditLog:
                 return
             batch, self._unstored = self._unstored, []
             try:
-                await self._store.append_audit(
-                    [AuditRecord(**fields) for fields in orjson.loads(b"[%s]" % b",".join(batch))])
+                await self._store.append_audit(batch)
             except Exception:
                 self._unstored[:0] = batch  # keep order; retried on the next wake
                 raise

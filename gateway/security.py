@@ -49,7 +49,7 @@ from auth.policy import (
     principals_of,
 )
 from backends import errors as be
-from backends.metadata.auth_entities import AuditRecord, GrantRow, Visibility
+from backends.metadata.auth_entities import GrantRow, Visibility
 from backends.metadata.base import MetadataStore
 from gateway.audit import AuditLog
 from gateway.errors import MlflowError, from_backend
@@ -570,9 +570,8 @@ class Security:
                outcome: str, status: int | None) -> None:
         if self.audit is None:
             return
-        self.audit.record(AuditRecord(
-            int(time.time() * 1000), username, workspace, action, resource_type,
-            resource_id, outcome, status, request.remote))
+        self.audit.record((int(time.time() * 1000), username, workspace, action,
+                           resource_type, resource_id, outcome, status, request.remote))
 
     # -- grants maintained by the gateway ------------------------------------------------
 
@@ -621,16 +620,19 @@ def _camel(name: str) -> str:
 async def _field(request: web.Request, name: str) -> str | None:
     """A request field as the handlers read it: the URL, the query string of a GET, or the
     JSON body. None when absent."""
-    for key in (name, _camel(name)):
-        if key in request.match_info:
-            return request.match_info[key]
+    camel = _camel(name)
+    match = request.match_info
+    if match:  # most routes have no path variables: skip the lookups
+        for key in (name, camel):
+            if key in match:
+                return match[key]
     if request.method == "GET" and request.query_string:
-        for key in (name, _camel(name)):
+        for key in (name, camel):
             if key in request.query:
                 return request.query.getall(key)[-1]
         return None
     body = await _body(request)
-    for key in (name, _camel(name)):
+    for key in (name, camel):
         value = body.get(key)
         if value is not None and value != "":
             return str(value)
@@ -786,7 +788,8 @@ def _allowed(sec: Security, identity: Identity | None, action: Action,
     if resolved.resource is not None and not is_allowed(identity, action, resolved.resource,
                                                         sec.policy):
         return False
-    return all(r is None or is_allowed(identity, action, r, sec.policy) for r in resolved.also)
+    return not resolved.also or all(
+        r is None or is_allowed(identity, action, r, sec.policy) for r in resolved.also)
 
 
 def _rate_limited(retry_after: int) -> web.Response:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from backends.metadata.auth_entities import (
     AuditRecord,
+    AuditRow,
     GrantRow,
     RoleAssignment,
     RolePermissionRow,
@@ -230,8 +231,8 @@ class AuthStore(ABC):
     # -- audit ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
-        """Append records in one transaction."""
+    async def append_audit(self, rows: Sequence[AuditRow]) -> None:
+        """Append records (:data:`AuditRow` tuples) in one transaction."""
 
     @abstractmethod
     async def query_audit(self, *, username: str | None = None,
