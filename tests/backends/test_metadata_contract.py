@@ -26,6 +26,7 @@ from backends.metadata.entities import (
     Tag,
     ViewType,
 )
+from backends.metadata.sql_store import SqlMetadataStore
 from backends.registry import open_metadata_store
 
 ROOT = "mlflow-artifacts:"
@@ -355,6 +356,28 @@ async def test_writes_to_deleted_run_rejected(metadata_store: MetadataStore) -> 
     assert (await metadata_store.get_run(run_id)).metrics == ()
     await metadata_store.restore_run(run_id)
     await metadata_store.log_batch(run_id, metrics=[Metric("m", 1.0, 1, 0)])
+
+
+async def test_deleting_rows_deletes_their_metric_points(metadata_store: MetadataStore) -> None:
+    """Deleting a run's row (as a permanent clean-up would) or a series deletes the metric
+    points under it: by the foreign key's cascade on SQLite, by a trigger on PostgreSQL
+    (migration 9 dropped the key there). No point is left without its series."""
+    keep, gone = await _run(metadata_store), await _run(metadata_store)
+    for run in (keep, gone):
+        await metadata_store.log_batch(
+            run, metrics=[Metric(k, float(i), i, i) for k in ("a", "b") for i in range(5)])
+    assert isinstance(metadata_store, SqlMetadataStore)
+    count = ("SELECT s.run_id, s.key, count(*) FROM metric_points p"
+             " JOIN metric_series s ON s.series_id = p.series_id"
+             " GROUP BY s.run_id, s.key ORDER BY s.run_id, s.key")
+    orphans = ("SELECT count(*) FROM metric_points p WHERE NOT EXISTS"
+               " (SELECT 1 FROM metric_series s WHERE s.series_id = p.series_id)")
+    async with metadata_store._tx() as db:
+        await db.execute("DELETE FROM runs WHERE run_id = ?", (gone,))
+        await db.execute("DELETE FROM metric_series WHERE run_id = ? AND key = ?", (keep, "a"))
+        assert [tuple(r) for r in await db.fetch_rows(count)] == [(keep, "b", 5)]
+        assert (await db.fetch_rows(orphans))[0][0] == 0
+    assert [m.key for m in (await metadata_store.get_run(keep)).metrics] == ["b"]
 
 
 async def test_delete_tag(metadata_store: MetadataStore) -> None:
