@@ -105,9 +105,10 @@ def serve(**flags: Any) -> None:
 
 
 # Young-generation size of the cyclic garbage collector in a serving worker (CPython's
-# default is 700 allocations). A request allocates thousands of objects, nearly all freed by
-# reference counting, so the default ran several collections per request, and every tenth
-# of every tenth one walked the whole heap.
+# default is 700 net allocations). Measured over 10 s of log-metric at 64 clients (about
+# 95k requests): the default ran 770 young, 70 middle and 6 full collections, 0.36 s in
+# all, the full ones about 23 ms each, walking the whole heap (hence the p99); with the
+# startup heap frozen and this threshold, 94 young, 8 middle and 1 full, 0.03 s.
 _GC_YOUNG = 50_000
 
 
