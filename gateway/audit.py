@@ -3,8 +3,9 @@ download, stored in the database and written as one JSON log line.
 
 A request only appends its record to a list. A background task, at most ``_LINGER`` after
 the first pending record, writes the batch's JSON lines in one logging call and its rows in
-a few transactions of ``_SLICE`` rows, so an audited request waits for neither; :meth:`AuditLog.flush` writes what
-is pending (the admin query endpoint calls it first, and shutdown drains it).
+transactions of at most ``_SLICE`` rows, so an audited request waits for neither;
+:meth:`AuditLog.flush` writes what is pending (the admin query endpoint calls it first, and
+shutdown drains it).
 """
 
 from __future__ import annotations
@@ -56,8 +57,7 @@ class AuditLog:
             self._unlogged.append(row)
         else:
             log.error("audit queue full; record dropped: %s", _json_line(row).decode())
-        if not self._wake.is_set():
-            self._wake.set()
+        self._wake.set()
 
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []
