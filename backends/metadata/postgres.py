@@ -30,13 +30,14 @@ from backends import errors
 from backends.metadata import sql_search
 from backends.metadata._migrations import load_migrations
 from backends.metadata._pg_pool import Pool, PooledConnection
-from backends.metadata.entities import Metric
+from backends.metadata.entities import LifecycleStage, Metric, RunWrite
 from backends.metadata.sql_store import (
     Connection,
     Cursor,
     Row,
     SqlMetadataStore,
     UniqueViolation,
+    _run_unwritable,
     stored_value,
 )
 from backends.registry import redact_uri
@@ -186,6 +187,66 @@ def _text_array(values: Iterable[str]) -> str:
 def _number_array(values: Iterable[float]) -> str:
     """A PostgreSQL array literal of ints or finite floats (repr round-trips exactly)."""
     return "{" + ",".join(map(repr, values)) + "}"
+
+
+def _metric_arrays(rows: Sequence[tuple[str, Metric]]) -> tuple[str, ...]:
+    """(run id, metric) rows as six PostgreSQL array literals, one per column of
+    :data:`_POINTS`: run id, key, value, is NaN, timestamp, step.
+
+    Each column goes as one array literal in a text parameter, cast by the server:
+    asyncpg's own array encoder checks every element against abstract base classes, which
+    was a third of the gateway's CPU time under log-batch."""
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    for run_id, m in rows:
+        value, is_nan = stored_value(m.value)
+        for col, v in zip(cols, (run_id, m.key, value, is_nan, m.timestamp, m.step),
+                          strict=True):
+            col.append(v)
+    return (_text_array(cols[0]), _text_array(cols[1]),
+            *(_number_array(c) for c in cols[2:]))
+
+
+# The rows of a metric batch, from the six arrays of _metric_arrays.
+_POINTS = ("unnest($1::text::text[], $2::text::text[], $3::text::float8[],"
+           " $4::text::int[], $5::text::int8[], $6::text::int8[])"
+           " WITH ORDINALITY AS t(run_id, key, value, is_nan, ts, step, n)")
+# Whether the excluded (new) latest point of a series comes after the stored one.
+_NEWER = ("(excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
+          " > (metric_series.latest_step, metric_series.latest_timestamp,"
+          " metric_series.latest_value)")
+# Each series once, with the batch's latest point (max of step, timestamp, value; the
+# earliest of equals), in (run, key) order so concurrent writers lock series alike.
+_BATCH_LATEST = ("SELECT DISTINCT ON (run_id, key) run_id, key, value, is_nan, ts, step"
+                 " FROM {points} ORDER BY run_id, key, step DESC, ts DESC, value DESC, n")
+_SERIES_COLUMNS = ("INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
+                   " latest_timestamp, latest_step) ")
+_UPSERT_SERIES = (
+    _SERIES_COLUMNS + _BATCH_LATEST.format(points=_POINTS)
+    + " ON CONFLICT (run_id, key) DO UPDATE SET latest_value = excluded.latest_value,"
+    " latest_is_nan = excluded.latest_is_nan, latest_timestamp = excluded.latest_timestamp,"
+    f" latest_step = excluded.latest_step WHERE {_NEWER}")
+_INSERT_POINTS = (
+    "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
+    f" SELECT s.series_id, t.ts, t.step, t.value, t.is_nan FROM {_POINTS}"
+    " JOIN metric_series s ON s.run_id = t.run_id AND s.key = t.key ON CONFLICT DO NOTHING")
+# A metric-only batch in one statement: the stage of each named run ($7) comes back, and
+# only the points of active runs are stored. The series upsert updates every series it
+# meets (keeping the stored latest point where that is newer), so that RETURNING yields
+# every series id for the point insert: a CTE's rows are not visible to a sibling's scan.
+_LOG_METRICS = (
+    f"WITH t AS (SELECT * FROM {_POINTS}),"
+    " r AS (SELECT run_id, lifecycle_stage FROM runs WHERE run_id = ANY($7::text::text[])),"
+    " a AS (SELECT t.* FROM t JOIN r ON r.run_id = t.run_id"
+    f" WHERE r.lifecycle_stage = '{LifecycleStage.ACTIVE}'),"
+    " s AS (" + _SERIES_COLUMNS + _BATCH_LATEST.format(points="a")
+    + " ON CONFLICT (run_id, key) DO UPDATE SET "
+    + ", ".join(f"{c} = CASE WHEN {_NEWER} THEN excluded.{c} ELSE metric_series.{c} END"
+                for c in ("latest_value", "latest_is_nan", "latest_timestamp", "latest_step"))
+    + " RETURNING series_id, run_id, key),"
+    " p AS (INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
+    " SELECT s.series_id, a.ts, a.step, a.value, a.is_nan FROM a"
+    " JOIN s ON s.run_id = a.run_id AND s.key = a.key ON CONFLICT DO NOTHING)"
+    " SELECT run_id, lifecycle_stage FROM r")
 
 
 class PostgresMetadataStore(SqlMetadataStore):
@@ -412,6 +473,50 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     # -- writes ----------------------------------------------------------------------------
 
+    async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
+        """Metric-only batches (the log-metric traffic) go to the database as one statement
+        in its own implicit transaction: the run check, the series upsert and the point
+        insert in one round trip instead of five (BEGIN, check, upsert, insert, COMMIT).
+        Under load each round trip waited behind the HTTP work queued on the event loop,
+        so a 30-request batch took ~4 ms to commit. Batches with params, tags or metrics
+        naming a logged model take the general path."""
+        if any(w.params or w.tags or any(m.model_id for m in w.metrics) for w in writes):
+            return await super().log_batches(writes)
+        arrays = _metric_arrays([(w.run_id, m) for w in writes for m in w.metrics])
+        rows = await self._fetch_idempotent(
+            _LOG_METRICS, *arrays, _text_array(sorted({w.run_id for w in writes})))
+        stages = {r[0]: r[1] for r in rows}
+        return [_run_unwritable(w.run_id, stages.get(w.run_id)) for w in writes]
+
+    async def _fetch_idempotent(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run one statement outside any explicit transaction (PostgreSQL commits it on
+        its own). Only for statements that may run twice with the same result: a
+        connection lost on the way, before or after the statement reached the server, is
+        retired and the statement sent again on another (up to three tries)."""
+        pool = self._pool
+        if pool is None:
+            raise errors.Unavailable("the metadata store is closed")
+        for attempt in range(3):
+            conn = await pool.acquire()
+            try:
+                rows: list[asyncpg.Record] = await conn.raw.fetch(sql, *args)
+            except BaseException as exc:
+                lost = not isinstance(exc, asyncpg.PostgresError) or _is_disconnect(
+                    exc, conn.raw)
+                # A server-side error leaves the connection usable (nothing is open);
+                # anything else (cancelled, lost, a client-side error) may not.
+                pool.release(conn, discard=lost)
+                if not isinstance(exc, Exception):
+                    raise
+                if _is_disconnect(exc, conn.raw):
+                    pool.invalidate()
+                    if attempt < 2 and not isinstance(exc, TimeoutError):
+                        continue
+                raise _translate(exc, conn.raw) from exc
+            pool.release(conn)
+            return rows
+        raise AssertionError("unreachable")
+
     async def _insert_metrics(
         self, db: Connection, rows: Sequence[tuple[str, Metric]]
     ) -> None:
@@ -422,42 +527,10 @@ class PostgresMetadataStore(SqlMetadataStore):
         earliest on ties, then compared with the stored one exactly as row by row."""
         if not rows:
             return
-        cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
-        for run_id, m in rows:
-            value, is_nan = stored_value(m.value)
-            for col, v in zip(cols, (run_id, m.key, value, is_nan, m.timestamp, m.step),
-                              strict=True):
-                col.append(v)
         assert isinstance(db, _Conn)
-        raw = db.raw
-        # Each column goes as one array literal in a text parameter, cast by the server:
-        # asyncpg's own array encoder checks every element against abstract base classes,
-        # which was a third of the gateway's CPU time under log-batch.
-        arrays = (_text_array(cols[0]), _text_array(cols[1]), _number_array(cols[2]),
-                  *(_number_array(c) for c in cols[3:]))
-        points = ("unnest($1::text::text[], $2::text::text[], $3::text::float8[],"
-                  " $4::text::int[], $5::text::int8[], $6::text::int8[])"
-                  " WITH ORDINALITY AS t(run_id, key, value, is_nan, ts, step, n)")
-        await raw.execute(
-            "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
-            " latest_timestamp, latest_step)"
-            " SELECT DISTINCT ON (run_id, key) run_id, key, value, is_nan, ts, step"
-            f" FROM {points} ORDER BY run_id, key, step DESC, ts DESC, value DESC, n"
-            " ON CONFLICT (run_id, key) DO UPDATE SET latest_value = excluded.latest_value,"
-            " latest_is_nan = excluded.latest_is_nan,"
-            " latest_timestamp = excluded.latest_timestamp, latest_step = excluded.latest_step"
-            " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
-            " > (metric_series.latest_step, metric_series.latest_timestamp,"
-            " metric_series.latest_value)",
-            *arrays,
-        )
-        await raw.execute(
-            "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
-            f" SELECT s.series_id, t.ts, t.step, t.value, t.is_nan FROM {points}"
-            " JOIN metric_series s ON s.run_id = t.run_id AND s.key = t.key"
-            " ON CONFLICT DO NOTHING",
-            *arrays,
-        )
+        arrays = _metric_arrays(rows)
+        await db.raw.execute(_UPSERT_SERIES, *arrays)
+        await db.raw.execute(_INSERT_POINTS, *arrays)
 
     # -- reads -----------------------------------------------------------------------------
 

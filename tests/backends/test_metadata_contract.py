@@ -23,6 +23,7 @@ from backends.metadata.entities import (
     Metric,
     ModelOutput,
     Param,
+    RunWrite,
     Tag,
     ViewType,
 )
@@ -262,6 +263,46 @@ async def test_log_batch_is_one_transaction(metadata_store: MetadataStore) -> No
     assert Tag("t", "x") not in run.tags
     # Same value again is accepted.
     await metadata_store.log_batch(run_id, params=[Param("p", "1")])
+
+
+@pytest.mark.parametrize("with_param", [False, True], ids=["metrics-only", "with-param"])
+async def test_log_batches_answers_each_write(
+    metadata_store: MetadataStore, with_param: bool
+) -> None:
+    """Many requests' writes in one call (the batcher's): an unknown or deleted run is
+    refused alone, the others are stored. Metric-only batches and batches with a param
+    take different paths on PostgreSQL; both must agree."""
+    live, other, deleted = [await _run(metadata_store, n) for n in ("a", "b", "c")]
+    await metadata_store.delete_run(deleted)
+    params = (Param("p", "1"),) if with_param else ()
+    writes = [
+        RunWrite(live, (Metric("m", 1.0, 10, 1), Metric("m", 2.0, 11, 2)), params),
+        RunWrite("f" * 32, (Metric("m", 5.0, 1, 1),)),
+        RunWrite(deleted, (Metric("m", 6.0, 1, 1),)),
+        RunWrite(other, (Metric("m", 7.0, 3, 0), Metric("n", 8.0, 3, 0))),
+        RunWrite(live, (Metric("m", 0.5, 9, 0),)),  # older than the batch's latest
+    ]
+    verdicts = await metadata_store.log_batches(writes)
+    assert verdicts[0] is None and verdicts[3] is None and verdicts[4] is None
+    assert isinstance(verdicts[1], errors.NotFound)
+    assert isinstance(verdicts[2], errors.InvalidArgument)
+    assert "must be in the 'active' state" in str(verdicts[2])
+
+    def points(ms: object) -> list[tuple[object, ...]]:
+        return sorted((m.value, m.timestamp, m.step) for m in ms)  # type: ignore[attr-defined]
+
+    assert points((await metadata_store.get_metric_history(live, "m")).items) == [
+        (0.5, 9, 0), (1.0, 10, 1), (2.0, 11, 2)]
+    assert (await metadata_store.get_run(live)).metrics == (Metric("m", 2.0, 11, 2),)
+    assert {m.key: m.value for m in (await metadata_store.get_run(other)).metrics} == {
+        "m": 7.0, "n": 8.0}
+    assert (await metadata_store.get_metric_history(deleted, "m")).items == []
+    assert (await metadata_store.get_run(live)).params == params
+    # Sent again (a retried request), nothing is stored twice and the latest stays put.
+    again = await metadata_store.log_batches([writes[4], writes[0]])
+    assert again == [None, None]
+    assert len((await metadata_store.get_metric_history(live, "m")).items) == 3
+    assert (await metadata_store.get_run(live)).metrics == (Metric("m", 2.0, 11, 2),)
 
 
 async def test_duplicate_metric_points_stored_once(metadata_store: MetadataStore) -> None:

@@ -7,6 +7,7 @@ The outage test is tests/gateway/test_postgres_outage.py.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import pytest
 from pgtools import admin_dsn
 
 from backends import errors
+from backends.metadata.entities import Metric, RunWrite
 from backends.metadata.postgres import PostgresMetadataStore
 
 
@@ -143,3 +145,37 @@ async def test_password_never_in_errors() -> None:
         await store.open()
     assert "s3cr3t-pw" not in str(info.value)
     assert "nobody:***@127.0.0.1:1/db" in str(info.value)
+
+
+async def _terminate(app_name: str) -> int:
+    conn = await asyncpg.connect(admin_dsn())
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = $1", app_name)
+        return len(rows)
+    finally:
+        await conn.close()
+
+
+async def test_metric_batch_survives_its_connections_being_killed(open_store: Any) -> None:
+    """A metric-only batch is one statement without BEGIN/COMMIT, retried on another
+    connection when the one it took turns out dead (it may run twice: it is idempotent)."""
+    store, name = await open_store(pool_size=2)
+    exp_id = await store.create_experiment("killed", artifact_root="mlflow-artifacts:")
+    run_id = (await store.create_run(exp_id, user_id="u", run_name="r", start_time=1)
+              ).info.run_id
+    await asyncio.gather(_hold(store, 0.05), _hold(store, 0.05))  # two idle connections
+    # Killed while this event loop is blocked, so the pool has not yet seen them close:
+    # the first try finds out only when its statement fails.
+    killed: list[int] = []
+    killer = threading.Thread(target=lambda: killed.append(asyncio.run(_terminate(name))))
+    killer.start()
+    killer.join()
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop must not run meanwhile
+    assert killed == [2]
+    verdicts = await store.log_batches([RunWrite(run_id, (Metric("m", 1.0, 5, 1),))])
+    assert verdicts == [None]
+    assert store.stats()["invalidated"] >= 1
+    assert [(m.value, m.step) for m in (await store.get_metric_history(run_id, "m")).items] == [
+        (1.0, 1)]
