@@ -49,6 +49,9 @@ __all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
+# Rows up to which a batch counts as small for _in_tx (SQLite runs it on the event loop:
+# ~0.25 ms for 30 log-metric requests; a 5,000-point log-batch stays on the thread).
+_SMALL_BATCH_ROWS = 256
 RUN_NAME_TAG = "mlflow.runName"
 T = TypeVar("T")
 
@@ -124,8 +127,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     def _read(self) -> AbstractAsyncContextManager[Connection]:
         """A connection holding one consistent read snapshot."""
 
-    async def _in_tx(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
-        """``body`` run in one write transaction (``_tx``); SQLite runs it in one hop."""
+    async def _in_tx(self, body: Callable[[Connection], Coroutine[Any, Any, T]], *,
+                     small: bool = False) -> T:
+        """``body`` run in one write transaction (``_tx``). SQLite runs it without a trip
+        to its connection's thread per statement; ``small`` (a few hundred rows at most)
+        lets it run the body on the event loop."""
         async with self._tx() as db:
             return await body(db)
 
@@ -554,7 +560,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             raise error
 
     async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
-        return await self._in_tx(lambda db: self._log_batches_in(db, writes))
+        return await self._in_tx(lambda db: self._log_batches_in(db, writes),
+                                 small=sum(w.rows for w in writes) <= _SMALL_BATCH_ROWS)
 
     async def _log_batches_in(
         self, db: Connection, writes: Sequence[RunWrite]
