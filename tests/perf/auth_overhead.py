@@ -4,7 +4,8 @@ Run by hand (not collected by pytest); needs ``wrk``::
 
     .venv/bin/python tests/perf/auth_overhead.py --clients 64 --duration 10
 
-Two mlgate processes on fresh SQLite files (or ``--pg DSN`` databases): one without auth,
+Two mlgate processes on fresh SQLite files (or, with ``--pg DSN``, fresh PostgreSQL databases
+made through that server and dropped afterwards): one without auth,
 one with ``--auth``; the second is driven once with Basic credentials and once with a
 token, using the wrk Lua driver of ``metric_throughput.py`` plus an Authorization header.
 Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off.
@@ -13,6 +14,7 @@ Prints requests/s, p50/p99 latency and failures, and each auth mode relative to 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -29,17 +31,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import free_port
-from metric_throughput import LUA, Result, _ms, _wait_healthy
+from metric_throughput import LUA, Result, _drop_pg, _fresh_pg, _ms, _wait_healthy
 
 API = "/api/2.0/mlflow"
 ADMIN, PASSWORD = "perf-admin", "perf-admin-password"
 
 
-def _start(workdir: Path, auth: bool, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def _start(workdir: Path, auth: bool, extra: list[str],
+           store_uri: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
     cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{workdir / 'm.db'}",
+           "--backend-store-uri", store_uri or f"sqlite:///{workdir / 'm.db'}",
            "--artifacts-destination", str(workdir / "a"), *extra]
     if auth:
         cmd += ["--auth", "--admin-username", ADMIN]
@@ -100,15 +103,37 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sqlite-synchronous", default="full")
+    parser.add_argument("--pg", metavar="DSN", default=None,
+                        help="run on PostgreSQL: fresh databases are made through this DSN")
     args = parser.parse_args()
     extra = ["--sqlite-synchronous", args.sqlite_synchronous]
+    dbs = [asyncio.run(_fresh_pg(args.pg)) for _ in range(2)] if args.pg else [None, None]
+    try:
+        results = _measure(args, extra, dbs)
+    finally:
+        for db in dbs:
+            if db is not None:
+                asyncio.run(_drop_pg(args.pg, db))
+    store = "postgresql" if args.pg else f"sqlite synchronous={args.sqlite_synchronous}"
+    base = sorted(r.rps for r in results["off"])[len(results["off"]) // 2]
+    print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
+          f"{store} (medians)")
+    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7}")
+    for mode, rs in results.items():
+        mid = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
+        print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
+              f"{sum(r.fail for r in rs):6d} {mid.rps / base:7.2f}")
+
+
+def _measure(args: argparse.Namespace, extra: list[str],
+             dbs: list[str | None]) -> dict[str, list[Result]]:
     results: dict[str, list[Result]] = {"off": [], "basic": [], "token": []}
     with tempfile.TemporaryDirectory() as tmp:
         off_dir, on_dir = Path(tmp) / "off", Path(tmp) / "on"
         off_dir.mkdir()
         on_dir.mkdir()
-        off, off_url = _start(off_dir, False, extra)
-        on, on_url = _start(on_dir, True, extra)
+        off, off_url = _start(off_dir, False, extra, dbs[0])
+        on, on_url = _start(on_dir, True, extra, dbs[1])
         try:
             basic = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
             token = "Bearer " + _post(on_url, "/mlgate/v1/tokens", {"name": "perf"},
@@ -125,14 +150,7 @@ def main() -> None:
         finally:
             _stop(off)
             _stop(on)
-    base = sorted(r.rps for r in results["off"])[len(results["off"]) // 2]
-    print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
-          f"sqlite synchronous={args.sqlite_synchronous} (medians)")
-    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7}")
-    for mode, rs in results.items():
-        mid = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
-        print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
-              f"{sum(r.fail for r in rs):6d} {mid.rps / base:7.2f}")
+    return results
 
 
 if __name__ == "__main__":
