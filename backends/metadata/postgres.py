@@ -9,7 +9,8 @@ password may also come from ``PGPASSWORD`` or a ``.pgpass`` file; it never appea
 messages (:func:`backends.registry.redact_uri`).
 
 Connections come from :class:`backends.metadata._pg_pool.Pool` (SQLAlchemy's pool settings).
-Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot. The
+Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot; a
+batch of metrics alone (log-metric traffic) is one statement, committed on its own. The
 schema lives in ``migrations/postgres``; it is applied at open under a transaction-level
 advisory lock, so replicas starting together migrate once.
 """

@@ -174,7 +174,7 @@ def _begin_without_waiting(raw: sqlite3.Connection) -> bool:
     try:
         raw.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes included
             raise
         return False
     finally:
