@@ -20,9 +20,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -46,6 +46,7 @@ from backends.registry import redact_uri
 __all__ = ["PostgresMetadataStore"]
 
 log = logging.getLogger("mlgate.postgres")
+T = TypeVar("T")
 
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
 # pg_advisory_xact_lock key for migrations: "mlgate" in ASCII.
@@ -385,23 +386,38 @@ class PostgresMetadataStore(SqlMetadataStore):
         """A pooled connection inside a fresh transaction. A connection found dead at BEGIN
         (nothing sent yet, so retrying is safe) retires the pool's older connections and
         the next one is tried."""
+        if self._pool is None:
+            raise errors.Unavailable("the metadata store is closed")
+        timeout = self._pool.pool_timeout
+        conn, _ = await self._retrying(lambda c: c.raw.execute(begin, timeout=timeout),
+                                       keep_on_server_error=False)
+        return conn
+
+    async def _retrying(self, op: Callable[[PooledConnection], Awaitable[T]], *,
+                        keep_on_server_error: bool) -> tuple[PooledConnection, T]:
+        """``op`` on a pooled connection, which the caller then holds. Only for operations
+        safe to repeat: a connection found dead retires the pool's older connections and
+        ``op`` is tried on another (up to three tries). Any other failure gives the
+        connection back (closed, unless ``keep_on_server_error`` and the server refused
+        the statement: then nothing is left open on it) and raises."""
         pool = self._pool
         if pool is None:
             raise errors.Unavailable("the metadata store is closed")
         for attempt in range(3):
             conn = await pool.acquire()
             try:
-                await conn.raw.execute(begin, timeout=pool.pool_timeout)
+                return conn, await op(conn)
             except BaseException as exc:
-                pool.release(conn, discard=True)
+                lost = _is_disconnect(exc, conn.raw) if isinstance(exc, Exception) else True
+                refused = isinstance(exc, asyncpg.PostgresError) and not lost
+                pool.release(conn, discard=not (keep_on_server_error and refused))
                 if not isinstance(exc, Exception):
                     raise
-                if _is_disconnect(exc, conn.raw):
+                if lost:
                     pool.invalidate()
                     if attempt < 2 and not isinstance(exc, TimeoutError):
                         continue
                 raise _translate(exc, conn.raw) from exc
-            return conn
         raise AssertionError("unreachable")
 
     async def _finish(self, conn: PooledConnection, sql: str) -> None:
@@ -494,29 +510,12 @@ class PostgresMetadataStore(SqlMetadataStore):
         its own). Only for statements that may run twice with the same result: a
         connection lost on the way, before or after the statement reached the server, is
         retired and the statement sent again on another (up to three tries)."""
-        pool = self._pool
-        if pool is None:
-            raise errors.Unavailable("the metadata store is closed")
-        for attempt in range(3):
-            conn = await pool.acquire()
-            try:
-                rows: list[asyncpg.Record] = await conn.raw.fetch(sql, *args)
-            except BaseException as exc:
-                lost = not isinstance(exc, asyncpg.PostgresError) or _is_disconnect(
-                    exc, conn.raw)
-                # A server-side error leaves the connection usable (nothing is open);
-                # anything else (cancelled, lost, a client-side error) may not.
-                pool.release(conn, discard=lost)
-                if not isinstance(exc, Exception):
-                    raise
-                if _is_disconnect(exc, conn.raw):
-                    pool.invalidate()
-                    if attempt < 2 and not isinstance(exc, TimeoutError):
-                        continue
-                raise _translate(exc, conn.raw) from exc
-            pool.release(conn)
-            return rows
-        raise AssertionError("unreachable")
+        conn, rows = await self._retrying(lambda c: c.raw.fetch(sql, *args),
+                                          keep_on_server_error=True)
+        assert self._pool is not None
+        self._pool.release(conn)
+        records: list[asyncpg.Record] = rows
+        return records
 
     async def _insert_metrics(
         self, db: Connection, rows: Sequence[tuple[str, Metric]]
