@@ -180,6 +180,47 @@ def _tx_on(raw: sqlite3.Connection, body: Callable[[Connection], Coroutine[Any, 
 
 
 @asynccontextmanager
+async def _write_tx(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
+    """One BEGIN IMMEDIATE transaction on ``db``: committed when the block ends normally,
+    rolled back otherwise; SQLite errors become backend errors."""
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
+    try:
+        yield _Conn(db)
+    except BaseException as exc:
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error:  # pragma: no cover
+            pass
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(exc) from exc
+        raise
+    else:
+        try:
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await db.execute("ROLLBACK")
+            raise _translate(exc) from exc
+
+
+async def _apply_migrations(db: Connection, dialect: str) -> None:
+    """Inside the caller's write transaction: create ``mlgate_schema`` if missing and run
+    the dialect's scripts newer than the version it records."""
+    await db.execute("CREATE TABLE IF NOT EXISTS mlgate_schema (version INTEGER NOT NULL)")
+    row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
+    if row is None:
+        await db.execute("INSERT INTO mlgate_schema (version) VALUES (0)")
+    current = int(row[0]) if row else 0
+    for version, script in load_migrations(dialect):
+        if version > current:
+            for statement in _split_statements(script):
+                await db.execute(statement)
+            await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
+
+
+@asynccontextmanager
 async def _snapshot(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
     """A read snapshot (a deferred transaction) on ``db`` while in use."""
     try:
@@ -409,26 +450,13 @@ class SqliteMetadataStore(SqlMetadataStore):
     async def _migrate(self) -> None:
         async with self._tx() as db:
             cur = await db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name IN "
-                "('alembic_version', 'mlgate_schema')"
-            )
-            tables = {row[0] for row in await cur.fetchall()}
-            if "alembic_version" in tables:
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name = 'alembic_version'")
+            if await cur.fetchone() is not None:
                 raise errors.InvalidArgument(
                     f"{self._path} is a stock MLflow database; mlgate keeps its own schema. "
                     "Point --backend-store-uri at a new file."
                 )
-            if "mlgate_schema" not in tables:
-                await db.execute("CREATE TABLE mlgate_schema (version INTEGER NOT NULL)")
-                await db.execute("INSERT INTO mlgate_schema (version) VALUES (0)")
-            row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
-            current = int(row[0]) if row else 0
-            for version, script in load_migrations("sqlite"):
-                if version <= current:
-                    continue
-                for statement in _split_statements(script):
-                    await db.execute(statement)
-                await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
+            await _apply_migrations(db, "sqlite")
             await self._ensure_default_experiment(db)
 
     async def _in_tx(self, body: Callable[[Connection], Coroutine[Any, Any, T]], *,
@@ -458,7 +486,7 @@ class SqliteMetadataStore(SqlMetadataStore):
                 if small:
                     return await self._tx_inline(self._writer, body)
                 result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
-                    self._tx_on_thread, body)
+                    _tx_on, self._writer._conn, body)
                 return result
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
@@ -481,46 +509,23 @@ class SqliteMetadataStore(SqlMetadataStore):
             raise
         return result
 
-    def _tx_on_thread(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
-        assert self._writer is not None
-        return _tx_on(self._writer._conn, body)  # the sqlite3 connection; on its thread
-
     # -- the audit log's own database ------------------------------------------------------
 
     async def _migrate_audit(self, db: aiosqlite.Connection) -> None:
         """Bring the audit database's schema up to date, then move in the records that
         earlier versions kept in the metadata database's audit_log (once: their ids come
         along, so a move cut short and redone stores none twice)."""
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute("CREATE TABLE IF NOT EXISTS mlgate_schema (version INTEGER NOT NULL)")
-            row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
-            if row is None:
-                await db.execute("INSERT INTO mlgate_schema (version) VALUES (0)")
-            current = int(row[0]) if row else 0
-            for version, script in load_migrations("sqlite_audit"):
-                if version > current:
-                    for statement in _split_statements(script):
-                        await db.execute(statement)
-                    await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("ATTACH DATABASE ? AS meta", (self._path,))
+        async with _write_tx(db) as conn:
+            await _apply_migrations(conn, "sqlite_audit")
+        await db.execute("ATTACH DATABASE ? AS meta", (self._path,))  # not inside a transaction
         try:
             row = await (await db.execute(
                 "SELECT EXISTS (SELECT 1 FROM meta.audit_log)")).fetchone()
             if row is not None and row[0]:
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    await db.execute(
+                async with _write_tx(db) as conn:
+                    await conn.execute(
                         "INSERT OR IGNORE INTO main.audit_log SELECT * FROM meta.audit_log")
-                    await db.execute("DELETE FROM meta.audit_log")
-                    await db.execute("COMMIT")
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
+                    await conn.execute("DELETE FROM meta.audit_log")
         finally:
             await db.execute("DETACH DATABASE meta")
 
@@ -554,28 +559,8 @@ class SqliteMetadataStore(SqlMetadataStore):
         """One write transaction on the writer connection."""
         if self._writer is None:
             raise errors.Unavailable("the metadata store is closed")
-        async with self._write_lock:
-            db = self._writer
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            try:
-                yield _Conn(db)
-            except BaseException as exc:
-                try:
-                    await db.execute("ROLLBACK")
-                except sqlite3.Error:  # pragma: no cover
-                    pass
-                if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc) from exc
-                raise
-            else:
-                try:
-                    await db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    await db.execute("ROLLBACK")
-                    raise _translate(exc) from exc
+        async with self._write_lock, _write_tx(self._writer) as db:
+            yield db
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:
