@@ -104,8 +104,11 @@ def effective_permission(identity: Identity, resource: Resource,
     granted = _applicable(identity, resource.grants)
     if Permission.DENY in granted:
         return Permission.DENY
-    best = max(granted, key=lambda p: p.rank, default=base)
-    return best if best.rank >= base.rank else base
+    best = base
+    for permission in granted:
+        if permission.rank > best.rank:
+            best = permission
+    return best
 
 
 def _workspace_allows(identity: Identity, action: Action, workspace: str) -> bool:

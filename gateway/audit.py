@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 
 import orjson
 
@@ -34,8 +35,26 @@ _LINGER = 0.25
 _SLICE = 3000
 
 
-def _json_line(row: AuditRow) -> bytes:
-    return orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True)))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Between two objects of a batch (see _json_lines): the first field starts each object.
+_BETWEEN = b'},{"' + AUDIT_FIELDS[0].encode() + b'":'
+
+
+def _json_lines(rows: list[AuditRow]) -> str:
+    """One JSON object per row, a line each. One orjson call for the whole batch costs a
+    third of one call per row; the objects are then split where ``},{"ts":`` occurs, which
+    is only between two of them (inside a string value its quotes would be escaped).
+    Raises ``orjson.JSONEncodeError`` for a string that is not Unicode text (a lone
+    surrogate): see :func:`_clean`."""
+    text = orjson.dumps([dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows])
+    return text[1:-1].replace(_BETWEEN, b'}\n{"' + _BETWEEN[4:]).decode()
+
+
+def _clean(rows: list[AuditRow]) -> list[AuditRow]:
+    """The rows with every lone surrogate replaced by U+FFFD, which neither JSON nor the
+    database can store (a record that failed every insert would hold up all later ones)."""
+    return [tuple(_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v  # type: ignore[misc]
+                  for v in row) for row in rows]
 
 
 class AuditLog:
@@ -56,15 +75,20 @@ class AuditLog:
         if len(self._unlogged) < _MAX_PENDING:
             self._unlogged.append(row)
         else:
-            log.error("audit queue full; record dropped: %s", _json_line(row).decode())
+            log.error("audit queue full; record dropped: %s", _json_lines(_clean([row])))
         self._wake.set()
 
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []
         if batch and log.isEnabledFor(logging.INFO):
+            try:
+                lines = _json_lines(batch)
+            except orjson.JSONEncodeError:
+                batch = _clean(batch)
+                lines = _json_lines(batch)
             # One call per batch, one JSON object per line (cli gives this logger a bare
             # "%(message)s" handler, so each line is a JSON record of its own).
-            log.info("%s", b"\n".join(map(_json_line, batch)).decode())
+            log.info("%s", lines)
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -87,8 +111,16 @@ class AuditLog:
                 return
             batch, self._unstored = self._unstored, []
             for start in range(0, len(batch), _SLICE):
+                rows = batch[start:start + _SLICE]
                 try:
-                    await self._store.append_audit(batch[start:start + _SLICE])
+                    try:
+                        await self._store.append_audit(rows)
+                    except Exception:
+                        # A lone surrogate (cleaned above only when JSON lines are made)?
+                        clean = _clean(rows)
+                        if clean == rows:
+                            raise
+                        await self._store.append_audit(clean)
                 except Exception:
                     self._unstored[:0] = batch[start:]  # keep order; retried on the next wake
                     raise

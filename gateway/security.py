@@ -28,7 +28,7 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -173,6 +173,13 @@ class _Resolved:
     resource_id: str | None = None
     foreign: bool = False  # lives in another workspace than the request's
     also: tuple[Resource | None, ...] = ()  # more runs named by a repeated run_id
+    # (id of an identity, id of an action) -> (that identity, that action, allowed?): the
+    # check's answer, kept with a cached resolution (a grant change drops both). Keyed by
+    # the objects themselves (kept alive in the value, and compared with ``is``): the
+    # credential cache hands out one Identity per credential until the user's holdings
+    # change, and a changed user is a new Identity, so a stale answer is never reused.
+    decisions: dict[tuple[int, int], tuple[Identity, Action, bool]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False)
 
 
 class Security:
@@ -288,6 +295,25 @@ class Security:
         self._limiter.fail(*keys)
         self._audit(request, username, workspace, "login", None, None, "failed", 401)
 
+    def known_identity(self, request: web.Request) -> Identity | None:
+        """Who a credential verified recently names, with nothing to wait for; None when
+        :meth:`authenticate` has work to do (never seen, expired from the cache, a token
+        past its expiry, the user's holdings changed)."""
+        hit = self._credentials.get(
+            hashlib.sha256(request.headers.get("Authorization", "").encode()).digest())
+        if hit is None:
+            return None
+        identity, token, generation = hit
+        if generation != self._generation:
+            return None
+        if token is not None:
+            try:
+                token.check_usable()
+            except InvalidToken:
+                return None
+            self._touch(token.token_id)
+        return identity
+
     async def authenticate(self, request: web.Request, workspace: str) -> Identity:
         header = request.headers.get("Authorization", "")
         cache_key = hashlib.sha256(header.encode()).digest()
@@ -402,19 +428,26 @@ class Security:
 
     # -- workspaces ----------------------------------------------------------------------
 
-    async def request_workspace(self, request: web.Request) -> str:
+    def known_workspace(self, request: web.Request) -> str | None:
+        """The request's workspace when nothing needs looking up; else None."""
         if not self.workspaces_on:
             return DEFAULT_WORKSPACE
         name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
-        if name == DEFAULT_WORKSPACE:
+        if name == DEFAULT_WORKSPACE or self._workspaces.get(name) is not None:
             return name
-        if self._workspaces.get(name) is None:
-            try:
-                await self.store.get_workspace(name)
-            except be.NotFound:
-                raise MlflowError(f"Workspace '{name}' not found.",
-                                  "RESOURCE_DOES_NOT_EXIST") from None
-            self._workspaces.put(name, True)
+        return None
+
+    async def request_workspace(self, request: web.Request) -> str:
+        known = self.known_workspace(request)
+        if known is not None:
+            return known
+        name = request.headers.get(WORKSPACE_HEADER, "").strip()
+        try:
+            await self.store.get_workspace(name)
+        except be.NotFound:
+            raise MlflowError(f"Workspace '{name}' not found.",
+                              "RESOURCE_DOES_NOT_EXIST") from None
+        self._workspaces.put(name, True)
         return name
 
     # -- resolving what a request touches ------------------------------------------------
@@ -734,12 +767,15 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                   ) -> web.StreamResponse:
     plan = _plan(request, access)
-    workspace = DEFAULT_WORKSPACE if plan.exempt else await sec.request_workspace(request)
+    # The known_* lookups answer the common case without a coroutine each.
+    workspace = DEFAULT_WORKSPACE if plan.exempt else (
+        sec.known_workspace(request) or await sec.request_workspace(request))
     request[_WORKSPACE] = workspace
     identity: Identity | None = None
     if sec.auth_on and not plan.public:
         try:
-            identity = await sec.authenticate(request, workspace)
+            identity = (sec.known_identity(request)
+                        or await sec.authenticate(request, workspace))
         except _Unauthenticated:
             return _unauthenticated()
         except _RateLimited as exc:
@@ -782,9 +818,27 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
     return response
 
 
+_MAX_DECISIONS = 64  # answers kept per cached resolution (identities x actions)
+
+
 def _allowed(sec: Security, identity: Identity | None, action: Action,
              resolved: _Resolved) -> bool:
     """Every resource the request names passes (none named: the handler answers 404)."""
+    if identity is None or resolved.also:
+        return _check(sec, identity, action, resolved)
+    key = (id(identity), id(action))
+    known = resolved.decisions.get(key)
+    if known is not None and known[0] is identity and known[1] is action:
+        return known[2]
+    allowed = _check(sec, identity, action, resolved)
+    if len(resolved.decisions) >= _MAX_DECISIONS:
+        resolved.decisions.clear()
+    resolved.decisions[key] = (identity, action, allowed)
+    return allowed
+
+
+def _check(sec: Security, identity: Identity | None, action: Action,
+           resolved: _Resolved) -> bool:
     if resolved.resource is not None and not is_allowed(identity, action, resolved.resource,
                                                         sec.policy):
         return False

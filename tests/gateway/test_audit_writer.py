@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 
-from backends.metadata.auth_entities import AuditRow
+from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import audit
@@ -74,3 +75,46 @@ async def test_a_failed_slice_and_the_rest_wait_for_the_next_flush(
     stored = await store.query_audit(username="alice")
     assert [r.resource_id for r in stored] == [f"r{i}" for i in range(11)]
     assert flaky.slices == [4, 4, 4, 3]
+
+
+async def test_every_field_comes_back_as_recorded(store: MetadataStore) -> None:
+    """Rows reach the database as one batch (on SQLite a JSON array read by json_each):
+    integers stay integers, absent fields stay NULL, text comes back unchanged."""
+    rows: list[AuditRow] = [
+        (1_764_412_345_123, "bob", "team-a", "POST /experiments/create", "experiment", "17",
+         "ok", 200, "10.0.0.1"),
+        (2**53 + 1, "bob", None, "login", None, None, "failed", 401, None),
+        (5, 'é "quoted" },{"ts": 1 \n\\', "ü", "GET /x", "artifact", "a/b c.txt", "denied",
+         None, "::1"),
+    ]
+    await store.append_audit(rows)
+    got = await store.query_audit(username=None)
+    assert [(r.ts, r.username, r.workspace, r.action, r.resource_type, r.resource_id,
+             r.outcome, r.status, r.client_address) for r in got] == rows
+    assert [r.audit_id for r in got] == sorted(r.audit_id for r in got)
+    assert [r.ts for r in await store.query_audit(resource_type="artifact",
+                                                   resource_id="a/b c.txt")] == [5]
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])  # JSON lines written, or not
+async def test_a_lone_surrogate_is_stored_replaced(
+        store: MetadataStore, caplog: pytest.LogCaptureFixture, level: str) -> None:
+    """Text that is not Unicode (a lone surrogate) can be stored neither as JSON nor in the
+    database; it is replaced, so the record and those after it are not held up."""
+    log = AuditLog(store)
+    log.record((1, "eve\ud800", "default", "login", None, None, "failed", 401, None))
+    log.record(_row(1))
+    with caplog.at_level(level, logger="mlgate.audit"):
+        await log.flush()
+    stored = await store.query_audit()
+    assert [r.username for r in stored] == ["eve\ufffd", "alice"]
+    lines = "\n".join(r.getMessage() for r in caplog.records).splitlines()
+    assert [orjson.loads(line)["username"] for line in lines] == (
+        ["eve\ufffd", "alice"] if level == "INFO" else [])
+
+
+async def test_json_lines_are_one_object_per_record() -> None:
+    rows = [_row(0), (2, 'x},{"ts":3', None, "a", None, "line\nbreak", "ok", None, None)]
+    lines = audit._json_lines(rows).split("\n")
+    assert [orjson.loads(line) for line in lines] == [
+        dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows]

@@ -625,6 +625,9 @@ async def test_roles_grant_through_searches_and_point_routes(server: Server) -> 
     await server.ok("DELETE", f"{API3}/roles/unassign",
                     body={"username": "viewer", "role_id": role["id"]}, workspace=A)
     assert (await seen())[:2] == (set(), set())
+    status, _ = await server.call("POST", f"{API}/runs/set-tag", "viewer",  # not a cached yes
+                                  {"run_id": runs[3], "key": "k", "value": "v"}, workspace=A)
+    assert status == 403
 
 
 async def test_who_may_manage_roles(server: Server) -> None:
@@ -831,6 +834,15 @@ async def test_cached_credentials_and_decisions_follow_changes(server: Server) -
     await server.ok("POST", f"{API}/runs/log-metric", "dave", metric)
     await server.ok("POST", f"{API3}/users/permissions/revoke", body={
         "username": "dave", "resource_type": "experiment", "resource_id": exp})
+    status, _ = await server.call("POST", f"{API}/runs/log-metric", "dave", metric)
+    assert status == 403
+
+    # A team's grant: leaving the team takes it away at once (the cached yes was the
+    # answer for dave as a member; out of the team he is judged anew).
+    await server.ok("POST", "/mlgate/v1/teams/default/permissions/grant", body={
+        "resource_type": "experiment", "resource_id": exp, "permission": "EDIT"})
+    await server.ok("POST", f"{API}/runs/log-metric", "dave", metric)
+    await server.ok("DELETE", "/mlgate/v1/teams/default/members/dave")
     status, _ = await server.call("POST", f"{API}/runs/log-metric", "dave", metric)
     assert status == 403
 
