@@ -28,11 +28,9 @@ from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
-import orjson
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.sql_store import Connection, Cursor, SqlMetadataStore, UniqueViolation
 
 __all__ = ["SqliteMetadataStore"]
@@ -154,10 +152,6 @@ _VALUES_GROUP = re.compile(
     r"^\s*INSERT\s+INTO\s+\w+\s*\([\w\s,]*\)\s*VALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))"
     r"\s*(?:ON\s+CONFLICT\b.*)?$", re.IGNORECASE | re.DOTALL)
 _MAX_ROWS_PER_INSERT = 500
-# A batch of audit records, sent as one JSON array of rows (see append_audit).
-_AUDIT_INSERT = (f"INSERT INTO audit_log ({', '.join(AUDIT_FIELDS)}) SELECT "
-                 + ", ".join(f"value ->> {i}" for i in range(len(AUDIT_FIELDS)))
-                 + " FROM json_each(?)")
 _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write lock
 
 
@@ -534,25 +528,6 @@ class SqliteMetadataStore(SqlMetadataStore):
                     await conn.execute("DELETE FROM meta.audit_log")
         finally:
             await db.execute("DETACH DATABASE meta")
-
-    async def append_audit(self, rows: Sequence[AuditRow]) -> None:
-        """The batch as one JSON array, inserted by one statement over ``json_each``.
-
-        The rows go to the database's thread as a single string, and SQLite inserts them all
-        in one step, during which that thread does not hold the GIL. ``executemany`` took
-        the GIL back for every row to bind its values, so a 3,000-row batch took it from the
-        event loop thousands of times."""
-        if not rows:
-            return
-        try:
-            payload = orjson.dumps(rows).decode()
-        except orjson.JSONEncodeError:  # a lone surrogate: UnicodeEncodeError, as elsewhere
-            raise UnicodeEncodeError("utf-8", "", 0, 1, "a lone surrogate") from None
-
-        async def insert(db: Any) -> None:
-            await db.execute(_AUDIT_INSERT, (payload,))
-
-        await self._audit_tx(insert)
 
     async def _audit_tx(self, body: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
         """An audit write: one call on the audit database's own thread. It takes neither

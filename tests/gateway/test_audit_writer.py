@@ -78,8 +78,8 @@ async def test_a_failed_slice_and_the_rest_wait_for_the_next_flush(
 
 
 async def test_every_field_comes_back_as_recorded(store: MetadataStore) -> None:
-    """Rows reach the database as one batch (on SQLite a JSON array read by json_each):
-    integers stay integers, absent fields stay NULL, text comes back unchanged."""
+    """Rows reach the database as a batch (on SQLite multi-row INSERTs): integers stay
+    integers, absent fields stay NULL, text comes back unchanged, in order."""
     rows: list[AuditRow] = [
         (1_764_412_345_123, "bob", "team-a", "POST /experiments/create", "experiment", "17",
          "ok", 200, "10.0.0.1"),
