@@ -564,6 +564,24 @@ class Security:
             return _Resolved(None)
         return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
 
+    def known_resolution(self, access: Access, request: web.Request,
+                         workspace: str) -> _Resolved | None:
+        """:meth:`resolve`'s cached answer for the run or logged model a POST names in its
+        JSON body (the metric-logging routes), when the body has been read; else None."""
+        body = request.get(_BODY)
+        if body is None or request.match_info or request.method != "POST":
+            return None
+        kind = access.resource
+        if kind is ResourceKind.RUN:
+            key = (_body_value(body, "run_id", "runId")
+                   or _body_value(body, "run_uuid", "runUuid"))
+            kname = "run"
+        elif kind is ResourceKind.LOGGED_MODEL:
+            key, kname = _body_value(body, "model_id", "modelId"), "logged_model"
+        else:
+            return None
+        return None if key is None else self._resolved.get((kname, key, workspace))
+
     async def may_read(self, request: web.Request, kind: ResourceKind, key: str) -> bool:
         """May the caller read a second resource the handler names (model-versions/create's
         source run, logged model or registered model)? A missing run or logged model, or one
@@ -664,7 +682,10 @@ async def _field(request: web.Request, name: str) -> str | None:
             if key in request.query:
                 return request.query.getall(key)[-1]
         return None
-    body = await _body(request)
+    return _body_value(await _body(request), name, camel)
+
+
+def _body_value(body: dict[str, Any], name: str, camel: str) -> str | None:
     for key in (name, camel):
         value = body.get(key)
         if value is not None and value != "":
@@ -716,6 +737,7 @@ class _Plan:
 
 
 _PLANS: dict[web.AbstractRoute, _Plan] = {}
+_NAMED_IN_BODY = frozenset({ResourceKind.RUN, ResourceKind.LOGGED_MODEL})
 _AFTER_ROUTES = frozenset({*_CREATOR_ROUTES, "/registered-models/rename",
                            "/registered-models/delete"})
 
@@ -786,7 +808,10 @@ async def enforce(sec: Security, request: web.Request, access: Access | None,
             raise MlflowError("Permission denied: the route declares no access rule.",
                               "PERMISSION_DENIED")
         return await handler(request)
-    resolved = await sec.resolve(access, request, workspace)
+    if request.method == "POST" and access.resource in _NAMED_IN_BODY:
+        await _body(request)  # so that known_resolution can answer from the cache
+    resolved = (sec.known_resolution(access, request, workspace)
+                or await sec.resolve(access, request, workspace))
     if resolved.foreign:
         raise MlflowError(
             f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "
