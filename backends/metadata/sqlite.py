@@ -31,6 +31,7 @@ import aiosqlite
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
+from backends.metadata.auth_entities import AuditRow
 from backends.metadata.sql_store import Connection, Cursor, SqlMetadataStore, UniqueViolation
 
 __all__ = ["SqliteMetadataStore"]
@@ -220,6 +221,33 @@ async def _apply_migrations(db: Connection, dialect: str) -> None:
             await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
 
 
+# How often a process brings audit_lookup up to date while appending (queries do first).
+_AUDIT_INDEX_EVERY = 30.0
+_AUDIT_LOOKUP_FILL = """
+INSERT OR IGNORE INTO audit_lookup (k, audit_id)
+SELECT k, audit_id FROM (
+    SELECT 'u' || username AS k, audit_id FROM audit_log
+     WHERE audit_id > ?1 AND audit_id <= ?2 AND username IS NOT NULL
+    UNION ALL
+    SELECT 'r' || resource_id, audit_id FROM audit_log
+     WHERE audit_id > ?1 AND audit_id <= ?2 AND resource_id IS NOT NULL)
+ORDER BY 1, 2"""
+
+
+async def _index_audit(db: Connection) -> None:
+    """Inside a write transaction on the audit database: add the rows past
+    ``audit_indexed.upto`` to ``audit_lookup``, in key order, so that each key's new entries
+    land together at the end of its range (a page per key and step, not per key and
+    append). Audit ids only grow (rows are never deleted), so nothing committed later can
+    fall below the new mark; several processes take turns through the write lock."""
+    upto = (await db.fetch_rows("SELECT upto FROM audit_indexed"))[0][0]
+    top = (await db.fetch_rows("SELECT max(audit_id) FROM audit_log"))[0][0]
+    if top is None or top <= upto:
+        return
+    await db.execute(_AUDIT_LOOKUP_FILL, (upto, top))
+    await db.execute("UPDATE audit_indexed SET upto = ?", (top,))
+
+
 @asynccontextmanager
 async def _snapshot(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
     """A read snapshot (a deferred transaction) on ``db`` while in use."""
@@ -309,6 +337,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         self._write_lock = asyncio.Lock()
         self._audit: aiosqlite.Connection | None = None  # the audit log's own database
         self._audit_lock = asyncio.Lock()
+        self._audit_indexed_at = time.monotonic()  # of the last bulk step of audit_lookup
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
 
@@ -523,11 +552,34 @@ class SqliteMetadataStore(SqlMetadataStore):
                 "SELECT EXISTS (SELECT 1 FROM meta.audit_log)")).fetchone()
             if row is not None and row[0]:
                 async with _write_tx(db) as conn:
+                    # Their ids may lie below what the lookup covers: look them up again.
+                    await conn.execute(
+                        "UPDATE main.audit_indexed SET upto = min(upto,"
+                        " (SELECT min(audit_id) FROM meta.audit_log) - 1)")
                     await conn.execute(
                         "INSERT OR IGNORE INTO main.audit_log SELECT * FROM meta.audit_log")
                     await conn.execute("DELETE FROM meta.audit_log")
         finally:
             await db.execute("DETACH DATABASE meta")
+
+    async def append_audit(self, rows: Sequence[AuditRow]) -> None:
+        await super().append_audit(rows)
+        now = time.monotonic()
+        if now - self._audit_indexed_at >= _AUDIT_INDEX_EVERY:
+            self._audit_indexed_at = now
+            await self._audit_tx(_index_audit)
+
+    async def _audit_narrow(self, where: list[str], params: list[Any], username: str | None,
+                            resource_id: str | None) -> None:
+        """A resource's or a user's rows through audit_lookup, brought up to date first
+        (the rows appended since the last bulk step). The column conditions stay."""
+        key = (f"r{resource_id}" if resource_id is not None
+               else f"u{username}" if username is not None else None)
+        if key is None:
+            return
+        await self._audit_tx(_index_audit)
+        where.append("audit_id IN (SELECT audit_id FROM audit_lookup WHERE k = ?)")
+        params.append(key)
 
     async def _audit_tx(self, body: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
         """An audit write: one call on the audit database's own thread. It takes neither
