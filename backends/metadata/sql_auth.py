@@ -562,11 +562,14 @@ class SqlAuthMixin(AuthStore):
             return
 
         async def insert(db: Any) -> None:
-            await db.executemany(
-                f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows)
+            await self._insert_audit(db, rows)
 
         await self._audit_tx(insert)
+
+    async def _insert_audit(self, db: Any, rows: Sequence[AuditRow]) -> None:
+        """The rows' INSERT, inside the audit transaction (PostgreSQL uses COPY)."""
+        await db.executemany(
+            f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def _audit_tx(self, body: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
         """A write transaction on the database holding the audit log: the metadata
