@@ -61,6 +61,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         max_delay=settings.batch_max_delay_ms / 1000,
         max_queue_rows=settings.batch_queue_rows,
         queue_timeout=settings.batch_queue_timeout,
+        writers=settings.batch_writers or app[METADATA].batch_writers,
     )
     batcher.start()
     app[BATCHER] = batcher

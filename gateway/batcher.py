@@ -13,6 +13,13 @@ load by themselves and an idle gateway adds no wait at all. ``max_delay`` (0 by 
 makes the writer linger that long after the oldest pending request for more rows to join,
 unless ``max_rows`` are pending earlier.
 
+``writers`` writer tasks (1 by default) may each have a transaction in flight: on a database
+server one transaction's statements run on one core, so a second writer keeps the server's
+other core busy while the first commits. Two batches in flight are not ordered against each
+other; nothing needs them to be: a request is answered only once its batch committed, so a
+client's next write always starts after its previous one is durable, and the store keeps
+each series' latest point by value, not by arrival.
+
 Failures stay with their request: validation happens before :meth:`submit`; the store
 reports per-request refusals (unknown run, changed param) without failing the others; and
 if the transaction itself fails, the batch is retried by halves until the culprit is alone.
@@ -89,43 +96,46 @@ class Batcher:
         max_delay: float = 0.0,
         max_queue_rows: int = 100_000,
         queue_timeout: float = 5.0,
+        writers: int = 1,
     ) -> None:
-        if max_rows < 1 or max_queue_rows < max_rows or max_delay < 0 or queue_timeout < 0:
+        if (max_rows < 1 or max_queue_rows < max_rows or max_delay < 0 or queue_timeout < 0
+                or writers < 1):
             raise ValueError("batcher limits must be positive and max_queue_rows >= max_rows")
         self._store = store
         self._max_rows = max_rows
         self._max_delay = max_delay
         self._max_queue_rows = max_queue_rows
         self._queue_timeout = queue_timeout
+        self._writer_count = writers
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
         self._arrived = asyncio.Event()  # something was queued
         self._room = asyncio.Event()  # rows left the queue
         self._closing = False
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: list[asyncio.Task[None]] = []
         self._figures = _Figures()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._run(), name="mlgate-batcher")
+        if not self._writers:
+            self._writers = [asyncio.create_task(self._run(), name=f"mlgate-batcher-{i}")
+                             for i in range(self._writer_count)]
 
     async def close(self) -> None:
         """Refuse new writes, commit everything queued, then stop the writer."""
         self._closing = True
         self._arrived.set()
         self._room.set()
-        if self._writer is not None:
-            await self._writer
-            self._writer = None
+        writers, self._writers = self._writers, []
+        await asyncio.gather(*writers)
 
     # -- the request side ----------------------------------------------------------------
 
     async def submit(self, write: RunWrite) -> None:
         """Return once ``write`` is committed; raise the store's refusal of it, or
         ``Unavailable`` / ``QueueFull``."""
-        if self._closing or self._writer is None:
+        if self._closing or not self._writers:
             raise errors.Unavailable("The server is shutting down; retry the request.")
         rows = max(1, write.rows)
         if not self._fits(rows):
@@ -169,6 +179,8 @@ class Batcher:
                 continue
             if self._max_delay and not self._closing:
                 await self._linger()
+                if not self._queue:  # another writer took it meanwhile
+                    continue
             batch = self._take()
             try:
                 await self._commit(batch)
@@ -180,7 +192,7 @@ class Batcher:
 
     async def _linger(self) -> None:
         deadline = self._queue[0].enqueued + self._max_delay
-        while self._queued_rows < self._max_rows and not self._closing:
+        while self._queue and self._queued_rows < self._max_rows and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -245,6 +257,7 @@ class Batcher:
             "max_queue_rows": self._max_queue_rows,
             "max_rows": self._max_rows,
             "max_delay_ms": self._max_delay * 1000,
+            "writers": self._writer_count,
             "requests": f.requests,
             "rows": f.rows,
             "batches": f.batches,

@@ -136,6 +136,10 @@ SETTINGS: tuple[Setting, ...] = (
             "write for more to join its transaction, unless batch_max_rows are pending "
             "first. 0: commit as soon as the previous commit is done (batches still grow "
             "under load).", _env("BATCH_MAX_DELAY_MS"), type=float),
+    Setting("batch_writers", 0, "Transactions the metric batcher may have in flight at once. "
+            "0: the store's choice: 1 on SQLite, which writes one transaction at a time; 2 "
+            "on PostgreSQL, whose server then works on two cores.", _env("BATCH_WRITERS"),
+            type=int),
     Setting("batch_queue_rows", 100_000, "Rows that may wait for the batcher; beyond it "
             "requests wait up to batch_queue_timeout, then get 503 with Retry-After.",
             _env("BATCH_QUEUE_ROWS"), type=int),
@@ -217,6 +221,7 @@ class Settings:
     sqlite_synchronous: str = "full"
     batch_max_rows: int = 5000
     batch_max_delay_ms: float = 0.0
+    batch_writers: int = 0
     batch_queue_rows: int = 100_000
     batch_queue_timeout: float = 5.0
     shutdown_timeout: float = 30.0
@@ -277,6 +282,8 @@ class Settings:
             raise ConfigError("--batch-max-rows: must be at least 1")
         if self.batch_queue_rows < self.batch_max_rows:
             raise ConfigError("--batch-queue-rows: must be at least --batch-max-rows")
+        if self.batch_writers < 0:
+            raise ConfigError("--batch-writers: must be 0 (the store's choice) or more")
         if self.batch_max_delay_ms < 0 or self.batch_queue_timeout < 0:
             raise ConfigError("--batch-max-delay-ms and --batch-queue-timeout must not be "
                               "negative")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from backends.errors import BackendError
 from backends.metadata.auth_base import AuthStore
@@ -40,6 +40,10 @@ __all__ = ["MetadataStore"]
 class MetadataStore(RegistryStore, AuthStore, ABC):
     """Experiments, runs and their data. Open with ``await store.open()`` (or ``async with``);
     whoever opens a store closes it with ``await store.aclose()``."""
+
+    #: How many :meth:`log_batches` calls the batcher should have in flight at once: more
+    #: than one only where concurrent transactions run in parallel (a database server).
+    batch_writers: ClassVar[int] = 1
 
     @classmethod
     @abstractmethod

@@ -155,6 +155,18 @@ def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) ->
     return False
 
 
+_RACE_TRIES = 3
+# deadlock_detected, serialization_failure, unique_violation.
+_RACE_STATES = frozenset({"40P01", "40001", "23505"})
+
+
+def _lost_race(exc: BaseException | None) -> bool:
+    """Whether ``exc`` means the transaction lost a race with a concurrent one, so that
+    trying it again (it was rolled back) would succeed."""
+    return isinstance(exc, UniqueViolation) or (
+        isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in _RACE_STATES)
+
+
 def _translate(exc: BaseException, raw: asyncpg.Connection | None = None) -> BaseException:
     """The :mod:`backends.errors` exception for a driver error; others are returned as is."""
     if isinstance(exc, errors.BackendError):
@@ -255,6 +267,9 @@ _LOG_METRICS = (
 class PostgresMetadataStore(SqlMetadataStore):
     _dialect = sql_search.POSTGRES
     _numbers_first_search = True
+    # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
+    # one server process 83% busy and the rest idle (~108k metrics/s); two, ~155k.
+    batch_writers = 2
 
     def __init__(
         self,
@@ -498,6 +513,25 @@ class PostgresMetadataStore(SqlMetadataStore):
     # -- writes ----------------------------------------------------------------------------
 
     async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
+        """One batch, tried again (up to three times in all) when its transaction lost a
+        race with a concurrent one: a deadlock, a serialization failure, or a param that
+        another transaction inserted after this one checked for it. The batch was rolled
+        back, so trying again is safe, and the next try sees the other write. The batcher
+        has two transactions in flight (``batch_writers``), and several gateways may share
+        the database, so such races happen in normal operation; without this, the whole
+        batch would get 503."""
+        for attempt in range(_RACE_TRIES):
+            try:
+                return await self._log_batches_once(writes)
+            except errors.Unavailable as exc:
+                if attempt + 1 == _RACE_TRIES or not _lost_race(exc.__cause__):
+                    raise
+                log.debug("a batch lost a race with a concurrent transaction; trying again")
+        raise AssertionError("unreachable")
+
+    async def _log_batches_once(
+        self, writes: Sequence[RunWrite]
+    ) -> list[errors.BackendError | None]:
         """Metric-only batches (the log-metric traffic) go to the database as one statement
         in its own implicit transaction: the run check, the series upsert and the point
         insert in one round trip instead of five (BEGIN, check, upsert, insert, COMMIT).

@@ -305,6 +305,36 @@ async def test_log_batches_answers_each_write(
     assert (await metadata_store.get_run(live)).metrics == (Metric("m", 2.0, 11, 2),)
 
 
+async def test_concurrent_log_batches_racing_for_the_same_rows(
+    metadata_store: MetadataStore,
+) -> None:
+    """Concurrent calls (the batcher's writers, or several gateways) writing the same params,
+    tags and series, each call naming the runs in a different order: every write is
+    stored, none is refused or failed for having lost a race with another call."""
+    runs = [await _run(metadata_store, f"race{i}") for i in range(4)]
+
+    def batch(i: int) -> list[RunWrite]:
+        order = runs[i % 4:] + runs[:i % 4]
+        if i % 2:
+            order.reverse()
+        return [RunWrite(r, (Metric("m", float(i), 100 + i, i), Metric("n", 1.0, 5, 0)),
+                         (Param(f"p{i % 5}", "same"),), (Tag("t", "x"), Tag(f"t{i % 3}", "y")))
+                for r in order]
+
+    for _ in range(3):  # rounds of 24 calls in flight at once
+        verdicts = await asyncio.gather(*(metadata_store.log_batches(batch(i))
+                                          for i in range(24)))
+        assert verdicts == [[None] * 4] * 24
+    for r in runs:
+        run = await metadata_store.get_run(r)
+        assert {p.key: p.value for p in run.params} == {f"p{k}": "same" for k in range(5)}
+        assert {t.key for t in run.tags} >= {"t", "t0", "t1", "t2"}
+        assert sorted(m.step for m in (await metadata_store.get_metric_history(r, "m")).items
+                      ) == list(range(24))
+        assert len((await metadata_store.get_metric_history(r, "n")).items) == 1
+        assert {m.key: m.step for m in run.metrics} == {"m": 23, "n": 0}
+
+
 async def test_duplicate_metric_points_stored_once(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     for _ in range(3):

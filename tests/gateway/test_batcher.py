@@ -257,6 +257,45 @@ async def test_linger_gathers_spaced_writes(store: MetadataStore) -> None:
     assert counting.calls[1:] == [5]
 
 
+@pytest.mark.parametrize("writers", [1, 2])
+async def test_writers_have_that_many_transactions_in_flight(
+    store: MetadataStore, writers: int
+) -> None:
+    [run] = await _runs(store, 1)
+    counting = _Counting(store)
+    counting.gate = asyncio.Event()
+    batcher = Batcher(counting, max_rows=10, writers=writers)
+    batcher.start()
+    try:
+        tasks = [asyncio.create_task(batcher.submit(
+            RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in range(50)]
+        await asyncio.sleep(0.05)
+        assert counting.calls == [10] * writers  # each writer took a batch; all blocked
+        counting.gate.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await batcher.close()
+    assert sum(counting.calls) == 50
+    assert sorted(p.step for p in await _history(store, run, "m")) == list(range(50))
+    assert batcher.stats()["writers"] == writers
+
+
+async def test_lingering_writers_leave_each_other_nothing_to_take(
+    store: MetadataStore,
+) -> None:
+    """Two writers linger for the same oldest write; the one that takes it leaves the
+    other an empty queue, which it must simply wait on again."""
+    [run] = await _runs(store, 1)
+    batcher = Batcher(store, max_delay=0.02, writers=2)
+    batcher.start()
+    try:
+        for i in range(5):
+            await batcher.submit(RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))
+    finally:
+        await batcher.close()
+    assert len(await _history(store, run, "m")) == 5
+
+
 async def test_a_200_means_readable(store: MetadataStore) -> None:
     [run] = await _runs(store, 1)
     batcher = Batcher(store)
@@ -288,7 +327,7 @@ async def test_identical_rows_are_stored_once(store: MetadataStore) -> None:
 
 def test_limits_are_checked() -> None:
     for kwargs in ({"max_rows": 0}, {"max_rows": 10, "max_queue_rows": 5},
-                   {"max_delay": -1.0}, {"queue_timeout": -1.0}):
+                   {"max_delay": -1.0}, {"queue_timeout": -1.0}, {"writers": 0}):
         with pytest.raises(ValueError):
             Batcher(None, **kwargs)  # type: ignore[arg-type]
 

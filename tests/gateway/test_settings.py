@@ -52,6 +52,7 @@ def test_settings_are_frozen() -> None:
         ({"batch_max_rows": 0}, "--batch-max-rows"),
         ({"batch_max_rows": 10, "batch_queue_rows": 5}, "--batch-queue-rows"),
         ({"batch_max_delay_ms": -1}, "must not be negative"),
+        ({"batch_writers": -1}, "--batch-writers"),
     ],
 )
 def test_bad_settings_fail_at_start(flags: dict[str, object], fragment: str) -> None:

@@ -263,6 +263,8 @@ def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result
         runs = _make_runs(server, 64)
         for _ in range(args.repeat):
             for name, what, clients in SCENARIOS:
+                if args.only and args.only not in what:
+                    continue
                 if what == "metric":
                     res = wrk_log_metric(server, runs, clients, args.duration)
                 else:
@@ -287,6 +289,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--stores", default="sqlite,postgres")
     ap.add_argument("--servers", default="hello,mlgate,stock")
+    ap.add_argument("--only", choices=("metric", "batch"),
+                    help="run only the log-metric or only the log-batch scenarios")
     ap.add_argument("--pg-dsn", default=os.environ.get(
         "MLGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--mlflow-bin", default=str(Path(sys.executable).parent / "mlflow"))
