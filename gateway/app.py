@@ -23,9 +23,11 @@ log = logging.getLogger("mlgate")
 
 def create_app(settings: Settings) -> web.Application:
     from gateway.routes import all_routes
+    from gateway.security import enforce
 
+    secured = settings.auth or settings.workspaces_enabled
     app = web.Application(
-        middlewares=[error_middleware, access_middleware],
+        middlewares=[error_middleware, enforce if secured else access_middleware],
         client_max_size=64 * 1024**2,  # JSON bodies; artifact uploads stream and are not capped
     )
     app[SETTINGS] = settings
@@ -33,7 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_batcher_ctx)  # cleaned up first: drains before the store closes
     if settings.serve_artifacts:
         app.cleanup_ctx.append(_artifacts_ctx)
-    if settings.auth or settings.workspaces_enabled:
+    if secured:
         app.cleanup_ctx.append(_security_ctx)
     install(app, all_routes())
     return app

