@@ -123,7 +123,7 @@ class Batcher:
                              for i in range(self._writer_count)]
 
     async def close(self) -> None:
-        """Refuse new writes, commit everything queued, then stop the writer."""
+        """Refuse new writes, commit everything queued, then stop the writers."""
         self._closing = True
         self._arrived.set()
         self._room.set()
