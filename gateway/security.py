@@ -563,22 +563,19 @@ class Security:
             return _Resolved(None)
         return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
 
-    def known_resolution(self, access: Access, request: web.Request,
+    def known_resolution(self, kind: ResourceKind, body: dict[str, Any], request: web.Request,
                          workspace: str) -> _Resolved | None:
-        """:meth:`resolve`'s cached answer for the run or logged model a POST names in its
-        JSON body (the metric-logging routes), when the body has been read; else None."""
-        body = request.get(_BODY)
-        if body is None or request.match_info or request.method != "POST":
+        """:meth:`resolve`'s cached answer for the run or logged model (``kind``, one of
+        ``_NAMED_IN_BODY``) that a POST names in its JSON ``body`` (the metric-logging
+        routes); else None."""
+        if request.match_info:
             return None
-        kind = access.resource
         if kind is ResourceKind.RUN:
             key = (_body_value(body, "run_id", "runId")
                    or _body_value(body, "run_uuid", "runUuid"))
             kname = "run"
-        elif kind is ResourceKind.LOGGED_MODEL:
-            key, kname = _body_value(body, "model_id", "modelId"), "logged_model"
         else:
-            return None
+            key, kname = _body_value(body, "model_id", "modelId"), "logged_model"
         return None if key is None else self._resolved.get((kname, key, workspace))
 
     async def may_read(self, request: web.Request, kind: ResourceKind, key: str) -> bool:
@@ -815,10 +812,12 @@ async def enforce(request: web.Request,
             raise MlflowError("Permission denied: the route declares no access rule.",
                               "PERMISSION_DENIED")
         return await handler(request)
+    resolved: _Resolved | None = None
     if request.method == "POST" and access.resource in _NAMED_IN_BODY:
-        await _body(request)  # so that known_resolution can answer from the cache
-    resolved = (sec.known_resolution(access, request, workspace)
-                or await sec.resolve(access, request, workspace))
+        resolved = sec.known_resolution(access.resource, await _body(request), request,
+                                        workspace)
+    if resolved is None:
+        resolved = await sec.resolve(access, request, workspace)
     if resolved.foreign:
         raise MlflowError(
             f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "

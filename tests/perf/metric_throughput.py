@@ -263,7 +263,7 @@ def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result
         runs = _make_runs(server, 64)
         for _ in range(args.repeat):
             for name, what, clients in SCENARIOS:
-                if args.only and args.only not in what:
+                if args.only and args.only != what:
                     continue
                 if what == "metric":
                     res = wrk_log_metric(server, runs, clients, args.duration)
