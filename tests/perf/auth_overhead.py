@@ -9,7 +9,9 @@ made through that server and dropped afterwards): one without auth,
 one with ``--auth``; the second is driven once with a team member's Basic credentials and
 once with the member's token, using the wrk Lua driver of ``metric_throughput.py`` plus an
 Authorization header. The modes take turns, each round starting with the next one.
-Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off.
+Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off;
+also the server's CPU time per request (from /proc) and auth off's relative to it: the
+gateway is CPU-bound under this load, so that ratio is what req/s tends to, with less noise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,8 +81,17 @@ def _runs(url: str, auth: str | None, n: int) -> list[str]:
                   auth)["run"]["info"]["run_id"] for _ in range(n)]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: int,
-         duration: float) -> Result:
+         duration: float, pid: int) -> tuple[Result, float]:
+    """wrk's figures and the server's CPU time per request in microseconds: the gateway is
+    CPU-bound under this load, so that is what auth adds, with less noise than req/s."""
+    cpu = _cpu_seconds(pid)
     lua = LUA % (",".join(f'"{r}"' for r in runs), API + "/runs/log-metric")
     if auth:
         lua = lua.replace('{["Content-Type"] = "application/json"}',
@@ -95,7 +107,8 @@ def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: in
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
     fail = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    return Result(rps, p50, p99, fail)
+    done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    return Result(rps, p50, p99, fail), (_cpu_seconds(pid) - cpu) * 1e6 / max(done, 1)
 
 
 def main() -> None:
@@ -119,21 +132,25 @@ def main() -> None:
             if db is not None:
                 asyncio.run(_drop_pg(args.pg, db))
     store = "postgresql" if args.pg else f"sqlite synchronous={args.sqlite_synchronous}"
-    base = sorted(r.rps for r in results["off"])[len(results["off"]) // 2]
+    base = sorted(r.rps for r, _ in results["off"])[len(results["off"]) // 2]
+    base_cpu = statistics.median(c for _, c in results["off"])
     print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
           f"{store} (medians)")
-    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7}")
+    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7} "
+          f"{'cpu us/req':>10} {'off/cpu':>8}")
     for mode, rs in results.items():
         if not rs:
             continue
-        mid = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
+        mid = sorted((r for r, _ in rs), key=lambda r: r.rps)[len(rs) // 2]
+        cpu = statistics.median(c for _, c in rs)
         print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
-              f"{sum(r.fail for r in rs):6d} {mid.rps / base:7.2f}")
+              f"{sum(r.fail for r, _ in rs):6d} {mid.rps / base:7.2f} {cpu:10.1f} "
+              f"{base_cpu / cpu:8.2f}")
 
 
 def _measure(args: argparse.Namespace, extra: list[str],
-             dbs: list[str | None]) -> dict[str, list[Result]]:
-    results: dict[str, list[Result]] = {"off": [], "basic": [], "token": []}
+             dbs: list[str | None]) -> dict[str, list[tuple[Result, float]]]:
+    results: dict[str, list[tuple[Result, float]]] = {"off": [], "basic": [], "token": []}
     with tempfile.TemporaryDirectory() as tmp:
         off_dir, on_dir = Path(tmp) / "off", Path(tmp) / "on"
         off_dir.mkdir()
@@ -152,17 +169,17 @@ def _measure(args: argparse.Namespace, extra: list[str],
                                       basic)["token"]
             off_runs = _runs(off_url, None, args.runs)
             on_runs = _runs(on_url, basic, args.runs)
-            modes = {"off": (off_url, off_dir, off_runs, None),
-                     "basic": (on_url, on_dir, on_runs, basic),
-                     "token": (on_url, on_dir, on_runs, token)}
+            modes = {"off": (off_url, off_dir, off_runs, None, off.pid),
+                     "basic": (on_url, on_dir, on_runs, basic, on.pid),
+                     "token": (on_url, on_dir, on_runs, token, on.pid)}
             order = [m for m in modes if m == "off" or m in args.modes.split(",")]
             for _ in range(args.repeat):
                 # Interleaved, so drift hits every mode alike, and in turn first: the first
                 # run of a round was measured ~5% slower than the others, whichever it was.
                 for mode in order:
-                    url, workdir, runs, auth = modes[mode]
+                    url, workdir, runs, auth, pid = modes[mode]
                     results[mode].append(_wrk(url, workdir, runs, auth, args.clients,
-                                              args.duration))
+                                              args.duration, pid))
                 order = order[1:] + order[:1]
         finally:
             _stop(off)
