@@ -213,6 +213,7 @@ class Security:
         self._touched: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.audit = AuditLog(store) if self.auth_on else None
+        self.plans: dict[web.AbstractRoute, _Plan] = {}  # filled by _plan
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -563,13 +564,11 @@ class Security:
             return _Resolved(None)
         return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
 
-    def known_resolution(self, kind: ResourceKind, body: dict[str, Any], request: web.Request,
+    def known_resolution(self, kind: ResourceKind, body: dict[str, Any],
                          workspace: str) -> _Resolved | None:
         """:meth:`resolve`'s cached answer for the run or logged model (``kind``, one of
-        ``_NAMED_IN_BODY``) that a POST names in its JSON ``body`` (the metric-logging
-        routes); else None."""
-        if request.match_info:
-            return None
+        ``_NAMED_IN_BODY``) that a POST to a route without URL parameters names in its JSON
+        ``body`` (the metric-logging routes); else None."""
         if kind is ResourceKind.RUN:
             key = (_body_value(body, "run_id", "runId")
                    or _body_value(body, "run_uuid", "runUuid"))
@@ -641,6 +640,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
     cached: dict[str, Any] | None = request.get(_BODY)
     if cached is not None:
         return cached  # read-only here; the handler parses into fresh objects
+    return await _read_body(request)
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    """:func:`_body` when nothing read it yet (:func:`enforce` reads first: a miss of the
+    request's mapping costs an exception inside aiohttp's ``get``)."""
     body: dict[str, Any] = {}
     if request.method != "GET" and request.body_exists:
         ctype = request.headers.get("Content-Type", "application/json")
@@ -724,35 +729,42 @@ _CREATOR_ROUTES = {"/experiments/create": "experiment", "/registered-models/crea
 class _Plan:
     """What :func:`enforce` needs to know of a route, computed once per route."""
 
+    access: Access | None  # as the route table declares it
     suffix: str  # the path without the 2.0 API prefixes
     label: str  # "METHOD suffix", the audit record's action
     public: bool  # no authentication
     exempt: bool  # no workspace selection (public routes, workspace CRUD)
     audited: bool
     after: bool  # _after_success has work: creator grants, renames, deletes
+    # a POST without URL parameters naming a run or logged model in its body, whose
+    # resolution enforce looks up with nothing to wait for (the metric-logging routes)
+    named_in_body: bool
 
 
-_PLANS: dict[web.AbstractRoute, _Plan] = {}
 _NAMED_IN_BODY = frozenset({ResourceKind.RUN, ResourceKind.LOGGED_MODEL})
 _AFTER_ROUTES = frozenset({*_CREATOR_ROUTES, "/registered-models/rename",
                            "/registered-models/delete"})
 
 
-def _plan(request: web.Request, access: Access | None) -> _Plan:
+def _plan(sec: Security, request: web.Request) -> _Plan:
+    """The route's plan, made and kept in ``sec.plans`` on the route's first request."""
     route = request.match_info.route
-    found = _PLANS.get(route)
+    found = sec.plans.get(route)
     if found is None:
+        access = declared_access(request)
         suffix = _compute_suffix(route)
         public = access is not None and access.resource is ResourceKind.PUBLIC
         audited = access is not None and (
             access.action is not Action.READ or access.writes
             or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
                 and "path" in request.match_info))
-        found = _PLANS[route] = _Plan(
-            suffix, f"{request.method} {suffix}", public,
+        found = sec.plans[route] = _Plan(
+            access, suffix, f"{request.method} {suffix}", public,
             public or suffix.startswith(("/api/3.0/mlflow/workspaces",
                                          "/ajax-api/3.0/mlflow/workspaces")),
-            audited, suffix in _AFTER_ROUTES)
+            audited, suffix in _AFTER_ROUTES,
+            access is not None and access.resource in _NAMED_IN_BODY
+            and request.method == "POST" and not request.match_info)
     return found
 
 
@@ -791,8 +803,8 @@ async def enforce(request: web.Request,
     if request.match_info.http_exception is not None:  # 404/405: no route to check
         return await handler(request)
     sec = request.app[SECURITY]
-    access = declared_access(request)
-    plan = _plan(request, access)
+    plan = sec.plans.get(request.match_info.route) or _plan(sec, request)
+    access = plan.access
     # The known_* lookups answer the common case without a coroutine each.
     workspace = DEFAULT_WORKSPACE if plan.exempt else (
         sec.known_workspace(request) or await sec.request_workspace(request))
@@ -813,9 +825,8 @@ async def enforce(request: web.Request,
                               "PERMISSION_DENIED")
         return await handler(request)
     resolved: _Resolved | None = None
-    if request.method == "POST" and access.resource in _NAMED_IN_BODY:
-        resolved = sec.known_resolution(access.resource, await _body(request), request,
-                                        workspace)
+    if plan.named_in_body:
+        resolved = sec.known_resolution(access.resource, await _read_body(request), workspace)
     if resolved is None:
         resolved = await sec.resolve(access, request, workspace)
     if resolved.foreign:

@@ -118,3 +118,20 @@ async def test_json_lines_are_one_object_per_record() -> None:
     lines = audit._json_lines(rows).split("\n")
     assert [orjson.loads(line) for line in lines] == [
         dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows]
+
+
+def test_json_lines_from_cached_parts_match_a_fresh_encoding(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated and new heads and tails, past the parts cache's size (it starts over), give
+    the same lines as encoding every record on its own."""
+    monkeypatch.setattr(audit, "_PARTS_MAX", 3)
+    monkeypatch.setattr(audit, "_heads", {})
+    monkeypatch.setattr(audit, "_tails", {})
+    rows: list[AuditRow] = [
+        (1_700_000_000_000 + i, f"user{i % 4}", "team-ä" if i % 3 else None,
+         "POST /runs/log-metric", "run", f'r"{i % 5}\\', "ok" if i % 2 else "denied",
+         200 if i % 2 else 403, "127.0.0.1" if i % 7 else None) for i in range(40)]
+    for _ in range(2):
+        assert audit._json_lines(rows).split("\n") == [
+            orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True))).decode() for row in rows]
+    assert 0 < len(audit._heads) <= 3 and 0 < len(audit._tails) <= 3
