@@ -100,6 +100,11 @@ class _TTLCache(Generic[K, V]):
         self._ttl, self._size = ttl, size
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
+    def peek(self, key: K) -> tuple[float, V] | None:
+        """(expiry on the monotonic clock, value) of a live entry, leaving its LRU place."""
+        item = self._data.get(key)
+        return None if item is None or item[0] < time.monotonic() else item
+
     def get(self, key: K) -> V | None:
         item = self._data.get(key)
         if item is None:
@@ -184,6 +189,12 @@ class _Resolved:
         default_factory=dict, compare=False, hash=False, repr=False)
 
 
+# Who a request was admitted as: (identity or None, workspace, what it names).
+_Admission = tuple[Identity | None, str, _Resolved]
+_MAX_PASSES = 10_000
+_PASS_BODY_MAX = 16 * 1024  # bytes: a log-metric body is ~100, a 100-metric log-batch ~10k
+
+
 class Security:
     """The per-process state of authentication and authorization."""
 
@@ -214,6 +225,11 @@ class Security:
         self._tasks: set[asyncio.Task[None]] = set()
         self.audit = AuditLog(store) if self.auth_on else None
         self.plans: dict[web.AbstractRoute, _Plan] = {}  # filled by _plan
+        # Admissions of metric-logging requests (see passed): _pass_key(...) -> ((identity,
+        # workspace, resolution), token, expiry, epoch). Every invalidation bumps the epoch.
+        self._passes: dict[tuple[Any, ...], tuple[_Admission, TokenRecord | None, float, int]]
+        self._passes = {}
+        self._epoch = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -241,6 +257,7 @@ class Security:
     # -- invalidation (called by the admin routes) ---------------------------------------
 
     def invalidate_user(self, user_id: int | None = None) -> None:
+        self._epoch += 1
         if user_id is None:
             self._identities.clear()
             self._tokens.clear()
@@ -251,20 +268,24 @@ class Security:
         self._credentials.drop(lambda k, v: v[0].user_id == user_id)
 
     def invalidate_token(self, token_id: str) -> None:
+        self._epoch += 1
         self._tokens.drop(lambda k, v: k == token_id)
         self._credentials.drop(lambda k, v: v[1] is not None and v[1].token_id == token_id)
 
     def invalidate_grants(self, resource_type: str, workspace: str, resource_id: str) -> None:
+        self._epoch += 1
         self._grants.drop(lambda k, v: k == (resource_type, workspace, resource_id))
         self._resolved.clear()
 
     def invalidate_workspaces(self) -> None:
+        self._epoch += 1
         self._workspaces.clear()
 
     def invalidate_roles(self) -> None:
         """A role, its users or its permissions changed: who holds what may change for any
         user and any resource of its workspace, so every derived entry goes (role changes
         are rare administration)."""
+        self._epoch += 1
         self._identities.clear()
         self._generation += 1  # cached credentials stay valid; their identity is reloaded
         self._grants.clear()
@@ -564,18 +585,51 @@ class Security:
             return _Resolved(None)
         return _Resolved(Resource(ResourceKind.SERVER, workspace))  # unknown kind: admins
 
-    def known_resolution(self, kind: ResourceKind, body: dict[str, Any],
+    def known_resolution(self, kind: ResourceKind, key: str | None,
                          workspace: str) -> _Resolved | None:
         """:meth:`resolve`'s cached answer for the run or logged model (``kind``, one of
-        ``_NAMED_IN_BODY``) that a POST to a route without URL parameters names in its JSON
-        ``body`` (the metric-logging routes); else None."""
-        if kind is ResourceKind.RUN:
-            key = (_body_value(body, "run_id", "runId")
-                   or _body_value(body, "run_uuid", "runUuid"))
-            kname = "run"
-        else:
-            key, kname = _body_value(body, "model_id", "modelId"), "logged_model"
+        ``_NAMED_IN_BODY``) whose id ``key`` a POST to a route without URL parameters names
+        in its JSON body (:func:`_named_in_body`: the metric-logging routes); else None."""
+        kname = "run" if kind is ResourceKind.RUN else "logged_model"
         return None if key is None else self._resolved.get((kname, key, workspace))
+
+    # -- admissions of metric-logging requests -------------------------------------------
+
+    def passed(self, key: tuple[Any, ...]) -> _Admission | None:
+        """What :func:`enforce` admitted a request with this key (:func:`_pass_key`) as,
+        if nothing it relied on changed since: no invalidation, none of the cached
+        credential, resolution and workspace it came from expired, the token still usable.
+        One lookup instead of the credential, workspace and resolution caches' three and
+        the decision's (the metric-logging routes carry most of a busy server's requests)."""
+        found = self._passes.get(key)
+        if found is None:
+            return None
+        admission, token, expires, epoch = found
+        if epoch != self._epoch or expires <= time.monotonic() or (
+                token is not None and not self._usable(token)):
+            del self._passes[key]
+            return None
+        return admission
+
+    def remember_pass(self, key: tuple[Any, ...], admission: _Admission) -> None:
+        """Keep an admission for :meth:`passed` until the first of the entries it came from
+        expires; not at all when any of them is not cached (``--auth-cache-seconds 0``)."""
+        identity, workspace, resolved = admission
+        credential = self._credentials.peek(key[1])
+        resolution = self._resolved.peek((resolved.resource_type or "", key[3], workspace))
+        if (credential is None or resolution is None or resolution[1] is not resolved
+                or credential[1][0] is not identity
+                or credential[1][2] != self._generation):
+            return
+        expires = min(credential[0], resolution[0])
+        if self.workspaces_on and workspace != DEFAULT_WORKSPACE:
+            known = self._workspaces.peek(workspace)
+            if known is None:
+                return
+            expires = min(expires, known[0])
+        if len(self._passes) >= _MAX_PASSES:
+            self._passes.clear()
+        self._passes[key] = (admission, credential[1][1], expires, self._epoch)
 
     async def may_read(self, request: web.Request, kind: ResourceKind, key: str) -> bool:
         """May the caller read a second resource the handler names (model-versions/create's
@@ -686,6 +740,15 @@ async def _field(request: web.Request, name: str) -> str | None:
     return _body_value(await _body(request), name, camel)
 
 
+def _named_in_body(kind: ResourceKind, body: dict[str, Any]) -> str | None:
+    """The run (``kind`` RUN) or logged model id a JSON body names, read as :meth:`resolve`
+    reads it through :func:`_field`."""
+    if kind is ResourceKind.RUN:
+        return (_body_value(body, "run_id", "runId")
+                or _body_value(body, "run_uuid", "runUuid"))
+    return _body_value(body, "model_id", "modelId")
+
+
 def _body_value(body: dict[str, Any], name: str, camel: str) -> str | None:
     for key in (name, camel):
         value = body.get(key)
@@ -725,9 +788,10 @@ _CREATOR_ROUTES = {"/experiments/create": "experiment", "/registered-models/crea
                    "registered_model"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Plan:
-    """What :func:`enforce` needs to know of a route, computed once per route."""
+    """What :func:`enforce` needs to know of a route, computed once per route. One per
+    route and Security, compared and hashed by identity (a part of the passes' keys)."""
 
     access: Access | None  # as the route table declares it
     suffix: str  # the path without the 2.0 API prefixes
@@ -804,47 +868,31 @@ async def enforce(request: web.Request,
         return await handler(request)
     sec = request.app[SECURITY]
     plan = sec.plans.get(request.match_info.route) or _plan(sec, request)
-    access = plan.access
-    # The known_* lookups answer the common case without a coroutine each.
-    workspace = DEFAULT_WORKSPACE if plan.exempt else (
-        sec.known_workspace(request) or await sec.request_workspace(request))
+    admitted: _Admission | None = None
+    pass_key: tuple[Any, ...] | None = None
+    # Only a small body is read before the caller is authenticated (an unknown caller's
+    # big one waits for the 401 unread, as on every other route).
+    length = request.content_length
+    if plan.named_in_body and sec.auth_on and length is not None and length <= _PASS_BODY_MAX:
+        assert plan.access is not None  # named_in_body says so
+        named = _named_in_body(plan.access.resource, await _read_body(request))
+        if named is not None:
+            headers = request.headers
+            pass_key = (plan, hashlib.sha256(headers.get("Authorization", "").encode()).digest(),
+                        headers.get(WORKSPACE_HEADER), named)
+            admitted = sec.passed(pass_key)
+    if admitted is None:
+        outcome = await _admit(sec, request, plan, pass_key)
+        if isinstance(outcome, web.StreamResponse):
+            return outcome
+        admitted = outcome
+    identity, workspace, resolved = admitted
     request[_WORKSPACE] = workspace
-    identity: Identity | None = None
-    if sec.auth_on and not plan.public:
-        try:
-            identity = (sec.known_identity(request)
-                        or await sec.authenticate(request, workspace))
-        except _Unauthenticated:
-            return _unauthenticated()
-        except _RateLimited as exc:
-            return _rate_limited(exc.retry_after)
+    if identity is not None:
         request[_IDENTITY] = identity
-    if access is None:  # a route nobody declared: administrators only
-        if identity is None or not identity.is_admin:
-            raise MlflowError("Permission denied: the route declares no access rule.",
-                              "PERMISSION_DENIED")
+    if not plan.audited or sec.audit is None:
         return await handler(request)
-    resolved: _Resolved | None = None
-    if plan.named_in_body:
-        resolved = sec.known_resolution(access.resource, await _read_body(request), workspace)
-    if resolved is None:
-        resolved = await sec.resolve(access, request, workspace)
-    if resolved.foreign:
-        raise MlflowError(
-            f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "
-            f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
     username = identity.username if identity else None
-    audited = plan.audited and sec.audit is not None
-    if sec.auth_on and not _allowed(sec, identity, access.action, resolved):
-        if audited:
-            sec._audit(request, username, workspace, plan.label, resolved.resource_type,
-                       resolved.resource_id, "denied", 403)
-        raise MlflowError(
-            f"Permission denied: {username} may not {access.action.value} this "
-            f"{(resolved.resource_type or access.resource.value).replace('_', ' ')}.",
-            "PERMISSION_DENIED")
-    if not audited:
-        return await handler(request)
     try:
         response = await handler(request)
     except BaseException as exc:
@@ -858,6 +906,55 @@ async def enforce(request: web.Request,
     sec._audit(request, username, workspace, plan.label, resolved.resource_type, resource_id,
                "ok" if response.status < 400 else "error", response.status)
     return response
+
+
+async def _admit(sec: Security, request: web.Request, plan: _Plan,
+                 pass_key: tuple[Any, ...] | None) -> _Admission | web.StreamResponse:
+    """Select the workspace, authenticate, resolve what the request names and check the
+    route's declared access: the admission, or the answer to give instead (401, 429);
+    raises MlflowError (403, 404). A metric-logging request's admission is kept under
+    ``pass_key`` (see :meth:`Security.passed`)."""
+    access = plan.access
+    # The known_* lookups answer the common case without a coroutine each.
+    workspace = DEFAULT_WORKSPACE if plan.exempt else (
+        sec.known_workspace(request) or await sec.request_workspace(request))
+    identity: Identity | None = None
+    if sec.auth_on and not plan.public:
+        try:
+            identity = (sec.known_identity(request)
+                        or await sec.authenticate(request, workspace))
+        except _Unauthenticated:
+            return _unauthenticated()
+        except _RateLimited as exc:
+            return _rate_limited(exc.retry_after)
+    if access is None:  # a route nobody declared: administrators only
+        if identity is None or not identity.is_admin:
+            raise MlflowError("Permission denied: the route declares no access rule.",
+                              "PERMISSION_DENIED")
+        return identity, workspace, _Resolved(None)
+    resolved: _Resolved | None = None
+    if plan.named_in_body:
+        resolved = sec.known_resolution(
+            access.resource, _named_in_body(access.resource, await _body(request)), workspace)
+    if resolved is None:
+        resolved = await sec.resolve(access, request, workspace)
+    if resolved.foreign:
+        raise MlflowError(
+            f"Could not find {resolved.resource_type} '{resolved.resource_id}' in workspace "
+            f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
+    if sec.auth_on and not _allowed(sec, identity, access.action, resolved):
+        username = identity.username if identity else None
+        if plan.audited and sec.audit is not None:
+            sec._audit(request, username, workspace, plan.label, resolved.resource_type,
+                       resolved.resource_id, "denied", 403)
+        raise MlflowError(
+            f"Permission denied: {username} may not {access.action.value} this "
+            f"{(resolved.resource_type or access.resource.value).replace('_', ' ')}.",
+            "PERMISSION_DENIED")
+    admission = (identity, workspace, resolved)
+    if pass_key is not None and resolved.resource is not None and not resolved.also:
+        sec.remember_pass(pass_key, admission)
+    return admission
 
 
 _MAX_DECISIONS = 64  # answers kept per cached resolution (identities x actions)

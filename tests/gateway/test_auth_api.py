@@ -847,6 +847,112 @@ async def test_cached_credentials_and_decisions_follow_changes(server: Server) -
     assert status == 403
 
 
+async def test_metric_logging_admissions_are_kept_until_something_changes(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric-logging request admitted once is admitted again from one lookup (no
+    credential, workspace or resolution lookups), but only for the same route, credential,
+    workspace header and run; any invalidation, or the expiry of what it came from, sends it
+    through the full check again."""
+    sec = server.app[SECURITY]
+    await server.add_user("fay")
+    await server.add_user("gus")
+    exp = (await server.ok("POST", f"{API}/experiments/create", "fay",
+                           {"name": "passes"}))["experiment_id"]
+    run = (await server.ok("POST", f"{API}/runs/create", "fay",
+                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    other = (await server.ok("POST", f"{API}/runs/create", "fay",
+                             {"experiment_id": exp}))["run"]["info"]["run_id"]
+    full_checks: list[str] = []
+    real_known_identity = sec.known_identity
+
+    def counting(request: web.Request) -> Any:
+        if request.path.endswith("/runs/log-metric"):
+            full_checks.append(request.headers.get("Authorization", ""))
+        return real_known_identity(request)
+
+    monkeypatch.setattr(sec, "known_identity", counting)
+
+    def metric(run_id: str, step: int) -> dict[str, Any]:
+        return {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 1, "step": step}
+
+    async def log(who: str | dict[str, str], run_id: str, workspace: str | None = None,
+                  ) -> int:
+        status, _ = await server.call("POST", f"{API}/runs/log-metric", who,
+                                      metric(run_id, len(full_checks)), workspace=workspace)
+        return status
+
+    assert await log("fay", run) == 200
+    assert len(full_checks) == 1 and len(sec._passes) == 1
+    for _ in range(3):
+        assert await log("fay", run) == 200
+    assert len(full_checks) == 1  # admitted from the pass
+    # Another run, another workspace header, another route, another user: checked in full.
+    assert await log("fay", other) == 200
+    assert await log("fay", run, workspace="default") == 200
+    status, _ = await server.call("POST", "/ajax-api/2.0/mlflow/runs/log-metric", "fay",
+                                  metric(run, 0))
+    assert status == 200
+    assert await log("gus", run) == 403
+    assert len(full_checks) == 5
+    assert await log("gus", run) == 403  # a refusal is not kept
+    assert len(full_checks) == 6 and len(sec._passes) == 4
+
+    # Kept no longer than the cached credential and resolution it came from.
+    key = next(k for k in sec._passes if k[3] == run and k[2] is None
+               and k[0].suffix == "/runs/log-metric" and "/ajax-api/" not in k[0].label)
+    _, _, expires, _ = sec._passes[key]
+    credential = sec._credentials.peek(key[1])
+    resolution = sec._resolved.peek(("run", run, "default"))
+    assert credential is not None and resolution is not None
+    assert expires == min(credential[0], resolution[0])
+    admission, token, _, epoch = sec._passes[key]
+    sec._passes[key] = (admission, token, 0.0, epoch)  # as if that time had come
+    assert await log("fay", run) == 200
+    assert len(full_checks) == 7
+    assert await log("fay", run) == 200
+    assert len(full_checks) == 7
+
+    # Any change of users, tokens, grants, workspaces or roles: checked in full once more.
+    await server.grant("gus", "experiment", exp, "EDIT")
+    assert await log("fay", run) == 200
+    assert await log("gus", run) == 200
+    assert len(full_checks) == 9
+    assert await log("gus", run) == 200
+    assert len(full_checks) == 9
+    await server.ok("POST", f"{API3}/users/permissions/revoke", body={
+        "username": "gus", "resource_type": "experiment", "resource_id": exp})
+    assert await log("gus", run) == 403
+
+    # A token's admission ends with the token.
+    token_text = await server.token("fay")
+    assert await log(bearer(token_text), run) == 200
+    assert await log(bearer(token_text), run) == 200
+    checks = len(full_checks)
+    parsed = hashing.parse_token(token_text)
+    assert parsed is not None
+    await server.ok("DELETE", f"/mlgate/v1/tokens/{parsed[0]}", "fay")
+    assert await log(bearer(token_text), run) == 401
+    assert len(full_checks) == checks + 1
+
+
+async def test_no_admissions_are_kept_without_caches(aiohttp_client: Any, store_uri: str,
+                                                     tmp_path: Path) -> None:
+    """``--auth-cache-seconds 0``: every request is checked in full."""
+    server = await _start(aiohttp_client, store_uri, tmp_path, auth_cache_seconds=0)
+    try:
+        await server.add_user("hal")
+        exp = (await server.ok("POST", f"{API}/experiments/create", "hal",
+                               {"name": "uncached"}))["experiment_id"]
+        run = (await server.ok("POST", f"{API}/runs/create", "hal",
+                               {"experiment_id": exp}))["run"]["info"]["run_id"]
+        for step in range(3):
+            await server.ok("POST", f"{API}/runs/log-metric", "hal", {
+                "run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": step})
+        assert server.app[SECURITY]._passes == {}
+    finally:
+        await server.client.close()
+
+
 async def test_concurrent_requests_verify_a_password_once(
         server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """When a credential is not (or no longer) cached, concurrent requests carrying it share
