@@ -596,19 +596,21 @@ class Security:
     # -- admissions of metric-logging requests -------------------------------------------
 
     def passed(self, key: tuple[Any, ...]) -> _Admission | None:
-        """What :func:`enforce` admitted a request with this key (:func:`_pass_key`) as,
-        if nothing it relied on changed since: no invalidation, none of the cached
-        credential, resolution and workspace it came from expired, the token still usable.
-        One lookup instead of the credential, workspace and resolution caches' three and
-        the decision's (the metric-logging routes carry most of a busy server's requests)."""
+        """What :func:`enforce` admitted a request with this key (route plan, SHA-256 of the
+        Authorization header, workspace header, run or logged model id) as, if nothing it
+        relied on changed since: no invalidation, and none of the cached credential,
+        resolution and workspace it came from, nor the token, expired. One lookup instead of
+        the credential, workspace and resolution caches' three and the decision's (the
+        metric-logging routes carry most of a busy server's requests)."""
         found = self._passes.get(key)
         if found is None:
             return None
         admission, token, expires, epoch = found
-        if epoch != self._epoch or expires <= time.monotonic() or (
-                token is not None and not self._usable(token)):
+        if epoch != self._epoch or expires <= time.monotonic():
             del self._passes[key]
             return None
+        if token is not None:
+            self._touch(token.token_id)  # its last-used time, once a minute
         return admission
 
     def remember_pass(self, key: tuple[Any, ...], admission: _Admission) -> None:
@@ -622,6 +624,12 @@ class Security:
                 or credential[1][2] != self._generation):
             return
         expires = min(credential[0], resolution[0])
+        token = credential[1][1]
+        # A revoked token was refused, and revoking it later invalidates: only its expiry
+        # remains to be kept (on the monotonic clock, as the rest).
+        if token is not None and token.expires_at is not None:
+            expires = min(expires, time.monotonic()
+                          + (token.expires_at - time.time() * 1000) / 1000)
         if self.workspaces_on and workspace != DEFAULT_WORKSPACE:
             known = self._workspaces.peek(workspace)
             if known is None:
@@ -629,7 +637,7 @@ class Security:
             expires = min(expires, known[0])
         if len(self._passes) >= _MAX_PASSES:
             self._passes.clear()
-        self._passes[key] = (admission, credential[1][1], expires, self._epoch)
+        self._passes[key] = (admission, token, expires, self._epoch)
 
     async def may_read(self, request: web.Request, kind: ResourceKind, key: str) -> bool:
         """May the caller read a second resource the handler names (model-versions/create's
