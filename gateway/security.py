@@ -225,8 +225,9 @@ class Security:
         self._tasks: set[asyncio.Task[None]] = set()
         self.audit = AuditLog(store) if self.auth_on else None
         self.plans: dict[web.AbstractRoute, _Plan] = {}  # filled by _plan
-        # Admissions of metric-logging requests (see passed): _pass_key(...) -> ((identity,
-        # workspace, resolution), token, expiry, epoch). Every invalidation bumps the epoch.
+        # Admissions of metric-logging requests (see passed): (plan, credential digest,
+        # workspace header, run or logged model id) -> ((identity, workspace, resolution),
+        # token, expiry, epoch). Every invalidation bumps the epoch.
         self._passes: dict[tuple[Any, ...], tuple[_Admission, TokenRecord | None, float, int]]
         self._passes = {}
         self._epoch = 0
