@@ -36,7 +36,10 @@ _LINGER = 0.25
 _SLICE = 3000
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Characters a text column may refuse: lone surrogates (not Unicode text: JSON and both
+# databases refuse them) and NUL (PostgreSQL's text refuses it; a failed login's user name
+# is whatever the client sent).
+_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 # A JSON line is '{"ts":<ts>,<head>,<tail>}'. The head (who, where, what) and the tail (how
 # it ended, from where) repeat across a busy server's records, so each distinct one is
 # encoded once and kept (up to _PARTS_MAX of each; then its cache starts over).
@@ -73,9 +76,9 @@ def _json_lines(rows: list[AuditRow]) -> str:
 
 
 def _clean(rows: list[AuditRow]) -> list[AuditRow]:
-    """The rows with every lone surrogate replaced by U+FFFD, which neither JSON nor the
-    database can store (a record that failed every insert would hold up all later ones)."""
-    return [tuple(_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v  # type: ignore[misc]
+    """The rows with every lone surrogate and NUL replaced by U+FFFD (see _UNSTORABLE): a
+    record that failed every insert would hold up all later ones."""
+    return [tuple(_UNSTORABLE.sub("\ufffd", v) if isinstance(v, str) else v  # type: ignore[misc]
                   for v in row) for row in rows]
 
 
@@ -138,7 +141,8 @@ class AuditLog:
                     try:
                         await self._store.append_audit(rows)
                     except Exception:
-                        # A lone surrogate (cleaned above only when JSON lines are made)?
+                        # A lone surrogate (cleaned above only when JSON lines are made) or a
+                        # NUL (PostgreSQL)?
                         clean = _clean(rows)
                         if clean == rows:
                             raise

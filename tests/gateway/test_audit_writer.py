@@ -135,3 +135,17 @@ def test_json_lines_from_cached_parts_match_a_fresh_encoding(
         assert audit._json_lines(rows).split("\n") == [
             orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True))).decode() for row in rows]
     assert 0 < len(audit._heads) <= 3 and 0 < len(audit._tails) <= 3
+
+
+async def test_a_nul_character_does_not_hold_up_the_log(store: MetadataStore) -> None:
+    """A failed login's user name is whatever the client sent, NUL included, which
+    PostgreSQL's text refuses: that record is stored with U+FFFD in its place there (as is on
+    SQLite), and the records after it are stored too instead of waiting behind it."""
+    log = AuditLog(store)
+    log.record((1, "eve\x00x", "default", "login", None, "r\x00", "failed", 401, None))
+    log.record(_row(2))
+    await log.flush()
+    stored = await store.query_audit()
+    first = (("eve\ufffdx", "r\ufffd") if "Postgres" in type(store).__name__
+             else ("eve\x00x", "r\x00"))
+    assert [(r.username, r.resource_id) for r in stored] == [first, ("alice", "r2")]
