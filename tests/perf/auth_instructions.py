@@ -1,0 +1,148 @@
+"""Instructions per log-metric request with authentication off, with HTTP Basic and with an
+API token, counted by valgrind's callgrind: a repeatable figure where req/s on a shared
+machine is not (these machines drift 10-25% between rounds of the same server).
+
+Run by hand (not collected by pytest); needs ``valgrind`` (Debian package)::
+
+    .venv/bin/python tests/perf/auth_instructions.py [--requests 2000] [--pg DSN]
+        [--modes off,basic,token]
+
+Each mode starts its own mlgate process under callgrind with instrumentation off, makes a
+team member, a token and 64 runs, sends 500 warm-up requests, then counts the instructions
+of ``--requests`` log-metric requests (16 concurrent aiohttp clients; the wait for the
+audit log's linger included). Prints instructions per request in all and on the serving
+thread (the event loop's: the one that bounds throughput; SQLite's audit inserts run on a
+thread of their own), and auth off's serving-thread count relative to each mode's. The
+count misses what a request costs in cache misses and in the database server's process,
+so it is the floor of auth's cost, not its measure in req/s (``auth_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from auth_overhead import ADMIN, API, PASSWORD, USER, _post, _runs
+from conftest import free_port
+from metric_throughput import _drop_pg, _fresh_pg, _wait_healthy
+
+
+def _start(workdir: Path, auth: bool, store_uri: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+           f"--callgrind-out-file={workdir}/cg.%p", sys.executable, "-m", "gateway", "serve",
+           "--port", str(port), "--backend-store-uri", store_uri,
+           "--artifacts-destination", str(workdir / "a"), "--sqlite-synchronous", "full"]
+    if auth:
+        cmd += ["--auth", "--admin-username", ADMIN]
+        env["MLGATE_ADMIN_PASSWORD"] = PASSWORD
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, proc, 300)
+    return proc, url
+
+
+async def _load(url: str, auth: str | None, runs: list[str], requests: int) -> None:
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = auth
+    sent = 0
+    async with aiohttp.ClientSession() as session:
+        async def client() -> None:
+            nonlocal sent
+            while sent < requests:
+                sent += 1
+                body = (f'{{"run_id":"{runs[sent % len(runs)]}","key":"loss","value":{sent},'
+                        f'"timestamp":{sent},"step":{sent}}}')
+                async with session.post(url + API + "/runs/log-metric", data=body,
+                                        headers=headers) as resp:
+                    if resp.status != 200:
+                        raise RuntimeError(f"{resp.status}: {await resp.text()}")
+                    await resp.read()
+
+        await asyncio.gather(*(client() for _ in range(16)))
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
+
+
+def measure(mode: str, store_uri: str | None, requests: int) -> tuple[float, float]:
+    """(instructions per request in all, on the serving thread)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        proc, url = _start(workdir, mode != "off", store_uri or f"sqlite:///{workdir / 'm.db'}")
+        try:
+            auth = None
+            if mode != "off":
+                admin = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
+                _post(url, API + "/users/create", {"username": USER, "password": PASSWORD},
+                      admin)
+                _post(url, "/mlgate/v1/teams/default/members", {"username": USER}, admin)
+                auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                runs = _runs(url, auth, 64)
+                if mode == "token":
+                    auth = "Bearer " + _post(url, "/mlgate/v1/tokens", {"name": "perf"},
+                                             auth)["token"]
+            else:
+                runs = _runs(url, None, 64)
+            asyncio.run(_load(url, auth, runs, 500))
+            time.sleep(0.5)
+            _control("-i", "on", str(proc.pid))
+            asyncio.run(_load(url, auth, runs, requests))
+            time.sleep(0.6)  # the audit log's linger (0.25 s) and its write
+            _control("-i", "off", str(proc.pid))
+            _control("-d", str(proc.pid))
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(120)
+        threads: dict[str, int] = {}
+        for part in workdir.glob("cg.*-*"):
+            found = re.search(r"^totals: (\d+)", part.read_text(), re.MULTILINE)
+            thread = part.name.rsplit("-", 1)[1]
+            threads[thread] = threads.get(thread, 0) + (int(found[1]) if found else 0)
+        return sum(threads.values()) / requests, threads.get("01", 0) / requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--modes", default="off,basic,token")
+    parser.add_argument("--pg", metavar="DSN", default=None,
+                        help="run on PostgreSQL: a fresh database per mode, made through this DSN")
+    args = parser.parse_args()
+    results: dict[str, tuple[float, float]] = {}
+    for mode in args.modes.split(","):
+        db = asyncio.run(_fresh_pg(args.pg)) if args.pg else None
+        try:
+            results[mode] = measure(mode, db, args.requests)
+        finally:
+            if db is not None:
+                asyncio.run(_drop_pg(args.pg, db))
+    print(f"log-metric, {args.requests} requests, {'postgresql' if args.pg else 'sqlite'}: "
+          "instructions per request")
+    print(f"{'mode':6} {'all':>9} {'serving':>9} {'off/mode':>9}")
+    base = results.get("off", (0.0, 0.0))[1]
+    for mode, (total, serving) in results.items():
+        ratio = f"{base / serving:9.3f}" if base else f"{'-':>9}"
+        print(f"{mode:6} {total:9.0f} {serving:9.0f} {ratio}")
+
+
+if __name__ == "__main__":
+    main()
