@@ -923,10 +923,12 @@ async def test_metric_logging_admissions_are_kept_until_something_changes(
         "username": "gus", "resource_type": "experiment", "resource_id": exp})
     assert await log("gus", run) == 403
 
-    # A token's admission ends with the token.
+    # A token's admission is kept too, and ends with the token.
     token_text = await server.token("fay")
+    checks = len(full_checks)
     assert await log(bearer(token_text), run) == 200
     assert await log(bearer(token_text), run) == 200
+    assert len(full_checks) == checks + 1
     checks = len(full_checks)
     parsed = hashing.parse_token(token_text)
     assert parsed is not None
