@@ -42,10 +42,13 @@ ADMIN, PASSWORD = "perf-admin", "perf-admin-password"
 USER = "perf-user"  # a member of the default team; same password
 
 
-def _start(workdir: Path, auth: bool, extra: list[str],
-           store_uri: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def _start(workdir: Path, auth: bool, extra: list[str], store_uri: str | None = None,
+           code: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """An mlgate process; ``code``: a checkout whose gateway/auth/backends it runs."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
+    if code:
+        env["PYTHONPATH"] = code
     cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
            "--backend-store-uri", store_uri or f"sqlite:///{workdir / 'm.db'}",
            "--artifacts-destination", str(workdir / "a"), *extra]
@@ -122,9 +125,15 @@ def main() -> None:
                         help="comma-separated: off, basic, token (off is always measured)")
     parser.add_argument("--pg", metavar="DSN", default=None,
                         help="run on PostgreSQL: fresh databases are made through this DSN")
+    parser.add_argument("--baseline", metavar="CHECKOUT", default=None,
+                        help="also measure auth on with the code of this checkout (e.g. `git "
+                             "worktree add /tmp/base <commit>`): modes basic@base, token@base")
     args = parser.parse_args()
     extra = ["--sqlite-synchronous", args.sqlite_synchronous]
-    dbs = [asyncio.run(_fresh_pg(args.pg)) for _ in range(2)] if args.pg else [None, None]
+    servers = 3 if args.baseline else 2
+    dbs: list[str | None] = [None] * servers
+    if args.pg:
+        dbs = [asyncio.run(_fresh_pg(args.pg)) for _ in range(servers)]
     try:
         results = _measure(args, extra, dbs)
     finally:
@@ -136,43 +145,42 @@ def main() -> None:
     base_cpu = statistics.median(c for _, c in results["off"])
     print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
           f"{store} (medians)")
-    print(f"{'mode':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7} "
+    print(f"{'mode':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7} "
           f"{'cpu us/req':>10} {'off/cpu':>8}")
     for mode, rs in results.items():
         if not rs:
             continue
         mid = sorted((r for r, _ in rs), key=lambda r: r.rps)[len(rs) // 2]
         cpu = statistics.median(c for _, c in rs)
-        print(f"{mode:6} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
+        print(f"{mode:10} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
               f"{sum(r.fail for r, _ in rs):6d} {mid.rps / base:7.2f} {cpu:10.1f} "
               f"{base_cpu / cpu:8.2f}")
 
 
 def _measure(args: argparse.Namespace, extra: list[str],
              dbs: list[str | None]) -> dict[str, list[tuple[Result, float]]]:
-    results: dict[str, list[tuple[Result, float]]] = {"off": [], "basic": [], "token": []}
+    results: dict[str, list[tuple[Result, float]]] = {}
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        off_dir, on_dir = Path(tmp) / "off", Path(tmp) / "on"
-        off_dir.mkdir()
-        on_dir.mkdir()
-        off, off_url = _start(off_dir, False, extra, dbs[0])
-        on, on_url = _start(on_dir, True, extra, dbs[1])
         try:
-            # A team member, not an administrator: the check then walks the grants (the
-            # member created the experiment, so holds MANAGE on it) as for any ML engineer.
-            admin = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
-            _post(on_url, API + "/users/create", {"username": USER, "password": PASSWORD},
-                  admin)
-            _post(on_url, "/mlgate/v1/teams/default/members", {"username": USER}, admin)
-            basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-            token = "Bearer " + _post(on_url, "/mlgate/v1/tokens", {"name": "perf"},
-                                      basic)["token"]
-            off_runs = _runs(off_url, None, args.runs)
-            on_runs = _runs(on_url, basic, args.runs)
-            modes = {"off": (off_url, off_dir, off_runs, None, off.pid),
-                     "basic": (on_url, on_dir, on_runs, basic, on.pid),
-                     "token": (on_url, on_dir, on_runs, token, on.pid)}
-            order = [m for m in modes if m == "off" or m in args.modes.split(",")]
+            off_dir = Path(tmp) / "off"
+            off_dir.mkdir()
+            off, off_url = _start(off_dir, False, extra, dbs[0])
+            procs.append(off)
+            modes: dict[str, tuple[str, Path, list[str], str | None, int]] = {
+                "off": (off_url, off_dir, _runs(off_url, None, args.runs), None, off.pid)}
+            for name, code, db in [("", None, dbs[1])] + (
+                    [("@base", args.baseline, dbs[2])] if args.baseline else []):
+                on_dir = Path(tmp) / f"on{name}"
+                on_dir.mkdir()
+                on, on_url = _start(on_dir, True, extra, db, code)
+                procs.append(on)
+                basic, token, on_runs = _member(on_url, args.runs)
+                modes[f"basic{name}"] = (on_url, on_dir, on_runs, basic, on.pid)
+                modes[f"token{name}"] = (on_url, on_dir, on_runs, token, on.pid)
+            order = [m for m in modes
+                     if m == "off" or m.split("@")[0] in args.modes.split(",")]
+            results = {m: [] for m in order}
             for _ in range(args.repeat):
                 # Interleaved, so drift hits every mode alike, and in turn first: the first
                 # run of a round was measured ~5% slower than the others, whichever it was.
@@ -182,9 +190,21 @@ def _measure(args: argparse.Namespace, extra: list[str],
                                               args.duration, pid))
                 order = order[1:] + order[:1]
         finally:
-            _stop(off)
-            _stop(on)
+            for proc in procs:
+                _stop(proc)
     return results
+
+
+def _member(url: str, runs: int) -> tuple[str, str, list[str]]:
+    """A team member's Basic header and token, and runs they created: the check then walks
+    the grants (the member holds MANAGE on the experiment) as for any ML engineer, not an
+    administrator's shortcut."""
+    admin = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
+    _post(url, API + "/users/create", {"username": USER, "password": PASSWORD}, admin)
+    _post(url, "/mlgate/v1/teams/default/members", {"username": USER}, admin)
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    token = "Bearer " + _post(url, "/mlgate/v1/tokens", {"name": "perf"}, basic)["token"]
+    return basic, token, _runs(url, basic, runs)
 
 
 if __name__ == "__main__":
