@@ -113,6 +113,18 @@ class Server:
             "username": user, "resource_type": rtype, "resource_id": rid,
             "permission": permission})
 
+    async def experiment(self, who: str, name: str, workspace: str | None = None) -> str:
+        """An experiment ``who`` creates (and so manages); its id."""
+        data = await self.ok("POST", f"{API}/experiments/create", who, {"name": name},
+                             workspace=workspace)
+        return str(data["experiment_id"])
+
+    async def run(self, who: str, experiment_id: str, workspace: str | None = None) -> str:
+        """A run ``who`` creates in the experiment; its id."""
+        data = await self.ok("POST", f"{API}/runs/create", who,
+                             {"experiment_id": experiment_id}, workspace=workspace)
+        return str(data["run"]["info"]["run_id"])
+
     async def token(self, user: str, **options: Any) -> str:
         data = await self.ok("POST", "/mlgate/v1/tokens", who=user, body=options)
         token: str = data["token"]
@@ -185,10 +197,8 @@ async def _matrix_world(server: Server) -> Fixture:
 async def _fill(server: Server, fx: Fixture) -> None:
     """Create the matrix's resources through the real handlers (before stubbing)."""
     fx.exp_name = "matrix"
-    fx.exp = (await server.ok("POST", f"{API}/experiments/create", "owner",
-                              {"name": fx.exp_name}))["experiment_id"]
-    fx.run = (await server.ok("POST", f"{API}/runs/create", "owner",
-                              {"experiment_id": fx.exp}))["run"]["info"]["run_id"]
+    fx.exp = await server.experiment("owner", fx.exp_name)
+    fx.run = await server.run("owner", fx.exp)
     fx.model_id = (await server.ok("POST", f"{API}/logged-models", "owner", {
         "experiment_id": fx.exp, "name": "m"}))["model"]["info"]["model_id"]
     fx.rm = "matrix-model"
@@ -368,8 +378,7 @@ async def test_401_carries_the_basic_challenge(server: Server) -> None:
 async def test_creator_gets_manage_and_others_nothing(server: Server) -> None:
     await server.add_user("alice")
     await server.add_user("bob")
-    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
-                           {"name": "a"}))["experiment_id"]
+    exp = await server.experiment("alice", "a")
     await server.ok("POST", f"{API}/experiments/delete", "alice", {"experiment_id": exp})
     await server.ok("POST", f"{API}/experiments/restore", "alice", {"experiment_id": exp})
     status, body = await server.call("GET", f"{API}/experiments/get", "bob",
@@ -392,20 +401,16 @@ async def test_model_version_needs_read_on_its_source(server: Server) -> None:
     version the caller cannot read (stock 3.17's validate_can_create_model_version)."""
     await server.add_user("alice")
     await server.add_user("bob")
-    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
-                           {"name": "alice-exp"}))["experiment_id"]
-    run = (await server.ok("POST", f"{API}/runs/create", "alice",
-                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    exp = await server.experiment("alice", "alice-exp")
+    run = await server.run("alice", exp)
     model = (await server.ok("POST", f"{API}/logged-models", "alice",
                              {"experiment_id": exp, "name": "lm"}))["model"]["info"]["model_id"]
     await server.ok("POST", f"{API}/registered-models/create", "alice", {"name": "alice-rm"})
     await server.ok("POST", f"{API}/model-versions/create", "alice", {
         "name": "alice-rm", "source": f"runs:/{run}/model", "run_id": run})
     await server.ok("POST", f"{API}/registered-models/create", "bob", {"name": "bob-rm"})
-    own_exp = (await server.ok("POST", f"{API}/experiments/create", "bob",
-                               {"name": "bob-exp"}))["experiment_id"]
-    own_run = (await server.ok("POST", f"{API}/runs/create", "bob",
-                               {"experiment_id": own_exp}))["run"]["info"]["run_id"]
+    own_exp = await server.experiment("bob", "bob-exp")
+    own_run = await server.run("bob", own_exp)
 
     def version(source: str, **ids: str) -> dict[str, str]:
         return {"name": "bob-rm", "source": source, **ids}
@@ -562,10 +567,8 @@ async def test_roles_grant_through_searches_and_point_routes(server: Server) -> 
     await server.add_user("viewer", team=None)
     exps = []
     for i in range(25):
-        exps.append((await server.ok("POST", f"{API}/experiments/create", "owner",
-                                     {"name": f"e{i:02}"}, workspace="team-a"))["experiment_id"])
-    runs = [(await server.ok("POST", f"{API}/runs/create", "owner", {"experiment_id": e},
-                             workspace="team-a"))["run"]["info"]["run_id"] for e in exps]
+        exps.append(await server.experiment("owner", f"e{i:02}", workspace="team-a"))
+    runs = [await server.run("owner", e, workspace="team-a") for e in exps]
     for name in ("*", "other"):
         await server.ok("POST", f"{API}/registered-models/create", "owner", {"name": name},
                         workspace="team-a")
@@ -636,8 +639,7 @@ async def test_who_may_manage_roles(server: Server) -> None:
     await server.add_user("member", team="team-a")
     await server.ok("POST", "/mlgate/v1/teams/team-a/members",
                     body={"username": "lead", "role": "manager"})
-    exp = (await server.ok("POST", f"{API}/experiments/create", "member", {"name": "x"},
-                           workspace="team-a"))["experiment_id"]
+    exp = await server.experiment("member", "x", workspace="team-a")
     body = {"name": "r", "workspace": "team-a"}
     role = (await server.ok("POST", f"{API3}/roles/create", "lead", body,
                             workspace="team-a"))["role"]
@@ -707,13 +709,10 @@ async def test_workspaces_isolate_teams(server: Server) -> None:
         await server.ok("POST", f"{API3}/workspaces", body={"name": team})
     await server.add_user("anna", team="team-a")
     await server.add_user("ben", team="team-b")
-    exp = (await server.ok("POST", f"{API}/experiments/create", "anna", {"name": "shared"},
-                           workspace="team-a"))["experiment_id"]
+    exp = await server.experiment("anna", "shared", workspace="team-a")
     # The same name is free in the other workspace.
-    await server.ok("POST", f"{API}/experiments/create", "ben", {"name": "shared"},
-                    workspace="team-b")
-    run = (await server.ok("POST", f"{API}/runs/create", "anna", {"experiment_id": exp},
-                           workspace="team-a"))["run"]["info"]["run_id"]
+    await server.experiment("ben", "shared", workspace="team-b")
+    run = await server.run("anna", exp, workspace="team-a")
     # Ben, in team-b, cannot see team-a's experiment (it is not in his workspace) ...
     status, body = await server.call("GET", f"{API}/experiments/get", "ben",
                                      query={"experiment_id": exp}, workspace="team-b")
@@ -737,10 +736,8 @@ async def test_workspaces_isolate_teams(server: Server) -> None:
 async def test_audit_one_record_per_action(server: Server) -> None:
     await server.add_user("alice")
     before = (await server.ok("GET", "/mlgate/v1/audit"))["records"]
-    exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
-                           {"name": "audited"}))["experiment_id"]
-    run = (await server.ok("POST", f"{API}/runs/create", "alice",
-                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    exp = await server.experiment("alice", "audited")
+    run = await server.run("alice", exp)
     await server.ok("POST", f"{API}/runs/log-metric", "alice", {
         "run_id": run, "key": "m", "value": 1.0, "timestamp": 1})
     await server.ok("GET", f"{API}/runs/get", "alice", query={"run_id": run})  # a read: none
@@ -779,12 +776,10 @@ async def test_every_run_of_a_bulk_request_is_checked(server: Server) -> None:
     await server.add_user("bob")
     runs = []
     for name in ("shared", "private"):
-        exp = (await server.ok("POST", f"{API}/experiments/create", "alice",
-                               {"name": name}))["experiment_id"]
+        exp = await server.experiment("alice", name)
         if name == "shared":
             await server.grant("bob", "experiment", exp, "READ")
-        runs.append((await server.ok("POST", f"{API}/runs/create", "alice",
-                                     {"experiment_id": exp}))["run"]["info"]["run_id"])
+        runs.append(await server.run("alice", exp))
     bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
     resp = await server.client.get(bulk, params=[("run_id", runs[0]), ("metric_key", "m")],
                                    headers=server.headers["bob"])
@@ -801,10 +796,8 @@ async def test_cached_credentials_and_decisions_follow_changes(server: Server) -
     soon as the token is revoked or expires, the password changes or the grant goes."""
     await server.add_user("carol")
     await server.add_user("dave")
-    exp = (await server.ok("POST", f"{API}/experiments/create", "carol",
-                           {"name": "cached"}))["experiment_id"]
-    run = (await server.ok("POST", f"{API}/runs/create", "carol",
-                           {"experiment_id": exp}))["run"]["info"]["run_id"]
+    exp = await server.experiment("carol", "cached")
+    run = await server.run("carol", exp)
     metric = {"run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": 0}
 
     token = await server.token("carol")
@@ -856,12 +849,9 @@ async def test_metric_logging_admissions_are_kept_until_something_changes(
     sec = server.app[SECURITY]
     await server.add_user("fay")
     await server.add_user("gus")
-    exp = (await server.ok("POST", f"{API}/experiments/create", "fay",
-                           {"name": "passes"}))["experiment_id"]
-    run = (await server.ok("POST", f"{API}/runs/create", "fay",
-                           {"experiment_id": exp}))["run"]["info"]["run_id"]
-    other = (await server.ok("POST", f"{API}/runs/create", "fay",
-                             {"experiment_id": exp}))["run"]["info"]["run_id"]
+    exp = await server.experiment("fay", "passes")
+    run = await server.run("fay", exp)
+    other = await server.run("fay", exp)
     full_checks: list[str] = []
     real_known_identity = sec.known_identity
 
@@ -943,10 +933,8 @@ async def test_no_admissions_are_kept_without_caches(aiohttp_client: Any, store_
     server = await _start(aiohttp_client, store_uri, tmp_path, auth_cache_seconds=0)
     try:
         await server.add_user("hal")
-        exp = (await server.ok("POST", f"{API}/experiments/create", "hal",
-                               {"name": "uncached"}))["experiment_id"]
-        run = (await server.ok("POST", f"{API}/runs/create", "hal",
-                               {"experiment_id": exp}))["run"]["info"]["run_id"]
+        exp = await server.experiment("hal", "uncached")
+        run = await server.run("hal", exp)
         for step in range(3):
             await server.ok("POST", f"{API}/runs/log-metric", "hal", {
                 "run_id": run, "key": "m", "value": 1.0, "timestamp": 1, "step": step})
