@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import re
 import signal
@@ -35,27 +34,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from auth_overhead import ADMIN, API, PASSWORD, USER, _post, _runs
-from conftest import free_port
-from metric_throughput import _drop_pg, _fresh_pg, _wait_healthy
-
-
-def _start(workdir: Path, auth: bool, store_uri: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-           f"--callgrind-out-file={workdir}/cg.%p", sys.executable, "-m", "gateway", "serve",
-           "--port", str(port), "--backend-store-uri", store_uri,
-           "--artifacts-destination", str(workdir / "a"), "--sqlite-synchronous", "full"]
-    if auth:
-        cmd += ["--auth", "--admin-username", ADMIN]
-        env["MLGATE_ADMIN_PASSWORD"] = PASSWORD
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, proc, 300)
-    return proc, url
+from auth_overhead import API, _member, _runs, _start
+from metric_throughput import _drop_pg, _fresh_pg
 
 
 async def _load(url: str, auth: str | None, runs: list[str], requests: int) -> None:
@@ -87,21 +67,18 @@ def measure(mode: str, store_uri: str | None, requests: int) -> tuple[float, flo
     """(instructions per request in all, on the serving thread)."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        proc, url = _start(workdir, mode != "off", store_uri or f"sqlite:///{workdir / 'm.db'}")
+        proc, url = _start(
+            workdir, mode != "off", ["--sqlite-synchronous", "full"], store_uri,
+            wrapper=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                     "--separate-threads=yes", f"--callgrind-out-file={workdir}/cg.%p"],
+            timeout=300)
         try:
             auth = None
-            if mode != "off":
-                admin = "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
-                _post(url, API + "/users/create", {"username": USER, "password": PASSWORD},
-                      admin)
-                _post(url, "/mlgate/v1/teams/default/members", {"username": USER}, admin)
-                auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-                runs = _runs(url, auth, 64)
-                if mode == "token":
-                    auth = "Bearer " + _post(url, "/mlgate/v1/tokens", {"name": "perf"},
-                                             auth)["token"]
-            else:
+            if mode == "off":
                 runs = _runs(url, None, 64)
+            else:
+                basic, token, runs = _member(url, 64)
+                auth = token if mode == "token" else basic
             asyncio.run(_load(url, auth, runs, 500))
             time.sleep(0.5)
             _control("-i", "on", str(proc.pid))

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,15 @@ USER = "perf-user"  # a member of the default team; same password
 
 
 def _start(workdir: Path, auth: bool, extra: list[str], store_uri: str | None = None,
-           code: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """An mlgate process; ``code``: a checkout whose gateway/auth/backends it runs."""
+           code: str | None = None, wrapper: Sequence[str] = (),
+           timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+    """An mlgate process; ``code``: a checkout whose gateway/auth/backends it runs;
+    ``wrapper``: a command that runs it (valgrind, in auth_instructions.py)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGATE_"))}
     if code:
         env["PYTHONPATH"] = code
-    cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
+    cmd = [*wrapper, sys.executable, "-m", "gateway", "serve", "--port", str(port),
            "--backend-store-uri", store_uri or f"sqlite:///{workdir / 'm.db'}",
            "--artifacts-destination", str(workdir / "a"), *extra]
     if auth:
@@ -59,7 +62,7 @@ def _start(workdir: Path, auth: bool, extra: list[str], store_uri: str | None = 
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, proc, 60)
+    _wait_healthy(url, proc, timeout)
     return proc, url
 
 
