@@ -40,24 +40,21 @@ _SLICE = 3000
 # databases refuse them) and NUL (PostgreSQL's text refuses it; a failed login's user name
 # is whatever the client sent).
 _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
-# A JSON line is '{"ts":<ts>,<head>,<tail>}'. The head (who, where, what) and the tail (how
-# it ended, from where) repeat across a busy server's records, so each distinct one is
-# encoded once and kept (up to _PARTS_MAX of each; then its cache starts over).
-_HEAD = AUDIT_FIELDS[1:6]  # username, workspace, action, resource_type, resource_id
-_TAIL = AUDIT_FIELDS[6:]  # outcome, status, client_address
+# A JSON line is '{"ts":<ts>,<rest>}'. The rest (who, where, what, how it ended, from
+# where) repeats across a busy server's records, so each distinct one is encoded once and
+# kept (up to _PARTS_MAX; then the cache starts over).
+_REST = AUDIT_FIELDS[1:]
 _PARTS_MAX = 4096
-_heads: dict[tuple[Any, ...], str] = {}
-_tails: dict[tuple[Any, ...], str] = {}
+_rests: dict[tuple[Any, ...], str] = {}
 
 
-def _part(cache: dict[tuple[Any, ...], str], names: tuple[str, ...],
-          values: tuple[Any, ...]) -> str:
-    """``"name":value,...`` for these fields, encoded by orjson (which raises
-    ``orjson.JSONEncodeError`` for a lone surrogate) and kept in ``cache``."""
-    text = orjson.dumps(dict(zip(names, values, strict=True))).decode()[1:-1]
-    if len(cache) >= _PARTS_MAX:
-        cache.clear()
-    cache[values] = text
+def _rest(values: tuple[Any, ...]) -> str:
+    """``"name":value,...`` for the fields after ``ts``, encoded by orjson (which raises
+    ``orjson.JSONEncodeError`` for a lone surrogate) and kept."""
+    text = orjson.dumps(dict(zip(_REST, values, strict=True))).decode()[1:-1]
+    if len(_rests) >= _PARTS_MAX:
+        _rests.clear()
+    _rests[values] = text
     return text
 
 
@@ -67,12 +64,12 @@ def _json_lines(rows: list[AuditRow]) -> str:
     string that is not Unicode text (a lone surrogate): see :func:`_clean`.
 
     Instructions per row on the serving thread under load (callgrind, log-metric with Basic
-    auth): one orjson call over the batch's dicts, split into lines, 10.6k; the cached parts
-    5.5k (in a hot loop 0.57 us a row against 1.35)."""
-    heads, tails = _heads, _tails
-    return "\n".join([
-        f'{{"ts":{row[0]},{heads.get(row[1:6]) or _part(heads, _HEAD, row[1:6])},'
-        f'{tails.get(row[6:]) or _part(tails, _TAIL, row[6:])}}}' for row in rows])
+    auth): one orjson call over the batch's dicts, split into lines, 10.6k; cached head and
+    tail parts 5.5k. One cached rest in their place: 0.29 us a row in a hot loop against
+    0.42 for head and tail (3,000 log-metric rows)."""
+    rests = _rests
+    return "\n".join([f'{{"ts":{row[0]},{rests.get(row[1:]) or _rest(row[1:])}}}'
+                      for row in rows])
 
 
 def _clean(rows: list[AuditRow]) -> list[AuditRow]:

@@ -86,6 +86,8 @@ async def test_every_field_comes_back_as_recorded(store: MetadataStore) -> None:
         (2**53 + 1, "bob", None, "login", None, None, "failed", 401, None),
         (5, 'é "quoted" },{"ts": 1 \n\\', "ü", "GET /x", "artifact", "a/b c.txt", "denied",
          None, "::1"),
+        # what PostgreSQL's COPY text format would escape or read as NULL or end of data
+        (6, "tab\there", "cr\rlf\r\n", "\\N", "\\.", "\\", "", 0, "\\\\N\t\\."),
     ]
     await store.append_audit(rows)
     got = await store.query_audit(username=None)
@@ -122,11 +124,10 @@ async def test_json_lines_are_one_object_per_record() -> None:
 
 def test_json_lines_from_cached_parts_match_a_fresh_encoding(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Repeated and new heads and tails, past the parts cache's size (it starts over), give
-    the same lines as encoding every record on its own."""
+    """Repeated and new rests, past the parts cache's size (it starts over), give the same
+    lines as encoding every record on its own."""
     monkeypatch.setattr(audit, "_PARTS_MAX", 3)
-    monkeypatch.setattr(audit, "_heads", {})
-    monkeypatch.setattr(audit, "_tails", {})
+    monkeypatch.setattr(audit, "_rests", {})
     rows: list[AuditRow] = [
         (1_700_000_000_000 + i, f"user{i % 4}", "team-ä" if i % 3 else None,
          "POST /runs/log-metric", "run", f'r"{i % 5}\\', "ok" if i % 2 else "denied",
@@ -134,7 +135,7 @@ def test_json_lines_from_cached_parts_match_a_fresh_encoding(
     for _ in range(2):
         assert audit._json_lines(rows).split("\n") == [
             orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True))).decode() for row in rows]
-    assert 0 < len(audit._heads) <= 3 and 0 < len(audit._tails) <= 3
+    assert 0 < len(audit._rests) <= 3
 
 
 async def test_a_nul_character_does_not_hold_up_the_log(store: MetadataStore) -> None:

@@ -5,7 +5,7 @@ machine is not (these machines drift 10-25% between rounds of the same server).
 Run by hand (not collected by pytest); needs ``valgrind`` (Debian package)::
 
     .venv/bin/python tests/perf/auth_instructions.py [--requests 2000] [--pg DSN]
-        [--modes off,basic,token]
+        [--modes off,basic,token] [--keep DIR]
 
 Each mode starts its own mlgate process under callgrind with instrumentation off, makes a
 team member, a token and 64 runs, sends 500 warm-up requests, then counts the instructions
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,8 +64,10 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
 
 
-def measure(mode: str, store_uri: str | None, requests: int) -> tuple[float, float]:
-    """(instructions per request in all, on the serving thread)."""
+def measure(mode: str, store_uri: str | None, requests: int,
+            keep: Path | None = None) -> tuple[float, float]:
+    """(instructions per request in all, on the serving thread); ``keep``: a folder to copy
+    the serving thread's callgrind profile to, as ``<mode>.cg`` (for callgrind_annotate)."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         proc, url = _start(
@@ -94,6 +97,8 @@ def measure(mode: str, store_uri: str | None, requests: int) -> tuple[float, flo
             found = re.search(r"^totals: (\d+)", part.read_text(), re.MULTILINE)
             thread = part.name.rsplit("-", 1)[1]
             threads[thread] = threads.get(thread, 0) + (int(found[1]) if found else 0)
+            if keep is not None and thread == "01" and found:
+                shutil.copy(part, keep / f"{mode}.cg")
         return sum(threads.values()) / requests, threads.get("01", 0) / requests
 
 
@@ -103,12 +108,14 @@ def main() -> None:
     parser.add_argument("--modes", default="off,basic,token")
     parser.add_argument("--pg", metavar="DSN", default=None,
                         help="run on PostgreSQL: a fresh database per mode, made through this DSN")
+    parser.add_argument("--keep", metavar="DIR", type=Path, default=None,
+                        help="copy each mode's serving-thread profile to DIR/<mode>.cg")
     args = parser.parse_args()
     results: dict[str, tuple[float, float]] = {}
     for mode in args.modes.split(","):
         db = asyncio.run(_fresh_pg(args.pg)) if args.pg else None
         try:
-            results[mode] = measure(mode, db, args.requests)
+            results[mode] = measure(mode, db, args.requests, args.keep)
         finally:
             if db is not None:
                 asyncio.run(_drop_pg(args.pg, db))

@@ -11,7 +11,10 @@ once with the member's token, using the wrk Lua driver of ``metric_throughput.py
 Authorization header. The modes take turns, each round starting with the next one.
 Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off;
 also the server's CPU time per request (from /proc) and auth off's relative to it: the
-gateway is CPU-bound under this load, so that ratio is what req/s tends to, with less noise.
+gateway is CPU-bound under this load, so that ratio is what req/s tends to, with less noise;
+the gateway's busy share (CPU seconds per second: below 100% it waits, for the database
+mostly), PostgreSQL's CPU time per request (all its processes; 0 on SQLite) and the
+machine's idle share during the run.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -93,11 +96,39 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_cpu_seconds() -> float:
+    """CPU time used so far by every PostgreSQL server process on the machine (the other
+    databases' backends are idle during a run)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if (stat.parent / "comm").read_text().strip() == "postgres":
+                total += _cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def _idle_seconds() -> float:
+    """The machine's idle time so far, summed over its CPUs (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class Sample(NamedTuple):
+    result: Result
+    cpu_us: float  # the gateway's CPU time per request
+    db_us: float  # PostgreSQL's CPU time per request (all its processes)
+    idle: float  # the machine's idle share, 0..1
+
+
 def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: int,
-         duration: float, pid: int) -> tuple[Result, float]:
+         duration: float, pid: int) -> Sample:
     """wrk's figures and the server's CPU time per request in microseconds: the gateway is
-    CPU-bound under this load, so that is what auth adds, with less noise than req/s."""
-    cpu = _cpu_seconds(pid)
+    CPU-bound under this load, so that is what auth adds, with less noise than req/s; also
+    the database's CPU per request and how idle the machine was."""
+    cpu, db, idle, start = _cpu_seconds(pid), _postgres_cpu_seconds(), _idle_seconds(), \
+        time.monotonic()
     lua = LUA % (",".join(f'"{r}"' for r in runs), API + "/runs/log-metric")
     if auth:
         lua = lua.replace('{["Content-Type"] = "application/json"}',
@@ -114,7 +145,11 @@ def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: in
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
     fail = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-    return Result(rps, p50, p99, fail), (_cpu_seconds(pid) - cpu) * 1e6 / max(done, 1)
+    elapsed = time.monotonic() - start
+    per = 1e6 / max(done, 1)
+    return Sample(Result(rps, p50, p99, fail), (_cpu_seconds(pid) - cpu) * per,
+                  (_postgres_cpu_seconds() - db) * per,
+                  (_idle_seconds() - idle) / (elapsed * (os.cpu_count() or 1)))
 
 
 def main() -> None:
@@ -144,25 +179,28 @@ def main() -> None:
             if db is not None:
                 asyncio.run(_drop_pg(args.pg, db))
     store = "postgresql" if args.pg else f"sqlite synchronous={args.sqlite_synchronous}"
-    base = sorted(r.rps for r, _ in results["off"])[len(results["off"]) // 2]
-    base_cpu = statistics.median(c for _, c in results["off"])
+    base = sorted(s.result.rps for s in results["off"])[len(results["off"]) // 2]
+    base_cpu = statistics.median(s.cpu_us for s in results["off"])
     print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
           f"{store} (medians)")
     print(f"{'mode':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7} "
-          f"{'cpu us/req':>10} {'off/cpu':>8}")
+          f"{'cpu us/req':>10} {'off/cpu':>8} {'busy':>5} {'db us/req':>9} {'idle':>5}")
     for mode, rs in results.items():
         if not rs:
             continue
-        mid = sorted((r for r, _ in rs), key=lambda r: r.rps)[len(rs) // 2]
-        cpu = statistics.median(c for _, c in rs)
+        mid = sorted((s.result for s in rs), key=lambda r: r.rps)[len(rs) // 2]
+        cpu = statistics.median(s.cpu_us for s in rs)
+        db = statistics.median(s.db_us for s in rs)
+        idle = statistics.median(s.idle for s in rs)
+        busy = statistics.median(s.cpu_us * s.result.rps / 1e6 for s in rs)
         print(f"{mode:10} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
-              f"{sum(r.fail for r, _ in rs):6d} {mid.rps / base:7.2f} {cpu:10.1f} "
-              f"{base_cpu / cpu:8.2f}")
+              f"{sum(s.result.fail for s in rs):6d} {mid.rps / base:7.2f} {cpu:10.1f} "
+              f"{base_cpu / cpu:8.2f} {busy:5.0%} {db:9.1f} {idle:5.0%}")
 
 
 def _measure(args: argparse.Namespace, extra: list[str],
-             dbs: list[str | None]) -> dict[str, list[tuple[Result, float]]]:
-    results: dict[str, list[tuple[Result, float]]] = {}
+             dbs: list[str | None]) -> dict[str, list[Sample]]:
+    results: dict[str, list[Sample]] = {}
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
