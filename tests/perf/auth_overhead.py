@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -163,6 +164,10 @@ def main() -> None:
                         help="comma-separated: off, basic, token (off is always measured)")
     parser.add_argument("--pg", metavar="DSN", default=None,
                         help="run on PostgreSQL: fresh databases are made through this DSN")
+    parser.add_argument("--together", action="store_true",
+                        help="run each mode at the same time as auth off (two wrk at once) "
+                             "instead of in turn; 'vs off' is then the median of the pairs' "
+                             "ratios, and 'db us/req' and 'idle' are the pair's")
     parser.add_argument("--baseline", metavar="CHECKOUT", default=None,
                         help="also measure auth on with the code of this checkout (e.g. `git "
                              "worktree add /tmp/base <commit>`): modes basic@base, token@base")
@@ -173,7 +178,7 @@ def main() -> None:
     if args.pg:
         dbs = [asyncio.run(_fresh_pg(args.pg)) for _ in range(servers)]
     try:
-        results = _measure(args, extra, dbs)
+        results, paired = _measure(args, extra, dbs)
     finally:
         for db in dbs:
             if db is not None:
@@ -182,7 +187,7 @@ def main() -> None:
     base = sorted(s.result.rps for s in results["off"])[len(results["off"]) // 2]
     base_cpu = statistics.median(s.cpu_us for s in results["off"])
     print(f"log-metric, {args.clients} clients, {args.duration:.0f} s x {args.repeat}, "
-          f"{store} (medians)")
+          f"{store}{', each mode beside auth off' if args.together else ''} (medians)")
     print(f"{'mode':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'fail':>6} {'vs off':>7} "
           f"{'cpu us/req':>10} {'off/cpu':>8} {'busy':>5} {'db us/req':>9} {'idle':>5}")
     for mode, rs in results.items():
@@ -193,13 +198,17 @@ def main() -> None:
         db = statistics.median(s.db_us for s in rs)
         idle = statistics.median(s.idle for s in rs)
         busy = statistics.median(s.cpu_us * s.result.rps / 1e6 for s in rs)
+        ratio = statistics.median(paired[mode]) if paired.get(mode) else mid.rps / base
         print(f"{mode:10} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
-              f"{sum(s.result.fail for s in rs):6d} {mid.rps / base:7.2f} {cpu:10.1f} "
+              f"{sum(s.result.fail for s in rs):6d} {ratio:7.2f} {cpu:10.1f} "
               f"{base_cpu / cpu:8.2f} {busy:5.0%} {db:9.1f} {idle:5.0%}")
+    for mode, ratios in paired.items():
+        if ratios:
+            print(f"{mode} beside off, each pair: " + " ".join(f"{r:.2f}" for r in ratios))
 
 
 def _measure(args: argparse.Namespace, extra: list[str],
-             dbs: list[str | None]) -> dict[str, list[Sample]]:
+             dbs: list[str | None]) -> tuple[dict[str, list[Sample]], dict[str, list[float]]]:
     results: dict[str, list[Sample]] = {}
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,18 +231,32 @@ def _measure(args: argparse.Namespace, extra: list[str],
             order = [m for m in modes
                      if m == "off" or m.split("@")[0] in args.modes.split(",")]
             results = {m: [] for m in order}
+            paired: dict[str, list[float]] = {m: [] for m in order if m != "off"}
+
+            def wrk(mode: str) -> Sample:
+                url, workdir, runs, auth, pid = modes[mode]
+                return _wrk(url, workdir, runs, auth, args.clients, args.duration, pid)
+
             for _ in range(args.repeat):
+                if args.together:
+                    # Each mode beside auth off, at the same time: the machine's drift hits
+                    # both alike, and the two CPU-bound gateways get about equal CPU time.
+                    for mode, ratios in paired.items():
+                        with ThreadPoolExecutor(2) as pool:
+                            off_run, on_run = pool.map(wrk, ["off", mode])
+                        results["off"].append(off_run)
+                        results[mode].append(on_run)
+                        ratios.append(on_run.result.rps / off_run.result.rps)
+                    continue
                 # Interleaved, so drift hits every mode alike, and in turn first: the first
                 # run of a round was measured ~5% slower than the others, whichever it was.
                 for mode in order:
-                    url, workdir, runs, auth, pid = modes[mode]
-                    results[mode].append(_wrk(url, workdir, runs, auth, args.clients,
-                                              args.duration, pid))
+                    results[mode].append(wrk(mode))
                 order = order[1:] + order[:1]
         finally:
             for proc in procs:
                 _stop(proc)
-    return results
+    return results, paired
 
 
 def _member(url: str, runs: int) -> tuple[str, str, list[str]]:
