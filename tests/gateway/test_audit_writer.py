@@ -86,7 +86,8 @@ async def test_every_field_comes_back_as_recorded(store: MetadataStore) -> None:
         (2**53 + 1, "bob", None, "login", None, None, "failed", 401, None),
         (5, 'é "quoted" },{"ts": 1 \n\\', "ü", "GET /x", "artifact", "a/b c.txt", "denied",
          None, "::1"),
-        # what PostgreSQL's COPY text format would escape or read as NULL or end of data
+        # control characters, a lone backslash, and \N and \. (NULL and end of data in
+        # COPY's text format)
         (6, "tab\there", "cr\rlf\r\n", "\\N", "\\.", "\\", "", 0, "\\\\N\t\\."),
     ]
     await store.append_audit(rows)

@@ -15,6 +15,12 @@ gateway is CPU-bound under this load, so that ratio is what req/s tends to, with
 the gateway's busy share (CPU seconds per second: below 100% it waits, for the database
 mostly), PostgreSQL's CPU time per request (all its processes; 0 on SQLite) and the
 machine's idle share during the run.
+
+With ``--together`` each auth mode runs at the same moment as auth off (two wrk at once, the
+two gateways sharing the machine) instead of in turn: a moment's slowdown of the machine
+then hits both alike, and 'vs off' is the median of the pairs' req/s ratios. The two
+gateways get roughly equal CPU time (the busy column says how equal), so that ratio comes
+near the CPU-per-request ratio.
 """
 
 from __future__ import annotations
