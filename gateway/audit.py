@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import struct
+import sys
 from typing import Any
 
 import orjson
@@ -79,9 +81,128 @@ def _clean(rows: list[AuditRow]) -> list[AuditRow]:
                   for v in row) for row in rows]
 
 
+def log_json_lines(rows: list[AuditRow]) -> list[AuditRow]:
+    """Write the rows' JSON lines in one logging call (cli gives this logger a bare
+    "%(message)s" handler, so each line is a JSON record of its own). Returns the rows, with
+    lone surrogates replaced if there were any (JSON cannot carry them)."""
+    try:
+        lines = _json_lines(rows)
+    except orjson.JSONEncodeError:
+        rows = _clean(rows)
+        lines = _json_lines(rows)
+    log.info("%s", lines)
+    return rows
+
+
+async def store_rows(store: AuthStore, rows: list[AuditRow]) -> None:
+    """Insert the rows in one transaction; if that fails and they hold a lone surrogate or
+    a NUL (PostgreSQL), insert them cleaned instead: such a record must not fail every
+    insert and so hold up the ones after it."""
+    try:
+        await store.append_audit(rows)
+    except Exception:
+        clean = _clean(rows)
+        if clean == rows:
+            raise
+        await store.append_audit(clean)
+
+
+class AuditNotStored(Exception):
+    """The writer process wrote the batch's JSON lines (if asked) but not its rows."""
+
+
+class AuditHelperGone(Exception):
+    """The writer process ended or stopped answering; what it did with the batch is unknown."""
+
+
+_HELPER_HEAD = struct.Struct("!IB")  # as gateway.audit_helper reads it
+_LENGTH = struct.Struct("!I")
+_HELPER_TIMEOUT = 120.0  # seconds for one batch, the process's start included
+
+
+class AuditHelper:
+    """The gateway's end of its audit writer process (:mod:`gateway.audit_helper`), started
+    on the first batch and again after it ended."""
+
+    def __init__(self, store_uri: str, options: dict[str, Any],
+                 timeout: float = _HELPER_TIMEOUT) -> None:
+        self._config = orjson.dumps({"uri": store_uri, "options": options})
+        self._timeout = timeout
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.audit_helper",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(_LENGTH.pack(len(self._config)) + self._config)
+        self._proc = proc
+        return proc
+
+    async def write(self, rows: list[AuditRow], lines: bool) -> list[AuditRow]:
+        """Have the process write the rows' JSON lines (if ``lines``) and store the rows.
+        Returns the rows as sent (a lone surrogate replaced: JSON cannot carry it). Raises
+        AuditNotStored (lines written, rows not stored) or AuditHelperGone."""
+        try:
+            payload = orjson.dumps(rows)
+        except orjson.JSONEncodeError:
+            rows = _clean(rows)
+            payload = orjson.dumps(rows)
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            proc = await self._start()
+        try:
+            await asyncio.wait_for(self._exchange(proc, payload, lines), self._timeout)
+        except AuditNotStored:
+            raise
+        except (OSError, EOFError, TimeoutError) as exc:
+            await self._stop(proc)
+            raise AuditHelperGone(f"audit writer process: {exc!r}") from exc
+        except BaseException:  # cancelled mid-exchange: its answer must not be read later
+            await asyncio.shield(self._stop(proc))
+            raise
+        return rows
+
+    @staticmethod
+    async def _exchange(proc: asyncio.subprocess.Process, payload: bytes, lines: bool) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(_HELPER_HEAD.pack(len(payload), lines))
+        proc.stdin.write(payload)
+        await proc.stdin.drain()
+        status = await proc.stdout.readexactly(1)  # IncompleteReadError is an EOFError
+        if status != b"\0":
+            (size,) = _LENGTH.unpack(await proc.stdout.readexactly(_LENGTH.size))
+            message = await proc.stdout.readexactly(size)
+            raise AuditNotStored(message.decode("utf-8", "replace"))
+
+    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        if self._proc is proc:
+            self._proc = None
+
+    async def close(self) -> None:
+        """End of input: the process closes its store and exits (killed after 10 s)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            await self._stop(proc)
+
+
 class AuditLog:
-    def __init__(self, store: AuthStore) -> None:
+    def __init__(self, store: AuthStore, helper: AuditHelper | None = None) -> None:
         self._store = store
+        self._helper = helper  # None: JSON lines and rows written in this process
         self._unlogged: list[AuditRow] = []  # not yet written as JSON lines
         self._unstored: list[AuditRow] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
@@ -103,14 +224,7 @@ class AuditLog:
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []
         if batch and log.isEnabledFor(logging.INFO):
-            try:
-                lines = _json_lines(batch)
-            except orjson.JSONEncodeError:
-                batch = _clean(batch)
-                lines = _json_lines(batch)
-            # One call per batch, one JSON object per line (cli gives this logger a bare
-            # "%(message)s" handler, so each line is a JSON record of its own).
-            log.info("%s", lines)
+            batch = log_json_lines(batch)
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -128,25 +242,46 @@ class AuditLog:
         records per transaction, with no lingering in between (a commit per handful of
         audited requests)."""
         async with self._lock:
+            if self._helper is not None:
+                await self._flush_through(self._helper)
+                return
             self._log_pending()
             if not self._unstored:
                 return
             batch, self._unstored = self._unstored, []
             for start in range(0, len(batch), _SLICE):
-                rows = batch[start:start + _SLICE]
                 try:
-                    try:
-                        await self._store.append_audit(rows)
-                    except Exception:
-                        # A lone surrogate (cleaned above only when JSON lines are made) or a
-                        # NUL (PostgreSQL)?
-                        clean = _clean(rows)
-                        if clean == rows:
-                            raise
-                        await self._store.append_audit(clean)
+                    await store_rows(self._store, batch[start:start + _SLICE])
                 except Exception:
                     self._unstored[:0] = batch[start:]  # keep order; retried on the next wake
                     raise
+
+    async def _flush_through(self, helper: AuditHelper) -> None:
+        """:meth:`flush` by the writer process: the rows already logged (a failed store's)
+        first, then the new ones with their JSON lines. Every record stays here until the
+        process says it is stored; if the process ends meanwhile, its batch and the rest
+        are sent again (to a new one), so its JSON lines may then appear twice."""
+        logged, self._unstored = self._unstored, []
+        fresh, self._unlogged = self._unlogged, []
+        lines = log.isEnabledFor(logging.INFO)
+        for start in range(0, len(logged), _SLICE):
+            try:
+                await helper.write(logged[start:start + _SLICE], False)
+            except BaseException:
+                self._unstored[:0] = logged[start:]  # keep order; retried on the next wake
+                self._unlogged[:0] = fresh
+                raise
+        for start in range(0, len(fresh), _SLICE):
+            part = fresh[start:start + _SLICE]
+            try:
+                await helper.write(part, lines)
+            except AuditNotStored:
+                self._unstored[:0] = part  # its JSON lines are written
+                self._unlogged[:0] = fresh[start + _SLICE:]
+                raise
+            except BaseException:
+                self._unlogged[:0] = fresh[start:]
+                raise
 
     async def _run(self) -> None:
         while True:
@@ -181,4 +316,7 @@ class AuditLog:
             while self._unlogged or self._unstored:
                 await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
-            log.error("%d audit records not stored at shutdown: %s", len(self._unstored), exc)
+            log.error("%d audit records not stored at shutdown: %s",
+                      len(self._unstored) + len(self._unlogged), exc)
+        if self._helper is not None:
+            await self._helper.close()

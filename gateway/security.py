@@ -52,7 +52,7 @@ from auth.policy import (
 from backends import errors as be
 from backends.metadata.auth_entities import GrantRow, Visibility
 from backends.metadata.base import MetadataStore
-from gateway.audit import AuditLog
+from gateway.audit import AuditHelper, AuditLog
 from gateway.errors import MlflowError, from_backend
 from gateway.parsing import PARSED_BODY
 from gateway.routing import declared_access
@@ -223,7 +223,12 @@ class Security:
         self._limiter = _FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
         self._touched: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.audit = AuditLog(store) if self.auth_on else None
+        # The audit's JSON lines and rows are written by a process of its own (one per
+        # worker), off the serving thread; the store options keep its connections few.
+        self.audit = AuditLog(store, AuditHelper(
+            settings.backend_store_uri, {**settings.metadata_store_options(), "readers": 1,
+                                         "pool_size": 1, "max_overflow": 1},
+        )) if self.auth_on else None
         self.plans: dict[web.AbstractRoute, _Plan] = {}  # filled by _plan
         # Admissions of metric-logging requests (see passed): (plan, credential digest,
         # workspace header, run or logged model id) -> ((identity, workspace, resolution),

@@ -10,9 +10,9 @@ one with ``--auth``; the second is driven once with a team member's Basic creden
 once with the member's token, using the wrk Lua driver of ``metric_throughput.py`` plus an
 Authorization header. The modes take turns, each round starting with the next one.
 Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off;
-also the server's CPU time per request (from /proc) and auth off's relative to it: the
-gateway is CPU-bound under this load, so that ratio is what req/s tends to, with less noise;
-the gateway's busy share (CPU seconds per second: below 100% it waits, for the database
+also the server's CPU time per request (from /proc; its audit writer process's included)
+and auth off's relative to it: the gateway is CPU-bound under this load, so that ratio is
+what req/s tends to, with less noise; the gateway's busy share (CPU seconds per second: below 100% it waits, for the database
 mostly), PostgreSQL's CPU time per request (all its processes; 0 on SQLite) and the
 machine's idle share during the run.
 
@@ -103,6 +103,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _session_cpu_seconds(sid: int) -> float:
+    """CPU time used so far by the gateway ``sid`` and the processes of its session (its
+    audit writer process, with auth)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _postgres_cpu_seconds() -> float:
     """CPU time used so far by every PostgreSQL server process on the machine (the other
     databases' backends are idle during a run)."""
@@ -124,7 +138,7 @@ def _idle_seconds() -> float:
 
 class Sample(NamedTuple):
     result: Result
-    cpu_us: float  # the gateway's CPU time per request
+    cpu_us: float  # the gateway's CPU time per request, its audit writer process's included
     db_us: float  # PostgreSQL's CPU time per request (all its processes)
     idle: float  # the machine's idle share, 0..1
 
@@ -134,8 +148,8 @@ def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: in
     """wrk's figures and the server's CPU time per request in microseconds: the gateway is
     CPU-bound under this load, so that is what auth adds, with less noise than req/s; also
     the database's CPU per request and how idle the machine was."""
-    cpu, db, idle, start = _cpu_seconds(pid), _postgres_cpu_seconds(), _idle_seconds(), \
-        time.monotonic()
+    cpu, db, idle, start = _session_cpu_seconds(pid), _postgres_cpu_seconds(), \
+        _idle_seconds(), time.monotonic()
     lua = LUA % (",".join(f'"{r}"' for r in runs), API + "/runs/log-metric")
     if auth:
         lua = lua.replace('{["Content-Type"] = "application/json"}',
@@ -154,7 +168,7 @@ def _wrk(url: str, workdir: Path, runs: list[str], auth: str | None, clients: in
     done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     elapsed = time.monotonic() - start
     per = 1e6 / max(done, 1)
-    return Sample(Result(rps, p50, p99, fail), (_cpu_seconds(pid) - cpu) * per,
+    return Sample(Result(rps, p50, p99, fail), (_session_cpu_seconds(pid) - cpu) * per,
                   (_postgres_cpu_seconds() - db) * per,
                   (_idle_seconds() - idle) / (elapsed * (os.cpu_count() or 1)))
 

@@ -1,0 +1,86 @@
+"""The audit log's writer process (``python -m gateway.audit_helper``), one per gateway
+process, started by :class:`gateway.audit.AuditHelper` on the first batch.
+
+Writing a batch's JSON lines and rows took the gateway's serving thread 15-25k instructions
+per audited request (log-metric with auth, callgrind): here they run beside it, on another
+core. The gateway keeps every record until this process answers that it is stored, so a
+crash of this process loses none (:meth:`gateway.audit.AuditLog.flush`).
+
+Protocol, over the standard streams (the real stdout is kept for it; anything else printed
+goes to stderr): the gateway sends one frame of ``{"uri": ..., "options": {...}}`` (the
+metadata store, never on the command line), then batches: a 4-byte length, a byte
+"write their JSON lines" and the rows as a JSON array of arrays. For each batch this process
+writes the lines (if asked), stores the rows (:func:`gateway.audit.store_rows`) and answers
+one byte: 0 stored, or 1 followed by a 4-byte length and a message (the lines, if asked for,
+were written). End of input: it closes the store and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import sys
+from typing import BinaryIO
+
+import orjson
+
+from backends.registry import open_metadata_store
+from gateway.audit import log_json_lines, store_rows
+
+_HEAD = struct.Struct("!IB")  # batch: payload length, write the JSON lines (0/1)
+_LENGTH = struct.Struct("!I")
+
+
+async def serve(reader: asyncio.StreamReader, out: BinaryIO) -> None:
+    (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+    config = orjson.loads(await reader.readexactly(size))
+    store = open_metadata_store(config["uri"], **config["options"])
+    await store.open()
+    try:
+        while True:
+            try:
+                head = await reader.readexactly(_HEAD.size)
+            except asyncio.IncompleteReadError:
+                return  # the gateway closed our input: its flush is done
+            size, lines = _HEAD.unpack(head)
+            rows = [tuple(row) for row in orjson.loads(await reader.readexactly(size))]
+            try:
+                if lines:
+                    rows = log_json_lines(rows)
+                await store_rows(store, rows)
+                reply = b"\0"
+            except Exception as exc:  # noqa: BLE001 - told to the gateway, which retries
+                message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000]
+                reply = b"\1" + _LENGTH.pack(len(message)) + message
+            out.write(reply)
+            out.flush()
+    finally:
+        await store.aclose()
+
+
+async def _main() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    # The protocol's replies go to the real stdout; a stray print goes to stderr instead.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    await serve(reader, out)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    audit = logging.getLogger("mlgate.audit")  # JSON lines of their own, as in gateway.cli
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit.addHandler(handler)
+    audit.propagate = False
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
