@@ -191,12 +191,16 @@ async def test_the_writer_process_writes_the_lines_and_rows(
     rows[2] = (3, "alice", "default", "login", None, "y\x00", "failed", 401, None)
     try:
         with caplog.at_level("INFO", logger="mlgate.audit"):
-            for batch in (rows[:2], rows[2:]):  # a surrogate cleans its batch's NULs too
-                for row in batch:
-                    log.record(row)
-                await log.flush()
-        pid = helper.pid
-        assert pid is not None and pid != os.getpid() and _alive(pid)
+            for row in rows[:2]:  # two batches: a surrogate cleans its batch's NULs too
+                log.record(row)
+            await log.flush()
+            pid = helper.pid
+            assert pid is not None and pid != os.getpid()
+            os.kill(pid, signal.SIGTERM)  # as to the gateway's process group: ignored
+            for row in rows[2:]:
+                log.record(row)
+            await log.flush()
+        assert helper.pid == pid and _alive(pid)
     finally:
         await log.close()
     assert not _alive(pid)
@@ -275,3 +279,31 @@ async def test_a_failed_store_in_the_writer_process_keeps_the_rows_and_logs_once
     assert [r.resource_id for r in await store.query_audit()] == [f"r{i}" for i in range(5)]
     assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
         f"r{i}" for i in range(5)]
+
+
+async def test_the_writer_process_opens_the_store_again_after_it_failed(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store the writer process cannot open (its database is not there yet) is tried again
+    with the next batch; the records wait meanwhile and their lines are written once."""
+    folder = tmp_path / "later"
+    uri = f"sqlite:///{folder}/m.db"
+    log = AuditLog(None, AuditHelper(uri, {}))  # type: ignore[arg-type]
+    try:
+        with caplog.at_level("INFO", logger="mlgate.audit"):
+            log.record(_row(0))
+            with pytest.raises(AuditNotStored, match="open"):
+                await log.flush()
+            folder.mkdir()
+            log.record(_row(1))
+            await log.flush()
+    finally:
+        await log.close()
+    store = open_metadata_store(uri, artifact_root="mlflow-artifacts:")
+    await store.open()
+    try:
+        assert [r.resource_id for r in await store.query_audit()] == ["r0", "r1"]
+    finally:
+        await store.aclose()
+    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
+        "r0", "r1"]
