@@ -2,10 +2,12 @@
 download, stored in the database and written as one JSON log line.
 
 A request only appends its record to a list. A background task, at most ``_LINGER`` after
-the first pending record, writes the batch's JSON lines in one logging call and its rows in
-transactions of at most ``_SLICE`` rows, so an audited request waits for neither;
+the first pending record, has the batch's JSON lines written in one logging call and its
+rows in transactions of at most ``_SLICE`` rows, so an audited request waits for neither;
 :meth:`AuditLog.flush` writes what is pending (the admin query endpoint calls it first, and
-shutdown drains it).
+shutdown drains it). A gateway has both done by its writer process (:class:`AuditHelper`,
+:mod:`gateway.audit_helper`), off its serving thread; without one (``AuditLog(store)``)
+they are done in this process.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ class AuditHelperGone(Exception):
     """The writer process ended or stopped answering; what it did with the batch is unknown."""
 
 
-_HELPER_HEAD = struct.Struct("!IB")  # as gateway.audit_helper reads it
+_HELPER_HEAD = struct.Struct("!IB")  # as gateway.audit_helper reads it: length, flags
+LINES, STORE = 1, 2  # the flags: write the batch's JSON lines; store its rows
 _LENGTH = struct.Struct("!I")
 _HELPER_TIMEOUT = 120.0  # seconds for one batch, the process's start included
 
@@ -143,9 +146,9 @@ class AuditHelper:
         self._proc = proc
         return proc
 
-    async def write(self, rows: list[AuditRow], lines: bool) -> list[AuditRow]:
-        """Have the process write the rows' JSON lines (if ``lines``) and store the rows.
-        Returns the rows as sent (a lone surrogate replaced: JSON cannot carry it). Raises
+    async def write(self, rows: list[AuditRow], lines: bool, store: bool = True) -> None:
+        """Have the process write the rows' JSON lines (if ``lines``) and store the rows (if
+        ``store``; a lone surrogate replaced, as JSON cannot carry it). Raises
         AuditNotStored (lines written, rows not stored) or AuditHelperGone."""
         try:
             payload = orjson.dumps(rows)
@@ -155,8 +158,9 @@ class AuditHelper:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             proc = await self._start()
+        flags = (LINES if lines else 0) | (STORE if store else 0)
         try:
-            await asyncio.wait_for(self._exchange(proc, payload, lines), self._timeout)
+            await asyncio.wait_for(self._exchange(proc, payload, flags), self._timeout)
         except AuditNotStored:
             raise
         except (OSError, EOFError, TimeoutError) as exc:
@@ -165,12 +169,11 @@ class AuditHelper:
         except BaseException:  # cancelled mid-exchange: its answer must not be read later
             await asyncio.shield(self._stop(proc))
             raise
-        return rows
 
     @staticmethod
-    async def _exchange(proc: asyncio.subprocess.Process, payload: bytes, lines: bool) -> None:
+    async def _exchange(proc: asyncio.subprocess.Process, payload: bytes, flags: int) -> None:
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(_HELPER_HEAD.pack(len(payload), lines))
+        proc.stdin.write(_HELPER_HEAD.pack(len(payload), flags))
         proc.stdin.write(payload)
         await proc.stdin.drain()
         status = await proc.stdout.readexactly(1)  # IncompleteReadError is an EOFError
@@ -225,6 +228,10 @@ class AuditLog:
         batch, self._unlogged = self._unlogged, []
         if batch and log.isEnabledFor(logging.INFO):
             batch = log_json_lines(batch)
+        self._keep_unstored(batch)
+
+    def _keep_unstored(self, batch: list[AuditRow]) -> None:
+        """Queue rows whose JSON lines are written for the database, up to _MAX_PENDING."""
         room = _MAX_PENDING - len(self._unstored)
         if len(batch) > room:
             log.error("database behind: %d audit records kept in the log only",
@@ -260,10 +267,20 @@ class AuditLog:
         """:meth:`flush` by the writer process: the rows already logged (a failed store's)
         first, then the new ones with their JSON lines. Every record stays here until the
         process says it is stored; if the process ends meanwhile, its batch and the rest
-        are sent again (to a new one), so its JSON lines may then appear twice."""
-        logged, self._unstored = self._unstored, []
+        are sent again (to a new one), so its JSON lines may then appear twice. While older
+        rows wait for the database, the new ones' JSON lines are written at once, as
+        :meth:`_log_pending` does."""
         fresh, self._unlogged = self._unlogged, []
         lines = log.isEnabledFor(logging.INFO)
+        if self._unstored and fresh and lines:
+            try:
+                await helper.write(fresh, True, store=False)
+            except BaseException:
+                self._unlogged[:0] = fresh
+                raise
+            self._keep_unstored(fresh)
+            fresh = []
+        logged, self._unstored = self._unstored, []
         for start in range(0, len(logged), _SLICE):
             try:
                 await helper.write(logged[start:start + _SLICE], False)
@@ -316,6 +333,8 @@ class AuditLog:
             while self._unlogged or self._unstored:
                 await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
+            if self._unlogged and log.isEnabledFor(logging.INFO):
+                log_json_lines(self._unlogged)  # the writer process did not get to them
             log.error("%d audit records not stored at shutdown: %s",
                       len(self._unstored) + len(self._unlogged), exc)
         if self._helper is not None:

@@ -3,17 +3,19 @@ process, started by :class:`gateway.audit.AuditHelper` on the first batch.
 
 Writing a batch's JSON lines and rows took the gateway's serving thread 13k-28k instructions
 per audited request (log-metric with auth on PostgreSQL, callgrind; runs vary by +-10k):
-here they run beside it, on another core. The gateway keeps every record until this process answers that it is stored, so a
-crash of this process loses none (:meth:`gateway.audit.AuditLog.flush`).
+here they run beside it, on another core. The gateway keeps every record until this
+process answers that it is stored, so a crash of this process loses none
+(:meth:`gateway.audit.AuditLog.flush`).
 
 Protocol, over the standard streams (the real stdout is kept for it; anything else printed
 goes to stderr): the gateway sends one frame of ``{"uri": ..., "options": {...}}`` (the
-metadata store, never on the command line; opened on the first batch, and again on the
-next batch if that failed), then batches: a 4-byte length, a byte "write their JSON lines"
-and the rows as a JSON array of arrays. For each batch this process
-writes the lines (if asked), stores the rows (:func:`gateway.audit.store_rows`) and answers
-one byte: 0 stored, or 1 followed by a 4-byte length and a message (the lines, if asked for,
-were written). End of input: it closes the store and exits. It ignores SIGINT and SIGTERM.
+metadata store, never on the command line; opened on the first batch to store, and again
+on the next one if that failed), then batches: a 4-byte length, a byte of flags (LINES:
+write their JSON lines; STORE: store them) and the rows as a JSON array of arrays. For each
+batch this process does as asked (:func:`gateway.audit.log_json_lines`,
+:func:`gateway.audit.store_rows`) and answers one byte: 0 done, or 1 followed by a 4-byte
+length and a message (the lines, if asked for, were written). End of input: it closes the
+store and exits. It ignores SIGINT and SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import orjson
 
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
-from gateway.audit import log_json_lines, store_rows
+from gateway.audit import LINES, STORE, log_json_lines, store_rows
 
-_HEAD = struct.Struct("!IB")  # batch: payload length, write the JSON lines (0/1)
+_HEAD = struct.Struct("!IB")  # batch: payload length, flags (LINES, STORE)
 _LENGTH = struct.Struct("!I")
 
 
@@ -46,16 +48,17 @@ async def serve(reader: asyncio.StreamReader, out: BinaryIO) -> None:
                 head = await reader.readexactly(_HEAD.size)
             except asyncio.IncompleteReadError:
                 return  # the gateway closed our input: its flush is done
-            size, lines = _HEAD.unpack(head)
+            size, flags = _HEAD.unpack(head)
             rows = [tuple(row) for row in orjson.loads(await reader.readexactly(size))]
             try:
-                if lines:
+                if flags & LINES:
                     rows = log_json_lines(rows)
-                if store is None:  # opened here, so a database that is down is retried
-                    opened = open_metadata_store(config["uri"], **config["options"])
-                    await opened.open()
-                    store = opened
-                await store_rows(store, rows)
+                if flags & STORE:
+                    if store is None:  # opened here, so a database that is down is retried
+                        opened = open_metadata_store(config["uri"], **config["options"])
+                        await opened.open()
+                        store = opened
+                    await store_rows(store, rows)
                 reply = b"\0"
             except Exception as exc:  # noqa: BLE001 - told to the gateway, which retries
                 message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000]

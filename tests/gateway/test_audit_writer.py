@@ -271,14 +271,41 @@ async def test_a_failed_store_in_the_writer_process_keeps_the_rows_and_logs_once
                 log.record(_row(i))
             with pytest.raises(AuditNotStored, match="audit_log"):
                 await log.flush()
-            await _rename_audit_table(store, store_uri, "audit_log_away", "audit_log")
+            # while those wait for the database, newer records' lines are written at once
             log.record(_row(4))
+            with pytest.raises(AuditNotStored, match="audit_log"):
+                await log.flush()
+            assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
+                f"r{i}" for i in range(5)]
+            await _rename_audit_table(store, store_uri, "audit_log_away", "audit_log")
+            log.record(_row(5))
             await log.flush()
     finally:
         await log.close()
-    assert [r.resource_id for r in await store.query_audit()] == [f"r{i}" for i in range(5)]
-    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
-        f"r{i}" for i in range(5)]
+    assert [r.resource_id for r in await store.query_audit()] == [f"r{i}" for i in range(6)]
+    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == ["r5"]
+
+
+async def test_records_the_writer_process_never_got_are_logged_at_shutdown(
+        store: MetadataStore, store_uri: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No writer process at shutdown (it cannot be started): the queued records' JSON lines
+    are written by the gateway itself, with an error, so the log still has them."""
+    helper = AuditHelper(store_uri, {})
+
+    async def cannot_start() -> None:
+        raise OSError("no such program")
+
+    monkeypatch.setattr(helper, "_start", cannot_start)
+    log = AuditLog(store, helper)
+    log.record(_row(0))
+    log.record(_row(1))
+    with caplog.at_level("INFO", logger="mlgate.audit"):
+        await log.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [orjson.loads(line)["resource_id"] for m in messages for line in m.splitlines()
+            if line.startswith('{"ts":')] == ["r0", "r1"]
+    assert any("2 audit records not stored at shutdown" in m for m in messages)
 
 
 async def test_the_writer_process_opens_the_store_again_after_it_failed(
