@@ -5,7 +5,7 @@ machine is not (these machines drift 10-25% between rounds of the same server).
 Run by hand (not collected by pytest); needs ``valgrind`` (Debian package)::
 
     .venv/bin/python tests/perf/auth_instructions.py [--requests 2000] [--pg DSN]
-        [--modes off,basic,token] [--keep DIR]
+        [--modes off,basic,token] [--keep DIR] [--cache-sim]
 
 Each mode starts its own mlgate process under callgrind with instrumentation off, makes a
 team member, a token and 64 runs, sends 500 warm-up requests, then counts the instructions
@@ -64,15 +64,18 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
 
 
-def measure(mode: str, store_uri: str | None, requests: int,
-            keep: Path | None = None) -> tuple[float, float]:
-    """(instructions per request in all, on the serving thread); ``keep``: a folder to copy
-    the serving thread's callgrind profile to, as ``<mode>.cg`` (for callgrind_annotate)."""
+def measure(mode: str, store_uri: str | None, requests: int, keep: Path | None = None,
+            cache_sim: bool = False) -> tuple[float, float, dict[str, float]]:
+    """(instructions per request in all, on the serving thread, and the serving thread's
+    per-request counts of every event callgrind counted: with ``cache_sim`` also its
+    simulated cache misses); ``keep``: a folder to copy the serving thread's callgrind
+    profile to, as ``<mode>.cg`` (for callgrind_annotate)."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         proc, url = _start(
             workdir, mode != "off", ["--sqlite-synchronous", "full"], store_uri,
             wrapper=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                     *(["--cache-sim=yes"] if cache_sim else []),
                      "--separate-threads=yes", f"--callgrind-out-file={workdir}/cg.%p"],
             timeout=300)
         try:
@@ -93,13 +96,20 @@ def measure(mode: str, store_uri: str | None, requests: int,
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(120)
         threads: dict[str, int] = {}
+        serving: dict[str, float] = {}
         for part in workdir.glob("cg.*-*"):
-            found = re.search(r"^totals: (\d+)", part.read_text(), re.MULTILINE)
+            text = part.read_text()
+            found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
             thread = part.name.rsplit("-", 1)[1]
             threads[thread] = threads.get(thread, 0) + (int(found[1]) if found else 0)
+            events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+            totals = re.search(r"^totals: (.+)$", text, re.MULTILINE)
+            if thread == "01" and events and totals:
+                for name, count in zip(events[1].split(), totals[1].split(), strict=False):
+                    serving[name] = serving.get(name, 0) + int(count) / requests
             if keep is not None and thread == "01" and found:
                 shutil.copy(part, keep / f"{mode}.cg")
-        return sum(threads.values()) / requests, threads.get("01", 0) / requests
+        return sum(threads.values()) / requests, threads.get("01", 0) / requests, serving
 
 
 def main() -> None:
@@ -110,22 +120,29 @@ def main() -> None:
                         help="run on PostgreSQL: a fresh database per mode, made through this DSN")
     parser.add_argument("--keep", metavar="DIR", type=Path, default=None,
                         help="copy each mode's serving-thread profile to DIR/<mode>.cg")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="also simulate the caches (callgrind --cache-sim=yes) and print "
+                             "the serving thread's misses per request")
     args = parser.parse_args()
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, tuple[float, float, dict[str, float]]] = {}
     for mode in args.modes.split(","):
         db = asyncio.run(_fresh_pg(args.pg)) if args.pg else None
         try:
-            results[mode] = measure(mode, db, args.requests, args.keep)
+            results[mode] = measure(mode, db, args.requests, args.keep, args.cache_sim)
         finally:
             if db is not None:
                 asyncio.run(_drop_pg(args.pg, db))
     print(f"log-metric, {args.requests} requests, {'postgresql' if args.pg else 'sqlite'}: "
           "instructions per request")
     print(f"{'mode':6} {'all':>9} {'serving':>9} {'off/mode':>9}")
-    base = results.get("off", (0.0, 0.0))[1]
-    for mode, (total, serving) in results.items():
+    base = results["off"][1] if "off" in results else 0.0
+    for mode, (total, serving, _) in results.items():
         ratio = f"{base / serving:9.3f}" if base else f"{'-':>9}"
         print(f"{mode:6} {total:9.0f} {serving:9.0f} {ratio}")
+    if args.cache_sim:  # I1mr: first-level instruction cache read misses, D1mr/D1mw: data
+        print("serving thread, per request: " + ", ".join(
+            f"{mode} " + " ".join(f"{k}={v:.0f}" for k, v in events.items() if k != "Ir")
+            for mode, (_, _, events) in results.items()))
 
 
 if __name__ == "__main__":

@@ -215,13 +215,13 @@ def main() -> None:
             continue
         mid = sorted((s.result for s in rs), key=lambda r: r.rps)[len(rs) // 2]
         cpu = statistics.median(s.cpu_us for s in rs)
-        db = statistics.median(s.db_us for s in rs)
+        db_us = statistics.median(s.db_us for s in rs)
         idle = statistics.median(s.idle for s in rs)
         busy = statistics.median(s.cpu_us * s.result.rps / 1e6 for s in rs)
         ratio = statistics.median(paired[mode]) if paired.get(mode) else mid.rps / base
         print(f"{mode:10} {mid.rps:9.0f} {mid.p50_ms:8.2f} {mid.p99_ms:8.2f} "
               f"{sum(s.result.fail for s in rs):6d} {ratio:7.2f} {cpu:10.1f} "
-              f"{base_cpu / cpu:8.2f} {busy:5.0%} {db:9.1f} {idle:5.0%}")
+              f"{base_cpu / cpu:8.2f} {busy:5.0%} {db_us:9.1f} {idle:5.0%}")
     for mode, ratios in paired.items():
         if ratios:
             print(f"{mode} beside off, each pair: " + " ".join(f"{r:.2f}" for r in ratios))
