@@ -83,6 +83,17 @@ def _clean(rows: list[AuditRow]) -> list[AuditRow]:
                   for v in row) for row in rows]
 
 
+def add_json_lines_handler() -> None:
+    """Give this logger a bare "%(message)s" handler on stderr, outside the root handler's
+    prefix: each line it writes is a JSON record of its own (gateway.cli, the writer
+    process)."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+
+
 def log_json_lines(rows: list[AuditRow]) -> list[AuditRow]:
     """Write the rows' JSON lines in one logging call (cli gives this logger a bare
     "%(message)s" handler, so each line is a JSON record of its own). Returns the rows, with

@@ -32,7 +32,7 @@ import orjson
 
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
-from gateway.audit import LINES, STORE, log_json_lines, store_rows
+from gateway.audit import LINES, STORE, add_json_lines_handler, log_json_lines, store_rows
 
 _HEAD = struct.Struct("!IB")  # batch: payload length, flags (LINES, STORE)
 _LENGTH = struct.Struct("!I")
@@ -88,11 +88,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-    audit = logging.getLogger("mlgate.audit")  # JSON lines of their own, as in gateway.cli
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    audit.addHandler(handler)
-    audit.propagate = False
+    add_json_lines_handler()
     asyncio.run(_main())
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from backends.errors import BackendError
 from backends.registry import open_metadata_store, redact_uri
+from gateway.audit import add_json_lines_handler
 from gateway.settings import SETTINGS, ConfigError, Settings
 
 __all__ = ["main"]
@@ -57,12 +58,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Audit records are JSON lines of their own (one logging call carries a batch of them),
     # so their handler adds no prefix, and they do not pass through the root handler.
-    audit = logging.getLogger("mlgate.audit")
-    if not audit.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        audit.addHandler(handler)
-        audit.propagate = False
+    add_json_lines_handler()
 
 
 @click.group()
