@@ -128,9 +128,11 @@ class AuditHelperGone(Exception):
     """The writer process ended or stopped answering; what it did with the batch is unknown."""
 
 
-_HELPER_HEAD = struct.Struct("!IB")  # as gateway.audit_helper reads it: length, flags
+# The writer process's frames (gateway.audit_helper): a batch is FRAME_HEAD (payload length,
+# flags) and the payload; the config and a failure's message are FRAME_LENGTH and the bytes.
+FRAME_HEAD = struct.Struct("!IB")
+FRAME_LENGTH = struct.Struct("!I")
 LINES, STORE = 1, 2  # the flags: write the batch's JSON lines; store its rows
-_LENGTH = struct.Struct("!I")
 _HELPER_TIMEOUT = 120.0  # seconds for one batch, the process's start included
 
 
@@ -153,7 +155,7 @@ class AuditHelper:
             sys.executable, "-m", "gateway.audit_helper",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert proc.stdin is not None
-        proc.stdin.write(_LENGTH.pack(len(self._config)) + self._config)
+        proc.stdin.write(FRAME_LENGTH.pack(len(self._config)) + self._config)
         self._proc = proc
         return proc
 
@@ -184,12 +186,12 @@ class AuditHelper:
     @staticmethod
     async def _exchange(proc: asyncio.subprocess.Process, payload: bytes, flags: int) -> None:
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(_HELPER_HEAD.pack(len(payload), flags))
+        proc.stdin.write(FRAME_HEAD.pack(len(payload), flags))
         proc.stdin.write(payload)
         await proc.stdin.drain()
         status = await proc.stdout.readexactly(1)  # IncompleteReadError is an EOFError
         if status != b"\0":
-            (size,) = _LENGTH.unpack(await proc.stdout.readexactly(_LENGTH.size))
+            (size,) = FRAME_LENGTH.unpack(await proc.stdout.readexactly(FRAME_LENGTH.size))
             message = await proc.stdout.readexactly(size)
             raise AuditNotStored(message.decode("utf-8", "replace"))
 

@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import signal
-import struct
 import sys
 from typing import BinaryIO
 
@@ -32,23 +31,28 @@ import orjson
 
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
-from gateway.audit import LINES, STORE, add_json_lines_handler, log_json_lines, store_rows
-
-_HEAD = struct.Struct("!IB")  # batch: payload length, flags (LINES, STORE)
-_LENGTH = struct.Struct("!I")
+from gateway.audit import (
+    FRAME_HEAD,
+    FRAME_LENGTH,
+    LINES,
+    STORE,
+    add_json_lines_handler,
+    log_json_lines,
+    store_rows,
+)
 
 
 async def serve(reader: asyncio.StreamReader, out: BinaryIO) -> None:
-    (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+    (size,) = FRAME_LENGTH.unpack(await reader.readexactly(FRAME_LENGTH.size))
     config = orjson.loads(await reader.readexactly(size))
     store: MetadataStore | None = None
     try:
         while True:
             try:
-                head = await reader.readexactly(_HEAD.size)
+                head = await reader.readexactly(FRAME_HEAD.size)
             except asyncio.IncompleteReadError:
                 return  # the gateway closed our input: its flush is done
-            size, flags = _HEAD.unpack(head)
+            size, flags = FRAME_HEAD.unpack(head)
             rows = [tuple(row) for row in orjson.loads(await reader.readexactly(size))]
             try:
                 if flags & LINES:
@@ -62,7 +66,7 @@ async def serve(reader: asyncio.StreamReader, out: BinaryIO) -> None:
                 reply = b"\0"
             except Exception as exc:  # noqa: BLE001 - told to the gateway, which retries
                 message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000]
-                reply = b"\1" + _LENGTH.pack(len(message)) + message
+                reply = b"\1" + FRAME_LENGTH.pack(len(message)) + message
             out.write(reply)
             out.flush()
     finally:
