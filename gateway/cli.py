@@ -143,7 +143,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
 
 
 async def _upgrade(settings: Settings) -> int:
-    options = {**settings.metadata_store_options(), "readers": 1, "pool_size": 1}
+    options = settings.metadata_store_options(one_connection=True)
     store = open_metadata_store(settings.backend_store_uri, **options)
     try:
         await store.open()  # open() migrates under the database's lock

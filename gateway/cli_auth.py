@@ -39,7 +39,7 @@ def _run(uri: str | None, action: Callable[[MetadataStore], Awaitable[T]]) -> T:
         raise click.UsageError(str(exc)) from None
 
     async def go() -> T:
-        options = {**settings.metadata_store_options(), "readers": 1, "pool_size": 1}
+        options = settings.metadata_store_options(one_connection=True)
         store = open_metadata_store(settings.backend_store_uri, **options)
         await store.open()
         try:

@@ -226,8 +226,8 @@ class Security:
         # The audit's JSON lines and rows are written by a process of its own (one per
         # worker), off the serving thread; the store options keep its connections few.
         self.audit = AuditLog(store, AuditHelper(
-            settings.backend_store_uri, {**settings.metadata_store_options(), "readers": 1,
-                                         "pool_size": 1, "max_overflow": 1},
+            settings.backend_store_uri,
+            {**settings.metadata_store_options(one_connection=True), "max_overflow": 1},
         )) if self.auth_on else None
         self.plans: dict[web.AbstractRoute, _Plan] = {}  # filled by _plan
         # Admissions of metric-logging requests (see passed): (plan, credential digest,

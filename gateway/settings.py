@@ -364,13 +364,15 @@ class Settings:
                     "upload_concurrency": self.artifact_upload_concurrency}
         return {}
 
-    def metadata_store_options(self) -> dict[str, Any]:
+    def metadata_store_options(self, *, one_connection: bool = False) -> dict[str, Any]:
         """Keyword options for :func:`backends.registry.open_metadata_store`; each store takes
-        the ones it knows."""
+        the ones it knows. ``one_connection``: one reader and a pool of one, for a command or
+        process that uses the store one call at a time (upgrade, the admin commands, the
+        audit writer)."""
         return {
-            "readers": self.sqlite_readers,
+            "readers": 1 if one_connection else self.sqlite_readers,
             "synchronous": self.sqlite_synchronous.lower(),
-            "pool_size": self.db_pool_size,
+            "pool_size": 1 if one_connection else self.db_pool_size,
             "max_overflow": self.db_max_overflow,
             "pool_recycle": self.db_pool_recycle,
             "pool_timeout": self.db_pool_timeout,
