@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -97,37 +97,31 @@ def _runs(url: str, auth: str | None, n: int) -> list[str]:
                   auth)["run"]["info"]["run_id"] for _ in range(n)]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(match: Callable[[str, list[str]], bool]) -> float:
+    """User + system CPU time used so far by the processes for which ``match(name, fields)``
+    holds: their command name and the fields of /proc/<pid>/stat after it."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue  # gone meanwhile
+        fields = rest.split()
+        if match(head.partition("(")[2], fields):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _session_cpu_seconds(sid: int) -> float:
     """CPU time used so far by the gateway ``sid`` and the processes of its session (its
     audit writer process, with auth)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[3]) == sid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return _cpu_seconds(lambda _, fields: int(fields[3]) == sid)
 
 
 def _postgres_cpu_seconds() -> float:
     """CPU time used so far by every PostgreSQL server process on the machine (the other
     databases' backends are idle during a run)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if (stat.parent / "comm").read_text().strip() == "postgres":
-                total += _cpu_seconds(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue  # gone meanwhile
-    return total
+    return _cpu_seconds(lambda name, _: name == "postgres")
 
 
 def _idle_seconds() -> float:
