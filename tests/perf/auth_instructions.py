@@ -99,15 +99,15 @@ def measure(mode: str, store_uri: str | None, requests: int, keep: Path | None =
         serving: dict[str, float] = {}
         for part in workdir.glob("cg.*-*"):
             text = part.read_text()
-            found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
-            thread = part.name.rsplit("-", 1)[1]
-            threads[thread] = threads.get(thread, 0) + (int(found[1]) if found else 0)
-            events = re.search(r"^events: (.+)$", text, re.MULTILINE)
             totals = re.search(r"^totals: (.+)$", text, re.MULTILINE)
+            counts = [int(n) for n in totals[1].split()] if totals else [0]
+            thread = part.name.rsplit("-", 1)[1]
+            threads[thread] = threads.get(thread, 0) + counts[0]  # Ir, the first event
+            events = re.search(r"^events: (.+)$", text, re.MULTILINE)
             if thread == "01" and events and totals:
-                for name, count in zip(events[1].split(), totals[1].split(), strict=False):
-                    serving[name] = serving.get(name, 0) + int(count) / requests
-            if keep is not None and thread == "01" and found:
+                for name, count in zip(events[1].split(), counts, strict=False):
+                    serving[name] = serving.get(name, 0) + count / requests
+            if keep is not None and thread == "01" and totals:
                 shutil.copy(part, keep / f"{mode}.cg")
         return sum(threads.values()) / requests, threads.get("01", 0) / requests, serving
 
