@@ -107,7 +107,9 @@ def measure(mode: str, store_uri: str | None, requests: int, keep: Path | None =
             if thread == "01" and events and totals:
                 for name, count in zip(events[1].split(), counts, strict=False):
                     serving[name] = serving.get(name, 0) + count / requests
-            if keep is not None and thread == "01" and totals:
+            # the dump's profile (cg.<pid>.1-01), not the empty one written at exit
+            if keep is not None and thread == "01" and counts[0]:
+                keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(part, keep / f"{mode}.cg")
         return sum(threads.values()) / requests, threads.get("01", 0) / requests, serving
 
