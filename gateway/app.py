@@ -23,11 +23,11 @@ log = logging.getLogger("mlgate")
 
 def create_app(settings: Settings) -> web.Application:
     from gateway.routes import all_routes
-    from gateway.security import enforce
+    from gateway.security import enforcer
 
     secured = settings.auth or settings.workspaces_enabled
     app = web.Application(
-        middlewares=[error_middleware, enforce if secured else access_middleware],
+        middlewares=[error_middleware, enforcer() if secured else access_middleware],
         client_max_size=64 * 1024**2,  # JSON bodies; artifact uploads stream and are not capped
     )
     app[SETTINGS] = settings

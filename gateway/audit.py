@@ -222,6 +222,7 @@ class AuditLog:
         self._unlogged: list[AuditRow] = []  # not yet written as JSON lines
         self._unstored: list[AuditRow] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
+        self._woken = False  # _wake was set since _run last cleared it (set() is a call)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -235,7 +236,9 @@ class AuditLog:
             self._unlogged.append(row)
         else:
             log.error("audit queue full; record dropped: %s", _json_lines(_clean([row])))
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
 
     def _log_pending(self) -> None:
         batch, self._unlogged = self._unlogged, []
@@ -319,6 +322,7 @@ class AuditLog:
             if not self._closing:
                 await asyncio.sleep(_LINGER)
             self._wake.clear()
+            self._woken = False
             try:
                 await self.flush()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure

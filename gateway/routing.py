@@ -52,7 +52,7 @@ def declared_access(request: web.Request) -> Access | None:
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The enforcement point with auth and workspaces off: routes with no declared access
     are refused and everything else is served as is. With either on, the app has
-    :func:`gateway.security.enforce` in its place, which authenticates, selects the
+    :func:`gateway.security.enforcer`'s in its place, which authenticates, selects the
     workspace and checks the declared access."""
     if request.match_info.http_exception is not None:
         return await handler(request)

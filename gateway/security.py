@@ -1,6 +1,6 @@
 """Authentication, workspaces and authorization: the one enforcement point.
 
-:func:`enforce` is the middleware that checks every request when auth or workspaces are on
+:func:`enforcer` makes the middleware that checks every request when auth or workspaces are on
 (:func:`gateway.routing.access_middleware` takes its place when both are off). It selects
 the workspace (``X-MLFLOW-WORKSPACE``, else ``default``), authenticates (HTTP Basic or
 ``Authorization: Bearer mlg_…``), resolves what the route's declared
@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from auth import hashing
 from auth.access import Access, Action, ResourceKind
@@ -62,7 +63,7 @@ __all__ = [
     "SECURITY",
     "WORKSPACE_HEADER",
     "Security",
-    "enforce",
+    "enforcer",
     "identity_of",
     "visibility_of",
     "workspace_of",
@@ -75,9 +76,8 @@ DEFAULT_WORKSPACE = "default"
 WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RESERVED_WORKSPACES = frozenset({"workspaces", "api", "ajax-api", "static-files"})
 
-_IDENTITY = web.RequestKey("mlgate_identity", Identity)
-_WORKSPACE = web.RequestKey("mlgate_workspace", str)
-_BODY = web.RequestKey("mlgate_body", dict)
+# What enforce admitted the request as (an _Admission): one key, one store per request.
+_ADMITTED = web.RequestKey("mlgate_admitted", tuple)
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
 _UNAUTHENTICATED = (
@@ -191,6 +191,7 @@ class _Resolved:
 
 # Who a request was admitted as: (identity or None, workspace, what it names).
 _Admission = tuple[Identity | None, str, _Resolved]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_PASSES = 10_000
 _PASS_BODY_MAX = 16 * 1024  # bytes: a log-metric body is ~100, a 100-metric log-batch ~10k
 
@@ -652,7 +653,7 @@ class Security:
         ids exist."""
         if not self.auth_on:
             return True
-        workspace = request.get(_WORKSPACE, DEFAULT_WORKSPACE)
+        identity, workspace = _admitted_as(request)
         if kind is ResourceKind.REGISTERED_MODEL:
             resolved = await self._registered_model(key, workspace)
         elif kind in (ResourceKind.RUN, ResourceKind.LOGGED_MODEL):
@@ -661,7 +662,7 @@ class Security:
         else:
             return False
         return resolved.resource is not None and not resolved.foreign and is_allowed(
-            request.get(_IDENTITY), Action.READ, resolved.resource, self.policy)
+            identity, Action.READ, resolved.resource, self.policy)
 
     # -- searches ------------------------------------------------------------------------
 
@@ -704,31 +705,37 @@ class _RateLimited(Exception):
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON body (read once; aiohttp keeps the bytes for the handler)."""
-    cached: dict[str, Any] | None = request.get(_BODY)
-    if cached is not None:
-        return cached  # read-only here; the handler parses into fresh objects
-    return await _read_body(request)
+    """The JSON object body, ``{}`` when there is none or it is not one (the handler says
+    why). Parsed once: what :func:`_read_body` parsed is kept as the handler's
+    ``PARSED_BODY``, and read-only here (the handler parses into fresh objects)."""
+    data = request.get(PARSED_BODY)
+    return await _read_body(request) if data is None else _json_object(data)
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
     """:func:`_body` when nothing read it yet (:func:`enforce` reads first: a miss of the
     request's mapping costs an exception inside aiohttp's ``get``)."""
-    body: dict[str, Any] = {}
-    if request.method != "GET" and request.body_exists:
-        ctype = request.headers.get("Content-Type", "application/json")
-        if ctype.split(";", 1)[0].strip().lower() == "application/json":
-            try:
-                data = orjson.loads(await request.read() or b"{}")
-                request[PARSED_BODY] = data  # the handler's read_json_body reuses it
-                if isinstance(data, str):
-                    data = orjson.loads(data)
-                if isinstance(data, dict):
-                    body = data
-            except (orjson.JSONDecodeError, web.HTTPException):
-                body = {}
-    request[_BODY] = body
-    return body
+    if request.method == "GET" or not request.body_exists:
+        return {}
+    ctype = request.headers.get("Content-Type", "application/json")
+    if ctype.split(";", 1)[0].strip().lower() != "application/json":
+        return {}
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except (orjson.JSONDecodeError, web.HTTPException):
+        return {}  # the handler reads it again and answers 400 (413)
+    request[PARSED_BODY] = data  # the handler's read_json_body reuses it
+    return data if type(data) is dict else _json_object(data)
+
+
+def _json_object(data: Any) -> dict[str, Any]:
+    """A parsed body as the object it holds; a legacy client's string is JSON again."""
+    if isinstance(data, str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return {}
+    return data if isinstance(data, dict) else {}
 
 
 @functools.cache
@@ -774,14 +781,20 @@ def _body_value(body: dict[str, Any], name: str, camel: str) -> str | None:
 # -- what the handlers read --------------------------------------------------------------
 
 
+def _admitted_as(request: web.Request) -> tuple[Identity | None, str]:
+    """Who (None: auth off or a public route) and in which workspace enforce admitted the
+    request (nobody, ``default``: not admitted by it)."""
+    admitted = request.get(_ADMITTED)
+    return (None, DEFAULT_WORKSPACE) if admitted is None else (admitted[0], admitted[1])
+
+
 def workspace_of(request: web.Request) -> str:
     """The request's workspace (``default`` when workspaces are off or none was sent)."""
-    return str(request.get(_WORKSPACE, DEFAULT_WORKSPACE))
+    return _admitted_as(request)[1]
 
 
 def identity_of(request: web.Request) -> Identity | None:
-    ident = request.get(_IDENTITY)
-    return ident if isinstance(ident, Identity) else None
+    return _admitted_as(request)[0]
 
 
 def security_of(request: web.Request) -> Security | None:
@@ -812,11 +825,12 @@ class _Plan:
     label: str  # "METHOD suffix", the audit record's action
     public: bool  # no authentication
     exempt: bool  # no workspace selection (public routes, workspace CRUD)
-    audited: bool
+    audited: bool  # and this Security keeps an audit log (auth on)
     after: bool  # _after_success has work: creator grants, renames, deletes
-    # a POST without URL parameters naming a run or logged model in its body, whose
-    # resolution enforce looks up with nothing to wait for (the metric-logging routes)
-    named_in_body: bool
+    # "run_id" or "model_id": a POST without URL parameters naming a run or logged model in
+    # its body, whose resolution enforce looks up with nothing to wait for (the
+    # metric-logging routes); None on other routes
+    id_field: str | None
 
 
 _NAMED_IN_BODY = frozenset({ResourceKind.RUN, ResourceKind.LOGGED_MODEL})
@@ -832,17 +846,19 @@ def _plan(sec: Security, request: web.Request) -> _Plan:
         access = declared_access(request)
         suffix = _compute_suffix(route)
         public = access is not None and access.resource is ResourceKind.PUBLIC
-        audited = access is not None and (
+        audited = sec.audit is not None and access is not None and (
             access.action is not Action.READ or access.writes
             or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
                 and "path" in request.match_info))
+        named_in_body = (access is not None and access.resource in _NAMED_IN_BODY
+                         and request.method == "POST" and not request.match_info)
         found = sec.plans[route] = _Plan(
             access, suffix, f"{request.method} {suffix}", public,
             public or suffix.startswith(("/api/3.0/mlflow/workspaces",
                                          "/ajax-api/3.0/mlflow/workspaces")),
             audited, suffix in _AFTER_ROUTES,
-            access is not None and access.resource in _NAMED_IN_BODY
-            and request.method == "POST" and not request.match_info)
+            None if not named_in_body or access is None
+            else "run_id" if access.resource is ResourceKind.RUN else "model_id")
     return found
 
 
@@ -871,55 +887,66 @@ def _unauthenticated() -> web.Response:
         headers=_CHALLENGE)
 
 
-@web.middleware
-async def enforce(request: web.Request,
-                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                  ) -> web.StreamResponse:
+def enforcer() -> Middleware:
     """The middleware of an app with auth or workspaces on, in place of
-    :func:`gateway.routing.access_middleware` (one coroutine per request fewer than calling
-    this from it)."""
-    if request.match_info.http_exception is not None:  # 404/405: no route to check
-        return await handler(request)
-    sec = request.app[SECURITY]
-    plan = sec.plans.get(request.match_info.route) or _plan(sec, request)
-    admitted: _Admission | None = None
-    pass_key: tuple[Any, ...] | None = None
-    # Only a small body is read before the caller is authenticated (an unknown caller's
-    # big one waits for the 401 unread, as on every other route).
-    length = request.content_length
-    if plan.named_in_body and sec.auth_on and length is not None and length <= _PASS_BODY_MAX:
-        assert plan.access is not None  # named_in_body says so
-        named = _named_in_body(plan.access.resource, await _read_body(request))
-        if named is not None:
-            headers = request.headers
-            pass_key = (plan, hashlib.sha256(headers.get("Authorization", "").encode()).digest(),
-                        headers.get(WORKSPACE_HEADER), named)
-            admitted = sec.passed(pass_key)
-    if admitted is None:
-        outcome = await _admit(sec, request, plan, pass_key)
-        if isinstance(outcome, web.StreamResponse):
-            return outcome
-        admitted = outcome
-    identity, workspace, resolved = admitted
-    request[_WORKSPACE] = workspace
-    if identity is not None:
-        request[_IDENTITY] = identity
-    if not plan.audited or sec.audit is None:
-        return await handler(request)
-    username = identity.username if identity else None
-    try:
-        response = await handler(request)
-    except BaseException as exc:
-        sec._audit(request, username, workspace, plan.label, resolved.resource_type,
-                   resolved.resource_id, "error", _status_of(exc))
-        raise
-    resource_id = resolved.resource_id
-    if plan.after and response.status < 400 and identity is not None:
-        resource_id = await _after_success(sec, request, plan.suffix, identity, workspace,
-                                           response) or resource_id
-    sec._audit(request, username, workspace, plan.label, resolved.resource_type, resource_id,
-               "ok" if response.status < 400 else "error", response.status)
-    return response
+    :func:`gateway.routing.access_middleware`: one per app, as it keeps the app's Security
+    after the first request (``request.app[SECURITY]`` is three Python calls a request)."""
+    security: Security | None = None
+
+    @web.middleware
+    async def enforce(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        nonlocal security
+        sec = security
+        if sec is None:
+            sec = security = request.app[SECURITY]
+        plan = sec.plans.get(request.match_info.route)
+        if plan is None:
+            if request.match_info.http_exception is not None:  # 404/405: no route to check
+                return await handler(request)
+            plan = _plan(sec, request)
+        admitted: _Admission | None = None
+        pass_key: tuple[Any, ...] | None = None
+        # Only a small body is read before the caller is authenticated (an unknown caller's
+        # big one waits for the 401 unread, as on every other route).
+        if plan.id_field is not None and sec.auth_on:
+            length = request.content_length
+            if length is not None and length <= _PASS_BODY_MAX:
+                body = await _read_body(request)
+                named = body.get(plan.id_field)
+                if type(named) is not str or not named:  # the other spellings resolve reads
+                    assert plan.access is not None  # id_field says so
+                    named = _named_in_body(plan.access.resource, body)
+                if named is not None:
+                    headers = request.headers
+                    pass_key = (plan, hashlib.sha256(headers.get("Authorization", "").encode())
+                                .digest(), headers.get(WORKSPACE_HEADER), named)
+                    admitted = sec.passed(pass_key)
+        if admitted is None:
+            outcome = await _admit(sec, request, plan, pass_key)
+            if isinstance(outcome, web.StreamResponse):
+                return outcome
+            admitted = outcome
+        request[_ADMITTED] = admitted
+        if not plan.audited:
+            return await handler(request)
+        identity, workspace, resolved = admitted
+        username = identity.username if identity else None
+        try:
+            response = await handler(request)
+        except BaseException as exc:
+            sec._audit(request, username, workspace, plan.label, resolved.resource_type,
+                       resolved.resource_id, "error", _status_of(exc))
+            raise
+        status = response.status
+        resource_id = resolved.resource_id
+        if plan.after and status < 400 and identity is not None:
+            resource_id = await _after_success(sec, request, plan.suffix, identity, workspace,
+                                               response) or resource_id
+        sec._audit(request, username, workspace, plan.label, resolved.resource_type, resource_id,
+                   "ok" if status < 400 else "error", status)
+        return response
+
+    return enforce
 
 
 async def _admit(sec: Security, request: web.Request, plan: _Plan,
@@ -947,7 +974,7 @@ async def _admit(sec: Security, request: web.Request, plan: _Plan,
                               "PERMISSION_DENIED")
         return identity, workspace, _Resolved(None)
     resolved: _Resolved | None = None
-    if plan.named_in_body:
+    if plan.id_field is not None:
         resolved = sec.known_resolution(
             access.resource, _named_in_body(access.resource, await _body(request)), workspace)
     if resolved is None:
@@ -958,7 +985,7 @@ async def _admit(sec: Security, request: web.Request, plan: _Plan,
             f"'{workspace}'", "RESOURCE_DOES_NOT_EXIST")
     if sec.auth_on and not _allowed(sec, identity, access.action, resolved):
         username = identity.username if identity else None
-        if plan.audited and sec.audit is not None:
+        if plan.audited:
             sec._audit(request, username, workspace, plan.label, resolved.resource_type,
                        resolved.resource_id, "denied", 403)
         raise MlflowError(
