@@ -9,8 +9,9 @@ import asyncio
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pgtools import run_sync
@@ -837,3 +838,46 @@ async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) 
     await store.delete_workspace("team-a")  # takes its roles
     assert await store.list_roles() == []
     assert await store.grants_of("role", str(other.role_id)) == []
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+
+async def test_audit_queries_by_user_resource_and_time(metadata_store: MetadataStore) -> None:
+    """Every filter of the admin query, alone and together, with paging: the rows of several
+    appends, rare and common users and resources."""
+    users = ["alice", "bob", "carol", None]
+    rows = [(1000 + i, users[i % 4] if i % 997 else "dave", "default", "POST /runs/log-metric",
+             "experiment" if i % 5 == 0 else "run", f"r{i % 7}" if i % 1009 else "rare",
+             "ok", 200, "127.0.0.1") for i in range(24_000)]
+    rows += [(30_000 + i, "erin", None, "GET /artifacts", None, "rare", "denied", 403, None)
+             for i in range(5)]
+    for start in range(0, len(rows), 3000):
+        await metadata_store.append_audit(rows[start:start + 3000])
+
+    async def ts_of(**query: Any) -> list[int]:
+        return [r.ts for r in await metadata_store.query_audit(limit=100_000, **query)]
+
+    def expected(keep: Callable[[tuple[Any, ...]], bool]) -> list[int]:
+        return [r[0] for r in rows if keep(r)]
+
+    assert await ts_of(username="dave") == expected(lambda r: r[1] == "dave")
+    assert await ts_of(username="erin") == expected(lambda r: r[1] == "erin")
+    assert await ts_of(username="nobody") == []
+    assert await ts_of(resource_id="rare") == expected(lambda r: r[5] == "rare")
+    assert await ts_of(resource_type="experiment", resource_id="rare") == expected(
+        lambda r: r[4] == "experiment" and r[5] == "rare")
+    assert await ts_of(resource_type="run", resource_id="r3", username="bob") == expected(
+        lambda r: r[4] == "run" and r[5] == "r3" and r[1] == "bob")
+    assert await ts_of(since=20_000, until=20_050) == list(range(20_000, 20_050))
+    assert await ts_of(username="alice", since=5_000, until=6_000) == expected(
+        lambda r: r[1] == "alice" and 5_000 <= r[0] < 6_000)
+    assert await ts_of(since=40_000) == []
+    page = await metadata_store.query_audit(resource_id="r2", limit=50, offset=100)
+    assert [r.ts for r in page] == expected(lambda r: r[5] == "r2")[100:150]
+    ids = [r.audit_id for r in page]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    first = (await metadata_store.query_audit(resource_id="rare", limit=1))[0]
+    assert (first.ts, first.username, first.workspace, first.action, first.resource_type,
+            first.outcome, first.status, first.client_address) == (
+        1000, "dave", "default", "POST /runs/log-metric", "experiment", "ok", 200, "127.0.0.1")
