@@ -1,0 +1,3 @@
+-- Nothing to do on SQLite: PostgreSQL's 0010 narrows its audit log's user and resource
+-- indexes; SQLite keeps its audit log in a file of its own, looked up through
+-- audit_lookup (sqlite_audit/0002_audit_lookup.sql). Versions stay in step across dialects.
