@@ -10,7 +10,7 @@ and asks :func:`auth.is_allowed`. Handlers read the outcome through
 :func:`workspace_of` and :func:`visibility_of`.
 
 Caches (per process, ``--auth-cache-seconds``): Authorization headers that proved valid, with
-the identity they name (keyed by a SHA-256 of the header, never the header or password; a
+the identity they name (keyed by a BLAKE2s digest of the header, never the header or password; a
 hit skips the failed-login limiter, which only counts failures), tokens,
 users' roles, resources' grants and what a run or logged model resolves to; changes made
 through this process invalidate them at once, other worker processes within the TTL. Which
@@ -88,6 +88,10 @@ _UNAUTHENTICATED = (
 # wrong password and the timing does not tell them apart.
 _DUMMY_HASH = hashing.hash_password("mlgate-no-such-user")
 _TOUCH_EVERY_MS = 60_000
+# What caches key a credential by (the Authorization header is never kept): BLAKE2s, 256
+# bits, 0.28 us a header against SHA-256's 0.45 (hashlib's OpenSSL object costs more to set
+# up than the hashing of ~50 bytes); every metric-logging request computes one.
+_digest = hashlib.blake2s
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -207,7 +211,7 @@ class Security:
         ttl = settings.auth_cache_seconds
         self._identities: _TTLCache[int, Identity] = _TTLCache(ttl)
         self._tokens: _TTLCache[str, Any] = _TTLCache(ttl)
-        # sha256 of an Authorization header that recently proved valid -> who it names, so a
+        # digest of an Authorization header that recently proved valid -> who it names, so a
         # repeated credential costs one lookup (the header itself is never kept).
         self._credentials: _TTLCache[bytes, tuple[Identity, TokenRecord | None, int]] = \
             _TTLCache(ttl)
@@ -331,7 +335,7 @@ class Security:
         :meth:`authenticate` has work to do (never seen, expired from the cache, a token
         past its expiry, the user's holdings changed)."""
         hit = self._credentials.get(
-            hashlib.sha256(request.headers.get("Authorization", "").encode()).digest())
+            _digest(request.headers.get("Authorization", "").encode()).digest())
         if hit is None:
             return None
         identity, token, generation = hit
@@ -350,7 +354,7 @@ class Security:
 
     async def authenticate(self, request: web.Request, workspace: str) -> Identity:
         header = request.headers.get("Authorization", "")
-        cache_key = hashlib.sha256(header.encode()).digest()
+        cache_key = _digest(header.encode()).digest()
         hit = self._credentials.get(cache_key)
         if hit is not None:
             identity, token, generation = hit
@@ -603,7 +607,7 @@ class Security:
     # -- admissions of metric-logging requests -------------------------------------------
 
     def passed(self, key: tuple[Any, ...]) -> _Admission | None:
-        """What :func:`enforce` admitted a request with this key (route plan, SHA-256 of the
+        """What :func:`enforce` admitted a request with this key (route plan, digest of the
         Authorization header, workspace header, run or logged model id) as, if nothing it
         relied on changed since: no invalidation, and none of the cached credential,
         resolution and workspace it came from, nor the token, expired. One lookup instead of
@@ -718,7 +722,8 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
     if request.method == "GET" or not request.body_exists:
         return {}
     ctype = request.headers.get("Content-Type", "application/json")
-    if ctype.split(";", 1)[0].strip().lower() != "application/json":
+    if ctype != "application/json" and (
+            ctype.split(";", 1)[0].strip().lower() != "application/json"):
         return {}
     try:
         data = orjson.loads(await request.read() or b"{}")
@@ -918,7 +923,7 @@ def enforcer() -> Middleware:
                     named = _named_in_body(plan.access.resource, body)
                 if named is not None:
                     headers = request.headers
-                    pass_key = (plan, hashlib.sha256(headers.get("Authorization", "").encode())
+                    pass_key = (plan, _digest(headers.get("Authorization", "").encode())
                                 .digest(), headers.get(WORKSPACE_HEADER), named)
                     admitted = sec.passed(pass_key)
         if admitted is None:
