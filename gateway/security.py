@@ -87,7 +87,7 @@ _UNAUTHENTICATED = (
 # Verified against when the user does not exist, so an unknown name costs as much as a
 # wrong password and the timing does not tell them apart.
 _DUMMY_HASH = hashing.hash_password("mlgate-no-such-user")
-_TOUCH_EVERY_MS = 60_000
+_TOUCH_EVERY = 60.0  # seconds: a token's last-used time is written at most this often
 # What caches key a credential by (the Authorization header is never kept): BLAKE2s, 256
 # bits, 0.28 us a header against SHA-256's 0.45 (hashlib's OpenSSL object costs more to set
 # up than the hashing of ~50 bytes); every metric-logging request computes one.
@@ -226,7 +226,7 @@ class Security:
         # the hot path of metric logging. Any grant change clears it.
         self._resolved: _TTLCache[tuple[str, str, str], _Resolved] = _TTLCache(ttl, 100_000)
         self._limiter = _FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
-        self._touched: dict[str, int] = {}
+        self._touch_due: dict[str, float] = {}  # token id -> next write of its last use
         self._tasks: set[asyncio.Task[None]] = set()
         # The audit's JSON lines and rows are written by a process of its own (one per
         # worker), off the serving thread; the store options keep its connections few.
@@ -452,11 +452,12 @@ class Security:
             raise _RateLimited(wait)
 
     def _touch(self, token_id: str) -> None:
-        now = int(time.time() * 1000)
-        if now - self._touched.get(token_id, 0) < _TOUCH_EVERY_MS:
+        """Record the token's use as its last-used time, at most once per _TOUCH_EVERY."""
+        now = time.monotonic()
+        if now < self._touch_due.get(token_id, 0.0):
             return
-        self._touched[token_id] = now
-        self._spawn(self.store.touch_token(token_id, now))
+        self._touch_due[token_id] = now + _TOUCH_EVERY
+        self._spawn(self.store.touch_token(token_id, int(time.time() * 1000)))
 
     # -- workspaces ----------------------------------------------------------------------
 
@@ -617,10 +618,11 @@ class Security:
         if found is None:
             return None
         admission, token, expires, epoch = found
-        if epoch != self._epoch or expires <= time.monotonic():
+        now = time.monotonic()
+        if epoch != self._epoch or expires <= now:
             del self._passes[key]
             return None
-        if token is not None:
+        if token is not None and now >= self._touch_due.get(token.token_id, 0.0):
             self._touch(token.token_id)  # its last-used time, once a minute
         return admission
 

@@ -476,6 +476,45 @@ async def test_token_scopes(server: Server) -> None:
     assert status == 403  # tokens cannot mint tokens
 
 
+
+async def test_token_last_used_time_written_at_most_once_a_minute(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token's use is recorded, through the admission cache of metric logging too, and
+    then not again before _TOUCH_EVERY has passed."""
+    await server.add_user("alice")
+    tok = bearer(await server.token("alice"))
+    run_id = await server.run("alice", await server.experiment("alice", "used"))
+
+    async def last_used() -> int | None:
+        for _ in range(100):  # written by a background task
+            tokens = (await server.ok("GET", "/mlgate/v1/tokens", "alice"))["tokens"]
+            if tokens[0]["last_used_at"] is not None:
+                return int(tokens[0]["last_used_at"])
+            await asyncio.sleep(0.01)
+        return None
+
+    assert (await server.ok("GET", "/mlgate/v1/tokens", "alice"))["tokens"][0][
+        "last_used_at"] is None
+    log = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 1, "step": 0}
+    for _ in range(3):  # the first admits through the caches, the next through its pass
+        await server.ok("POST", f"{API}/runs/log-metric", tok, log)
+    first = await last_used()
+    assert first is not None
+    await asyncio.sleep(0.01)
+    await server.ok("POST", f"{API}/runs/log-metric", tok, log)
+    await asyncio.sleep(0.05)
+    assert await last_used() == first  # within the minute: not written again
+    security = server.app[SECURITY]
+    monkeypatch.setattr(security, "_touch_due", {})  # as if the minute had passed
+    await server.ok("POST", f"{API}/runs/log-metric", tok, log)
+    for _ in range(100):
+        later = await last_used()
+        if later != first:
+            break
+        await asyncio.sleep(0.01)
+    assert later is not None and later > first
+
+
 async def _search_ids(server: Server, who: str, path: str, body: dict[str, Any], key: str,
                       id_of: Any, method: str = "POST",
                       workspace: str | None = None) -> list[list[str]]:
