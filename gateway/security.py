@@ -600,7 +600,7 @@ class Security:
     def known_resolution(self, kind: ResourceKind, key: str | None,
                          workspace: str) -> _Resolved | None:
         """:meth:`resolve`'s cached answer for the run or logged model (``kind``, one of
-        ``_NAMED_IN_BODY``) whose id ``key`` a POST to a route without URL parameters names
+        ``_ID_FIELD``'s) whose id ``key`` a POST to a route without URL parameters names
         in its JSON body (:func:`_named_in_body`: the metric-logging routes); else None."""
         kname = "run" if kind is ResourceKind.RUN else "logged_model"
         return None if key is None else self._resolved.get((kname, key, workspace))
@@ -840,7 +840,9 @@ class _Plan:
     id_field: str | None
 
 
-_NAMED_IN_BODY = frozenset({ResourceKind.RUN, ResourceKind.LOGGED_MODEL})
+# The kinds a metric-logging body names, and the field it names them by first (the other
+# spellings are _named_in_body's).
+_ID_FIELD = {ResourceKind.RUN: "run_id", ResourceKind.LOGGED_MODEL: "model_id"}
 _AFTER_ROUTES = frozenset({*_CREATOR_ROUTES, "/registered-models/rename",
                            "/registered-models/delete"})
 
@@ -857,15 +859,13 @@ def _plan(sec: Security, request: web.Request) -> _Plan:
             access.action is not Action.READ or access.writes
             or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
                 and "path" in request.match_info))
-        named_in_body = (access is not None and access.resource in _NAMED_IN_BODY
-                         and request.method == "POST" and not request.match_info)
+        id_field = (_ID_FIELD.get(access.resource) if access is not None
+                    and request.method == "POST" and not request.match_info else None)
         found = sec.plans[route] = _Plan(
             access, suffix, f"{request.method} {suffix}", public,
             public or suffix.startswith(("/api/3.0/mlflow/workspaces",
                                          "/ajax-api/3.0/mlflow/workspaces")),
-            audited, suffix in _AFTER_ROUTES,
-            None if not named_in_body or access is None
-            else "run_id" if access.resource is ResourceKind.RUN else "model_id")
+            audited, suffix in _AFTER_ROUTES, id_field)
     return found
 
 
