@@ -62,6 +62,8 @@ class Identity:
     roles: frozenset[int] = frozenset()  # ids of the MLflow roles assigned to the user
 
     def role_in(self, workspace: str) -> TeamRole | None:
+        """The team role held in ``workspace``. Permission decisions use
+        :func:`auth.policy.role_of`, which also counts an open default workspace."""
         return self.teams.get(workspace)
 
     def with_scope(self, scope: TokenScope) -> Identity:

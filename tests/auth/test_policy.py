@@ -10,10 +10,22 @@ from auth import hashing
 from auth.access import Action, ResourceKind
 from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.permissions import Permission, TeamRole
-from auth.policy import Grant, Policy, Principal, Resource, effective_permission, is_allowed
+from auth.policy import (
+    DEFAULT_WORKSPACE,
+    Grant,
+    Policy,
+    Principal,
+    Resource,
+    effective_permission,
+    is_allowed,
+    principals_of,
+    refusal,
+    role_of,
+)
+from backends.metadata import entities
 
 EXP = ResourceKind.EXPERIMENT
-R, U, D, M = Action.READ, Action.UPDATE, Action.DELETE, Action.MANAGE
+R, C, U, D, M = Action.READ, Action.CREATE, Action.UPDATE, Action.DELETE, Action.MANAGE
 
 
 def user(uid: int = 7, *, admin: bool = False, teams: dict[str, TeamRole] | None = None,
@@ -25,7 +37,13 @@ def exp(*grants: tuple[str, str, Permission], ws: str = "a") -> Resource:
     return Resource(EXP, ws, tuple(Grant(Principal(k, n), p) for k, n, p in grants))
 
 
+def ws(name: str) -> Resource:
+    return Resource(ResourceKind.WORKSPACE, name)
+
+
 MEMBER = {"a": TeamRole.MEMBER}
+OPEN = Policy(default_workspace_open=True)  # every user is a member of "default"
+CLOSED = Policy(default_workspace_open=False)
 CASES = [
     # (who, action, resource, policy, allowed)
     ("anonymous", None, R, exp(), Policy(), False),
@@ -67,6 +85,35 @@ CASES = [
      exp(("user", "7", Permission.READ), ("role", "3", Permission.MANAGE)), Policy(), True),
     ("a team named like a role id is not the role", user(teams={"3": TeamRole.MEMBER}), R,
      exp(("role", "3", Permission.READ)), Policy(), False),
+    # The default workspace, open (as on stock MLflow) or closed like any team.
+    ("open default: a user in no team creates there", user(), C, ws("default"), OPEN, True),
+    ("closed default: a user in no team may not", user(), C, ws("default"), CLOSED, False),
+    ("closed default: its members still may", user(teams={"default": TeamRole.MEMBER}), C,
+     ws("default"), CLOSED, True),
+    ("open default opens no other workspace", user(), C, ws("a"), OPEN, False),
+    ("open default makes members, not managers", user(), M, ws("default"), OPEN, False),
+    ("open default: others' experiments get the member default only", user(), R,
+     exp(ws="default"), OPEN, False),
+    ("open default with member default READ: reads there", user(), R, exp(ws="default"),
+     Policy(Permission.READ, default_workspace_open=True), True),
+    ("closed default with member default READ: reads nothing there", user(), R,
+     exp(ws="default"), Policy(Permission.READ, default_workspace_open=False), False),
+    ("open default: what a user created (creator grant MANAGE) they delete", user(), D,
+     exp(("user", "7", Permission.MANAGE), ws="default"), OPEN, True),
+    ("open default: a grant to team default reaches every user", user(), U,
+     exp(("team", "default", Permission.EDIT), ws="default"), OPEN, True),
+    ("closed default: a grant to team default reaches its members only", user(), U,
+     exp(("team", "default", Permission.EDIT), ws="default"), CLOSED, False),
+    ("open default: DENY still wins", user(), R,
+     exp(("user", "7", Permission.DENY), ws="default"),
+     Policy(Permission.MANAGE, default_workspace_open=True), False),
+    ("open default: a manager of default stays manager",
+     user(teams={"default": TeamRole.MANAGER}), D, exp(ws="default"), OPEN, True),
+    ("open default: a token for workspace a may not create in default",
+     user(scope=TokenScope(workspace="a")), C, ws("default"), OPEN, False),
+    ("open default: a read-only token may not create", user(scope=TokenScope(read_only=True)),
+     C, ws("default"), OPEN, False),
+    ("open default: anonymous may not create", None, C, ws("default"), OPEN, False),
 ]
 
 
@@ -120,3 +167,53 @@ def test_token_record_expiry_and_revocation() -> None:
         TokenRecord("t1", 1, "0" * 64, revoked=True).check_usable()
     with pytest.raises(ValueError):
         TokenRecord("", 1, "short")
+
+
+def test_role_of_counts_an_open_default_workspace() -> None:
+    assert DEFAULT_WORKSPACE == entities.DEFAULT_WORKSPACE  # the gateway's and the stores'
+    assert role_of(user(), "default", OPEN) is TeamRole.MEMBER
+    assert role_of(user(), "default", CLOSED) is None
+    assert role_of(user(), "a", OPEN) is None
+    assert role_of(user(teams={"default": TeamRole.MANAGER}), "default", OPEN) \
+        is TeamRole.MANAGER
+    assert Policy().default_workspace_open is False  # deny by default; the server opens it
+    # Searches filter on the same principals the check matches grants against.
+    assert Principal("team", "default") in principals_of(user(), OPEN)
+    assert Principal("team", "default") not in principals_of(user(), CLOSED)
+
+
+TOKEN_A = TokenScope(workspace="team-a")
+REFUSALS = [
+    # (who, action, kind, workspace, message)
+    (user(), C, EXP, "team-a", "u7 may not create experiments in workspace team-a"),
+    (user(), C, ResourceKind.REGISTERED_MODEL, "default",
+     "u7 may not create registered models in workspace default"),
+    (user(), U, ResourceKind.RUN, "team-a", "u7 may not update this run in workspace team-a"),
+    (user(), D, ResourceKind.REGISTERED_MODEL, "team-a",
+     "u7 may not delete this registered model in workspace team-a"),
+    (user(), R, ResourceKind.LOGGED_MODEL, "team-a",
+     "u7 may not read this logged model in workspace team-a"),
+    (user(), M, ResourceKind.GRANT_TARGET, "team-a",
+     "u7 may not manage this experiment or registered model in workspace team-a"),
+    (user(), C, ResourceKind.WORKSPACE, "team-a",
+     "u7 may not create anything in workspace team-a"),
+    (user(), M, ResourceKind.WORKSPACE, "team-a", "u7 may not manage workspace team-a"),
+    (user(), R, ResourceKind.SERVER, "default",
+     "u7 may not read this: it is for administrators"),
+    (None, R, EXP, "team-a",
+     "an anonymous caller may not read this experiment in workspace team-a"),
+    (user(scope=TokenScope(read_only=True)), U, ResourceKind.RUN, "team-a",
+     "u7 may not update this run in workspace team-a (the token is read-only)"),
+    (user(scope=TokenScope(read_only=True)), R, ResourceKind.RUN, "team-a",
+     "u7 may not read this run in workspace team-a"),
+    (user(scope=TOKEN_A), C, EXP, "team-b",
+     "u7 may not create experiments in workspace team-b (the token is for workspace team-a)"),
+    (user(scope=TOKEN_A), C, EXP, "team-a", "u7 may not create experiments in workspace team-a"),
+]
+
+
+@pytest.mark.parametrize(("ident", "action", "kind", "workspace", "message"), REFUSALS,
+                         ids=[r[4] for r in REFUSALS])
+def test_refusal_says_what_and_where(ident: Identity | None, action: Action,
+                                     kind: ResourceKind, workspace: str, message: str) -> None:
+    assert refusal(ident, action, kind, workspace) == message
