@@ -7,9 +7,11 @@ every route, and the auth middleware asks :func:`is_allowed` about it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Access", "Action", "ResourceKind"]
+__all__ = ["Access", "Action", "Ref", "ResourceKind", "named"]
 
 
 class ResourceKind(enum.StrEnum):
@@ -21,6 +23,7 @@ class ResourceKind(enum.StrEnum):
     REGISTERED_MODEL = "registered_model"
     ARTIFACT_PATH = "artifact_path"  # a path under the artifacts destination
     GRANT_TARGET = "grant_target"  # the experiment or model a permission change is about
+    MODEL_SOURCE = "model_source"  # a model version's source URI: a run, model or path
     SERVER = "server"  # server-wide administration: users, teams, audit
 
 
@@ -33,9 +36,24 @@ class Action(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Ref:
+    """Another resource a request names besides the route's own (a logged model in a
+    metric, a model version's source run): the caller needs ``action`` on it too. ``field``
+    is a dotted path into the request's message; lists on the way are walked, so
+    ``metrics.model_id`` is the ``model_id`` of every metric."""
+
+    resource: ResourceKind
+    field: str
+    action: Action = Action.READ
+    # An id sent empty names a resource that does not exist (refused), instead of none.
+    strict: bool = False
+
+
+@dataclass(frozen=True)
 class Access:
-    """What a route needs: ``action`` on the ``resource`` named by request field ``locator``
-    (for example ``run_id`` in the body, or the ``path`` in the URL)."""
+    """What a route needs: ``action`` on the ``resource`` named by message field ``locator``
+    (for example ``run_id`` in the body, or the ``path`` in the URL), and each of ``refs``.
+    A request whose locator names nothing is refused, unless the route has a ``default``."""
 
     resource: ResourceKind
     action: Action
@@ -43,3 +61,19 @@ class Access:
     # A change that needs no more than ``action`` (a user's own API tokens): audited like
     # every write although READ suffices.
     writes: bool = False
+    default: str | None = None
+    refs: tuple[Ref, ...] = ()
+    creates: ResourceKind | None = None  # with CREATE on a workspace: what it creates
+
+
+def named(message: Mapping[str, Any], path: str, *, empty: bool = False) -> list[str]:
+    """Every non-empty value (``empty``: every value) at the dotted ``path`` of a parsed
+    message, lists walked."""
+    values: list[Any] = [message]
+    for part in path.split("."):
+        found: list[Any] = []
+        for value in values:
+            item = value.get(part) if isinstance(value, Mapping) else None
+            found.extend(item if isinstance(item, list) else [item])
+        values = found
+    return [str(v) for v in values if v is not None and (empty or v != "")]

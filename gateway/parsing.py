@@ -22,11 +22,13 @@ from multidict import MultiMapping
 from gateway.errors import MlflowError, invalid_parameter
 
 __all__ = [
+    "MESSAGE",
     "Field",
     "Message",
+    "message_of",
     "parse",
     "read_json_body",
-    "read_message",
+    "read_request",
 ]
 
 Kind = Literal["string", "int64", "double", "bool", "enum", "message", "bytes"]
@@ -187,40 +189,35 @@ def parse(obj: Mapping[str, Any], message: Message, prefix: str = "") -> dict[st
     return out
 
 
-def _reject_bare_constants(token: str) -> float:
-    # Python's json accepts NaN/Infinity tokens, which are not JSON; stock mis-stores them.
-    raise ValueError(f"{token} is not valid JSON")
+# The request as its route's message, parsed once by the enforcement point (or, with auth and
+# workspaces off, by the access middleware): the permission check and the handler read this
+# one object, never the request again.
+MESSAGE = web.RequestKey("mlgate_message", dict)
 
-
-# The body as ``orjson.loads`` returned it, when the security layer already parsed it to
-# find the resource a request names; read_json_body then skips a second parse.
-PARSED_BODY = web.RequestKey("mlgate_parsed_body", object)
+# Fields that name one thing under two names; both sent with different values is refused.
+_ALIASES = (("run_id", "run_uuid"),)
 
 
 async def read_json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body (``{}`` when empty), checked like stock's Flask layer."""
+    """The request's JSON object body (``{}`` when empty). POST and PUT must say
+    ``application/json`` as stock's Flask layer requires; any other body is read as JSON
+    whatever its label says, and refused when it is not JSON."""
     if request.method in ("POST", "PUT"):
         ctype = request.headers.get("Content-Type")
         if ctype is None:
             raise MlflowError("Bad Request. Content-Type header is missing.", "BAD_REQUEST")
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
             raise MlflowError("Content-Type must be one of ['application/json']", "BAD_REQUEST")
-    data = request.get(PARSED_BODY)
-    if data is None:
-        raw = await request.read()
-        if not raw.strip():
-            return {}
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
-            raise MlflowError(f"Malformed JSON request body: {exc.msg}",
-                              "BAD_REQUEST") from None
-    if isinstance(data, str):  # legacy clients double-encode
-        try:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+        if isinstance(data, str):  # legacy clients double-encode
             data = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise MlflowError("Malformed JSON request body", "BAD_REQUEST") from None
+    except orjson.JSONDecodeError as exc:
+        # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
+        raise MlflowError(f"Malformed JSON request body: {exc.msg}", "BAD_REQUEST") from None
     if not isinstance(data, dict):
         raise MlflowError("The request body must be a JSON object", "BAD_REQUEST")
     return data
@@ -236,12 +233,41 @@ def _query_to_obj(query: MultiMapping[str], message: Message) -> dict[str, Any]:
     return obj
 
 
-async def read_message(request: web.Request, message: Message) -> dict[str, Any]:
-    """Parse the request into ``message``: the query string for a GET that has one,
-    otherwise the JSON body."""
-    if request.method == "GET" and request.query_string:
-        return parse(_query_to_obj(request.query, message), message)
-    return parse(await read_json_body(request), message)
+async def read_request(request: web.Request, message: Message, *,
+                       body: bool = True) -> dict[str, Any]:
+    """The request parsed into ``message``, as stock reads it: the query string for a GET
+    that has one, otherwise the JSON body (``body=False``: the route streams its body, so
+    only the query string); then the URL's path variables. A field named twice with
+    different values (in the URL and the query or body, or as ``run_id`` and ``run_uuid``)
+    is refused, never guessed."""
+    if body and not (request.method == "GET" and request.query_string):
+        msg = parse(await read_json_body(request), message)
+    elif request.query_string:
+        if body and request.body_exists and (await request.read()).strip():
+            # Stock would read the query and ignore the body; a client that sends both
+            # means one of them, and guessing which is how a check and a handler part.
+            raise invalid_parameter("Send the request's parameters in the query string or in "
+                                    "the body, not both.")
+        msg = parse(_query_to_obj(request.query, message), message)
+    else:
+        msg = {}
+    for name, value in request.match_info.items():
+        if msg.get(name, value) != value:
+            raise invalid_parameter(
+                f"'{name}' is given in the URL and again, with another value, in the request.")
+        msg[name] = value
+    for name, alias in _ALIASES:
+        if msg.get(alias):
+            if msg.get(name) and msg[name] != msg[alias]:
+                raise invalid_parameter(
+                    f"Request specifies both '{name}' and '{alias}' with different values.")
+            msg[name] = msg[alias]
+    return msg
+
+
+def message_of(request: web.Request) -> dict[str, Any]:
+    """The request's message as its route declares it (see :data:`MESSAGE`)."""
+    return request[MESSAGE]
 
 
 def decode_b64_json(token: str) -> Any:

@@ -8,15 +8,17 @@ registered without a declaration is refused for everyone (deny by default).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from auth.access import Access
 from gateway.errors import MlflowError
+from gateway.parsing import MESSAGE, Message, read_request
 
-__all__ = ["API", "ARTIFACTS_API", "ROUTE_ACCESS", "Route", "access_middleware", "install"]
+__all__ = ["API", "ARTIFACTS_API", "ROUTES", "Route", "access_middleware", "declared",
+           "install"]
 
 API = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACTS_API = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -31,21 +33,31 @@ class Route:
     handler: HandlerFn
     access: Access
     prefixes: tuple[str, ...] = API
+    # What the handler reads, parsed once before the permission check (gateway.parsing
+    # MESSAGE); path variables are added to it.
+    message: Message = field(default_factory=Message)
+    body: bool = True  # False: the body is streamed bytes, only the query string is parsed
 
 
-ROUTE_ACCESS = web.AppKey("route_access", dict[web.AbstractRoute, Access])
+ROUTES = web.AppKey("routes", dict[web.AbstractRoute, Route])
 
 
 def install(app: web.Application, routes: Iterable[Route]) -> None:
-    table = app.setdefault(ROUTE_ACCESS, {})
+    table = app.setdefault(ROUTES, {})
     for route in routes:
         for prefix in route.prefixes:
             registered = app.router.add_route(route.method, prefix + route.path, route.handler)
-            table[registered] = route.access
+            table[registered] = route
 
 
-def declared_access(request: web.Request) -> Access | None:
-    return request.app[ROUTE_ACCESS].get(request.match_info.route)
+def declared(request: web.Request) -> Route | None:
+    """The route table's entry for the request's route (None: a 404/405, or undeclared)."""
+    return request.app[ROUTES].get(request.match_info.route)
+
+
+async def parse_into(request: web.Request, route: Route) -> None:
+    """Parse the request into its route's message, once (see :data:`MESSAGE`)."""
+    request[MESSAGE] = await read_request(request, route.message, body=route.body)
 
 
 @web.middleware
@@ -56,8 +68,9 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     workspace and checks the declared access."""
     if request.match_info.http_exception is not None:
         return await handler(request)
-    access = declared_access(request)
-    if access is None:
+    route = declared(request)
+    if route is None:
         raise MlflowError("Permission denied: the route declares no access rule.",
                           "PERMISSION_DENIED")
+    await parse_into(request, route)
     return await handler(request)

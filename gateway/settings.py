@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from auth.login_limits import Network, parse_trusted_proxies
 from backends.registry import (
     MissingDependency,
     UnsupportedScheme,
@@ -167,11 +168,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_cache_seconds", 30.0, "How long a verified password, a token and a "
             "user's roles are cached per process; 0 disables the cache.",
             _env("AUTH_CACHE_SECONDS"), type=float),
-    Setting("auth_max_failures", 10, "Failed logins allowed per user name and per client "
-            "address within --auth-failure-window; more get 429 until the window passes.",
-            _env("AUTH_MAX_FAILURES"), type=int),
+    Setting("auth_max_failures", 10, "Failed logins allowed per user name from one client "
+            "address, and per user name from all addresses, within --auth-failure-window; "
+            "more get 429 until the window passes. Other names' failures never count, and a "
+            "name's own failures elsewhere do not hold up an address it recently logged in "
+            "from.", _env("AUTH_MAX_FAILURES"), type=int),
     Setting("auth_failure_window", 300.0, "Seconds over which failed logins are counted.",
             _env("AUTH_FAILURE_WINDOW"), type=float),
+    Setting("auth_trusted_proxies", "", "Reverse proxies whose X-Forwarded-For is believed: "
+            "IP addresses or CIDR networks, comma-separated. The client address is then the "
+            "right-most forwarded address that is not a trusted proxy. Empty: the socket's "
+            "peer is the client.", _env("AUTH_TRUSTED_PROXIES")),
+    Setting("auth_default_workspace_open", True, "Every user is a member of the default "
+            "workspace, as every user is on stock MLflow: they may create experiments and "
+            "registered models there and get MANAGE on them. Off: default is closed like any "
+            "team.", _env("AUTH_DEFAULT_WORKSPACE_OPEN"),
+            flag="--auth-default-workspace-open/--no-auth-default-workspace-open", type=bool),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -234,6 +246,8 @@ class Settings:
     auth_cache_seconds: float = 30.0
     auth_max_failures: int = 10
     auth_failure_window: float = 300.0
+    auth_trusted_proxies: str = ""
+    auth_default_workspace_open: bool = True
 
     @classmethod
     def from_sources(
@@ -297,6 +311,10 @@ class Settings:
                 or self.auth_max_failures < 1:
             raise ConfigError("--auth-cache-seconds must not be negative; "
                               "--auth-failure-window and --auth-max-failures must be positive")
+        try:
+            parse_trusted_proxies(self.auth_trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"--auth-trusted-proxies: {exc}") from None
         self._check_uri("--backend-store-uri", self.backend_store_uri, metadata=True)
         self._check_artifacts()
         if self.default_artifact_root is not None:
@@ -335,6 +353,11 @@ class Settings:
             open_artifact_store(uri, **self.artifact_store_options())
         except (UnsupportedScheme, MissingDependency, ValueError) as exc:
             raise ConfigError(f"--artifacts-destination: {exc}") from None
+
+    @property
+    def trusted_proxies(self) -> tuple[Network, ...]:
+        """``auth_trusted_proxies`` parsed, for :func:`auth.login_limits.client_address`."""
+        return parse_trusted_proxies(self.auth_trusted_proxies)
 
     @property
     def workspaces_enabled(self) -> bool:

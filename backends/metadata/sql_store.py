@@ -19,6 +19,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from backends import errors
 from backends.metadata import logged_model_search, search, sql_search
@@ -54,6 +55,20 @@ _CHUNK = 500  # ids per IN (...) list
 _SMALL_BATCH_ROWS = 256
 RUN_NAME_TAG = "mlflow.runName"
 T = TypeVar("T")
+
+
+def _child_uri(base: str, *segments: str) -> str:
+    """``base`` with ``segments`` appended to its path, as stock's ``append_to_uri_path``
+    does: a query or fragment in ``base`` stays after the path, so it cannot push a run id
+    out of it (text concatenation made ``…/artifacts#`` + ``/<run>/artifacts`` still point
+    at ``…/artifacts``). A plain path (no scheme, or a Windows drive) is joined as text."""
+    parts = urlsplit(base)
+    if len(parts.scheme) <= 1:
+        return "/".join([base.rstrip("/"), *segments])
+    path = "/".join([parts.path.rstrip("/"), *segments])
+    if not path.startswith("/"):
+        path = "/" + path  # "mlflow-artifacts:" + "1" is "mlflow-artifacts:/1"
+    return urlunsplit(parts._replace(path=path))
 
 
 class Row(Protocol):
@@ -147,7 +162,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                 "INSERT INTO experiments (experiment_id, workspace, name, artifact_location,"
                 " lifecycle_stage, creation_time, last_update_time)"
                 " VALUES (0, ?, 'Default', ?, 'active', ?, ?)",
-                (DEFAULT_WORKSPACE, f"{self._artifact_root.rstrip('/')}/0", now, now),
+                (DEFAULT_WORKSPACE, _child_uri(self._artifact_root, "0"), now, now),
             )
 
     # -- experiments ---------------------------------------------------------------------
@@ -189,7 +204,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             if not artifact_location:
                 await db.execute(
                     "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                    (f"{artifact_root.rstrip('/')}/{exp_id}", exp_id),
+                    (_child_uri(artifact_root, str(exp_id)), exp_id),
                 )
             await db.executemany(
                 "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
@@ -371,7 +386,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                     f"The experiment {exp_id} must be in the 'active' state. "
                     f"Current state is {exp['lifecycle_stage']}."
                 )
-            artifact_uri = f"{exp['artifact_location'].rstrip('/')}/{run_id}/artifacts"
+            artifact_uri = _child_uri(exp["artifact_location"], run_id, "artifacts")
             await db.execute(
                 "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time,"
                 " artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, 'active')",
@@ -946,7 +961,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                     f"The experiment {exp_id} must be in the 'active' state. "
                     f"Current state is {exp['lifecycle_stage']}."
                 )
-            location = f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
+            location = _child_uri(exp["artifact_location"], "models", model_id, "artifacts")
             await db.execute(
                 "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,"
                 " creation_timestamp_ms, last_updated_timestamp_ms, status, model_type,"

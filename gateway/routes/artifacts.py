@@ -22,10 +22,19 @@ from auth.access import Access, Action, ResourceKind
 from backends import errors as be
 from backends.artifacts.base import ArtifactStore, FileInfo, UploadedPart
 from backends.registry import MissingDependency, UnsupportedScheme, open_artifact_store
-from gateway.artifact_paths import join_path, proxied_root_path, store_path, validate_path
+from gateway.artifact_paths import (
+    Location,
+    join_path,
+    logged_model_root,
+    run_root,
+    served_roots,
+    store_path,
+    under_root,
+    validate_path,
+)
 from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
-from gateway.parsing import Field, Message, missing, read_message
+from gateway.parsing import Field, Message, message_of, missing
 from gateway.render import json_response
 from gateway.routes._common import run_id_of
 from gateway.routing import API, ARTIFACTS_API, Route
@@ -69,6 +78,8 @@ MPD_UNSUPPORTED: Final = "Multipart download is not supported for the current ar
 _READ = Access(ResourceKind.ARTIFACT_PATH, Action.READ, "path")
 _UPDATE = Access(ResourceKind.ARTIFACT_PATH, Action.UPDATE, "path")
 _DELETE = Access(ResourceKind.ARTIFACT_PATH, Action.DELETE, "path")
+# The multipart routes' URL names a directory; their body's ``path`` is the client's file.
+_UPDATE_DIR = Access(ResourceKind.ARTIFACT_PATH, Action.UPDATE, "directory")
 
 LIST = Message({"path": Field("string")})
 RUN_LIST = Message({
@@ -77,6 +88,7 @@ RUN_LIST = Message({
     "path": Field("string"),
     "page_token": Field("string"),
 })
+MPU_PART = Message({"upload_id": Field("string"), "part_number": Field("string")})
 MPU_CREATE = Message({"path": Field("string"), "num_parts": Field("int64")})
 MPU_ABORT = Message({"path": Field("string"), "upload_id": Field("string")})
 MPU_COMPLETE = Message({
@@ -164,7 +176,8 @@ def _disabled(request: web.Request) -> web.Response:
     """Stock's Flask answer when artifacts are not served: 503 text/html naming the rule."""
     rule = request.match_info.route.resource
     canonical = rule.canonical if rule is not None else request.path
-    flask_rule = canonical.replace("{path}", "<path:artifact_path>")
+    flask_rule = canonical.replace("{path}", "<path:artifact_path>").replace(
+        "{directory}", "<path:artifact_path>")
     return web.Response(
         status=503,
         content_type="text/html",
@@ -181,8 +194,8 @@ _NATIVE_DISABLED = (
 )
 
 
-def _path_param(request: web.Request) -> str:
-    return validate_path(request.match_info["path"])
+def _path_param(request: web.Request, name: str = "path") -> str:
+    return validate_path(message_of(request)[name])
 
 
 def capabilities(app: web.Application) -> tuple[bool, bool]:
@@ -308,7 +321,7 @@ async def list_artifacts(request: web.Request) -> web.Response:
     """``GET /artifacts?path=``: the children of ``path`` as basenames."""
     if not _serving(request):
         return _disabled(request)
-    msg = await read_message(request, LIST)
+    msg = message_of(request)
     key = store_path(validate_path(msg["path"])) if "path" in msg else ""
     files = [
         _file_entry(posixpath.basename(info.path), info.is_dir, info.file_size)
@@ -344,8 +357,8 @@ async def _mpu_message(
 ) -> tuple[str, dict[str, Any]]:
     """The target key (``<dir>/<basename of the client's local path>``, as stock builds
     it) and the parsed body."""
-    directory = store_path(_path_param(request))
-    msg = await read_message(request, message)
+    directory = store_path(_path_param(request, "directory"))
+    msg = message_of(request)
     for name in required:
         if name not in msg or msg[name] in ("", []):
             raise missing(name)
@@ -408,8 +421,8 @@ async def mpu_upload_part(request: web.Request) -> web.Response:
         return _disabled(request)
     key = store_path(_path_param(request))
     store = _mpu_store(request)
-    upload_id = request.query.get("upload_id", "")
-    number = request.query.get("part_number", "")
+    msg = message_of(request)
+    upload_id, number = msg.get("upload_id", ""), msg.get("part_number", "")
     if not upload_id:
         raise missing("upload_id")
     if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_PARTS:
@@ -468,11 +481,12 @@ async def presigned(request: web.Request) -> web.Response:
 
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """``GET /mlflow/artifacts/list``: the run's artifacts under ``path``, run-relative."""
-    msg = await read_message(request, RUN_LIST)
+    msg = message_of(request)
     run_id = run_id_of(msg)
     relative = validate_path(msg["path"]) if "path" in msg else None
     run = await request.app[METADATA].get_run(run_id)
-    return json_response(await _listing(request, run.info.artifact_uri, relative))
+    root = run_root(run.info.artifact_uri, served_roots(request.app[SETTINGS]), run.info.run_id)
+    return json_response(await _listing(request, run.info.artifact_uri, root, relative))
 
 
 MODEL_LIST = Message({"artifact_directory_path": Field("string")})
@@ -480,22 +494,25 @@ MODEL_LIST = Message({"artifact_directory_path": Field("string")})
 
 async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     """``GET /mlflow/logged-models/{model_id}/artifacts/directories``: a model's artifacts."""
-    msg = await read_message(request, MODEL_LIST)
+    msg = message_of(request)
     relative = msg.get("artifact_directory_path") or None
     if relative is not None:
         relative = validate_path(relative)
     model = await request.app[METADATA].get_logged_model(request.match_info["model_id"])
-    return json_response(await _listing(request, model.artifact_uri, relative))
+    root = logged_model_root(model.artifact_uri, served_roots(request.app[SETTINGS]),
+                             model.model_id)
+    return json_response(await _listing(request, model.artifact_uri, root, relative))
 
 
-async def _listing(request: web.Request, root_uri: str, relative: str | None) -> dict[str, Any]:
-    """``{root_uri, files}`` for the children of ``relative`` under ``root_uri``."""
-    rel_key = store_path(relative or "")
-    root = proxied_root_path(root_uri)
-    if root is not None and _serving(request):
-        infos = [info async for info in _store(request).iter_dir(join_path(root, rel_key))]
+async def _listing(request: web.Request, root_uri: str, root: Location,
+                   relative: str | None) -> dict[str, Any]:
+    """``{root_uri, files}`` for the children of ``relative`` under ``root`` (``root_uri``
+    checked by :func:`run_root` or :func:`logged_model_root`)."""
+    target = under_root(root, relative or "")
+    if root.scheme == "mlflow-artifacts" and _serving(request):
+        infos = [info async for info in _store(request).iter_dir("/".join(target.segments))]
     else:
-        infos = await _list_direct(root_uri, rel_key)
+        infos = await _list_direct(root, "/".join(target.segments[len(root.segments):]))
     files = []
     for info in infos:
         name = posixpath.basename(info.path)
@@ -507,17 +524,13 @@ async def _listing(request: web.Request, root_uri: str, relative: str | None) ->
     return body
 
 
-async def _list_direct(root_uri: str, key: str) -> list[FileInfo]:
+async def _list_direct(root: Location, key: str) -> list[FileInfo]:
     """List a run whose artifacts are not behind this proxy (a local path, ``s3://``…) by
-    opening a store on its root for the one request, as stock does."""
-    if proxied_root_path(root_uri) is not None:
-        raise MlflowError(
-            f"Cannot list artifacts of root '{root_uri}': this server does not serve "
-            "artifacts (--no-serve-artifacts)", "INVALID_PARAMETER_VALUE")
+    opening a store on its (checked, normalized) root for the one request, as stock does."""
     try:
-        store = open_artifact_store(root_uri)
+        store = open_artifact_store(root.uri)
     except (UnsupportedScheme, MissingDependency, ValueError) as exc:
-        raise MlflowError(f"Cannot list artifacts of root '{root_uri}': {exc}",
+        raise MlflowError(f"Cannot list artifacts of root '{root.uri}': {exc}",
                           "INVALID_PARAMETER_VALUE") from None
     async with store:
         return [info async for info in store.iter_dir(key)]
@@ -527,16 +540,21 @@ _PATH = "/artifacts/{path:.*}"
 
 ROUTES = [
     Route("GET", "/logged-models/{model_id}/artifacts/directories", list_logged_model_artifacts,
-          Access(ResourceKind.LOGGED_MODEL, Action.READ, "model_id")),
-    Route("PUT", _PATH, upload, _UPDATE, prefixes=ARTIFACTS_API),
-    Route("GET", _PATH, download, _READ, prefixes=ARTIFACTS_API),
-    Route("DELETE", _PATH, delete, _DELETE, prefixes=ARTIFACTS_API),
-    Route("GET", "/artifacts", list_artifacts, _READ, prefixes=ARTIFACTS_API),
-    Route("POST", "/mpu/create/{path:.*}", mpu_create, _UPDATE, prefixes=ARTIFACTS_API),
-    Route("POST", "/mpu/complete/{path:.*}", mpu_complete, _UPDATE, prefixes=ARTIFACTS_API),
-    Route("POST", "/mpu/abort/{path:.*}", mpu_abort, _UPDATE, prefixes=ARTIFACTS_API),
-    Route("PUT", "/mpu/upload/{path:.*}", mpu_upload_part, _UPDATE, prefixes=ARTIFACTS_API),
-    Route("GET", "/presigned/{path:.*}", presigned, _READ, prefixes=ARTIFACTS_API),
+          Access(ResourceKind.LOGGED_MODEL, Action.READ, "model_id"), message=MODEL_LIST),
+    Route("PUT", _PATH, upload, _UPDATE, prefixes=ARTIFACTS_API, body=False),
+    Route("GET", _PATH, download, _READ, prefixes=ARTIFACTS_API, body=False),
+    Route("DELETE", _PATH, delete, _DELETE, prefixes=ARTIFACTS_API, body=False),
+    Route("GET", "/artifacts", list_artifacts, Access(
+        ResourceKind.ARTIFACT_PATH, Action.READ, "path", default=""), message=LIST, prefixes=ARTIFACTS_API),
+    Route("POST", "/mpu/create/{directory:.*}", mpu_create, _UPDATE_DIR, message=MPU_CREATE,
+          prefixes=ARTIFACTS_API),
+    Route("POST", "/mpu/complete/{directory:.*}", mpu_complete, _UPDATE_DIR,
+          message=MPU_COMPLETE, prefixes=ARTIFACTS_API),
+    Route("POST", "/mpu/abort/{directory:.*}", mpu_abort, _UPDATE_DIR, message=MPU_ABORT,
+          prefixes=ARTIFACTS_API),
+    Route("PUT", "/mpu/upload/{path:.*}", mpu_upload_part, _UPDATE, message=MPU_PART,
+          prefixes=ARTIFACTS_API, body=False),
+    Route("GET", "/presigned/{path:.*}", presigned, _READ, prefixes=ARTIFACTS_API, body=False),
     Route("GET", "/artifacts/list", list_run_artifacts,
-          Access(ResourceKind.RUN, Action.READ, "run_id"), prefixes=API),
+          Access(ResourceKind.RUN, Action.READ, "run_id"), prefixes=API, message=RUN_LIST),
 ]

@@ -4,13 +4,17 @@ The user and permission endpoints are those of MLflow 3.17's basic-auth app, so
 ``mlflow.server.get_app_client("basic-auth", tracking_uri=...)`` manages mlgate's users. The
 workspace endpoints are MLflow's (``mlflow.create_workspace``, ``list_workspaces``); team
 members, team grants, tokens and the audit log are mlgate's own, under ``/mlgate/v1``.
-Every route declares its access like any other; the handlers only add the "yourself or an
-administrator" checks that depend on the request body.
+Every route declares its access like any other; the handlers add the checks that depend on
+whom the request names, on a need-to-know basis: a user sees themselves, an administrator
+everyone, a manager the members of the teams they manage and only their part in those teams
+(:func:`_overseen`); a workspace is seen by its members and administrators. A refusal
+answers alike whether what was named exists or not.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +23,15 @@ from auth import hashing
 from auth.access import Access, Action, ResourceKind
 from auth.identity import Identity
 from auth.permissions import GRANTABLE, Permission, TeamRole
-from auth.policy import ROLE, TEAM, USER, Resource, effective_permission
+from auth.policy import (
+    TEAM,
+    USER,
+    Policy,
+    Resource,
+    effective_permission,
+    principals_of,
+    role_of,
+)
 from backends import errors as be
 from backends.metadata.auth_entities import (
     GrantRow,
@@ -28,9 +40,10 @@ from backends.metadata.auth_entities import (
     RoleRow,
     TokenRow,
     UserRecord,
+    WorkspaceRow,
 )
 from gateway.errors import MlflowError, invalid_parameter
-from gateway.parsing import Field, Message, read_json_body, read_message
+from gateway.parsing import Field, Message, message_of
 from gateway.render import json_response
 from gateway.routes._common import store
 from gateway.routing import Route
@@ -56,7 +69,21 @@ _ADMIN = Access(ResourceKind.SERVER, Action.MANAGE)
 _ADMIN_READ = Access(ResourceKind.SERVER, Action.READ)
 _GRANT = Access(ResourceKind.GRANT_TARGET, Action.MANAGE, "resource_id")
 
-_USERNAME = Message({"username": Field("string")})
+_S = Field("string")
+_USERNAME = Message({"username": _S})
+_CREATE_USER = Message({"username": _S, "password": _S})
+_PASSWORD = Message({"username": _S, "password": _S, "current_password": _S})
+_SET_ADMIN = Message({"username": _S, "is_admin": Field("bool")})
+_WORKSPACE = Message({"name": _S, "description": _S})
+_MEMBER = Message({"username": _S, "role": _S})
+_GRANT_REF = Message({"resource_type": _S, "resource_id": _S, "permission": _S})
+_TOKEN = Message({"username": _S, "name": _S, "read_only": Field("bool"),
+                  "workspace": _S, "expires_in_days": Field("double")})
+_TOKENS = Message({"username": _S, "all": Field("bool")})
+_AUDIT = Message({"username": _S, "resource_type": _S, "resource_id": _S,
+                  "since": Field("int64"), "until": Field("int64"), "limit": Field("int64"),
+                  "offset": Field("int64")})
+_ROLES = Message({"workspace": Field("string", repeated=True)})
 _PERMISSION_REF = Message({"username": Field("string"), "resource_type": Field("string"),
                            "resource_id": Field("string"), "permission": Field("string")})
 _RESOURCE_TYPES = ("experiment", "registered_model")
@@ -92,12 +119,49 @@ def _need(msg: dict[str, Any], name: str) -> str:
     return str(value)
 
 
-def _self_or_admin(request: web.Request, username: str) -> Identity:
+def _managed(me: Identity, policy: Policy) -> frozenset[str] | None:
+    """The workspaces whose members ``me`` oversees; None: every user (an administrator).
+    A token scoped to one workspace oversees no other."""
+    if me.is_admin:
+        return None
+    scope = me.scope.workspace if me.scope is not None else None
+    return frozenset(ws for ws in me.teams if role_of(me, ws, policy) is TeamRole.MANAGER
+                     and scope in (None, ws))
+
+
+async def _member_of_any(sec: Security, user_id: int, workspaces: frozenset[str]) -> bool:
+    if not workspaces:
+        return False
+    them = await sec.identity_for(user_id)
+    return any(role_of(them, ws, sec.policy) is not None for ws in workspaces)
+
+
+@dataclass(frozen=True)
+class _Overseen:
+    """A user as the caller may see them: all of them (``workspaces`` None) or their part in
+    the workspaces the caller manages."""
+
+    user: UserRecord
+    workspaces: frozenset[str] | None
+
+
+async def _overseen(request: web.Request, username: str) -> _Overseen:
+    """``username`` for themselves and administrators; for a manager of a team the user
+    belongs to, their part in the workspaces the manager manages. Anyone else is refused
+    alike whether the user exists or not, so a refusal tells no names."""
+    sec = _security(request)
     me = _me(request)
-    if me.username != username and not me.is_admin \
-            and me.role_in(workspace_of(request)) is not TeamRole.MANAGER:
-        raise _denied("only the user themselves or an administrator may do this.")
-    return me
+    if me.username == username or me.is_admin:
+        return _Overseen(await store(request).get_user(username), None)
+    managed = _managed(me, sec.policy) or frozenset()
+    try:
+        user = await store(request).get_user(username) if managed else None
+    except be.NotFound:
+        user = None
+    if user is None or not await _member_of_any(sec, user.user_id, managed):
+        raise _denied(f"{me.username} may not see user {username}: only the user, an "
+                      "administrator or a manager of one of their teams may.")
+    return _Overseen(user, managed)
 
 
 # -- users (MLflow's basic-auth API) ---------------------------------------------------
@@ -105,8 +169,7 @@ def _self_or_admin(request: web.Request, username: str) -> Identity:
 
 async def create_user(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, Message({"username": Field("string"),
-                                               "password": Field("string")}))
+    msg = message_of(request)
     username, password = msg.get("username"), msg.get("password")
     if not username or not password:
         raise invalid_parameter("Username and password cannot be empty.")
@@ -120,19 +183,25 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def get_user(request: web.Request) -> web.Response:
-    _security(request)
-    username = _need(await read_message(request, _USERNAME), "username")
-    _self_or_admin(request, username)
-    return json_response({"user": _user_json(await store(request).get_user(username))})
+    seen = await _overseen(request, _need(message_of(request), "username"))
+    return json_response({"user": _user_json(seen.user)})
 
 
 async def list_users(request: web.Request) -> web.Response:
-    _security(request)
+    """Administrators: every user with every team (stock's answer). Anyone else: themselves
+    with all their teams, and the members of the teams they manage with those teams only."""
+    sec = _security(request)
+    me = _me(request)
+    managed = _managed(me, sec.policy)
     out = []
     for user in await store(request).list_users():
+        shown = None if user.user_id == me.user_id else managed
+        if shown is not None and not await _member_of_any(sec, user.user_id, shown):
+            continue
         teams = await store(request).memberships(user.user_id)
         out.append({**_user_json(user), "roles": [
-            {"workspace": ws, "name": role} for ws, role in sorted(teams.items())]})
+            {"workspace": ws, "name": role} for ws, role in sorted(teams.items())
+            if shown is None or ws in shown]})
     return json_response({"users": out})
 
 
@@ -145,7 +214,7 @@ async def current_user(request: web.Request) -> web.Response:
 
 async def update_password(request: web.Request) -> web.Response:
     sec = _security(request)
-    body = await read_json_body(request)
+    body = message_of(request)
     username, password = _need(body, "username"), _need(body, "password")
     me = _me(request)
     if me.scope is not None:
@@ -170,11 +239,9 @@ async def update_password(request: web.Request) -> web.Response:
 
 async def update_admin(request: web.Request) -> web.Response:
     sec = _security(request)
-    body = await read_json_body(request)
+    body = message_of(request)
     username = _need(body, "username")
     is_admin = body.get("is_admin")
-    if isinstance(is_admin, str) and is_admin.lower() in ("true", "false"):
-        is_admin = is_admin.lower() == "true"
     if not isinstance(is_admin, bool):
         raise invalid_parameter("'is_admin' must be true or false.")
     user = await store(request).update_user(username, is_admin=is_admin)
@@ -184,7 +251,7 @@ async def update_admin(request: web.Request) -> web.Response:
 
 async def delete_user(request: web.Request) -> web.Response:
     sec = _security(request)
-    username = _need(await read_json_body(request), "username")
+    username = _need(message_of(request), "username")
     if username == _me(request).username:
         raise MlflowError("Users cannot delete their own account. Ask another admin to "
                           "delete this user instead.", "BAD_REQUEST")
@@ -241,14 +308,14 @@ async def _change_grant(request: web.Request, principal_type: str, principal: st
 
 
 async def grant_user_permission(request: web.Request) -> web.Response:
-    msg = await read_message(request, _PERMISSION_REF)
+    msg = message_of(request)
     user = await store(request).get_user(_need(msg, "username"))
     await _change_grant(request, USER, str(user.user_id), msg, grant=True)
     return json_response({})
 
 
 async def revoke_user_permission(request: web.Request) -> web.Response:
-    msg = await read_message(request, _PERMISSION_REF)
+    msg = message_of(request)
     user = await store(request).get_user(_need(msg, "username"))
     await _change_grant(request, USER, str(user.user_id), msg, grant=False)
     return json_response({})
@@ -256,17 +323,20 @@ async def revoke_user_permission(request: web.Request) -> web.Response:
 
 async def get_user_permission(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _PERMISSION_REF)
+    msg = message_of(request)
     username = _need(msg, "username")
-    _self_or_admin(request, username)
+    seen = await _overseen(request, username)
     rtype, rid, _ = _grant_ref(msg, with_permission=False)
-    user = await store(request).get_user(username)
-    ident = await sec.identity_for(user.user_id)
-    permission = Permission.NO_PERMISSIONS
     if rtype == "experiment":
         ws = await store(request).experiment_workspace(rid)
     else:
         ws = workspace_of(request)
+    if seen.workspaces is not None and ws not in seen.workspaces:
+        # A missing resource is refused alike, so the answer tells no ids of other teams.
+        raise _denied(f"{_me(request).username} may not see {username}'s permission on "
+                      f"{rtype} '{rid}': it is not in a workspace they manage.")
+    ident = await sec.identity_for(seen.user.user_id)
+    permission = Permission.NO_PERMISSIONS
     if ws is not None:
         kind = (ResourceKind.EXPERIMENT if rtype == "experiment"
                 else ResourceKind.REGISTERED_MODEL)
@@ -284,29 +354,30 @@ def _grant_json(g: GrantRow) -> dict[str, Any]:
             "principal_type": g.principal_type}
 
 
-async def _permissions_of(request: web.Request, user: UserRecord) -> list[dict[str, Any]]:
-    rows = list(await store(request).grants_of(USER, str(user.user_id)))
-    for ws in await store(request).memberships(user.user_id):
-        rows.extend(await store(request).grants_of(TEAM, ws))
-    for role_id, _, _ in await store(request).role_memberships(user.user_id):
-        rows.extend(await store(request).grants_of(ROLE, str(role_id)))
-    return [_grant_json(g) for g in rows]
+async def _permissions_of(request: web.Request, ident: Identity,
+                          workspaces: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Every grant that applies to ``ident`` (to them, their teams, an open ``default``,
+    their roles); only those on resources in ``workspaces`` unless it is None."""
+    sec = _security(request)
+    rows = []
+    for principal in principals_of(ident, sec.policy):
+        rows.extend(await store(request).grants_of(principal.kind, principal.name))
+    return [_grant_json(g) for g in rows if workspaces is None or g.workspace in workspaces]
 
 
 async def list_user_permissions(request: web.Request) -> web.Response:
-    _security(request)
-    username = _need(await read_message(request, _USERNAME), "username")
-    _self_or_admin(request, username)
-    user = await store(request).get_user(username)
-    return json_response({"permissions": await _permissions_of(request, user)})
+    sec = _security(request)
+    seen = await _overseen(request, _need(message_of(request), "username"))
+    ident = await sec.identity_for(seen.user.user_id)
+    return json_response({"permissions": await _permissions_of(request, ident,
+                                                                seen.workspaces)})
 
 
 async def current_user_permissions(request: web.Request) -> web.Response:
     _security(request)
     me = _me(request)
-    user = await store(request).get_user_by_id(me.user_id)
     return json_response({"is_admin": me.is_admin,
-                          "permissions": await _permissions_of(request, user)})
+                          "permissions": await _permissions_of(request, me)})
 
 
 # -- workspaces (teams) ----------------------------------------------------------------
@@ -320,19 +391,25 @@ def _workspaces_on(request: web.Request) -> Security:
     return sec
 
 
+def _sees_workspace(sec: Security, me: Identity | None, name: str) -> bool:
+    """A workspace is visible to its members (an open ``default`` to everyone) and to
+    administrators."""
+    return (not sec.auth_on or me is None or me.is_admin
+            or role_of(me, name, sec.policy) is not None)
+
+
 async def list_workspaces(request: web.Request) -> web.Response:
     sec = _workspaces_on(request)
     me = identity_of(request)
-    rows = await store(request).list_workspaces()
-    if sec.auth_on and me is not None and not me.is_admin:
-        rows = [w for w in rows if w.name in me.teams or w.name == "default"]
+    rows = [w for w in await store(request).list_workspaces()
+            if _sees_workspace(sec, me, w.name)]
     return json_response({"workspaces": [{"name": w.name, "description": w.description}
                                          for w in rows]})
 
 
 async def create_workspace(request: web.Request) -> web.Response:
     sec = _workspaces_on(request)
-    body = await read_json_body(request)
+    body = message_of(request)
     name = _need(body, "name")
     if not WORKSPACE_NAME.match(name) or not 2 <= len(name) <= 63 \
             or name in ("workspaces", "api", "ajax-api", "static-files"):
@@ -345,15 +422,27 @@ async def create_workspace(request: web.Request) -> web.Response:
                          status=201)
 
 
+async def _visible_workspace(request: web.Request, sec: Security, name: str) -> WorkspaceRow:
+    """The workspace ``name``; to a non-member, the answer for one that does not exist, word
+    for word."""
+    gone = MlflowError(f"Workspace '{name}' not found.", "RESOURCE_DOES_NOT_EXIST")
+    if not _sees_workspace(sec, identity_of(request), name):
+        raise gone
+    try:
+        return await store(request).get_workspace(name)
+    except be.NotFound:
+        raise gone from None
+
+
 async def get_workspace(request: web.Request) -> web.Response:
-    _workspaces_on(request)
-    row = await store(request).get_workspace(request.match_info["name"])
+    sec = _workspaces_on(request)
+    row = await _visible_workspace(request, sec, message_of(request)["name"])
     return json_response({"workspace": {"name": row.name, "description": row.description}})
 
 
 async def delete_workspace(request: web.Request) -> web.Response:
     sec = _workspaces_on(request)
-    await store(request).delete_workspace(request.match_info["name"])
+    await store(request).delete_workspace(message_of(request)["name"])
     sec.invalidate_workspaces()
     sec.invalidate_user()
     return web.Response(status=204)
@@ -364,7 +453,7 @@ async def delete_workspace(request: web.Request) -> web.Response:
 
 async def list_members(request: web.Request) -> web.Response:
     _security(request)
-    name = request.match_info["name"]
+    name = message_of(request)["name"]
     await store(request).get_workspace(name)
     members = await store(request).list_members(name)
     return json_response({"members": [{**_user_json(u), "role": role} for u, role in members]})
@@ -372,37 +461,40 @@ async def list_members(request: web.Request) -> web.Response:
 
 async def add_member(request: web.Request) -> web.Response:
     sec = _security(request)
-    body = await read_json_body(request)
+    body = message_of(request)
     user = await store(request).get_user(_need(body, "username"))
     try:
         role = TeamRole(str(body.get("role") or "member"))
     except ValueError:
         raise invalid_parameter("'role' must be member or manager.") from None
-    await store(request).set_member(request.match_info["name"], user.user_id, role.value)
+    await store(request).set_member(body["name"], user.user_id, role.value)
     sec.invalidate_user(user.user_id)
     return json_response({})
 
 
 async def remove_member(request: web.Request) -> web.Response:
     sec = _security(request)
-    user = await store(request).get_user(request.match_info["username"])
-    if not await store(request).remove_member(request.match_info["name"], user.user_id):
-        raise MlflowError(f"{user.username} is not a member of {request.match_info['name']}.",
+    msg = message_of(request)
+    user = await store(request).get_user(msg["username"])
+    if not await store(request).remove_member(msg["name"], user.user_id):
+        raise MlflowError(f"{user.username} is not a member of {msg['name']}.",
                           "RESOURCE_DOES_NOT_EXIST")
     sec.invalidate_user(user.user_id)
     return json_response({})
 
 
 async def grant_team_permission(request: web.Request) -> web.Response:
-    team = request.match_info["name"]
-    await store(request).get_workspace(team)
-    await _change_grant(request, TEAM, team, await read_json_body(request), grant=True)
+    msg = message_of(request)
+    # A team is granted to by those who see it: else a grant on one's own experiment would
+    # tell which team names exist.
+    await _visible_workspace(request, _security(request), msg["name"])
+    await _change_grant(request, TEAM, msg["name"], msg, grant=True)
     return json_response({})
 
 
 async def revoke_team_permission(request: web.Request) -> web.Response:
-    team = request.match_info["name"]
-    await _change_grant(request, TEAM, team, await read_json_body(request), grant=False)
+    msg = message_of(request)
+    await _change_grant(request, TEAM, msg["name"], msg, grant=False)
     return json_response({})
 
 
@@ -436,16 +528,16 @@ def _role_json(role: RoleRow) -> dict[str, Any]:
             "permissions": [_role_permission_json(p) for p in role.permissions]}
 
 
-def _manages(me: Identity, workspace: str) -> bool:
+def _manages(request: web.Request, me: Identity, workspace: str) -> bool:
     if me.scope is not None and me.scope.workspace not in (None, workspace):
         return False  # a token scoped to one workspace manages no other
-    return me.is_admin or me.role_in(workspace) is TeamRole.MANAGER
+    return me.is_admin or role_of(me, workspace, _security(request).policy) is TeamRole.MANAGER
 
 
 def _role_admin(request: web.Request, workspace: str) -> Identity:
     """Roles of a workspace are managed by administrators and the workspace's managers."""
     me = _me(request)
-    if not _manages(me, workspace):
+    if not _manages(request, me, workspace):
         raise _denied(f"only an administrator or a manager of workspace '{workspace}' may "
                       "manage its roles.")
     return me
@@ -453,12 +545,12 @@ def _role_admin(request: web.Request, workspace: str) -> Identity:
 
 def _role_viewer(request: web.Request, role: RoleRow) -> None:
     me = _me(request)
-    if not _manages(me, role.workspace) and role.role_id not in me.roles:
+    if not _manages(request, me, role.workspace) and role.role_id not in me.roles:
         raise _denied(f"role {role.role_id} is not visible to {me.username}.")
 
 
 def _role_id(msg: dict[str, Any], name: str = "role_id") -> int:
-    """A required id field; ``read_message`` has already made it an int (an int64 field)."""
+    """A required id field; ``message_of`` has already made it an int (an int64 field)."""
     value = msg.get(name)
     if value is None:
         raise invalid_parameter(f"Missing value for required parameter '{name}'.")
@@ -496,7 +588,7 @@ def _role_permission_level(msg: dict[str, Any], resource_type: str) -> Permissio
 
 async def create_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_CREATE)
+    msg = message_of(request)
     name, workspace = str(msg.get("name") or "").strip(), str(msg.get("workspace") or "")
     if not name:
         raise invalid_parameter("Role name cannot be empty.")
@@ -510,14 +602,14 @@ async def create_role(request: web.Request) -> web.Response:
 
 async def get_role(request: web.Request) -> web.Response:
     _security(request)
-    role = await _visible_role(request, await read_message(request, _ROLE))
+    role = await _visible_role(request, message_of(request))
     return json_response({"role": _role_json(role)})
 
 
 async def list_roles(request: web.Request) -> web.Response:
-    _security(request)
+    sec = _security(request)
     me = _me(request)
-    workspaces = request.query.getall("workspace", [])
+    workspaces = message_of(request).get("workspace", [])
     if any(not w.strip() for w in workspaces):
         raise invalid_parameter("Parameter 'workspace' must be a non-empty string when provided.")
     if not workspaces:
@@ -526,7 +618,7 @@ async def list_roles(request: web.Request) -> web.Response:
         roles = await store(request).list_roles()
     else:
         for ws in workspaces:
-            if not me.is_admin and me.role_in(ws) is None:
+            if not me.is_admin and role_of(me, ws, sec.policy) is None:
                 raise _denied(f"{me.username} is not a member of workspace '{ws}'.")
         roles = await store(request).list_roles(workspaces)
     return json_response({"roles": [_role_json(r) for r in roles]})
@@ -534,7 +626,7 @@ async def list_roles(request: web.Request) -> web.Response:
 
 async def update_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_UPDATE)
+    msg = message_of(request)
     role = await _managed_role(request, msg)
     name, description = msg.get("name"), msg.get("description")
     if name is None and description is None:
@@ -549,7 +641,7 @@ async def update_role(request: web.Request) -> web.Response:
 
 async def delete_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    role = await _managed_role(request, await read_message(request, _ROLE))
+    role = await _managed_role(request, message_of(request))
     await store(request).delete_role(role.role_id)
     sec.invalidate_roles()
     return json_response({})
@@ -557,7 +649,7 @@ async def delete_role(request: web.Request) -> web.Response:
 
 async def add_role_permission(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_PERMISSION)
+    msg = message_of(request)
     role = await _managed_role(request, msg)
     rtype, pattern = _need(msg, "resource_type"), _need(msg, "resource_pattern")
     if rtype not in _ROLE_RESOURCE_TYPES:
@@ -587,7 +679,7 @@ async def _own_role_permission(request: web.Request,
 
 async def remove_role_permission(request: web.Request) -> web.Response:
     sec = _security(request)
-    row = await _own_role_permission(request, await read_message(request, _ROLE_PERMISSION_REF))
+    row = await _own_role_permission(request, message_of(request))
     await store(request).remove_role_permission(row.permission_id)
     sec.invalidate_roles()
     return json_response({})
@@ -595,7 +687,7 @@ async def remove_role_permission(request: web.Request) -> web.Response:
 
 async def update_role_permission(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_PERMISSION_REF)
+    msg = message_of(request)
     row = await _own_role_permission(request, msg)
     permission = _role_permission_level(msg, row.resource_type)
     row = await store(request).update_role_permission(row.permission_id, permission.name)
@@ -605,14 +697,14 @@ async def update_role_permission(request: web.Request) -> web.Response:
 
 async def list_role_permissions(request: web.Request) -> web.Response:
     _security(request)
-    role = await _visible_role(request, await read_message(request, _ROLE))
+    role = await _visible_role(request, message_of(request))
     return json_response({"role_permissions": [_role_permission_json(p)
                                                for p in role.permissions]})
 
 
 async def assign_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_ASSIGNMENT)
+    msg = message_of(request)
     role = await _managed_role(request, msg)
     user = await store(request).get_user(_need(msg, "username"))
     row = await store(request).assign_role(user.user_id, role.role_id)
@@ -622,7 +714,7 @@ async def assign_role(request: web.Request) -> web.Response:
 
 async def unassign_role(request: web.Request) -> web.Response:
     sec = _security(request)
-    msg = await read_message(request, _ROLE_ASSIGNMENT)
+    msg = message_of(request)
     role = await _managed_role(request, msg)
     user = await store(request).get_user(_need(msg, "username"))
     await store(request).unassign_role(user.user_id, role.role_id)
@@ -632,20 +724,18 @@ async def unassign_role(request: web.Request) -> web.Response:
 
 async def list_role_users(request: web.Request) -> web.Response:
     _security(request)
-    role = await _visible_role(request, await read_message(request, _ROLE))
+    # Who else holds a role is for those who manage it (stock's validate_can_manage_roles):
+    # a role may be given to users of other teams.
+    role = await _managed_role(request, message_of(request))
     rows = await store(request).list_role_users(role.role_id)
     return json_response({"assignments": [_assignment_json(a) for a in rows]})
 
 
 async def list_user_roles(request: web.Request) -> web.Response:
-    _security(request)
-    me = _me(request)
-    username = _need(await read_message(request, _USERNAME), "username")
-    user = await store(request).get_user(username)
-    roles = await store(request).list_user_roles(user.user_id)
-    if not me.is_admin and me.username != username:
-        # Someone else's roles: only those of workspaces the caller manages.
-        roles = [r for r in roles if me.role_in(r.workspace) is TeamRole.MANAGER]
+    seen = await _overseen(request, _need(message_of(request), "username"))
+    roles = await store(request).list_user_roles(seen.user.user_id)
+    if seen.workspaces is not None:  # a manager: the roles of the workspaces they manage
+        roles = [r for r in roles if r.workspace in seen.workspaces]
     return json_response({"roles": [_role_json(r) for r in roles]})
 
 
@@ -677,16 +767,14 @@ async def create_token(request: web.Request) -> web.Response:
     me = _me(request)
     if me.scope is not None:
         raise _denied("API tokens cannot create tokens; log in with a password.")
-    body = await read_json_body(request)
+    body = message_of(request)
     username = str(body.get("username") or me.username)
     if username != me.username and not me.is_admin:
         raise _denied("only administrators may create tokens for other users.")
     expires = body.get("expires_in_days")
-    if expires is not None and (not isinstance(expires, (int, float)) or expires <= 0):
+    if expires is not None and not 0 < expires < 1e6:
         raise invalid_parameter("'expires_in_days' must be a positive number.")
     workspace = body.get("workspace")
-    if workspace is not None and not isinstance(workspace, str):
-        raise invalid_parameter("'workspace' must be a string.")
     user = await store(request).get_user(username)
     token, row = await issue_token(
         store(request), user, name=str(body.get("name") or ""),
@@ -698,10 +786,13 @@ async def create_token(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     _security(request)
     me = _me(request)
-    username = request.query.get("username")
+    msg = message_of(request)
+    username = msg.get("username")
+    if username and username != me.username and not me.is_admin:
+        raise _denied("only administrators may list other users' tokens.")
     if me.is_admin and username:
         user_id: int | None = (await store(request).get_user(username)).user_id
-    elif me.is_admin and request.query.get("all") == "true":
+    elif me.is_admin and msg.get("all"):
         user_id = None
     else:
         user_id = me.user_id
@@ -712,13 +803,15 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     sec = _security(request)
     me = _me(request)
-    token_id = request.match_info["token_id"]
+    token_id = message_of(request)["token_id"]
+    # Someone else's token is answered as one that does not exist.
+    gone = MlflowError(f"Token '{token_id}' not found", "RESOURCE_DOES_NOT_EXIST")
     try:
         row = await store(request).get_token(token_id)
     except be.NotFound:
-        raise MlflowError(f"Token '{token_id}' not found", "RESOURCE_DOES_NOT_EXIST") from None
+        raise gone from None
     if row.user_id != me.user_id and not me.is_admin:
-        raise _denied("only the token's owner or an administrator may revoke it.")
+        raise gone
     await store(request).revoke_token(token_id, int(time.time() * 1000))
     sec.invalidate_token(token_id)
     return json_response({})
@@ -727,29 +820,20 @@ async def revoke_token(request: web.Request) -> web.Response:
 # -- audit log (mlgate) ----------------------------------------------------------------
 
 
-def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid_parameter(f"'{name}' must be an integer.") from None
-
-
 async def query_audit(request: web.Request) -> web.Response:
     sec = _security(request)
     if sec.audit is not None:
         await sec.audit.flush()
-    limit = _int_query(request, "limit", 1000) or 1000
+    msg = message_of(request)
+    limit = msg.get("limit") or 1000
     if not 1 <= limit <= 10_000:
         raise invalid_parameter("'limit' must be between 1 and 10000.")
     rows = await store(request).query_audit(
-        username=request.query.get("username") or None,
-        resource_type=request.query.get("resource_type") or None,
-        resource_id=request.query.get("resource_id") or None,
-        since=_int_query(request, "since", None), until=_int_query(request, "until", None),
-        limit=limit, offset=_int_query(request, "offset", 0) or 0)
+        username=msg.get("username") or None,
+        resource_type=msg.get("resource_type") or None,
+        resource_id=msg.get("resource_id") or None,
+        since=msg.get("since"), until=msg.get("until"),
+        limit=limit, offset=msg.get("offset") or 0)
     return json_response({"records": [
         {"id": r.audit_id, "time": r.ts, "username": r.username, "workspace": r.workspace,
          "action": r.action, "resource_type": r.resource_type, "resource_id": r.resource_id,
@@ -758,52 +842,54 @@ async def query_audit(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/users/create", create_user, _WS_ADMIN, prefixes=API2),
-    Route("GET", "/users/get", get_user, _ANY_USER, prefixes=API2),
-    Route("GET", "/users/list", list_users, _ANY_USER, prefixes=API2),
-    Route("GET", "/users/current", current_user, _ANY_USER, prefixes=API2),
-    Route("PATCH", "/users/update-password", update_password, _OWN_CHANGE, prefixes=API2),
-    Route("PATCH", "/users/update-admin", update_admin, _ADMIN, prefixes=API2),
-    Route("DELETE", "/users/delete", delete_user, _ADMIN, prefixes=API2),
-    Route("GET", "/users/current/permissions", current_user_permissions, _ANY_USER,
-          prefixes=API3),
-    Route("GET", "/users/permissions/list", list_user_permissions, _ANY_USER, prefixes=API3),
-    Route("POST", "/users/permissions/grant", grant_user_permission, _GRANT, prefixes=API3),
-    Route("POST", "/users/permissions/revoke", revoke_user_permission, _GRANT, prefixes=API3),
-    Route("GET", "/users/permissions/get", get_user_permission, _ANY_USER, prefixes=API3),
-    Route("GET", "/workspaces", list_workspaces, _ANY_USER, prefixes=API3),
-    Route("POST", "/workspaces", create_workspace, _ADMIN, prefixes=API3),
-    Route("GET", "/workspaces/{name}", get_workspace, Access(
-        ResourceKind.WORKSPACE, Action.READ, "name"), prefixes=API3),
-    Route("DELETE", "/workspaces/{name}", delete_workspace, _ADMIN, prefixes=API3),
-    Route("GET", "/teams/{name}/members", list_members, _TEAM_ADMIN, prefixes=MLGATE),
-    Route("POST", "/teams/{name}/members", add_member, _TEAM_ADMIN, prefixes=MLGATE),
-    Route("DELETE", "/teams/{name}/members/{username}", remove_member, _TEAM_ADMIN,
-          prefixes=MLGATE),
-    Route("POST", "/teams/{name}/permissions/grant", grant_team_permission, _GRANT,
-          prefixes=MLGATE),
-    Route("POST", "/teams/{name}/permissions/revoke", revoke_team_permission, _GRANT,
-          prefixes=MLGATE),
-    Route("POST", "/tokens", create_token, _OWN_CHANGE, prefixes=MLGATE),
-    Route("GET", "/tokens", list_tokens, _ANY_USER, prefixes=MLGATE),
-    Route("DELETE", "/tokens/{token_id}", revoke_token, _OWN_CHANGE, prefixes=MLGATE),
-    Route("GET", "/audit", query_audit, _ADMIN_READ, prefixes=MLGATE),
+    Route("POST", "/users/create", create_user, _WS_ADMIN, API2, _CREATE_USER),
+    Route("GET", "/users/get", get_user, _ANY_USER, API2, _USERNAME),
+    Route("GET", "/users/list", list_users, _ANY_USER, API2),
+    Route("GET", "/users/current", current_user, _ANY_USER, API2),
+    Route("PATCH", "/users/update-password", update_password, _OWN_CHANGE, API2, _PASSWORD),
+    Route("PATCH", "/users/update-admin", update_admin, _ADMIN, API2, _SET_ADMIN),
+    Route("DELETE", "/users/delete", delete_user, _ADMIN, API2, _USERNAME),
+    Route("GET", "/users/current/permissions", current_user_permissions, _ANY_USER, API3),
+    Route("GET", "/users/permissions/list", list_user_permissions, _ANY_USER, API3, _USERNAME),
+    Route("POST", "/users/permissions/grant", grant_user_permission, _GRANT, API3,
+          _PERMISSION_REF),
+    Route("POST", "/users/permissions/revoke", revoke_user_permission, _GRANT, API3,
+          _PERMISSION_REF),
+    Route("GET", "/users/permissions/get", get_user_permission, _ANY_USER, API3,
+          _PERMISSION_REF),
+    Route("GET", "/workspaces", list_workspaces, _ANY_USER, API3),
+    Route("POST", "/workspaces", create_workspace, _ADMIN, API3, _WORKSPACE),
+    Route("GET", "/workspaces/{name}", get_workspace,
+          Access(ResourceKind.WORKSPACE, Action.READ, "name"), API3),
+    Route("DELETE", "/workspaces/{name}", delete_workspace, _ADMIN, API3),
+    Route("GET", "/teams/{name}/members", list_members, _TEAM_ADMIN, MLGATE),
+    Route("POST", "/teams/{name}/members", add_member, _TEAM_ADMIN, MLGATE, _MEMBER),
+    Route("DELETE", "/teams/{name}/members/{username}", remove_member, _TEAM_ADMIN, MLGATE),
+    Route("POST", "/teams/{name}/permissions/grant", grant_team_permission, _GRANT, MLGATE,
+          _GRANT_REF),
+    Route("POST", "/teams/{name}/permissions/revoke", revoke_team_permission, _GRANT, MLGATE,
+          _GRANT_REF),
+    Route("POST", "/tokens", create_token, _OWN_CHANGE, MLGATE, _TOKEN),
+    Route("GET", "/tokens", list_tokens, _ANY_USER, MLGATE, _TOKENS),
+    Route("DELETE", "/tokens/{token_id}", revoke_token, _OWN_CHANGE, MLGATE),
+    Route("GET", "/audit", query_audit, _ADMIN_READ, MLGATE, _AUDIT),
     # Roles: the handlers check the role's workspace (administrators and its managers change
     # it; its members see it). Changes are declared as workspace management, so read-only
     # tokens cannot make them and each is audited.
-    Route("POST", "/roles/create", create_role, _WS_ADMIN, prefixes=API3),
-    Route("GET", "/roles/get", get_role, _ANY_USER, prefixes=API3),
-    Route("GET", "/roles/list", list_roles, _ANY_USER, prefixes=API3),
-    Route("PATCH", "/roles/update", update_role, _WS_ADMIN, prefixes=API3),
-    Route("DELETE", "/roles/delete", delete_role, _WS_ADMIN, prefixes=API3),
-    Route("POST", "/roles/permissions/add", add_role_permission, _WS_ADMIN, prefixes=API3),
-    Route("DELETE", "/roles/permissions/remove", remove_role_permission, _WS_ADMIN,
-          prefixes=API3),
-    Route("GET", "/roles/permissions/list", list_role_permissions, _ANY_USER, prefixes=API3),
-    Route("PATCH", "/roles/permissions/update", update_role_permission, _WS_ADMIN,
-          prefixes=API3),
-    Route("POST", "/roles/assign", assign_role, _WS_ADMIN, prefixes=API3),
-    Route("DELETE", "/roles/unassign", unassign_role, _WS_ADMIN, prefixes=API3),
-    Route("GET", "/roles/users/list", list_role_users, _ANY_USER, prefixes=API3),
-    Route("GET", "/users/roles/list", list_user_roles, _ANY_USER, prefixes=API3),
+    Route("POST", "/roles/create", create_role, _WS_ADMIN, API3, _ROLE_CREATE),
+    Route("GET", "/roles/get", get_role, _ANY_USER, API3, _ROLE),
+    Route("GET", "/roles/list", list_roles, _ANY_USER, API3, _ROLES),
+    Route("PATCH", "/roles/update", update_role, _WS_ADMIN, API3, _ROLE_UPDATE),
+    Route("DELETE", "/roles/delete", delete_role, _WS_ADMIN, API3, _ROLE),
+    Route("POST", "/roles/permissions/add", add_role_permission, _WS_ADMIN, API3,
+          _ROLE_PERMISSION),
+    Route("DELETE", "/roles/permissions/remove", remove_role_permission, _WS_ADMIN, API3,
+          _ROLE_PERMISSION_REF),
+    Route("GET", "/roles/permissions/list", list_role_permissions, _ANY_USER, API3, _ROLE),
+    Route("PATCH", "/roles/permissions/update", update_role_permission, _WS_ADMIN, API3,
+          _ROLE_PERMISSION_REF),
+    Route("POST", "/roles/assign", assign_role, _WS_ADMIN, API3, _ROLE_ASSIGNMENT),
+    Route("DELETE", "/roles/unassign", unassign_role, _WS_ADMIN, API3, _ROLE_ASSIGNMENT),
+    Route("GET", "/roles/users/list", list_role_users, _ANY_USER, API3, _ROLE),
+    Route("GET", "/users/roles/list", list_user_roles, _ANY_USER, API3, _USERNAME),
 ]

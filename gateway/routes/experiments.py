@@ -8,10 +8,11 @@ from auth.access import Access, Action, ResourceKind
 from backends.metadata import validation
 from backends.metadata.entities import Tag, ViewType
 from gateway import render
-from gateway.parsing import Field, Message, read_message
+from gateway.artifact_paths import artifact_location, served_roots
+from gateway.parsing import Field, Message, message_of
 from gateway.routes._common import KEY_VALUE, max_results, require, settings, store, tags_of
 from gateway.routing import Route
-from gateway.security import visibility_of, workspace_of
+from gateway.security import grant_creator, visibility_of, workspace_of
 
 __all__ = ["ROUTES"]
 
@@ -38,37 +39,42 @@ DELETE_TAG = Message({"experiment_id": Field("string"), "key": Field("string")})
 
 
 async def create_experiment(request: web.Request) -> web.Response:
-    msg = await read_message(request, CREATE)
+    msg = message_of(request)
     name = require(msg, "name")
     validation.validate_experiment_name(name)
     tags = tags_of(msg.get("tags"))
     for tag in tags:
         validation.validate_experiment_tag(tag)
+    location = msg.get("artifact_location") or None
+    if location is not None:
+        # Runs' roots are built under it and listed by this server: only its own roots.
+        location = artifact_location(location, served_roots(settings(request)))
     exp_id = await store(request).create_experiment(
         name,
         artifact_root=settings(request).artifact_root,
-        artifact_location=msg.get("artifact_location") or None,
+        artifact_location=location,
         tags=tags,
         workspace=workspace_of(request),
     )
+    await grant_creator(request, "experiment", str(exp_id))
     return render.json_response({"experiment_id": exp_id})
 
 
 async def get_experiment(request: web.Request) -> web.Response:
-    msg = await read_message(request, BY_ID)
+    msg = message_of(request)
     exp = await store(request).get_experiment(require(msg, "experiment_id"))
     return render.json_response({"experiment": render.experiment(exp)})
 
 
 async def get_experiment_by_name(request: web.Request) -> web.Response:
-    msg = await read_message(request, BY_NAME)
+    msg = message_of(request)
     exp = await store(request).get_experiment_by_name(require(msg, "experiment_name"),
                                                       workspace_of(request))
     return render.json_response({"experiment": render.experiment(exp)})
 
 
 async def search_experiments(request: web.Request) -> web.Response:
-    msg = await read_message(request, SEARCH)
+    msg = message_of(request)
     page = await store(request).search_experiments(
         view_type=ViewType[msg.get("view_type", "ACTIVE_ONLY")],
         filter_string=msg.get("filter", ""),
@@ -87,7 +93,7 @@ async def search_experiments(request: web.Request) -> web.Response:
 
 
 async def update_experiment(request: web.Request) -> web.Response:
-    msg = await read_message(request, UPDATE)
+    msg = message_of(request)
     exp_id = require(msg, "experiment_id")
     new_name = require(msg, "new_name")
     validation.validate_experiment_name(new_name)
@@ -96,19 +102,19 @@ async def update_experiment(request: web.Request) -> web.Response:
 
 
 async def delete_experiment(request: web.Request) -> web.Response:
-    msg = await read_message(request, BY_ID)
+    msg = message_of(request)
     await store(request).delete_experiment(require(msg, "experiment_id"))
     return render.json_response({})
 
 
 async def restore_experiment(request: web.Request) -> web.Response:
-    msg = await read_message(request, BY_ID)
+    msg = message_of(request)
     await store(request).restore_experiment(require(msg, "experiment_id"))
     return render.json_response({})
 
 
 async def set_experiment_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, SET_TAG)
+    msg = message_of(request)
     exp_id = require(msg, "experiment_id")
     tag = Tag(require(msg, "key"), msg.get("value", ""))
     validation.validate_experiment_tag(tag)
@@ -117,7 +123,7 @@ async def set_experiment_tag(request: web.Request) -> web.Response:
 
 
 async def delete_experiment_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, DELETE_TAG)
+    msg = message_of(request)
     await store(request).delete_experiment_tag(require(msg, "experiment_id"), require(msg, "key"))
     return render.json_response({})
 
@@ -128,20 +134,20 @@ def _on_experiment(action: Action) -> Access:
 
 ROUTES = [
     Route("POST", "/experiments/create", create_experiment,
-          Access(ResourceKind.WORKSPACE, Action.CREATE)),
-    Route("GET", "/experiments/get", get_experiment, _on_experiment(Action.READ)),
+          Access(ResourceKind.WORKSPACE, Action.CREATE, creates=ResourceKind.EXPERIMENT), message=CREATE),
+    Route("GET", "/experiments/get", get_experiment, _on_experiment(Action.READ), message=BY_ID),
     Route("GET", "/experiments/get-by-name", get_experiment_by_name,
-          Access(ResourceKind.EXPERIMENT, Action.READ, "experiment_name")),
+          Access(ResourceKind.EXPERIMENT, Action.READ, "experiment_name"), message=BY_NAME),
     # Search filters rows by what the caller may read (auth issue), so no pre-check.
     Route("POST", "/experiments/search", search_experiments,
-          Access(ResourceKind.WORKSPACE, Action.READ)),
+          Access(ResourceKind.WORKSPACE, Action.READ), message=SEARCH),
     Route("GET", "/experiments/search", search_experiments,
-          Access(ResourceKind.WORKSPACE, Action.READ)),
-    Route("POST", "/experiments/update", update_experiment, _on_experiment(Action.UPDATE)),
-    Route("POST", "/experiments/delete", delete_experiment, _on_experiment(Action.DELETE)),
-    Route("POST", "/experiments/restore", restore_experiment, _on_experiment(Action.DELETE)),
+          Access(ResourceKind.WORKSPACE, Action.READ), message=SEARCH),
+    Route("POST", "/experiments/update", update_experiment, _on_experiment(Action.UPDATE), message=UPDATE),
+    Route("POST", "/experiments/delete", delete_experiment, _on_experiment(Action.DELETE), message=BY_ID),
+    Route("POST", "/experiments/restore", restore_experiment, _on_experiment(Action.DELETE), message=BY_ID),
     Route("POST", "/experiments/set-experiment-tag", set_experiment_tag,
-          _on_experiment(Action.UPDATE)),
+          _on_experiment(Action.UPDATE), message=SET_TAG),
     Route("POST", "/experiments/delete-experiment-tag", delete_experiment_tag,
-          _on_experiment(Action.UPDATE)),
+          _on_experiment(Action.UPDATE), message=DELETE_TAG),
 ]

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from auth.access import Access, Action, ResourceKind
+from auth.access import Access, Action, Ref, ResourceKind
 from backends.metadata import validation
 from backends.metadata.entities import LoggedModelStatus, Param
 from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.names import random_run_name
-from gateway.parsing import Field, Message, missing, read_message
+from gateway.parsing import Field, Message, message_of, missing
 from gateway.routes._common import KEY_VALUE, max_results, require, store, tags_of
 from gateway.routing import Route
 from gateway.security import visibility_of
@@ -60,7 +60,7 @@ def _params(items: list[dict[str, Any]] | None) -> list[Param]:
 
 
 async def create_logged_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, CREATE)
+    msg = message_of(request)
     experiment_id = require(msg, "experiment_id")
     name = msg.get("name") or random_run_name()
     if _BAD_NAME.search(name):
@@ -79,49 +79,48 @@ async def create_logged_model(request: web.Request) -> web.Response:
 
 
 async def get_logged_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, GET)
+    msg = message_of(request)
     model = await store(request).get_logged_model(
-        request.match_info["model_id"], allow_deleted=msg.get("allow_deleted", False))
+        msg["model_id"], allow_deleted=msg.get("allow_deleted", False))
     return render.json_response({"model": render.logged_model(model)})
 
 
 async def finalize_logged_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, FINALIZE)
+    msg = message_of(request)
     status = require(msg, "status")
     if status not in ("LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED"):
         raise invalid_parameter(f"Invalid status {status!r} for finalizing a logged model")
-    model = await store(request).finalize_logged_model(request.match_info["model_id"], status)
+    model = await store(request).finalize_logged_model(msg["model_id"], status)
     return render.json_response({"model": render.logged_model(model)})
 
 
 async def delete_logged_model(request: web.Request) -> web.Response:
-    await store(request).delete_logged_model(request.match_info["model_id"])
+    await store(request).delete_logged_model(message_of(request)["model_id"])
     return render.json_response({})
 
 
 async def set_logged_model_tags(request: web.Request) -> web.Response:
-    msg = await read_message(request, TAGS)
+    msg = message_of(request)
     tags = [validation.validate_tag(t, f"tags[{i}]")
             for i, t in enumerate(tags_of(msg.get("tags")))]
-    await store(request).set_logged_model_tags(request.match_info["model_id"], tags)
+    await store(request).set_logged_model_tags(msg["model_id"], tags)
     return render.json_response({})
 
 
 async def delete_logged_model_tag(request: web.Request) -> web.Response:
-    await store(request).delete_logged_model_tag(
-        request.match_info["model_id"], request.match_info["tag_key"])
+    msg = message_of(request)
+    await store(request).delete_logged_model_tag(msg["model_id"], msg["tag_key"])
     return render.json_response({})
 
 
 async def log_logged_model_params(request: web.Request) -> web.Response:
-    msg = await read_message(request, PARAMS)
-    await store(request).log_logged_model_params(
-        request.match_info["model_id"], _params(msg.get("params")))
+    msg = message_of(request)
+    await store(request).log_logged_model_params(msg["model_id"], _params(msg.get("params")))
     return render.json_response({})
 
 
 async def search_logged_models(request: web.Request) -> web.Response:
-    msg = await read_message(request, SEARCH)
+    msg = message_of(request)
     experiment_ids = msg.get("experiment_ids") or []
     if not experiment_ids:
         raise invalid_parameter("At least one experiment ID must be specified.")
@@ -149,16 +148,17 @@ def _on_model(action: Action) -> Access:
 
 ROUTES = [
     Route("POST", "/logged-models", create_logged_model,
-          Access(ResourceKind.EXPERIMENT, Action.UPDATE, "experiment_id")),
+          Access(ResourceKind.EXPERIMENT, Action.UPDATE, "experiment_id",
+                 refs=(Ref(ResourceKind.RUN, "source_run_id"),)), message=CREATE),
     Route("POST", "/logged-models/search", search_logged_models,
-          Access(ResourceKind.WORKSPACE, Action.READ)),
-    Route("GET", "/logged-models/{model_id}", get_logged_model, _on_model(Action.READ)),
-    Route("PATCH", "/logged-models/{model_id}", finalize_logged_model, _on_model(Action.UPDATE)),
+          Access(ResourceKind.WORKSPACE, Action.READ), message=SEARCH),
+    Route("GET", "/logged-models/{model_id}", get_logged_model, _on_model(Action.READ), message=GET),
+    Route("PATCH", "/logged-models/{model_id}", finalize_logged_model, _on_model(Action.UPDATE), message=FINALIZE),
     Route("DELETE", "/logged-models/{model_id}", delete_logged_model, _on_model(Action.DELETE)),
     Route("PATCH", "/logged-models/{model_id}/tags", set_logged_model_tags,
-          _on_model(Action.UPDATE)),
+          _on_model(Action.UPDATE), message=TAGS),
     Route("DELETE", "/logged-models/{model_id}/tags/{tag_key}", delete_logged_model_tag,
           _on_model(Action.DELETE)),
     Route("POST", "/logged-models/{model_id}/params", log_logged_model_params,
-          _on_model(Action.UPDATE)),
+          _on_model(Action.UPDATE), message=PARAMS),
 ]

@@ -11,18 +11,24 @@ from typing import Any
 
 from aiohttp import web
 
-from auth.access import Access, Action, ResourceKind
+from auth.access import Access, Action, Ref, ResourceKind
 from backends import errors
 from backends.metadata import registry_validation as rv
 from backends.metadata.entities import Tag
 from backends.metadata.registry_entities import IS_PROMPT_TAG
-from gateway.errors import MlflowError, invalid_parameter
-from gateway.parsing import Field, Message, missing, read_message
+from gateway.errors import invalid_parameter
+from gateway.parsing import Field, Message, message_of, missing
 from gateway.render import json_response
 from gateway.routes._common import KEY_VALUE, store
 from gateway.routes._registry_render import model_version, registered_model
 from gateway.routing import Route
-from gateway.security import security_of, visibility_of, workspace_of
+from gateway.security import (
+    grant_creator,
+    grants_deleted,
+    grants_renamed,
+    visibility_of,
+    workspace_of,
+)
 
 __all__ = ["ROUTES"]
 
@@ -72,39 +78,43 @@ def _tags(items: list[dict[str, Any]] | None, check: Any) -> list[Tag]:
 
 
 async def create_registered_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, CREATE_RM)
+    msg = message_of(request)
     name = _name(msg)
     tags = _tags(msg.get("tags"), rv.validate_registered_model_tag)
     model = await store(request).create_registered_model(
         name, tags=tags, description=msg.get("description", ""), workspace=workspace_of(request))
+    await grant_creator(request, "registered_model", name)
     return json_response({"registered_model": registered_model(model)})
 
 
 async def get_registered_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, NAME)
+    msg = message_of(request)
     model = await store(request).get_registered_model(_name(msg), workspace=workspace_of(request))
     return json_response({"registered_model": registered_model(model)})
 
 
 async def rename_registered_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, RENAME)
+    msg = message_of(request)
     name = _name(msg)
     new_name = rv.validate_model_name(msg.get("new_name"), "new_name")
     model = await store(request).rename_registered_model(name, new_name,
         workspace=workspace_of(request))
+    await grants_renamed(request, "registered_model", name, new_name)
     return json_response({"registered_model": registered_model(model)})
 
 
 async def update_registered_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, UPDATE_RM)
+    msg = message_of(request)
     model = await store(request).update_registered_model(
         _name(msg), msg.get("description", ""), workspace=workspace_of(request))
     return json_response({"registered_model": registered_model(model)})
 
 
 async def delete_registered_model(request: web.Request) -> web.Response:
-    msg = await read_message(request, NAME)
-    await store(request).delete_registered_model(_name(msg), workspace=workspace_of(request))
+    msg = message_of(request)
+    name = _name(msg)
+    await store(request).delete_registered_model(name, workspace=workspace_of(request))
+    await grants_deleted(request, "registered_model", name)
     return json_response({})
 
 
@@ -122,7 +132,7 @@ def _limit(value: int | None, default: int, limit: int) -> int:
 
 
 async def search_registered_models(request: web.Request) -> web.Response:
-    msg = await read_message(request, SEARCH)
+    msg = message_of(request)
     page = await store(request).search_registered_models(
         filter_string=msg.get("filter", ""),
         max_results=_limit(msg.get("max_results"), 100, 1000),
@@ -139,7 +149,7 @@ async def search_registered_models(request: web.Request) -> web.Response:
 
 
 async def get_latest_versions(request: web.Request) -> web.Response:
-    msg = await read_message(request, LATEST)
+    msg = message_of(request)
     versions = await store(request).get_latest_versions(_name(msg), msg.get("stages", []),
         workspace=workspace_of(request))
     return json_response({"model_versions": [model_version(v) for v in versions]}
@@ -147,7 +157,7 @@ async def get_latest_versions(request: web.Request) -> web.Response:
 
 
 async def set_registered_model_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, RM_TAG)
+    msg = message_of(request)
     name = _name(msg)
     key = _need(msg, "key")
     rv.validate_registered_model_tag(key, msg.get("value"))
@@ -157,7 +167,7 @@ async def set_registered_model_tag(request: web.Request) -> web.Response:
 
 
 async def delete_registered_model_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, RM_TAG)
+    msg = message_of(request)
     name = _name(msg)
     key = _need(msg, "key")
     rv.validate_registered_model_tag(key, None)
@@ -169,7 +179,7 @@ async def delete_registered_model_tag(request: web.Request) -> web.Response:
 
 
 async def set_alias(request: web.Request) -> web.Response:
-    msg = await read_message(request, ALIAS)
+    msg = message_of(request)
     name = _name(msg)
     alias = rv.validate_alias(_need(msg, "alias"), reserved=True)
     await store(request).set_registered_model_alias(name, alias, _need(msg, "version"),
@@ -178,7 +188,7 @@ async def set_alias(request: web.Request) -> web.Response:
 
 
 async def delete_alias(request: web.Request) -> web.Response:
-    msg = await read_message(request, ALIAS)
+    msg = message_of(request)
     name = _name(msg)
     alias = rv.validate_alias(_need(msg, "alias"), reserved=False)
     await store(request).delete_registered_model_alias(name, alias, workspace=workspace_of(request))
@@ -186,7 +196,7 @@ async def delete_alias(request: web.Request) -> web.Response:
 
 
 async def get_version_by_alias(request: web.Request) -> web.Response:
-    msg = await read_message(request, ALIAS)
+    msg = message_of(request)
     name = _name(msg)
     alias = rv.validate_alias(_need(msg, "alias"), reserved=False)
     version = await store(request).get_model_version_by_alias(name, alias,
@@ -195,30 +205,6 @@ async def get_version_by_alias(request: web.Request) -> web.Response:
 
 
 # -- model versions ------------------------------------------------------------------------
-
-
-async def _source_readable(request: web.Request, msg: dict[str, Any], source: str) -> None:
-    """Stock's rule: a new version needs READ on what it copies, the registered model of a
-    ``models:/name/...`` source, else the run and the logged model it names (an id sent
-    empty is refused) and the logged model of a ``models:/<id>`` source. Without it, EDIT on
-    a registered model would let a caller publish, and then download, another team's run."""
-    sec = security_of(request)
-    if sec is None or not sec.auth_on:
-        return
-    target = rv.models_uri_target(source)
-    if target is not None and target[0] == "registered_model":
-        needed = [(ResourceKind.REGISTERED_MODEL, target[1])]
-    else:
-        needed = [(kind, str(msg[field] or "")) for kind, field in (
-            (ResourceKind.RUN, "run_id"), (ResourceKind.LOGGED_MODEL, "model_id"))
-            if field in msg]
-        if target is not None:
-            needed.append((ResourceKind.LOGGED_MODEL, target[1]))
-    for kind, key in needed:
-        if not await sec.may_read(request, kind, key):
-            raise MlflowError(
-                f"Permission denied: the model version's source {kind.value.replace('_', ' ')} "
-                f"'{key}' is not readable.", "PERMISSION_DENIED")
 
 
 async def _check_source(request: web.Request, source: str, run_id: str,
@@ -251,7 +237,7 @@ def rv_not_contained(source: str, id_name: str) -> errors.InvalidArgument:
 
 
 async def create_model_version(request: web.Request) -> web.Response:
-    msg = await read_message(request, CREATE_MV)
+    msg = message_of(request)
     name = _name(msg)
     source = _need(msg, "source")
     tags = _tags(msg.get("tags"), rv.validate_model_version_tag)
@@ -263,7 +249,6 @@ async def create_model_version(request: web.Request) -> web.Response:
                 f"Invalid prompt source: '{source}'. Prompt sources must use an MLflow "
                 "placeholder.")
     else:
-        await _source_readable(request, msg, source)
         await _check_source(request, source, run_id, model_id)
     version = await store(request).create_model_version(
         name, source, run_id=run_id or None, tags=tags, run_link=msg.get("run_link", ""),
@@ -273,21 +258,21 @@ async def create_model_version(request: web.Request) -> web.Response:
 
 
 async def get_model_version(request: web.Request) -> web.Response:
-    msg = await read_message(request, VERSION)
+    msg = message_of(request)
     version = await store(request).get_model_version(_name(msg), _need(msg, "version"),
         workspace=workspace_of(request))
     return json_response({"model_version": model_version(version)})
 
 
 async def update_model_version(request: web.Request) -> web.Response:
-    msg = await read_message(request, UPDATE_MV)
+    msg = message_of(request)
     version = await store(request).update_model_version(
         _name(msg), _need(msg, "version"), msg.get("description"), workspace=workspace_of(request))
     return json_response({"model_version": model_version(version)})
 
 
 async def transition_stage(request: web.Request) -> web.Response:
-    msg = await read_message(request, TRANSITION)
+    msg = message_of(request)
     name, number, stage = _name(msg), _need(msg, "version"), _need(msg, "stage")
     version = await store(request).transition_model_version_stage(
         name, number, stage,
@@ -297,21 +282,21 @@ async def transition_stage(request: web.Request) -> web.Response:
 
 
 async def delete_model_version(request: web.Request) -> web.Response:
-    msg = await read_message(request, VERSION)
+    msg = message_of(request)
     await store(request).delete_model_version(_name(msg), _need(msg, "version"),
         workspace=workspace_of(request))
     return json_response({})
 
 
 async def get_download_uri(request: web.Request) -> web.Response:
-    msg = await read_message(request, VERSION)
+    msg = message_of(request)
     uri = await store(request).get_model_version_download_uri(
         _name(msg), _need(msg, "version"), workspace=workspace_of(request))
     return json_response({"artifact_uri": uri})
 
 
 async def search_model_versions(request: web.Request) -> web.Response:
-    msg = await read_message(request, SEARCH)
+    msg = message_of(request)
     page = await store(request).search_model_versions(
         filter_string=msg.get("filter", ""),
         max_results=_limit(msg.get("max_results"), 200_000, 200_000),
@@ -328,7 +313,7 @@ async def search_model_versions(request: web.Request) -> web.Response:
 
 
 async def set_model_version_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, MV_TAG)
+    msg = message_of(request)
     name, number, key = _name(msg), _need(msg, "version"), _need(msg, "key")
     rv.validate_model_version_tag(key, msg.get("value", ""))
     await store(request).set_model_version_tag(name, number, Tag(key, msg.get("value", "")),
@@ -337,7 +322,7 @@ async def set_model_version_tag(request: web.Request) -> web.Response:
 
 
 async def delete_model_version_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, MV_TAG)
+    msg = message_of(request)
     name, number, key = _name(msg), _need(msg, "version"), _need(msg, "key")
     rv.validate_registered_model_tag(key, None)
     await store(request).delete_model_version_tag(name, number, key,
@@ -349,34 +334,42 @@ def _rm(action: Action) -> Access:
     return Access(ResourceKind.REGISTERED_MODEL, action, "name")
 
 
-_CREATE = Access(ResourceKind.WORKSPACE, Action.CREATE)
+_CREATE = Access(ResourceKind.WORKSPACE, Action.CREATE,
+                 creates=ResourceKind.REGISTERED_MODEL)
+# Stock's rule: a new version needs READ on what it copies: the run and the logged model it
+# names and what a models:/ source names. Without it, EDIT on a registered model would let a
+# caller publish, and then download, another team's run.
+_CREATE_MV = Access(ResourceKind.REGISTERED_MODEL, Action.UPDATE, "name", refs=(
+    Ref(ResourceKind.RUN, "run_id", strict=True),
+    Ref(ResourceKind.LOGGED_MODEL, "model_id", strict=True),
+    Ref(ResourceKind.MODEL_SOURCE, "source")))
 _SEARCH = Access(ResourceKind.WORKSPACE, Action.READ)
 
 ROUTES = [
-    Route("POST", "/registered-models/create", create_registered_model, _CREATE),
-    Route("GET", "/registered-models/get", get_registered_model, _rm(Action.READ)),
-    Route("POST", "/registered-models/rename", rename_registered_model, _rm(Action.UPDATE)),
-    Route("PATCH", "/registered-models/update", update_registered_model, _rm(Action.UPDATE)),
-    Route("DELETE", "/registered-models/delete", delete_registered_model, _rm(Action.MANAGE)),
-    Route("GET", "/registered-models/search", search_registered_models, _SEARCH),
+    Route("POST", "/registered-models/create", create_registered_model, _CREATE, message=CREATE_RM),
+    Route("GET", "/registered-models/get", get_registered_model, _rm(Action.READ), message=NAME),
+    Route("POST", "/registered-models/rename", rename_registered_model, _rm(Action.UPDATE), message=RENAME),
+    Route("PATCH", "/registered-models/update", update_registered_model, _rm(Action.UPDATE), message=UPDATE_RM),
+    Route("DELETE", "/registered-models/delete", delete_registered_model, _rm(Action.MANAGE), message=NAME),
+    Route("GET", "/registered-models/search", search_registered_models, _SEARCH, message=SEARCH),
     Route("POST", "/registered-models/get-latest-versions", get_latest_versions,
-          _rm(Action.READ)),
+          _rm(Action.READ), message=LATEST),
     Route("GET", "/registered-models/get-latest-versions", get_latest_versions,
-          _rm(Action.READ)),
-    Route("POST", "/registered-models/set-tag", set_registered_model_tag, _rm(Action.UPDATE)),
+          _rm(Action.READ), message=LATEST),
+    Route("POST", "/registered-models/set-tag", set_registered_model_tag, _rm(Action.UPDATE), message=RM_TAG),
     Route("DELETE", "/registered-models/delete-tag", delete_registered_model_tag,
-          _rm(Action.UPDATE)),
-    Route("POST", "/registered-models/alias", set_alias, _rm(Action.UPDATE)),
-    Route("DELETE", "/registered-models/alias", delete_alias, _rm(Action.DELETE)),
-    Route("GET", "/registered-models/alias", get_version_by_alias, _rm(Action.READ)),
-    Route("POST", "/model-versions/create", create_model_version, _rm(Action.UPDATE)),
-    Route("GET", "/model-versions/get", get_model_version, _rm(Action.READ)),
-    Route("PATCH", "/model-versions/update", update_model_version, _rm(Action.UPDATE)),
-    Route("POST", "/model-versions/transition-stage", transition_stage, _rm(Action.UPDATE)),
-    Route("DELETE", "/model-versions/delete", delete_model_version, _rm(Action.DELETE)),
-    Route("GET", "/model-versions/search", search_model_versions, _SEARCH),
-    Route("GET", "/model-versions/get-download-uri", get_download_uri, _rm(Action.READ)),
-    Route("POST", "/model-versions/set-tag", set_model_version_tag, _rm(Action.UPDATE)),
+          _rm(Action.UPDATE), message=RM_TAG),
+    Route("POST", "/registered-models/alias", set_alias, _rm(Action.UPDATE), message=ALIAS),
+    Route("DELETE", "/registered-models/alias", delete_alias, _rm(Action.DELETE), message=ALIAS),
+    Route("GET", "/registered-models/alias", get_version_by_alias, _rm(Action.READ), message=ALIAS),
+    Route("POST", "/model-versions/create", create_model_version, _CREATE_MV, message=CREATE_MV),
+    Route("GET", "/model-versions/get", get_model_version, _rm(Action.READ), message=VERSION),
+    Route("PATCH", "/model-versions/update", update_model_version, _rm(Action.UPDATE), message=UPDATE_MV),
+    Route("POST", "/model-versions/transition-stage", transition_stage, _rm(Action.UPDATE), message=TRANSITION),
+    Route("DELETE", "/model-versions/delete", delete_model_version, _rm(Action.DELETE), message=VERSION),
+    Route("GET", "/model-versions/search", search_model_versions, _SEARCH, message=SEARCH),
+    Route("GET", "/model-versions/get-download-uri", get_download_uri, _rm(Action.READ), message=VERSION),
+    Route("POST", "/model-versions/set-tag", set_model_version_tag, _rm(Action.UPDATE), message=MV_TAG),
     Route("DELETE", "/model-versions/delete-tag", delete_model_version_tag,
-          _rm(Action.DELETE)),
+          _rm(Action.DELETE), message=MV_TAG),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from auth.access import Access, Action, ResourceKind
+from auth.access import Access, Action, Ref, ResourceKind
 from backends.metadata import validation
 from backends.metadata.entities import (
     Dataset,
@@ -26,7 +26,7 @@ from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.keys import BATCHER
 from gateway.names import random_run_name
-from gateway.parsing import Field, Message, missing, parse, read_json_body, read_message
+from gateway.parsing import Field, Message, message_of, missing
 from gateway.routes._common import (
     KEY_VALUE,
     max_results,
@@ -130,7 +130,7 @@ def _params(items: list[dict[str, Any]]) -> list[Param]:
 
 
 async def create_run(request: web.Request) -> web.Response:
-    msg = await read_message(request, CREATE)
+    msg = message_of(request)
     tags = tags_of(msg.get("tags"))
     for i, tag in enumerate(tags):
         validation.validate_tag(tag, f"tags[{i}]", truncate=settings(request).truncate_long_values)
@@ -153,13 +153,13 @@ async def create_run(request: web.Request) -> web.Response:
 
 
 async def get_run(request: web.Request) -> web.Response:
-    msg = await read_message(request, GET)
+    msg = message_of(request)
     run = await store(request).get_run(run_id_of(msg))
     return render.json_response({"run": render.run(run)})
 
 
 async def update_run(request: web.Request) -> web.Response:
-    msg = await read_message(request, UPDATE)
+    msg = message_of(request)
     info = await store(request).update_run(
         run_id_of(msg),
         status=msg.get("status"),
@@ -170,13 +170,13 @@ async def update_run(request: web.Request) -> web.Response:
 
 
 async def delete_run(request: web.Request) -> web.Response:
-    msg = await read_message(request, GET)
+    msg = message_of(request)
     await store(request).delete_run(run_id_of(msg))
     return render.json_response({})
 
 
 async def restore_run(request: web.Request) -> web.Response:
-    msg = await read_message(request, GET)
+    msg = message_of(request)
     await store(request).restore_run(run_id_of(msg))
     return render.json_response({})
 
@@ -192,12 +192,12 @@ async def _log(request: web.Request, run_id: str, *, metrics: Sequence[Metric] =
 
 
 async def log_metric(request: web.Request) -> web.Response:
-    msg = await read_message(request, LOG_METRIC)
+    msg = message_of(request)
     return await _log(request, run_id_of(msg), metrics=[_metric(msg)])
 
 
 async def log_param(request: web.Request) -> web.Response:
-    msg = await read_message(request, LOG_PARAM)
+    msg = message_of(request)
     key = require(msg, "key")
     if msg.get("value") is None:
         raise missing("value")
@@ -205,7 +205,7 @@ async def log_param(request: web.Request) -> web.Response:
 
 
 async def set_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, SET_TAG)
+    msg = message_of(request)
     key = require(msg, "key")
     if msg.get("value") is None:
         raise missing("value")
@@ -213,47 +213,14 @@ async def set_tag(request: web.Request) -> web.Response:
 
 
 async def delete_tag(request: web.Request) -> web.Response:
-    msg = await read_message(request, DELETE_TAG)
+    msg = message_of(request)
     await store(request).delete_tag(require(msg, "run_id"), require(msg, "key"))
     return render.json_response({})
 
 
-_PLAIN_METRIC = frozenset({"key", "value", "timestamp", "step"})
-
-
-def plain_metrics(items: Any) -> list[Metric] | None:
-    """log-batch's metrics when every one is a plain ``{key, value, timestamp[, step]}``
-    object whose JSON types need no conversion (what the MLflow client sends): built
-    directly, several times faster than the generic parser, with the same result. None
-    for anything else, which the generic parser then reads, with its messages."""
-    if type(items) is not list:
-        return None
-    out: list[Metric] = []
-    append = out.append
-    for m in items:
-        if type(m) is not dict or not m.keys() <= _PLAIN_METRIC:
-            return None
-        key, ts, step = m.get("key"), m.get("timestamp"), m.get("step", 0)
-        value: Any = m.get("value")
-        if type(key) is not str or not key or type(ts) is not int or type(step) is not int:
-            return None
-        kind = type(value)
-        if kind is int:
-            value = float(value)
-        elif kind is not float:
-            return None
-        append(Metric(key, value, ts, step))
-    return out
-
-
 async def log_batch(request: web.Request) -> web.Response:
-    body = await read_json_body(request)
-    metrics = plain_metrics(body.get("metrics"))
-    if metrics is None:
-        msg = parse(body, LOG_BATCH)
-        metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
-    else:
-        msg = parse({k: v for k, v in body.items() if k != "metrics"}, LOG_BATCH)
+    msg = message_of(request)
+    metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
     run_id = require(msg, "run_id")
     return await _log(
         request, run_id,
@@ -264,7 +231,7 @@ async def log_batch(request: web.Request) -> web.Response:
 
 
 async def search_runs(request: web.Request) -> web.Response:
-    msg = await read_message(request, SEARCH)
+    msg = message_of(request)
     experiment_ids = msg.get("experiment_ids", [])
     limit = max_results(msg.get("max_results"), default=1000)
     if not experiment_ids:
@@ -287,7 +254,7 @@ async def search_runs(request: web.Request) -> web.Response:
 
 
 async def log_inputs(request: web.Request) -> web.Response:
-    msg = await read_message(request, LOG_INPUTS)
+    msg = message_of(request)
     run_id = require(msg, "run_id")
     inputs = []
     for i, item in enumerate(msg.get("datasets", [])):
@@ -313,7 +280,7 @@ async def log_inputs(request: web.Request) -> web.Response:
 
 
 async def log_outputs(request: web.Request) -> web.Response:
-    msg = await read_message(request, LOG_OUTPUTS)
+    msg = message_of(request)
     run_id = require(msg, "run_id")
     models = []
     for i, m in enumerate(msg.get("models", [])):
@@ -326,24 +293,39 @@ async def log_outputs(request: web.Request) -> web.Response:
     return render.json_response({})
 
 
-def _on_run(action: Action) -> Access:
-    return Access(ResourceKind.RUN, action, "run_id")
+def _on_run(action: Action, *refs: Ref) -> Access:
+    return Access(ResourceKind.RUN, action, "run_id", refs=refs)
 
+
+# Writing to a run that names a logged model writes to that model too (its metrics, its
+# inputs and outputs): the caller needs the same right on it.
+def _model_ref(field: str) -> Ref:
+    return Ref(ResourceKind.LOGGED_MODEL, field, Action.UPDATE)
+
+
+_UPDATE = Action.UPDATE
 
 ROUTES = [
     Route("POST", "/runs/create", create_run,
-          Access(ResourceKind.EXPERIMENT, Action.UPDATE, "experiment_id")),
-    Route("GET", "/runs/get", get_run, _on_run(Action.READ)),
-    Route("POST", "/runs/update", update_run, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/delete", delete_run, _on_run(Action.DELETE)),
-    Route("POST", "/runs/restore", restore_run, _on_run(Action.DELETE)),
-    Route("POST", "/runs/log-metric", log_metric, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/log-parameter", log_param, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/set-tag", set_tag, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/delete-tag", delete_tag, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/log-batch", log_batch, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/log-inputs", log_inputs, _on_run(Action.UPDATE)),
-    Route("POST", "/runs/outputs", log_outputs, _on_run(Action.UPDATE)),
+          Access(ResourceKind.EXPERIMENT, _UPDATE, "experiment_id", default="0"),
+          message=CREATE),
+    Route("GET", "/runs/get", get_run, _on_run(Action.READ), message=GET),
+    Route("POST", "/runs/update", update_run, _on_run(_UPDATE), message=UPDATE),
+    Route("POST", "/runs/delete", delete_run, _on_run(Action.DELETE), message=GET),
+    Route("POST", "/runs/restore", restore_run, _on_run(Action.DELETE), message=GET),
+    Route("POST", "/runs/log-metric", log_metric, _on_run(_UPDATE, _model_ref("model_id")),
+          message=LOG_METRIC),
+    Route("POST", "/runs/log-parameter", log_param, _on_run(_UPDATE), message=LOG_PARAM),
+    Route("POST", "/runs/set-tag", set_tag, _on_run(_UPDATE), message=SET_TAG),
+    Route("POST", "/runs/delete-tag", delete_tag, _on_run(_UPDATE), message=DELETE_TAG),
+    Route("POST", "/runs/log-batch", log_batch,
+          _on_run(_UPDATE, _model_ref("metrics.model_id")), message=LOG_BATCH),
+    Route("POST", "/runs/log-inputs", log_inputs,
+          _on_run(_UPDATE, Ref(ResourceKind.LOGGED_MODEL, "models.model_id")),
+          message=LOG_INPUTS),
+    Route("POST", "/runs/outputs", log_outputs, _on_run(_UPDATE, _model_ref("models.model_id")),
+          message=LOG_OUTPUTS),
     # experiment_ids is reduced to readable experiments inside the query (auth issue).
-    Route("POST", "/runs/search", search_runs, Access(ResourceKind.WORKSPACE, Action.READ)),
+    Route("POST", "/runs/search", search_runs, Access(ResourceKind.WORKSPACE, Action.READ),
+          message=SEARCH),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.errors import MlflowError
-from gateway.parsing import Field, Message, parse
+from gateway.parsing import Field, Message, parse, read_request
 
 MSG = Message({
     "run_id": Field("string"),
@@ -78,58 +79,52 @@ def test_rejects(body: dict[str, Any], fragment: str) -> None:
 # -- log-batch's fast path for plain metrics ---------------------------------------------
 
 
-def _generic_metrics(items: Any) -> list[Any]:
-    from gateway.routes.runs import LOG_BATCH, _metric
-
-    msg = parse({"metrics": items}, LOG_BATCH)
-    return [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
+_IDS = Message({"run_id": Field("string"), "run_uuid": Field("string"),
+                "model_id": Field("string")})
 
 
-def test_plain_metrics_match_the_generic_parser() -> None:
-    import random
+async def _read(method: str, path: str, body: bytes = b"", *,
+                headers: dict[str, str] | None = None,
+                match: dict[str, str] | None = None) -> dict[str, Any]:
+    from unittest import mock
 
-    from gateway.routes.runs import plain_metrics
+    from aiohttp.test_utils import make_mocked_request
+    from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
-    rng = random.Random(7)
-    for _ in range(200):
-        items: list[dict[str, Any]] = []
-        for _ in range(rng.randint(0, 20)):
-            item: dict[str, Any] = {
-                "key": rng.choice(["loss", "acc", "a/b", "x" * 250]),
-                "value": rng.choice([rng.random(), rng.randint(-10**6, 10**6), 0, -0.0,
-                                     1e308, 2**63]),
-                "timestamp": rng.randint(0, 2**62)}
-            if rng.random() < 0.7:
-                item["step"] = rng.randint(-5, 10**9)
-            items.append(dict(rng.sample(list(item.items()), len(item))))  # any key order
-        fast = plain_metrics(items)
-        assert fast is not None
-        assert fast == _generic_metrics(items)
-        assert all(type(m.value) is float for m in fast)
+    payload = mock.Mock()
+    payload.read = mock.AsyncMock(return_value=body)
+    request = make_mocked_request(method, path, headers=headers or {}, payload=payload,
+                                  match_info=UrlMappingMatchInfo(match or {}, mock.Mock()))
+    request._read_bytes = body  # what request.read() returns
+    return await read_request(request, _IDS)
 
 
-@pytest.mark.parametrize("item", [
-    {"key": "k", "value": "1.5", "timestamp": 1},  # strings are converted by the parser
-    {"key": "k", "value": "NaN", "timestamp": 1},
-    {"key": "k", "value": 1.0, "timestamp": "1"},
-    {"key": "k", "value": 1.0, "timestamp": 1.0},
-    {"key": "k", "value": True, "timestamp": 1},
-    {"key": "k", "value": 1.0, "timestamp": True},
-    {"key": "k", "value": 1.0, "timestamp": 1, "step": None},
-    {"key": "k", "value": 1.0, "timestamp": 1, "model_id": "m-1"},
-    {"key": "", "value": 1.0, "timestamp": 1},
-    {"key": "k", "timestamp": 1},
-    {"key": 3, "value": 1.0, "timestamp": 1},
-    ["k", 1.0, 1],
-])
-def test_anything_else_goes_to_the_generic_parser(item: Any) -> None:
-    from gateway.routes.runs import plain_metrics
-
-    good = {"key": "k", "value": 1.0, "timestamp": 1}
-    assert plain_metrics([good, item]) is None
-    assert plain_metrics("not a list") is None
-    try:
-        expected: Any = _generic_metrics([good, item])
-    except MlflowError as exc:
-        expected = exc.error_code
-    assert expected  # the generic parser answers these, one way or the other
+async def test_one_reading_of_a_request() -> None:
+    """Stock's rule: a GET with a query string reads the query, anything else the JSON body
+    whatever its label; a field named twice with different values is refused."""
+    body = orjson.dumps({"run_id": "r1"})
+    assert await _read("GET", "/x?run_id=r1") == {"run_id": "r1"}
+    assert await _read("GET", "/x", body) == {"run_id": "r1"}
+    for ctype in (None, "text/plain", "application/x-www-form-urlencoded"):
+        headers = {"Content-Type": ctype} if ctype else {}
+        assert await _read("DELETE", "/x", body, headers=headers) == {"run_id": "r1"}
+        assert await _read("PATCH", "/x", body, headers=headers) == {"run_id": "r1"}
+    with pytest.raises(MlflowError) as bad:  # POST and PUT must be labelled, as on stock
+        await _read("POST", "/x", body, headers={"Content-Type": "text/plain"})
+    assert bad.value.error_code == "BAD_REQUEST"
+    with pytest.raises(MlflowError):  # a form is not JSON: refused, not read as empty
+        await _read("DELETE", "/x", b"run_id=r1")
+    assert await _read("GET", "/x?run_uuid=r1") == {"run_id": "r1", "run_uuid": "r1"}
+    refused = [
+        _read("GET", "/x?run_id=r1", orjson.dumps({"run_id": "r2"})),
+        _read("GET", "/x?run_id=r1&run_uuid=r2"),
+        _read("PATCH", "/x", orjson.dumps({"run_id": "r1", "run_uuid": "r2"})),
+        _read("PATCH", "/m/m-1", orjson.dumps({"model_id": "m-2"}),
+              match={"model_id": "m-1"}),
+    ]
+    for attempt in refused:
+        with pytest.raises(MlflowError) as bad:
+            await attempt
+        assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert await _read("PATCH", "/m/m-1", orjson.dumps({"model_id": "m-1"}),
+                       match={"model_id": "m-1"}) == {"model_id": "m-1"}

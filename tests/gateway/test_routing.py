@@ -11,7 +11,7 @@ from aiohttp import web
 from auth.access import Access
 from gateway.app import create_app
 from gateway.routes import all_routes
-from gateway.routing import ROUTE_ACCESS
+from gateway.routing import ROUTES
 from gateway.settings import Settings
 
 
@@ -29,7 +29,7 @@ def test_every_route_declares_access() -> None:
 
 def test_every_registered_route_is_in_the_access_table(tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path))
-    table = app[ROUTE_ACCESS]
+    table = app[ROUTES]
     for resource in app.router.resources():
         for route in resource:
             if route.method == "HEAD":

@@ -30,6 +30,15 @@ def test_precedence() -> None:
     assert s.serve_artifacts is False
 
 
+def test_auth_onboarding_and_proxies() -> None:
+    s = Settings.from_sources({}, env={})
+    assert s.auth_default_workspace_open is True and s.trusted_proxies == ()
+    s = Settings.from_sources({}, env={"MLGATE_AUTH_DEFAULT_WORKSPACE_OPEN": "false",
+                                       "MLGATE_AUTH_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    assert s.auth_default_workspace_open is False
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
 def test_settings_are_frozen() -> None:
     s = Settings.from_sources({}, env={})
     with pytest.raises(AttributeError):
@@ -53,6 +62,7 @@ def test_settings_are_frozen() -> None:
         ({"batch_max_rows": 10, "batch_queue_rows": 5}, "--batch-queue-rows"),
         ({"batch_max_delay_ms": -1}, "must not be negative"),
         ({"batch_writers": -1}, "--batch-writers"),
+        ({"auth_trusted_proxies": "10.0.0.1, proxy.local"}, "--auth-trusted-proxies"),
     ],
 )
 def test_bad_settings_fail_at_start(flags: dict[str, object], fragment: str) -> None:

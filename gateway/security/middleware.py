@@ -1,0 +1,268 @@
+"""The enforcement point: one middleware that selects the workspace, authenticates, parses
+the request into its route's message, and authorizes every resource that message names
+before the handler runs, which reads the same message (:func:`gateway.parsing.message_of`).
+
+What a route touches is whatever its :class:`~auth.access.Access` declares: the resource its
+``locator`` field names (every one, when the field is repeated) and each of its ``refs``
+(a logged model named inside a metric, a model version's source run…). Each is resolved
+(:mod:`gateway.security.resolution`) and judged by :func:`auth.is_allowed`. A resource of
+another workspace is answered 404, a missing id 400, a refusal 403; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from auth.access import Access, Action, ResourceKind, named
+from auth.identity import Identity
+from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal
+from backends import errors as be
+from backends.metadata.auth_entities import Visibility
+from gateway.errors import MlflowError, from_backend
+from gateway.parsing import message_of, missing
+from gateway.routing import Route, declared, parse_into
+from gateway.security.authentication import RateLimited, Unauthenticated
+from gateway.security.resolution import Target
+from gateway.security.state import SECURITY, Security, security_of
+
+__all__ = [
+    "WORKSPACE_HEADER",
+    "WORKSPACE_NAME",
+    "Admission",
+    "enforcer",
+    "identity_of",
+    "note_created",
+    "visibility_of",
+    "workspace_of",
+]
+
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
+WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
+_UNAUTHENTICATED = (
+    "You are not authenticated. Please see "
+    "https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to "
+    "authenticate.")
+# Not found messages as the handlers (the stores) word them, for a named resource that
+# does not exist.
+_NOT_FOUND = {
+    ResourceKind.EXPERIMENT: "No Experiment with id={} exists",
+    ResourceKind.RUN: "Run with id={} not found",
+    ResourceKind.LOGGED_MODEL: "Logged model with ID '{}' not found.",
+    ResourceKind.GRANT_TARGET: "No resource with id={} exists",
+}
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Who a request was admitted as, in which workspace, and what it names first (for the
+    audit record)."""
+
+    identity: Identity | None  # None: auth off, or a public route
+    workspace: str
+    target: Target | None
+
+
+class _Refused(MlflowError):
+    """A 403, with what was refused for the audit record."""
+
+    def __init__(self, message: str, target: Target) -> None:
+        super().__init__(message, "PERMISSION_DENIED")
+        self.target = target
+
+
+_ADMITTED = web.RequestKey("mlgate_admission", Admission)
+_CREATED = web.RequestKey("mlgate_created", str)
+
+
+# -- what the handlers read --------------------------------------------------------------
+
+
+def _admission(request: web.Request) -> Admission | None:
+    return request.get(_ADMITTED)
+
+
+def workspace_of(request: web.Request) -> str:
+    """The request's workspace (``default`` when workspaces are off or none was sent)."""
+    admitted = _admission(request)
+    return DEFAULT_WORKSPACE if admitted is None else admitted.workspace
+
+
+def identity_of(request: web.Request) -> Identity | None:
+    admitted = _admission(request)
+    return None if admitted is None else admitted.identity
+
+
+def visibility_of(request: web.Request) -> Visibility | None:
+    """What a search in this request may return; None when auth and workspaces are off."""
+    sec = security_of(request)
+    if sec is None:
+        return None
+    return sec.visibility(identity_of(request), workspace_of(request))
+
+
+def note_created(request: web.Request, resource_id: str) -> None:
+    """The id of what the handler created, for the audit record."""
+    request[_CREATED] = resource_id
+
+
+# -- the middleware ------------------------------------------------------------------------
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _audited(sec: Security, route: Route | None, request: web.Request) -> bool:
+    """Writes, permission changes and artifact downloads are audited (auth on)."""
+    if sec.audit is None:
+        return False
+    if route is None:
+        return True
+    access = route.access
+    return (access.action is not Action.READ or access.writes
+            or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
+                and "path" in request.match_info))
+
+
+def _label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else request.path
+    for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
+        if canonical.startswith(prefix):
+            canonical = canonical[len(prefix) - 1:]
+            break
+    return f"{request.method} {canonical}"
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, MlflowError):
+        return exc.status
+    if isinstance(exc, be.BackendError):
+        return from_backend(exc).status
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    return 500
+
+
+def enforcer() -> Middleware:
+    """The middleware of an app with auth or workspaces on, in place of
+    :func:`gateway.routing.access_middleware`."""
+
+    @web.middleware
+    async def enforce(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        route = declared(request)
+        if route is None and request.match_info.http_exception is not None:
+            return await handler(request)  # 404/405: no route to check
+        sec = request.app[SECURITY]
+        public = route is not None and route.access.resource is ResourceKind.PUBLIC
+        # Workspace CRUD names its workspace in the URL, not the header.
+        exempt = public or (route is not None and route.path.startswith("/workspaces"))
+        identity: Identity | None = None
+        if sec.auth_on and not public:
+            try:
+                identity = await sec.authenticator.authenticate(request)
+            except Unauthenticated:
+                return web.json_response(
+                    {"error_code": "UNAUTHENTICATED", "message": _UNAUTHENTICATED},
+                    status=401, headers=_CHALLENGE)
+            except RateLimited as exc:
+                return web.json_response(
+                    {"error_code": "REQUEST_LIMIT_EXCEEDED",
+                     "message": "Too many failed logins; try again later."},
+                    status=429, headers={"Retry-After": str(exc.retry_after)})
+        # After authentication: whether a workspace exists is not for strangers to learn.
+        workspace = DEFAULT_WORKSPACE if exempt else await _workspace(sec, request)
+        if not _audited(sec, route, request):
+            request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
+            return await handler(request)
+        username = identity.username if identity else None
+        label = _label(request)
+        target: Target | None = None
+        try:
+            admission = await _admit(sec, request, route, identity, workspace)
+            request[_ADMITTED] = admission
+            target = admission.target
+            response = await handler(request)
+        except BaseException as exc:
+            status = _status_of(exc)
+            if isinstance(exc, _Refused):
+                target = exc.target
+            sec.audit_record(request, username, workspace, label,
+                             target.kind if target else None, target.id if target else None,
+                             "denied" if status == 403 else "error", status)
+            raise
+        status = response.status
+        sec.audit_record(request, username, workspace, label, target.kind if target else None,
+                         request.get(_CREATED) or (target.id if target else None),
+                         "ok" if status < 400 else "error", status)
+        return response
+
+    return enforce
+
+
+async def _workspace(sec: Security, request: web.Request) -> str:
+    if not sec.workspaces_on:
+        return DEFAULT_WORKSPACE
+    name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
+    if name != DEFAULT_WORKSPACE and not await sec.resolver.workspace_exists(name):
+        raise MlflowError(f"Workspace '{name}' not found.", "RESOURCE_DOES_NOT_EXIST")
+    return name
+
+
+async def _admit(sec: Security, request: web.Request, route: Route | None,
+                 identity: Identity | None, workspace: str) -> Admission:
+    """Parse the request and authorize everything it names; raises MlflowError (400, 403,
+    404) or a backend error."""
+    if route is None:  # registered without a declaration: administrators only
+        if not sec.auth_on or identity is None or not identity.is_admin:
+            raise MlflowError("Permission denied: the route declares no access rule.",
+                              "PERMISSION_DENIED")
+        return Admission(identity, workspace, None)
+    await parse_into(request, route)
+    msg = message_of(request)
+    access = route.access
+    first: Target | None = None
+    for kind, action, key, primary in _named(access, msg, workspace):
+        found = await sec.resolver.target(
+            kind, key, workspace, by_name=access.locator == "experiment_name",
+            resource_type=msg.get("resource_type"))
+        if found is None or found.foreign:
+            if primary:
+                template = _NOT_FOUND.get(kind, "No {} exists")
+                raise MlflowError(template.format(key), "RESOURCE_DOES_NOT_EXIST")
+            # A reference that names nothing readable: refused like an unreadable one, so
+            # the answer does not tell which ids exist elsewhere.
+            raise MlflowError(f"Permission denied: {kind.value.replace('_', ' ')} '{key}' "
+                              "is not readable.", "PERMISSION_DENIED")
+        if sec.auth_on and not is_allowed(identity, action, found.resource, sec.policy):
+            what = access.creates or kind if primary else kind
+            raise _Refused("Permission denied: " + refusal(
+                identity, action, what, found.resource.workspace), found)
+        first = first or found
+    return Admission(identity, workspace, first)
+
+
+def _named(access: Access, msg: dict[str, object], workspace: str,
+           ) -> list[tuple[ResourceKind, Action, str, bool]]:
+    """(kind, action, id, is the route's own resource) for everything the message names."""
+    kind = access.resource
+    if kind in (ResourceKind.PUBLIC, ResourceKind.SERVER) or (
+            kind is ResourceKind.WORKSPACE and access.locator is None):
+        keys = [workspace]
+        kind = ResourceKind.WORKSPACE if kind is ResourceKind.WORKSPACE else kind
+    else:
+        keys = named(msg, access.locator or "")
+        if not keys:
+            if access.default is None and kind is not ResourceKind.ARTIFACT_PATH:
+                raise missing(access.locator or kind.value)
+            keys = [access.default or ""]
+    out = [(kind, access.action, key, True) for key in dict.fromkeys(keys)]
+    for ref in access.refs:
+        out += [(ref.resource, ref.action, key, False)
+                for key in dict.fromkeys(named(msg, ref.field, empty=ref.strict))]
+    return out

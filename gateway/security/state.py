@@ -1,0 +1,142 @@
+"""The per-process state of authentication and authorization: :class:`Security`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from aiohttp import web
+
+from auth.identity import Identity
+from auth.permissions import Permission, TeamRole
+from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
+from backends import errors as be
+from backends.metadata.auth_entities import GrantRow, Visibility
+from backends.metadata.base import MetadataStore
+from gateway.audit import AuditHelper, AuditLog
+from gateway.security.authentication import Authenticator
+from gateway.security.resolution import Resolver
+from gateway.settings import Settings
+
+__all__ = ["SECURITY", "Security", "security_of"]
+
+log = logging.getLogger("mlgate.auth")
+
+
+class Security:
+    """What the enforcement point keeps between requests: the policy, the authenticator and
+    resolver with their caches, and the audit log (auth on)."""
+
+    def __init__(self, store: MetadataStore, settings: Settings) -> None:
+        self.store = store
+        self.auth_on = settings.auth
+        self.workspaces_on = settings.workspaces_enabled
+        self.policy = Policy(Permission.parse(settings.auth_member_default),
+                             default_workspace_open=settings.auth_default_workspace_open)
+        ttl = settings.auth_cache_seconds
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.authenticator = Authenticator(
+            store, ttl=ttl, max_failures=settings.auth_max_failures,
+            failure_window=settings.auth_failure_window,
+            trusted_proxies=settings.trusted_proxies, on_failure=self._login_failed,
+            spawn=self._spawn)
+        self.resolver = Resolver(store, ttl)
+        # The audit's JSON lines and rows are written by a process of its own (one per
+        # worker), off the serving thread; the store options keep its connections few.
+        self.audit = AuditLog(store, AuditHelper(
+            settings.backend_store_uri,
+            {**settings.metadata_store_options(one_connection=True), "max_overflow": 1},
+        )) if self.auth_on else None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.audit is not None:
+            self.audit.start()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        if self.audit is not None:
+            await self.audit.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except be.BackendError as exc:
+                log.debug("background auth write failed: %s", exc)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- invalidation (called by the admin routes) ---------------------------------------
+
+    def invalidate_user(self, user_id: int | None = None) -> None:
+        self.authenticator.invalidate_user(user_id)
+
+    def invalidate_token(self, token_id: str) -> None:
+        self.authenticator.invalidate_token(token_id)
+
+    def invalidate_grants(self, resource_type: str, workspace: str, resource_id: str) -> None:
+        self.resolver.invalidate_grants(resource_type, workspace, resource_id)
+
+    def invalidate_workspaces(self) -> None:
+        self.resolver.invalidate_workspaces()
+
+    def invalidate_roles(self) -> None:
+        """A role, its users or its permissions changed: who holds what may change for any
+        user and any resource of its workspace (role changes are rare administration)."""
+        self.authenticator.invalidate_roles()
+        self.resolver.invalidate_grants()
+
+    # -- what the admin routes ask ------------------------------------------------------
+
+    async def identity_for(self, user_id: int) -> Identity:
+        return await self.authenticator.identity_for(user_id)
+
+    async def grants(self, resource_type: str, workspace: str,
+                     resource_id: str) -> tuple[Grant, ...]:
+        return await self.resolver.grants(resource_type, workspace, resource_id)
+
+    async def set_grant(self, row: GrantRow) -> None:
+        await self.store.set_grant(row)
+        self.invalidate_grants(row.resource_type, row.workspace, row.resource_id)
+
+    def visibility(self, identity: Identity | None, workspace: str) -> Visibility | None:
+        """What a search in ``workspace`` may return to ``identity``."""
+        if not self.auth_on:
+            return Visibility(workspace) if self.workspaces_on else None
+        if identity is None:
+            return Visibility(workspace, ())
+        role = role_of(identity, workspace, self.policy)
+        if identity.is_admin or role is TeamRole.MANAGER:
+            return Visibility(workspace)
+        principals = tuple((p.kind, p.name) for p in principals_of(identity, self.policy))
+        readable = role is not None and self.policy.member_default.rank >= Permission.READ.rank
+        return Visibility(workspace, principals, readable)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def audit_record(self, request: web.Request, username: str | None, workspace: str | None,
+                     action: str, resource_type: str | None, resource_id: str | None,
+                     outcome: str, status: int | None) -> None:
+        if self.audit is None:
+            return
+        self.audit.record((int(time.time() * 1000), username, workspace, action,
+                           resource_type, resource_id, outcome, status,
+                           self.authenticator.client_address(request)))
+
+    def _login_failed(self, request: web.Request, username: str | None) -> None:
+        workspace = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
+        self.audit_record(request, username, workspace, "login", None, None, "failed", 401)
+
+
+SECURITY = web.AppKey("security", Security)
+
+
+def security_of(request: web.Request) -> Security | None:
+    return request.app.get(SECURITY)
