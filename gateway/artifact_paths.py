@@ -292,6 +292,14 @@ def artifact_location(text: str, roots: ServedRoots) -> str:
         raise invalid_parameter(
             f"Invalid artifact_location '{text}': it must lie under this server's artifact "
             f"root '{roots.advertised}'.")
+    for root in roots.roots:
+        below = location.segments[len(root.segments):]
+        if location.is_within(root) and below and below[0].isdigit():
+            # "<root>/<digits>/..." is an experiment's own folder, which the proxy judges as
+            # that experiment's: another one's runs there would be that team's to read.
+            raise invalid_parameter(
+                f"Invalid artifact_location '{text}': '{below[0]}' under the artifact root "
+                "is an experiment's own folder.")
     return location.uri
 
 

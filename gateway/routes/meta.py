@@ -18,7 +18,7 @@ MLFLOW_COMPAT_VERSION = "3.17.2"
 
 _PUBLIC = Access(ResourceKind.PUBLIC, Action.READ)
 # Operators' figures: managing the workspace is the closest thing to "admin" we have.
-_ADMIN = Access(ResourceKind.WORKSPACE, Action.MANAGE)
+_ADMIN = Access(ResourceKind.SERVER, Action.READ)  # server-wide figures: all teams
 
 
 async def health(request: web.Request) -> web.Response:

@@ -80,6 +80,8 @@ class Authenticator:
         self._touch_due: dict[str, float] = {}  # token id -> next write of its last use
 
     def client_address(self, request: web.Request) -> str:
+        if not self._trusted:  # X-Forwarded-For is nobody's word: the peer as it is
+            return request.remote or ""
         forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
         return client_address(request.remote, forwarded, self._trusted)
 

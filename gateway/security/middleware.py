@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from auth.access import Access, Action, ResourceKind, named
 from auth.identity import Identity
-from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal
+from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from backends import errors as be
 from backends.metadata.auth_entities import Visibility
 from gateway.errors import MlflowError, from_backend
@@ -53,6 +53,8 @@ _UNAUTHENTICATED = (
 # does not exist.
 _NOT_FOUND = {
     ResourceKind.EXPERIMENT: "No Experiment with id={} exists",
+    ResourceKind.REGISTERED_MODEL: "Registered Model with name={} not found",
+    ResourceKind.ARTIFACT_PATH: "No such artifact: '{}'",
     ResourceKind.RUN: "Run with id={} not found",
     ResourceKind.LOGGED_MODEL: "Logged model with ID '{}' not found.",
     ResourceKind.GRANT_TARGET: "No resource with id={} exists",
@@ -175,8 +177,7 @@ def enforcer() -> Middleware:
                     {"error_code": "REQUEST_LIMIT_EXCEEDED",
                      "message": "Too many failed logins; try again later."},
                     status=429, headers={"Retry-After": str(exc.retry_after)})
-        # After authentication: whether a workspace exists is not for strangers to learn.
-        workspace = DEFAULT_WORKSPACE if exempt else await _workspace(sec, request)
+        workspace = DEFAULT_WORKSPACE if exempt else await _workspace(sec, request, identity)
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             return await handler(request)
@@ -205,13 +206,24 @@ def enforcer() -> Middleware:
     return enforce
 
 
-async def _workspace(sec: Security, request: web.Request) -> str:
+async def _workspace(sec: Security, request: web.Request, identity: Identity | None) -> str:
+    """The workspace the request selects. Whether it exists is told only to administrators
+    and its members: for anyone else one that does not exist is an empty one (they may
+    create nothing in either, and find only what they were granted)."""
     if not sec.workspaces_on:
         return DEFAULT_WORKSPACE
     name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
-    if name != DEFAULT_WORKSPACE and not await sec.resolver.workspace_exists(name):
+    if name == DEFAULT_WORKSPACE or (sec.auth_on and not _insider(sec, identity, name)):
+        return name
+    if not await sec.resolver.workspace_exists(name):
         raise MlflowError(f"Workspace '{name}' not found.", "RESOURCE_DOES_NOT_EXIST")
     return name
+
+
+def _insider(sec: Security, identity: Identity | None, workspace: str) -> bool:
+    """An administrator, or a member of ``workspace``: someone who may know what is in it."""
+    return identity is not None and (
+        identity.is_admin or role_of(identity, workspace, sec.policy) is not None)
 
 
 async def _admit(sec: Security, request: web.Request, route: Route | None,
@@ -226,25 +238,40 @@ async def _admit(sec: Security, request: web.Request, route: Route | None,
     await parse_into(request, route)
     msg = message_of(request)
     access = route.access
+    if (access.writes and identity is not None and identity.scope is not None
+            and identity.scope.read_only):
+        raise MlflowError("Permission denied: the token is read-only.", "PERMISSION_DENIED")
+    by_name = access.locator == "experiment_name"
     first: Target | None = None
     for kind, action, key, primary in _named(access, msg, workspace):
-        found = await sec.resolver.target(
-            kind, key, workspace, by_name=access.locator == "experiment_name",
-            resource_type=msg.get("resource_type"))
+        found = await sec.resolver.target(kind, key, workspace, by_name=by_name,
+                                          resource_type=msg.get("resource_type"))
         if found is None or found.foreign:
             if primary:
-                template = _NOT_FOUND.get(kind, "No {} exists")
-                raise MlflowError(template.format(key), "RESOURCE_DOES_NOT_EXIST")
+                raise _not_found(kind, key, by_name)
             # A reference that names nothing readable: refused like an unreadable one, so
             # the answer does not tell which ids exist elsewhere.
             raise MlflowError(f"Permission denied: {kind.value.replace('_', ' ')} '{key}' "
                               "is not readable.", "PERMISSION_DENIED")
         if sec.auth_on and not is_allowed(identity, action, found.resource, sec.policy):
+            # Its own team may learn that it exists (stock's 403); anyone else is answered
+            # as for an id that names nothing, unless they may read it.
+            if primary and kind in _NOT_FOUND and not _insider(
+                    sec, identity, found.resource.workspace) and (
+                    action is Action.READ or not is_allowed(
+                        identity, Action.READ, found.resource, sec.policy)):
+                raise _not_found(kind, key, by_name)
             what = access.creates or kind if primary else kind
             raise _Refused("Permission denied: " + refusal(
                 identity, action, what, found.resource.workspace), found)
         first = first or found
     return Admission(identity, workspace, first)
+
+
+def _not_found(kind: ResourceKind, key: str, by_name: bool) -> MlflowError:
+    template = ("Could not find experiment with name '{}'" if by_name
+                else _NOT_FOUND.get(kind, "No {} exists"))
+    return MlflowError(template.format(key), "RESOURCE_DOES_NOT_EXIST")
 
 
 def _named(access: Access, msg: dict[str, object], workspace: str,

@@ -10,6 +10,7 @@ change in this process at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from auth.access import ResourceKind
@@ -22,6 +23,11 @@ from gateway.artifact_paths import store_path, validate_path
 from gateway.security.caches import TTLCache
 
 __all__ = ["Resolver", "Target"]
+
+# An experiment id as the server writes it. The stores read ids with int(), which also takes
+# "01", "+1", " 1" or "١", but grants are kept under the canonical text: another spelling
+# would find none of them (a DENY among them), so it names no experiment here.
+_EXPERIMENT_ID = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class Resolver:
         return found
 
     async def experiment_workspace(self, experiment_id: str) -> str | None:
+        if not _EXPERIMENT_ID.fullmatch(experiment_id):
+            return None
         ws = self._experiment_ws.get(experiment_id)
         if ws is None:
             ws = await self.store.experiment_workspace(experiment_id)

@@ -330,3 +330,99 @@ async def test_users_created_as_on_stock_create_and_manage_in_default(world: Wor
     reply = await api.call("GET", f"{API2}/registered-models/get", ADMIN,
                            query={"name": "loner-model"})
     assert reply.status == 404, str(reply)
+
+
+# -- found by the review of the new shape --------------------------------------------------
+
+
+async def test_an_experiment_id_spelled_otherwise_names_no_experiment(world: World) -> None:
+    """Grants are kept under an experiment's id as the server writes it; "01", "+1", " 1" or
+    "١" read as 1 by int() would find none of them, a DENY among them."""
+    v, api = world.victim, world.api
+    # a2 may edit every experiment of team-a through a role, except a1's: a DENY.
+    role = (await api.ok("POST", f"{API3}/roles/create", ADMIN, body={
+        "name": "editors", "workspace": "team-a"}, workspace="team-a"))["role"]["id"]
+    await api.ok("POST", f"{API3}/roles/permissions/add", ADMIN, body={
+        "role_id": role, "resource_type": "experiment", "resource_pattern": "*",
+        "permission": "EDIT"}, workspace="team-a")
+    await api.ok("POST", f"{API3}/roles/assign", ADMIN, body={"username": "a2",
+                                                             "role_id": role})
+    await api.ok("POST", f"{API3}/users/permissions/grant", "a1", body={
+        "username": "a2", "resource_type": "experiment", "resource_id": v.experiment_id,
+        "permission": "DENY"}, workspace="team-a")
+    for spelling in (v.experiment_id, "0" + v.experiment_id, "+" + v.experiment_id,
+                     " " + v.experiment_id, chr(0x660 + int(v.experiment_id[-1]))):
+        read = await api.send("GET", f"{API2}/experiments/get", "a2",
+                              query={"experiment_id": spelling}, workspace="team-a")
+        assert not read.ok, (spelling, str(read))
+        _no_leak(read, world, f"experiments/get {spelling!r}")
+        renamed = await api.send("POST", f"{API2}/experiments/update", "a2", body=_body({
+            "experiment_id": spelling, "new_name": "renamed-by-a2"}),
+            content_type="application/json", workspace="team-a")
+        assert not renamed.ok, (spelling, str(renamed))
+    exp = await api.call("GET", f"{API2}/experiments/get", ADMIN,
+                         query={"experiment_id": v.experiment_id}, workspace="team-a")
+    assert exp.json()["experiment"]["name"] == v.experiment_name
+
+
+async def test_another_team_learns_nothing_of_what_exists(world: World) -> None:
+    """A caller outside team-a gets the same answer for a1's resources and for ids or names
+    that exist nowhere, and for team-a and a workspace that does not exist."""
+    v, api = world.victim, world.api
+
+    async def answer(method: str, path: str, **kwargs: Any) -> tuple[int, str]:
+        reply = await api.send(method, path, "b1", **kwargs)
+        return reply.status, reply.json().get("error_code", "")
+
+    pairs = [
+        ({"experiment_id": v.experiment_id}, {"experiment_id": "987654"}, "experiments/get"),
+        ({"experiment_name": v.experiment_name}, {"experiment_name": "no-such-experiment"},
+         "experiments/get-by-name"),
+        ({"run_id": v.run_id}, {"run_id": uuid.uuid4().hex}, "runs/get"),
+        ({"name": v.rm_name}, {"name": "no-such-model"}, "registered-models/get"),
+    ]
+    for real, made_up, route in pairs:
+        assert await answer("GET", f"{API2}/{route}", query=real, workspace="team-a") == \
+            await answer("GET", f"{API2}/{route}", query=made_up, workspace="team-a"), route
+    search = {"body": _body({"max_results": 5}), "content_type": "application/json"}
+    assert await answer("POST", f"{API2}/experiments/search", workspace="team-a", **search) \
+        == await answer("POST", f"{API2}/experiments/search", workspace="team-zzz", **search)
+    create = {"body": _body({"name": "probe"}), "content_type": "application/json"}
+    assert await answer("POST", f"{API2}/experiments/create", workspace="team-a", **create) \
+        == await answer("POST", f"{API2}/experiments/create", workspace="team-zzz", **create)
+    # A member still learns what is refused in their own team (stock's 403).
+    await api.ok("POST", f"{API3}/users/permissions/grant", "a1", body={
+        "username": "a2", "resource_type": "experiment", "resource_id": v.experiment_id,
+        "permission": "DENY"}, workspace="team-a")
+    refused = await api.send("GET", f"{API2}/experiments/get", "a2",
+                             query={"experiment_id": v.experiment_id}, workspace="team-a")
+    assert refused.status == 403
+
+
+async def test_server_figures_and_token_revocation_are_not_for_everyone(world: World) -> None:
+    """The server-wide stats are for administrators, not any team's manager; a read-only
+    token revokes no tokens."""
+    api = world.api
+    stats = await api.send("GET", "/mlgate/v1/stats", "b-mgr", workspace="team-b")
+    assert stats.status == 403, str(stats)
+    spare = world.token_ids["spare"]
+    revoke = await api.send("DELETE", f"/mlgate/v1/tokens/{spare}", "a1-read-only")
+    assert revoke.status == 403, str(revoke)
+    listed = await api.ok("GET", "/mlgate/v1/tokens", "a1")
+    assert {t["token_id"]: t["revoked_at"] for t in listed["tokens"]}[spare] is None
+
+
+async def test_an_experiments_location_is_not_another_experiments_folder(world: World) -> None:
+    """``<root>/<digits>/...`` is an experiment's own folder, judged as that experiment's by
+    the proxy: no other experiment may put its runs there."""
+    v, api = world.victim, world.api
+    for location in (f"mlflow-artifacts:/{v.experiment_id}",
+                     f"mlflow-artifacts:/{v.experiment_id}/mine"):
+        reply = await api.send("POST", f"{API2}/experiments/create", "b1", body=_body({
+            "name": f"squat-{uuid.uuid4().hex[:6]}", "artifact_location": location}),
+            content_type="application/json", workspace="team-b")
+        assert reply.status == 400, (location, str(reply))
+    ok = await api.send("POST", f"{API2}/experiments/create", "b1", body=_body({
+        "name": "own-place", "artifact_location": "mlflow-artifacts:/team-b/own"}),
+        content_type="application/json", workspace="team-b")
+    assert ok.ok, str(ok)
