@@ -68,12 +68,15 @@ class Access:
 
 def named(message: Mapping[str, Any], path: str, *, empty: bool = False) -> list[str]:
     """Every non-empty value (``empty``: every value) at the dotted ``path`` of a parsed
-    message, lists walked."""
+    message (plain dicts and lists, as the parser makes them), lists walked."""
     values: list[Any] = [message]
     for part in path.split("."):
         found: list[Any] = []
         for value in values:
-            item = value.get(part) if isinstance(value, Mapping) else None
-            found.extend(item if isinstance(item, list) else [item])
+            item = value.get(part) if type(value) is dict else None
+            if type(item) is list:
+                found += item
+            elif item is not None:
+                found.append(item)
         values = found
-    return [str(v) for v in values if v is not None and (empty or v != "")]
+    return [v if type(v) is str else str(v) for v in values if empty or v != ""]

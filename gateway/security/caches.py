@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 __all__ = ["TTLCache"]
 
+_FOREVER = float("inf")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -25,7 +26,7 @@ class TTLCache(Generic[K, V]):
         item = self._data.get(key)
         if item is None:
             return None
-        if item[0] < time.monotonic():
+        if item[0] != _FOREVER and item[0] < time.monotonic():
             del self._data[key]
             return None
         self._data.move_to_end(key)
@@ -34,7 +35,7 @@ class TTLCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         if self._ttl == 0:
             return
-        expires = float("inf") if self._ttl is None else time.monotonic() + self._ttl
+        expires = _FOREVER if self._ttl is None else time.monotonic() + self._ttl
         self._data[key] = (expires, value)
         self._data.move_to_end(key)
         while len(self._data) > self._size:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -61,8 +61,7 @@ _NOT_FOUND = {
 }
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """Who a request was admitted as, in which workspace, and what it names first (for the
     audit record)."""
 
@@ -288,8 +287,12 @@ def _named(access: Access, msg: dict[str, object], workspace: str,
             if access.default is None and kind is not ResourceKind.ARTIFACT_PATH:
                 raise missing(access.locator or kind.value)
             keys = [access.default or ""]
-    out = [(kind, access.action, key, True) for key in dict.fromkeys(keys)]
+    out = [(kind, access.action, key, True) for key in _once(keys)]
     for ref in access.refs:
         out += [(ref.resource, ref.action, key, False)
-                for key in dict.fromkeys(named(msg, ref.field, empty=ref.strict))]
+                for key in _once(named(msg, ref.field, empty=ref.strict))]
     return out
+
+
+def _once(keys: list[str]) -> list[str]:
+    return keys if len(keys) < 2 else list(dict.fromkeys(keys))

@@ -11,7 +11,7 @@ change in this process at once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from auth.access import ResourceKind
 from auth.permissions import Permission
@@ -30,8 +30,7 @@ __all__ = ["Resolver", "Target"]
 _EXPERIMENT_ID = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A resource a request names, resolved: ``kind`` and ``id`` as the request names it
     (and the audit log records it), ``resource`` what the check judges for it."""
 
