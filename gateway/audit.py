@@ -5,9 +5,8 @@ A request only appends its record to a list. A background task, at most ``_LINGE
 the first pending record, has the batch's JSON lines written in one logging call and its
 rows in transactions of at most ``_SLICE`` rows, so an audited request waits for neither;
 :meth:`AuditLog.flush` writes what is pending (the admin query endpoint calls it first, and
-shutdown drains it). A gateway has both done by its writer process (:class:`AuditHelper`,
-:mod:`gateway.audit_helper`), off its serving thread; without one (``AuditLog(store)``)
-they are done in this process.
+shutdown drains it). Both are done in the gateway's own process: a writer process of their
+own measured no better (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import struct
-import sys
 from typing import Any
 
 import orjson
@@ -120,105 +117,9 @@ async def store_rows(store: AuthStore, rows: list[AuditRow]) -> None:
         await store.append_audit(clean)
 
 
-class AuditNotStored(Exception):
-    """The writer process wrote the batch's JSON lines (if asked) but not its rows."""
-
-
-class AuditHelperGone(Exception):
-    """The writer process ended or stopped answering; what it did with the batch is unknown."""
-
-
-# The writer process's frames (gateway.audit_helper): a batch is FRAME_HEAD (payload length,
-# flags) and the payload; the config and a failure's message are FRAME_LENGTH and the bytes.
-FRAME_HEAD = struct.Struct("!IB")
-FRAME_LENGTH = struct.Struct("!I")
-LINES, STORE = 1, 2  # the flags: write the batch's JSON lines; store its rows
-_HELPER_TIMEOUT = 120.0  # seconds for one batch, the process's start included
-
-
-class AuditHelper:
-    """The gateway's end of its audit writer process (:mod:`gateway.audit_helper`), started
-    on the first batch and again after it ended."""
-
-    def __init__(self, store_uri: str, options: dict[str, Any],
-                 timeout: float = _HELPER_TIMEOUT) -> None:
-        self._config = orjson.dumps({"uri": store_uri, "options": options})
-        self._timeout = timeout
-        self._proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    async def _start(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.audit_helper",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        assert proc.stdin is not None
-        proc.stdin.write(FRAME_LENGTH.pack(len(self._config)) + self._config)
-        self._proc = proc
-        return proc
-
-    async def write(self, rows: list[AuditRow], lines: bool, store: bool = True) -> None:
-        """Have the process write the rows' JSON lines (if ``lines``) and store the rows (if
-        ``store``; a lone surrogate replaced, as JSON cannot carry it). Raises
-        AuditNotStored (lines written, rows not stored) or AuditHelperGone."""
-        try:
-            payload = orjson.dumps(rows)
-        except orjson.JSONEncodeError:
-            rows = _clean(rows)
-            payload = orjson.dumps(rows)
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            proc = await self._start()
-        flags = (LINES if lines else 0) | (STORE if store else 0)
-        try:
-            await asyncio.wait_for(self._exchange(proc, payload, flags), self._timeout)
-        except AuditNotStored:
-            raise
-        except (OSError, EOFError, TimeoutError) as exc:
-            await self._stop(proc)
-            raise AuditHelperGone(f"audit writer process: {exc!r}") from exc
-        except BaseException:  # cancelled mid-exchange: its answer must not be read later
-            await asyncio.shield(self._stop(proc))
-            raise
-
-    @staticmethod
-    async def _exchange(proc: asyncio.subprocess.Process, payload: bytes, flags: int) -> None:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(FRAME_HEAD.pack(len(payload), flags))
-        proc.stdin.write(payload)
-        await proc.stdin.drain()
-        status = await proc.stdout.readexactly(1)  # IncompleteReadError is an EOFError
-        if status != b"\0":
-            (size,) = FRAME_LENGTH.unpack(await proc.stdout.readexactly(FRAME_LENGTH.size))
-            message = await proc.stdout.readexactly(size)
-            raise AuditNotStored(message.decode("utf-8", "replace"))
-
-    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        if self._proc is proc:
-            self._proc = None
-
-    async def close(self) -> None:
-        """End of input: the process closes its store and exits (killed after 10 s)."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            await self._stop(proc)
-
-
 class AuditLog:
-    def __init__(self, store: AuthStore, helper: AuditHelper | None = None) -> None:
+    def __init__(self, store: AuthStore) -> None:
         self._store = store
-        self._helper = helper  # None: JSON lines and rows written in this process
         self._unlogged: list[AuditRow] = []  # not yet written as JSON lines
         self._unstored: list[AuditRow] = []  # logged, not yet in the database
         self._wake = asyncio.Event()
@@ -265,9 +166,6 @@ class AuditLog:
         records per transaction, with no lingering in between (a commit per handful of
         audited requests)."""
         async with self._lock:
-            if self._helper is not None:
-                await self._flush_through(self._helper)
-                return
             self._log_pending()
             if not self._unstored:
                 return
@@ -278,43 +176,6 @@ class AuditLog:
                 except Exception:
                     self._unstored[:0] = batch[start:]  # keep order; retried on the next wake
                     raise
-
-    async def _flush_through(self, helper: AuditHelper) -> None:
-        """:meth:`flush` by the writer process: the rows already logged (a failed store's)
-        first, then the new ones with their JSON lines. Every record stays here until the
-        process says it is stored; if the process ends meanwhile, its batch and the rest
-        are sent again (to a new one), so its JSON lines may then appear twice. While older
-        rows wait for the database, the new ones' JSON lines are written at once, as
-        :meth:`_log_pending` does."""
-        fresh, self._unlogged = self._unlogged, []
-        lines = log.isEnabledFor(logging.INFO)
-        if self._unstored and fresh and lines:
-            try:
-                await helper.write(fresh, True, store=False)
-            except BaseException:
-                self._unlogged[:0] = fresh
-                raise
-            self._keep_unstored(fresh)
-            fresh = []
-        logged, self._unstored = self._unstored, []
-        for start in range(0, len(logged), _SLICE):
-            try:
-                await helper.write(logged[start:start + _SLICE], False)
-            except BaseException:
-                self._unstored[:0] = logged[start:]  # keep order; retried on the next wake
-                self._unlogged[:0] = fresh
-                raise
-        for start in range(0, len(fresh), _SLICE):
-            part = fresh[start:start + _SLICE]
-            try:
-                await helper.write(part, lines)
-            except AuditNotStored:
-                self._unstored[:0] = part  # its JSON lines are written
-                self._unlogged[:0] = fresh[start + _SLICE:]
-                raise
-            except BaseException:
-                self._unlogged[:0] = fresh[start:]
-                raise
 
     async def _run(self) -> None:
         while True:
@@ -350,9 +211,5 @@ class AuditLog:
             while self._unlogged or self._unstored:
                 await self.flush()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the JSON lines remain
-            if self._unlogged and log.isEnabledFor(logging.INFO):
-                log_json_lines(self._unlogged)  # the writer process did not get to them
             log.error("%d audit records not stored at shutdown: %s",
                       len(self._unstored) + len(self._unlogged), exc)
-        if self._helper is not None:
-            await self._helper.close()

@@ -15,7 +15,7 @@ from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
 from backends import errors as be
 from backends.metadata.auth_entities import GrantRow, Visibility
 from backends.metadata.base import MetadataStore
-from gateway.audit import AuditHelper, AuditLog
+from gateway.audit import AuditLog
 from gateway.security.authentication import Authenticator
 from gateway.security.resolution import Resolver
 from gateway.settings import Settings
@@ -43,12 +43,7 @@ class Security:
             trusted_proxies=settings.trusted_proxies, on_failure=self._login_failed,
             spawn=self._spawn)
         self.resolver = Resolver(store, ttl)
-        # The audit's JSON lines and rows are written by a process of its own (one per
-        # worker), off the serving thread; the store options keep its connections few.
-        self.audit = AuditLog(store, AuditHelper(
-            settings.backend_store_uri,
-            {**settings.metadata_store_options(one_connection=True), "max_overflow": 1},
-        )) if self.auth_on else None
+        self.audit = AuditLog(store) if self.auth_on else None
 
     # -- lifecycle -----------------------------------------------------------------------
 

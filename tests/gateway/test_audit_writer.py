@@ -3,14 +3,9 @@ in slices; a failed slice keeps itself and what follows for the next attempt."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import asyncpg
 import orjson
 import pytest
 
@@ -18,7 +13,7 @@ from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import audit
-from gateway.audit import AuditHelper, AuditHelperGone, AuditLog, AuditNotStored
+from gateway.audit import AuditLog
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -160,177 +155,3 @@ async def test_a_nul_character_does_not_hold_up_the_log(store: MetadataStore) ->
     first = (("eve\ufffdx", "r\ufffd") if "Postgres" in type(store).__name__
              else ("eve\x00x", "r\x00"))
     assert [(r.username, r.resource_id) for r in stored] == [first, ("alice", "r2")]
-
-
-# -- through the writer process (gateway.audit_helper), as a gateway with auth writes ------
-
-
-def _lines_for(err: str, username: str) -> list[dict[str, object]]:
-    """The JSON lines of this user's records among what the processes wrote to stderr."""
-    found = [orjson.loads(line) for line in err.splitlines() if line.startswith('{"ts":')]
-    return [r for r in found if r["username"] == username]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def test_the_writer_process_writes_the_lines_and_rows(
-        store: MetadataStore, store_uri: str, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    """Every record's JSON line and row, written by the process, which exits on close; a
-    lone surrogate is replaced in both, a NUL as the store needs (see the NUL test)."""
-    helper = AuditHelper(store_uri, {})
-    log = AuditLog(store, helper)
-    rows = [_row(i) for i in range(5)]
-    rows[1] = (2, "alice", "default", "login", None, "x\ud800", "failed", 401, None)
-    rows[2] = (3, "alice", "default", "login", None, "y\x00", "failed", 401, None)
-    try:
-        with caplog.at_level("INFO", logger="mlgate.audit"):
-            for row in rows[:2]:  # two batches: a surrogate cleans its batch's NULs too
-                log.record(row)
-            await log.flush()
-            pid = helper.pid
-            assert pid is not None and pid != os.getpid()
-            os.kill(pid, signal.SIGTERM)  # as to the gateway's process group: ignored
-            for row in rows[2:]:
-                log.record(row)
-            await log.flush()
-        assert helper.pid == pid and _alive(pid)
-    finally:
-        await log.close()
-    assert not _alive(pid)
-    nul = "y\ufffd" if "Postgres" in type(store).__name__ else "y\x00"
-    stored = await store.query_audit()
-    assert [r.resource_id for r in stored] == ["r0", "x\ufffd", nul, "r3", "r4"]
-    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
-        "r0", "x\ufffd", "y\x00", "r3", "r4"]
-
-
-async def test_a_stuck_or_killed_writer_process_loses_no_record(
-        store: MetadataStore, store_uri: str) -> None:
-    """A process that stops answering is killed after the timeout and one that died is
-    replaced; its batch waits and is stored by the next one, once."""
-    helper = AuditHelper(store_uri, {}, timeout=2)
-    log = AuditLog(store, helper)
-    try:
-        log.record(_row(0))
-        await log.flush()
-        first = helper.pid
-        assert first is not None
-        os.kill(first, signal.SIGSTOP)
-        for i in (1, 2):
-            log.record(_row(i))
-        with pytest.raises(AuditHelperGone):
-            await log.flush()
-        assert not _alive(first) and helper.pid is None
-        log.record(_row(3))
-        await log.flush()
-        second = helper.pid
-        assert second is not None and second != first
-        os.kill(second, signal.SIGKILL)
-        log.record(_row(4))
-        with contextlib.suppress(AuditHelperGone):  # unless its exit was noticed already
-            await log.flush()
-        await log.flush()
-        assert helper.pid not in (None, first, second)
-    finally:
-        await log.close()
-    assert [r.resource_id for r in await store.query_audit()] == [f"r{i}" for i in range(5)]
-
-
-async def _rename_audit_table(store: MetadataStore, store_uri: str, old: str, new: str) -> None:
-    sql = f"ALTER TABLE {old} RENAME TO {new}"
-    if store_uri.startswith("postgresql"):
-        conn = await asyncpg.connect(store_uri)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-    else:
-        with contextlib.closing(sqlite3.connect(store.audit_path)) as conn:  # type: ignore[attr-defined]
-            conn.execute(sql)
-
-
-async def test_a_failed_store_in_the_writer_process_keeps_the_rows_and_logs_once(
-        store: MetadataStore, store_uri: str, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    """The process's insert fails: the rows stay queued and are stored by a later flush;
-    their JSON lines, already written, are not written again."""
-    log = AuditLog(store, AuditHelper(store_uri, {}))
-    try:
-        with caplog.at_level("INFO", logger="mlgate.audit"):
-            log.record(_row(0))
-            await log.flush()
-            await _rename_audit_table(store, store_uri, "audit_log", "audit_log_away")
-            for i in (1, 2, 3):
-                log.record(_row(i))
-            with pytest.raises(AuditNotStored, match="audit_log"):
-                await log.flush()
-            # while those wait for the database, newer records' lines are written at once
-            log.record(_row(4))
-            with pytest.raises(AuditNotStored, match="audit_log"):
-                await log.flush()
-            assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
-                f"r{i}" for i in range(5)]
-            await _rename_audit_table(store, store_uri, "audit_log_away", "audit_log")
-            log.record(_row(5))
-            await log.flush()
-    finally:
-        await log.close()
-    assert [r.resource_id for r in await store.query_audit()] == [f"r{i}" for i in range(6)]
-    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == ["r5"]
-
-
-async def test_records_the_writer_process_never_got_are_logged_at_shutdown(
-        store: MetadataStore, store_uri: str, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """No writer process at shutdown (it cannot be started): the queued records' JSON lines
-    are written by the gateway itself, with an error, so the log still has them."""
-    helper = AuditHelper(store_uri, {})
-
-    async def cannot_start() -> None:
-        raise OSError("no such program")
-
-    monkeypatch.setattr(helper, "_start", cannot_start)
-    log = AuditLog(store, helper)
-    log.record(_row(0))
-    log.record(_row(1))
-    with caplog.at_level("INFO", logger="mlgate.audit"):
-        await log.close()
-    messages = [r.getMessage() for r in caplog.records]
-    assert [orjson.loads(line)["resource_id"] for m in messages for line in m.splitlines()
-            if line.startswith('{"ts":')] == ["r0", "r1"]
-    assert any("2 audit records not stored at shutdown" in m for m in messages)
-
-
-async def test_the_writer_process_opens_the_store_again_after_it_failed(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    """A store the writer process cannot open (its database is not there yet) is tried again
-    with the next batch; the records wait meanwhile and their lines are written once."""
-    folder = tmp_path / "later"
-    uri = f"sqlite:///{folder}/m.db"
-    log = AuditLog(None, AuditHelper(uri, {}))  # type: ignore[arg-type]
-    try:
-        with caplog.at_level("INFO", logger="mlgate.audit"):
-            log.record(_row(0))
-            with pytest.raises(AuditNotStored, match="open"):
-                await log.flush()
-            folder.mkdir()
-            log.record(_row(1))
-            await log.flush()
-    finally:
-        await log.close()
-    store = open_metadata_store(uri, artifact_root="mlflow-artifacts:")
-    await store.open()
-    try:
-        assert [r.resource_id for r in await store.query_audit()] == ["r0", "r1"]
-    finally:
-        await store.aclose()
-    assert [r["resource_id"] for r in _lines_for(capfd.readouterr().err, "alice")] == [
-        "r0", "r1"]

@@ -10,7 +10,7 @@ one with ``--auth``; the second is driven once with a team member's Basic creden
 once with the member's token, using the wrk Lua driver of ``metric_throughput.py`` plus an
 Authorization header. The modes take turns, each round starting with the next one.
 Prints requests/s, p50/p99 latency and failures, and each auth mode relative to auth off;
-also the server's CPU time per request (from /proc; its audit writer process's included)
+also the server's CPU time per request (from /proc, its whole process session)
 and auth off's relative to it: the gateway is CPU-bound under this load, so that ratio is
 what req/s tends to, with less noise; the gateway's busy share (CPU seconds per second: below 100% it waits, for the database
 mostly), PostgreSQL's CPU time per request (all its processes; 0 on SQLite) and the
@@ -113,8 +113,7 @@ def _cpu_seconds(match: Callable[[str, list[str]], bool]) -> float:
 
 
 def _session_cpu_seconds(sid: int) -> float:
-    """CPU time used so far by the gateway ``sid`` and the processes of its session (its
-    audit writer process, with auth)."""
+    """CPU time used so far by the gateway ``sid`` and the processes of its session."""
     return _cpu_seconds(lambda _, fields: int(fields[3]) == sid)
 
 
@@ -132,7 +131,7 @@ def _idle_seconds() -> float:
 
 class Sample(NamedTuple):
     result: Result
-    cpu_us: float  # the gateway's CPU time per request, its audit writer process's included
+    cpu_us: float  # the gateway's CPU time per request (its whole process session)
     db_us: float  # PostgreSQL's CPU time per request (all its processes)
     idle: float  # the machine's idle share, 0..1
 
