@@ -69,7 +69,16 @@ class Access:
 def named(message: Mapping[str, Any], path: str, *, empty: bool = False) -> list[str]:
     """Every non-empty value (``empty``: every value) at the dotted ``path`` of a parsed
     message (plain dicts and lists, as the parser makes them), lists walked."""
-    values: list[Any] = [message]
+    if "." not in path:  # the usual case: one field of the message itself
+        value = message.get(path)
+        if type(value) is str:
+            return [value] if empty or value else []
+        if value is None:
+            return []
+        values: list[Any] = value if type(value) is list else [value]
+        return [v if type(v) is str else str(v) for v in values
+                if v is not None and (empty or v != "")]
+    values = [message]
     for part in path.split("."):
         found: list[Any] = []
         for value in values:

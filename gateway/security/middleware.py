@@ -25,7 +25,7 @@ from backends import errors as be
 from backends.metadata.auth_entities import Visibility
 from gateway.errors import MlflowError, from_backend
 from gateway.parsing import message_of, missing
-from gateway.routing import Route, declared, parse_into
+from gateway.routing import API, Route, declared, parse_into
 from gateway.security.authentication import RateLimited, Unauthenticated
 from gateway.security.resolution import Target
 from gateway.security.state import SECURITY, Security, security_of
@@ -130,7 +130,10 @@ def _audited(sec: Security, route: Route | None, request: web.Request) -> bool:
                 and "path" in request.match_info))
 
 
-def _label(request: web.Request) -> str:
+def _label(request: web.Request, route: Route | None) -> str:
+    """The audit record's action: the method and the path without the 2.0 API prefixes."""
+    if route is not None and route.prefixes == API:
+        return f"{request.method} {route.path}"
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else request.path
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
@@ -181,7 +184,7 @@ def enforcer() -> Middleware:
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             return await handler(request)
         username = identity.username if identity else None
-        label = _label(request)
+        label = _label(request, route)
         target: Target | None = None
         try:
             admission = await _admit(sec, request, route, identity, workspace)
@@ -273,9 +276,17 @@ def _not_found(kind: ResourceKind, key: str, by_name: bool) -> MlflowError:
     return MlflowError(template.format(key), "RESOURCE_DOES_NOT_EXIST")
 
 
-def _named(access: Access, msg: dict[str, object], workspace: str,
-           ) -> list[tuple[ResourceKind, Action, str, bool]]:
-    """(kind, action, id, is the route's own resource) for everything the message names."""
+class _Named(NamedTuple):
+    """A resource a request names, and what it must be allowed to do to it."""
+
+    kind: ResourceKind
+    action: Action
+    key: str
+    primary: bool  # the route's own resource, not a reference (Access.refs)
+
+
+def _named(access: Access, msg: dict[str, object], workspace: str) -> list[_Named]:
+    """Everything the message names, the route's own resources first."""
     kind = access.resource
     if kind in (ResourceKind.PUBLIC, ResourceKind.SERVER) or (
             kind is ResourceKind.WORKSPACE and access.locator is None):
@@ -287,9 +298,9 @@ def _named(access: Access, msg: dict[str, object], workspace: str,
             if access.default is None and kind is not ResourceKind.ARTIFACT_PATH:
                 raise missing(access.locator or kind.value)
             keys = [access.default or ""]
-    out = [(kind, access.action, key, True) for key in _once(keys)]
+    out = [_Named(kind, access.action, key, True) for key in _once(keys)]
     for ref in access.refs:
-        out += [(ref.resource, ref.action, key, False)
+        out += [_Named(ref.resource, ref.action, key, False)
                 for key in _once(named(msg, ref.field, empty=ref.strict))]
     return out
 

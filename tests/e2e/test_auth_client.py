@@ -180,7 +180,8 @@ def test_two_teams_do_not_see_each_other(auth_url: str, monkeypatch: pytest.Monk
         assert mlflow.search_experiments() == []
         with pytest.raises(MlflowException) as denied:
             mlflow.get_run(runs["team-a"])
-        assert denied.value.error_code == "PERMISSION_DENIED"
+        # Answered as for a run that does not exist: he does not learn that it does.
+        assert denied.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     finally:
         mlflow.set_workspace(None)
 
@@ -215,7 +216,8 @@ def test_auth_service_client_roles(auth_url: str, monkeypatch: pytest.MonkeyPatc
         assert mlflow.search_experiments() == []
         with pytest.raises(MlflowException) as denied:
             mlflow.get_run(run.info.run_id)
-        assert denied.value.error_code == "PERMISSION_DENIED"
+        # Not a member of ml-team: answered as for a run that does not exist.
+        assert denied.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
         _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
         readers = admin.create_role("ml-team", "readers")
