@@ -263,6 +263,10 @@ async def _admit(sec: Security, request: web.Request, route: Route | None,
                     action is Action.READ or not is_allowed(
                         identity, Action.READ, found.resource, sec.policy)):
                 raise _not_found(kind, key, by_name)
+            if kind is ResourceKind.ARTIFACT_PATH and found.resource.kind is ResourceKind.SERVER:
+                # A folder of no experiment (administrators only) is answered as missing, as
+                # one of another team's experiment is: which ids exist is not told.
+                raise _not_found(kind, key, by_name)
             what = access.creates or kind if primary else kind
             raise _Refused("Permission denied: " + refusal(
                 identity, action, what, found.resource.workspace), found)

@@ -426,3 +426,16 @@ async def test_an_experiments_location_is_not_another_experiments_folder(world: 
         "name": "own-place", "artifact_location": "mlflow-artifacts:/team-b/own"}),
         content_type="application/json", workspace="team-b")
     assert ok.ok, str(ok)
+
+
+async def test_artifact_paths_tell_no_experiment_ids(world: World) -> None:
+    """Through the artifact proxy, a1's experiment and an id that names none get the same
+    answer from b1, in b1's own workspace too."""
+    v, api = world.victim, world.api
+    for workspace in ("team-b", None):
+        answers = set()
+        for head in (v.experiment_id, "987654"):
+            reply = await api.send("GET", f"/api/2.0/mlflow-artifacts/artifacts/{head}/x/y.txt",
+                                   "b1", workspace=workspace)
+            answers.add((reply.status, reply.json().get("error_code")))
+        assert len(answers) == 1, (workspace, answers)
