@@ -28,6 +28,7 @@ from gateway.errors import MlflowError, invalid_parameter
 from gateway.settings import Settings
 
 __all__ = [
+    "MAX_PATH_DEPTH",
     "PROXY_ROUTE_ANCHOR",
     "Location",
     "ServedRoots",
@@ -47,6 +48,9 @@ __all__ = [
 PROXY_ROUTE_ANCHOR = "/api/2.0/mlflow-artifacts/artifacts/"
 
 _MAX_DECODE_ROUNDS = 10
+# Folders an artifact path may nest: far above any real artifact tree, and far below where
+# a store recurses out of stack (os.makedirs, about 1,000) or a key outgrows S3's 1,024 bytes.
+MAX_PATH_DEPTH = 200
 # "C:", "c:foo": a Windows drive, absolute or drive-relative; never a valid artifact path.
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -79,7 +83,8 @@ def validate_path(path: str) -> str:
 
     Raises :class:`MlflowError` ``INVALID_PARAMETER_VALUE`` "Invalid path" for a path that
     contains ``#``, a backslash, NUL or a ``..`` segment, or is absolute (``/x``, ``C:\\``,
-    ``C:x``, ``file:///x``), after any number of URL-decodings.
+    ``C:x``, ``file:///x``), after any number of URL-decodings; and for one more than
+    :data:`MAX_PATH_DEPTH` segments deep.
     """
     if "\x00" in path:
         raise _invalid()
@@ -101,6 +106,8 @@ def validate_path(path: str) -> str:
         or _DRIVE.match(path)
     ):
         raise _invalid()
+    if path.count("/") >= MAX_PATH_DEPTH and len(store_path(path).split("/")) > MAX_PATH_DEPTH:
+        raise invalid_parameter(f"Invalid path: more than {MAX_PATH_DEPTH} segments deep")
     return path
 
 

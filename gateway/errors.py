@@ -1,8 +1,9 @@
 """MLflow-shaped errors: ``{"error_code", "message", "sqlstate", "error_class"}`` with MLflow's status.
 
 Handlers raise :class:`MlflowError`; backends raise :mod:`backends.errors`. The middleware
-renders both, and turns anything unexpected into a generic ``INTERNAL_ERROR`` whose detail
-goes only to the log.
+renders both, renders aiohttp's own answers under the API prefixes (an unknown path, a wrong
+method, a body too large or that cannot be decoded) the same way, and turns anything
+unexpected into a generic ``INTERNAL_ERROR`` whose detail goes only to the log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp.typedefs import Handler
 from backends import errors as be
 
 __all__ = [
+    "API_PREFIXES",
     "ERROR_CODE_TO_HTTP_STATUS",
     "MlflowError",
     "error_middleware",
@@ -50,6 +52,17 @@ ERROR_CODE_TO_HTTP_STATUS: Final[dict[str, int]] = {
     "RESOURCE_ALREADY_EXISTS": 400,
     "INVALID_PARAMETER_VALUE": 400,
 }
+
+# Where clients expect MLflow's JSON errors; other paths keep aiohttp's plain answers.
+API_PREFIXES: Final = ("/api/", "/ajax-api/", "/mlgate/")
+
+# aiohttp's own refusals under the API prefixes, as (code, message); others by their reason.
+_HTTP_ERRORS: Final[dict[int, tuple[str, str]]] = {
+    404: ("ENDPOINT_NOT_FOUND", "No API endpoint at {method} {path}."),
+    405: ("ENDPOINT_NOT_FOUND", "No API endpoint at {method} {path}; it answers {allow}."),
+    413: ("INVALID_PARAMETER_VALUE", "The request body is larger than the server accepts."),
+}
+_MAX_ECHOED_PATH = 200
 
 # (sqlstate, error_class) as MLflow 3.17 derives them; codes absent here carry neither.
 _CLASSIFICATION: Final[dict[str, tuple[str, str]]] = {
@@ -116,6 +129,19 @@ def from_backend(exc: be.BackendError) -> MlflowError:
     return MlflowError(str(exc), "INTERNAL_ERROR")
 
 
+def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code, template = _HTTP_ERRORS.get(
+        exc.status,
+        ("INVALID_PARAMETER_VALUE" if exc.status < 500 else "INTERNAL_ERROR", "{reason}."))
+    message = template.format(
+        method=request.method, path=request.path[:_MAX_ECHOED_PATH],
+        allow=exc.headers.get("Allow", "").replace(",", ", "), reason=exc.reason)
+    headers = {name: exc.headers[name] for name in ("Allow", "Retry-After")
+               if name in exc.headers}
+    return web.Response(body=orjson.dumps(error_body(code, message)), status=exc.status,
+                        content_type="application/json", headers=headers)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -126,8 +152,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         err = from_backend(exc)
         headers = {"Retry-After": "1"} if err.error_code == "TEMPORARILY_UNAVAILABLE" else None
         return error_response(err, headers)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(API_PREFIXES):
+            raise
+        return _from_http(request, exc)
+    except web.RequestPayloadError:
+        # The body broke off, or is not in the Content-Encoding it claims (gzip that is not).
+        # Its rest cannot be read either: end it here (aiohttp would try to drain it and log
+        # the same error again) and close the connection after answering.
+        request.content.feed_eof()
+        response = error_response(invalid_parameter(
+            "The request body could not be read: it is cut short or not in its "
+            "Content-Encoding."))
+        response.force_close()
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(

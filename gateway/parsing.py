@@ -22,6 +22,7 @@ from multidict import MultiMapping
 from gateway.errors import MlflowError, invalid_parameter
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MESSAGE",
     "Field",
     "Message",
@@ -34,6 +35,9 @@ __all__ = [
 Kind = Literal["string", "int64", "double", "bool", "enum", "message", "bytes"]
 
 _HINT = " See the API docs for more information about request parameters."
+
+# What a 64-bit column holds: SQLite raises OverflowError beyond it, PostgreSQL refuses it.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -109,16 +113,19 @@ def _convert(spec: Field, value: Any, prefix: str, name: str, index: int | None)
     if kind == "int64":
         if isinstance(value, bool):
             raise _BadType
+        number: int | None = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
             try:
-                return int(value.strip())
+                number = int(value.strip())
             except ValueError:
                 pass
-        raise _BadType
+        if number is None or not _INT64_MIN <= number <= _INT64_MAX:
+            raise _BadType
+        return number
     if kind == "double":
         if isinstance(value, bool):
             raise _BadType
@@ -198,28 +205,64 @@ MESSAGE = web.RequestKey("mlgate_message", dict)
 _ALIASES = (("run_id", "run_uuid"),)
 
 
+# How deep a request's JSON may nest ({"a": [1]} is 2): stock's protobuf parser stops at
+# 100 too, and a bound keeps re-encoding a value (an error message) off Python's stack limit.
+MAX_JSON_DEPTH = 100
+
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
+_NOT_SHAPE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` (valid: it has been parsed) nests deeper than ``limit``.
+
+    Read on the bytes at C speed, since walking a parsed log-batch costs as much as parsing
+    it: drop escaped quotes, keep only brackets (as one kind) and quotes, take out what
+    strings hold, then strip empty pairs; each pass strips exactly one level."""
+    if len(raw) <= 2 * limit + 1:
+        return False
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = raw.translate(_ONE_KIND, _NOT_SHAPE)
+    if shape.count(b'"') == 2 * shape.count(b'""'):  # no string holds a bracket
+        shape = shape.translate(None, b'"')
+    else:
+        shape = b"".join(shape.split(b'"')[::2])
+    for _ in range(limit):
+        if not shape:
+            return False
+        shape = shape.replace(b"[]", b"")
+    return bool(shape)
+
+
 async def read_json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body (``{}`` when empty). POST and PUT must say
     ``application/json`` as stock's Flask layer requires; any other body is read as JSON
-    whatever its label says, and refused when it is not JSON."""
+    whatever its label says, and refused when it is not JSON or nests deeper than
+    :data:`MAX_JSON_DEPTH`. Every refusal is ``INVALID_PARAMETER_VALUE``, as on stock."""
     if request.method in ("POST", "PUT"):
         ctype = request.headers.get("Content-Type")
         if ctype is None:
-            raise MlflowError("Bad Request. Content-Type header is missing.", "BAD_REQUEST")
+            raise invalid_parameter("Bad Request. Content-Type header is missing.")
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
-            raise MlflowError("Content-Type must be one of ['application/json']", "BAD_REQUEST")
+            raise invalid_parameter(
+                "Bad Request. Content-Type must be one of ['application/json'].")
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
         data = orjson.loads(raw)
         if isinstance(data, str):  # legacy clients double-encode
-            data = orjson.loads(data)
+            raw = data.encode()
+            data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         # orjson rejects bare NaN/Infinity tokens, which stock would store as a zero row.
-        raise MlflowError(f"Malformed JSON request body: {exc.msg}", "BAD_REQUEST") from None
+        raise invalid_parameter(f"Malformed JSON request body: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise MlflowError("The request body must be a JSON object", "BAD_REQUEST")
+        raise invalid_parameter("The request body must be a JSON object")
+    if _nests_deeper(raw, MAX_JSON_DEPTH):
+        raise invalid_parameter(
+            f"The request body nests deeper than {MAX_JSON_DEPTH} levels of JSON.")
     return data
 
 

@@ -46,6 +46,7 @@ from typing import NoReturn
 from backends.errors import InvalidArgument
 from backends.metadata import search, sql_search
 from backends.metadata.auth_entities import Visibility
+from backends.metadata.validation import INT64_MAX
 from backends.metadata.visibility import visible_experiment_ids
 
 __all__ = [
@@ -171,7 +172,7 @@ def _number(entity: str, key: str, token: search._Token) -> int | float:
         if entity == "metric":
             _fail(f"Expected numeric value type for metric. Found {token.text}")
         _fail(f"Expected numeric value type for numeric attribute: {key}. Found {token.text}")
-    return float(number) if entity == "metric" else number
+    return float(number) if entity == "metric" else search._int_column_value(key, number)
 
 
 def _string(token: search._Token) -> str:
@@ -537,7 +538,7 @@ def decode_page_token(
         return 0
     try:
         parsed = json.loads(base64.b64decode(token.encode("utf-8")).decode("utf-8"))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidArgument(f"Invalid page token: {token}. {exc}") from exc
     if not isinstance(parsed, dict):
         _fail(f"Invalid page token: {token}. Expected a JSON object, got {parsed!r}")
@@ -562,6 +563,6 @@ def decode_page_token(
             f"Expected: {order_value}. Found: {found_order}"
         )
     offset = parsed.get("offset") or 0
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= INT64_MAX:
         _fail(f"Invalid page token, parsed value={parsed!r}")
     return offset

@@ -24,6 +24,7 @@ from backends.errors import InvalidArgument
 from backends.metadata import search
 from backends.metadata.auth_entities import Visibility
 from backends.metadata.registry_entities import IS_PROMPT_TAG, STAGE_DELETED
+from backends.metadata.validation import int64
 from backends.metadata.visibility import readable_condition
 
 __all__ = [
@@ -130,7 +131,7 @@ def _parse(filter_string: str | None, valid: frozenset[str], lists: frozenset[st
             assert number is not None
             if isinstance(number, float):
                 raise _fail(f"Invalid value for numeric attribute '{key}': {number!r}")
-            value = number
+            value = search._int_column_value(key, number)
         else:
             raise _fail("Expected a quoted string value or a list of quoted string values for "
                         f"attributes. Got value {token.text}")
@@ -247,7 +248,7 @@ def build_search_model_versions_sql(
             if c.op not in _NUMERIC_OPS:
                 raise _fail(f"Invalid comparator for attribute {c.key}: {c.op}")
             try:
-                value = int(value)  # type: ignore[arg-type]  # lists are name/run_id only
+                value = int64(value)  # type: ignore[arg-type]  # lists are name/run_id only
             except (TypeError, ValueError):
                 raise _fail(f"Invalid value for numeric attribute '{c.key}': {value!r}") from None
         elif c.op not in _STRING_OPS or (c.op in ("IN", "NOT IN") and c.key not in _MV_LISTS):

@@ -25,9 +25,10 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from backends.errors import InvalidArgument
+from backends.metadata.validation import INT64_MAX, INT64_MIN, int64
 
 __all__ = [
     "Comparison",
@@ -312,10 +313,27 @@ def _string_list(token: _Token) -> tuple[str, ...]:
     return tuple(str(item) for item in items)
 
 
+_Number = TypeVar("_Number", int, float)
+
+# Longer integer literals are read as floats (int() refuses more than 4,300 digits).
+_MAX_INT_DIGITS = 40
+
+
 def _number(token: _Token) -> int | float | None:
     if token.kind != "number":
         return None
-    return int(token.text) if _INTEGER.fullmatch(token.text) else float(token.text)
+    if _INTEGER.fullmatch(token.text) and len(token.text) <= _MAX_INT_DIGITS:
+        return int(token.text)
+    return float(token.text)
+
+
+def _int_column_value(key: str, number: _Number) -> _Number:
+    """``number`` to compare with the 64-bit integer column ``key``: an integer it cannot
+    hold is refused (SQLite would overflow, PostgreSQL refuse it); a float compares as is."""
+    if isinstance(number, int) and not INT64_MIN <= number <= INT64_MAX:
+        _fail(f"Invalid value for numeric attribute '{key}': {number}. "
+              "It must be a 64-bit integer.")
+    return number
 
 
 # --------------------------------------------------------------------------- runs
@@ -403,7 +421,7 @@ def _run_value(entity: str, key: str, token: _Token) -> Value:
                     f"Expected numeric value type for numeric attribute: {key}. "
                     f"Found {token.text}"
                 )
-            return number
+            return _int_column_value(key, number)
         text = _quoted_string(token)
         if text is not None:
             return text
@@ -572,7 +590,7 @@ def _experiment_value(entity: str, key: str, token: _Token) -> Value:
         number = _number(token)
         if number is None:
             _fail(f"Expected numeric value type for numeric attribute: {key}. Found {token.text}")
-        return number
+        return _int_column_value(key, number)
     text = _quoted_string(token)
     if text is not None:
         return text
@@ -588,7 +606,7 @@ def _experiment_value(entity: str, key: str, token: _Token) -> Value:
 
 def _experiment_id(text: str) -> int:
     try:
-        return int(text)
+        return int64(text)
     except ValueError as exc:
         raise InvalidArgument(
             f"Invalid experiment ID '{text}'. Experiment ID must be a valid integer."
@@ -687,7 +705,7 @@ def decode_page_token(token: str | None) -> int:
         raise InvalidArgument("Invalid page token, could not base64-decode") from exc
     try:
         parsed = json.loads(decoded)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"Invalid page token, decoded value={decoded!r}") from exc
     offset = parsed.get("offset") if isinstance(parsed, dict) else None
     if not offset:
@@ -696,6 +714,6 @@ def decode_page_token(token: str | None) -> int:
         number = int(offset)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"Invalid page token, not stringable {offset}") from exc
-    if number < 0:
+    if not 0 <= number <= INT64_MAX:
         _fail(f"Invalid page token, parsed value={parsed!r}")
     return number

@@ -25,6 +25,7 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
+from backends.metadata.validation import int64
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ def _role_permission(row: Any) -> RolePermissionRow:
 
 def _int_id(value: str) -> int | None:
     try:
-        return int(value)
+        return int64(value)
     except (TypeError, ValueError):
         return None
 

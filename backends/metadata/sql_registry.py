@@ -35,6 +35,7 @@ from backends.metadata.registry_entities import (
     RegisteredModelAlias,
     canonical_stage,
 )
+from backends.metadata.validation import int64
 
 __all__ = ["SqlRegistryMixin"]
 
@@ -47,7 +48,7 @@ def _marks(n: int) -> str:
 
 def _version_number(version: str | int) -> int:
     try:
-        return int(version)
+        return int64(version)
     except (TypeError, ValueError):
         raise errors.InvalidArgument(
             f"Parameter 'version' must be an integer, got '{version}'.") from None
@@ -76,8 +77,11 @@ def _parse_models_uri(source: str) -> tuple[str | None, str | None, int | None]:
     if path.startswith("m-") and "/" not in path:
         return path, None, None
     name, _, version = path.rpartition("/")
-    if name and version.isdigit():
-        return None, name, int(version)
+    if name and version.isascii() and version.isdigit():
+        try:
+            return None, name, int64(version)
+        except ValueError:
+            pass
     raise errors.InvalidArgument(
         f"Invalid model version source: '{source}'. The model_id request parameter must "
         "identify the resource that contains the source.")

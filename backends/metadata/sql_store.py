@@ -45,6 +45,7 @@ from backends.metadata.entities import (
 )
 from backends.metadata.sql_auth import SqlAuthMixin
 from backends.metadata.sql_registry import SqlRegistryMixin
+from backends.metadata.validation import int64
 
 __all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
 
@@ -170,7 +171,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
     @staticmethod
     def _exp_id(experiment_id: str) -> int:
         try:
-            return int(str(experiment_id).strip())
+            return int64(str(experiment_id).strip())
         except ValueError:
             raise errors.InvalidArgument(
                 f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."

@@ -17,9 +17,12 @@ from backends.errors import InvalidArgument
 from backends.metadata.entities import DatasetInput, Metric, Param, Tag
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_ENTITY_KEY_LENGTH",
     "MAX_PARAM_VAL_LENGTH",
     "MAX_TAG_VAL_LENGTH",
+    "int64",
     "validate_batch",
     "validate_dataset_inputs",
     "validate_experiment_name",
@@ -29,6 +32,11 @@ __all__ = [
     "validate_run_id",
     "validate_tag",
 ]
+
+# What an INTEGER/BIGINT column holds: beyond it SQLite raises OverflowError and PostgreSQL
+# refuses the value, so ids and numbers from requests are checked against it first.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -92,6 +100,15 @@ def _limit(what: str, limit: int, value: str, *, truncate: bool = False) -> str:
     raise InvalidArgument(f"'{what}' exceeds the maximum length of {limit} characters")
 
 
+def int64(value: str | int) -> int:
+    """``value`` read with ``int()``, as the stores read ids; ``ValueError`` (or ``TypeError``)
+    if it is not an integer or does not fit a 64-bit column."""
+    number = int(value)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{value!r} is outside the 64-bit integer range")
+    return number
+
+
 def validate_run_id(run_id: str) -> None:
     if not _RUN_ID.match(run_id):
         raise InvalidArgument(f"Invalid run ID: '{run_id}'")
@@ -100,13 +117,13 @@ def validate_run_id(run_id: str) -> None:
 def validate_metric(m: Metric, path: str = "") -> Metric:
     if _name_problem(m.key) is not None:
         _check_name(m.key, _join(path, "name"))
-    if m.timestamp < 0:
+    if not 0 <= m.timestamp <= INT64_MAX:
         raise InvalidArgument(invalid_value(
             _join(path, "timestamp"), m.timestamp,
             f"metric '{m.key}' (value={m.value}). "
             "Timestamp must be a nonnegative long (64-bit integer) ",
         ))
-    if not (-(2**63) <= m.step < 2**63) or m.timestamp >= 2**63:
+    if not INT64_MIN <= m.step <= INT64_MAX:
         raise InvalidArgument(invalid_value(
             _join(path, "step"), m.step,
             f"metric '{m.key}' (value={m.value}). Step must be a valid long (64-bit integer).",

@@ -1,0 +1,303 @@
+"""Inputs at and beyond what the stores can hold (issue 21): each is a 400
+``INVALID_PARAMETER_VALUE`` naming what is wrong, on SQLite and PostgreSQL alike, never a 500;
+and every error under the API prefixes is MLflow JSON, unknown paths included."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+API = "/api/2.0/mlflow"
+ART = "/api/2.0/mlflow-artifacts/artifacts"
+BIG = 2**63  # one past the largest BIGINT
+SMALL = -(2**63) - 1
+# orjson reads an integer below -2**63 as a float, and the nearest float below -2**63 is
+# 2**11 further down (the band between rounds to -2**63, which fits).
+SMALL_IN_JSON = -(2**63) - 2**11
+EXP, RUN, MODEL = "<exp>", "<run>", "m"
+JSON_DEPTH = 100  # README: request JSON nests at most 100 levels
+PATH_DEPTH = 200  # README: artifact paths are at most 200 segments deep
+
+
+@dataclass
+class World:
+    client: TestClient
+    exp: str
+    run: str
+    artifacts: Path
+
+    def fill(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(EXP, self.exp).replace(RUN, self.run)
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.fill(v) for k, v in value.items()}
+        return value
+
+    async def call(self, method: str, path: str, body: Any = None, *,
+                   query: dict[str, str] | None = None, data: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        if body is not None:
+            data = json.dumps(self.fill(body)).encode()  # orjson cannot write SMALL
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        resp = await self.client.request(method, self.fill(path), data=data, headers=headers,
+                                         params=self.fill(query))
+        raw = await resp.read()
+        if resp.status < 400 and not raw:
+            return resp.status, None
+        assert resp.content_type == "application/json", (resp.status, raw[:200])
+        return resp.status, orjson.loads(raw)
+
+
+async def _world(aiohttp_client: Any, tmp_path: Path, uri: str) -> World:
+    settings = Settings(backend_store_uri=uri, artifacts_destination=str(tmp_path / "art"))
+    client: TestClient = await aiohttp_client(create_app(settings))
+    w = World(client, "", "", tmp_path / "art")
+    status, exp = await w.call("POST", f"{API}/experiments/create", {"name": "limits"})
+    assert status == 200, exp
+    w.exp = exp["experiment_id"]
+    status, run = await w.call("POST", f"{API}/runs/create", {"experiment_id": w.exp})
+    assert status == 200, run
+    w.run = run["run"]["info"]["run_id"]
+    for path, body in (("/registered-models/create", {"name": MODEL}),
+                       ("/model-versions/create", {"name": MODEL, "source": "s3://b/m"})):
+        status, out = await w.call("POST", API + path, body)
+        assert status == 200, out
+    return w
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, aiohttp_client: Any,
+                tmp_path: Path) -> AsyncIterator[World]:
+    uri = (request.getfixturevalue("pg_database") if request.param == "postgres"
+           else f"sqlite:///{tmp_path}/limits.db")
+    yield await _world(aiohttp_client, tmp_path, uri)
+
+
+@pytest.fixture
+async def sqlite_world(aiohttp_client: Any, tmp_path: Path) -> World:
+    """For what no metadata store takes part in."""
+    return await _world(aiohttp_client, tmp_path, f"sqlite:///{tmp_path}/limits.db")
+
+
+def _token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+# (name, method, path, body or None, query or None)
+BEYOND_INT64: list[tuple[str, str, str, Any, dict[str, str] | None]] = [
+    *[(f"experiments/get id {n}", "GET", "/experiments/get", None,
+       {"experiment_id": str(n)}) for n in (BIG, SMALL, 10**30)],
+    ("runs/create experiment id", "POST", "/runs/create", {"experiment_id": str(BIG)}, None),
+    ("runs/create start_time", "POST", "/runs/create",
+     {"experiment_id": EXP, "start_time": BIG}, None),
+    ("runs/create start_time as a float", "POST", "/runs/create",
+     {"experiment_id": EXP, "start_time": 1e30}, None),
+    ("runs/update end_time", "POST", "/runs/update", {"run_id": RUN, "end_time": BIG}, None),
+    ("runs/update end_time below", "POST", "/runs/update",
+     {"run_id": RUN, "end_time": SMALL_IN_JSON}, None),
+    ("runs/search filter start_time", "POST", "/runs/search",
+     {"experiment_ids": [EXP], "filter": f"attributes.start_time > {BIG}"}, None),
+    ("runs/search filter end_time below", "POST", "/runs/search",
+     {"experiment_ids": [EXP], "filter": f"attributes.end_time < {SMALL}"}, None),
+    ("runs/search experiment id", "POST", "/runs/search", {"experiment_ids": [str(BIG)]},
+     None),
+    ("experiments/search filter experiment_id", "POST", "/experiments/search",
+     {"max_results": 10, "filter": f"experiment_id = '{BIG}'"}, None),
+    ("runs/search page token", "POST", "/runs/search",
+     {"experiment_ids": [EXP], "page_token": _token(BIG)}, None),
+    ("experiments/search filter creation_time", "POST", "/experiments/search",
+     {"max_results": 10, "filter": f"creation_time > {BIG}"}, None),
+    ("logged-models/search filter", "POST", "/logged-models/search",
+     {"experiment_ids": [EXP], "filter": f"creation_timestamp > {BIG}"}, None),
+    ("model-versions/search filter", "GET", "/model-versions/search", None,
+     {"filter": f"version_number > {BIG}"}),
+    ("metrics/get-history max_results", "GET", "/metrics/get-history", None,
+     {"run_id": RUN, "metric_key": "m", "max_results": str(BIG)}),
+    *[(f"model-versions/{what} version {n}", method, f"/model-versions/{what}",
+       {"name": MODEL, "version": str(n)} if method != "GET" else None,
+       {"name": MODEL, "version": str(n)} if method == "GET" else None)
+      for what, method in (("get", "GET"), ("delete", "DELETE"), ("get-download-uri", "GET"))
+      for n in (BIG, SMALL)],
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_INT64, ids=[c[0] for c in BEYOND_INT64])
+async def test_integers_beyond_64_bits_are_400(world: World, case: tuple[Any, ...]) -> None:
+    _, method, path, body, query = case
+    status, out = await world.call(method, API + path, body, query=query)
+    assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+
+
+@pytest.mark.parametrize("n", [BIG - 1, -(2**63)])
+async def test_integers_at_the_edges_still_reach_the_store(world: World, n: int) -> None:
+    status, out = await world.call("GET", f"{API}/experiments/get",
+                                   query={"experiment_id": str(n)})
+    assert (status, out["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST"), out
+    status, out = await world.call("POST", f"{API}/runs/search", {
+        "experiment_ids": [EXP], "filter": f"attributes.start_time < {n}"})
+    assert status == 200, out
+
+
+@pytest.mark.parametrize("field", ["timestamp", "step"])
+async def test_metric_beyond_64_bits_names_its_field(world: World, field: str) -> None:
+    metric = {"key": "m", "value": 1.0, "timestamp": 1, "step": 0, field: BIG}
+    status, out = await world.call("POST", f"{API}/runs/log-metric", {"run_id": RUN, **metric})
+    assert status == 400, out
+    assert f"'{field}'" in out["message"] and str(BIG) in out["message"], out
+    status, out = await world.call("POST", f"{API}/runs/log-batch",
+                                   {"run_id": RUN, "metrics": [metric]})
+    assert status == 400, out
+    assert f"'metrics[0].{field}'" in out["message"] and str(BIG) in out["message"], out
+
+
+def _nested(depth: int, leaf: bytes = b"1") -> bytes:
+    """A JSON value ``depth`` levels deep: lists, the innermost an object."""
+    return b"[" * (depth - 1) + b'{"a": ' + leaf + b"}" + b"]" * (depth - 1)
+
+
+@pytest.mark.parametrize("field", ["name", "tags", "ignored"])
+async def test_json_nested_beyond_the_limit_is_400(sqlite_world: World, field: str) -> None:
+    for depth in (JSON_DEPTH, 1000):  # the body adds a level
+        body = b'{"name": "deep", "' + field.encode() + b'": ' + _nested(depth) + b"}"
+        if field == "name":
+            body = body.replace(b'"name": "deep", ', b"")
+        status, out = await sqlite_world.call("POST", f"{API}/experiments/create", data=body)
+        assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+        assert str(JSON_DEPTH) in out["message"], out
+    body = b'{"name": "deep", "ignored": ' + _nested(JSON_DEPTH - 1) + b"}"
+    status, out = await sqlite_world.call("POST", f"{API}/experiments/create", data=body)
+    assert status == 200, out
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_json_depth_is_exact_whatever_strings_hold() -> None:
+    """The depth is read from the bytes; brackets, quotes and backslashes inside strings
+    must neither hide a level nor add one."""
+    from gateway.parsing import _nests_deeper
+
+    rnd = random.Random(21)
+    atoms: list[Any] = ["[x]", '\\"[', "\\\\", "}{", 1, None, 'a"]', '\n"', '\\\n"[', "\\",
+                        '\\\\\\"]', "é[", 2.5, True, "", "]", "["]
+
+    def value(depth: int) -> Any:
+        if depth == 0 or rnd.random() < 0.2:
+            return rnd.choice(atoms)
+        if rnd.random() < 0.5:
+            return [value(depth - 1) for _ in range(rnd.randint(0, 3))]
+        return {f"{rnd.choice(atoms)}{i}": value(depth - 1) for i in range(rnd.randint(0, 3))}
+
+    for _ in range(5000):
+        v = value(rnd.randint(0, 9))
+        for raw in (orjson.dumps(v), json.dumps(v, ensure_ascii=True, indent=1).encode()):
+            for limit in (0, 1, 2, 3, 5, 8):
+                assert _nests_deeper(raw, limit) == (_depth(v) > limit), (raw, limit)
+    hidden: Any = 1  # string brackets that would cancel each level if strings were not skipped
+    for _ in range(150):
+        hidden = ["]", hidden, "["]
+    assert _nests_deeper(orjson.dumps(hidden), JSON_DEPTH)
+
+
+async def test_gzip_body_that_is_not_gzip_is_400(sqlite_world: World) -> None:
+    w = sqlite_world
+    status, out = await w.call("POST", f"{API}/experiments/create", data=b'{"name": "g"}',
+                               headers={"Content-Encoding": "gzip"})
+    assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+    status, out = await w.call("PUT", f"{ART}/{w.exp}/x.bin", data=b"not gzip at all",
+                               headers={"Content-Encoding": "gzip"})
+    assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+    assert not (w.artifacts / w.exp / "x.bin").exists()
+    status, out = await w.call("POST", f"{API}/experiments/create",
+                               data=gzip.compress(b'{"name": "g"}'),
+                               headers={"Content-Encoding": "gzip"})
+    assert status == 200, out
+
+
+async def test_artifact_path_deeper_than_the_limit_is_400(sqlite_world: World) -> None:
+    w = sqlite_world
+    for depth in (PATH_DEPTH + 1, 1500):
+        status, out = await w.call("PUT", f"{ART}/" + "d/" * (depth - 1) + "f", data=b"x")
+        assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+    assert not (w.artifacts / "d").exists()
+    status, out = await w.call("PUT", f"{ART}/" + "d/" * (PATH_DEPTH - 1) + "f", data=b"x")
+    assert status == 200, out
+    # Empty and "." segments are not folders.
+    status, out = await w.call("PUT", f"{ART}/e/" + "./" * PATH_DEPTH + "f", data=b"x")
+    assert status == 200, out
+
+
+@pytest.mark.parametrize("body,headers", [
+    (b'{"name": "n"}', {"Content-Type": "text/plain"}),
+    (b"{name:", {}),
+    (b"[1, 2]", {}),
+    (b'{"name": NaN}', {}),
+], ids=["wrong content type", "not JSON", "a JSON array", "bare NaN"])
+async def test_unreadable_body_is_invalid_parameter_value(sqlite_world: World, body: bytes,
+                                                          headers: dict[str, str]) -> None:
+    """Stock answers INVALID_PARAMETER_VALUE here, and that is the code clients test for."""
+    status, out = await sqlite_world.call("POST", f"{API}/experiments/create", data=body,
+                                          headers=headers)
+    assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), out
+
+
+@pytest.mark.parametrize("path", [
+    f"{API}/nope", "/ajax-api/2.0/mlflow/nope", "/api/3.0/mlflow/nope",
+    "/api/2.0/mlflow-artifacts/nope", "/ajax-api/2.0/mlflow-artifacts/nope",
+    f"{API}/experiments/get/extra", "/api/9.9/anything", "/mlgate/v1/nope",
+    f"{ART}/1/a%0D%0Ab.txt", f"{ART}/1/a%0Ab.txt",
+])
+async def test_unknown_api_path_is_mlflow_json(sqlite_world: World, path: str) -> None:
+    resp = await sqlite_world.client.get(path)
+    assert resp.status == 404
+    assert resp.content_type == "application/json"
+    out = await resp.json()
+    assert out["error_code"] == "ENDPOINT_NOT_FOUND", out
+    assert isinstance(out["message"], str) and out["message"]
+
+
+async def test_wrong_method_is_mlflow_json(sqlite_world: World) -> None:
+    resp = await sqlite_world.client.put(f"{API}/experiments/get")
+    assert resp.status == 405
+    assert resp.content_type == "application/json"
+    assert "GET" in resp.headers["Allow"]
+    out = await resp.json()
+    assert out["error_code"] == "ENDPOINT_NOT_FOUND", out
+
+
+async def test_paths_outside_the_api_keep_plain_answers(sqlite_world: World) -> None:
+    resp = await sqlite_world.client.get("/no-such-page")
+    assert resp.status == 404
+    assert resp.content_type != "application/json"
+
+
+def test_readme_states_the_limits() -> None:
+    from gateway.artifact_paths import MAX_PATH_DEPTH
+    from gateway.parsing import MAX_JSON_DEPTH
+
+    assert (MAX_JSON_DEPTH, MAX_PATH_DEPTH) == (JSON_DEPTH, PATH_DEPTH)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Request limits", 1)[1].split("\n## ", 1)[0]
+    assert f"{MAX_JSON_DEPTH} levels" in section
+    assert f"{MAX_PATH_DEPTH} segments" in section
+    assert "ENDPOINT_NOT_FOUND" in section
