@@ -1,12 +1,15 @@
 """Maps URI schemes to store implementations, imported on first use.
 
 A scheme whose driver is missing raises :class:`MissingDependency` naming the extra to
-install. Registering one scheme twice is an error.
+install, whether the implementation imports its driver at the top (PostgreSQL) or only when
+it opens (S3, Azure: their entries name the driver's packages, looked up without importing
+them). Registering one scheme twice is an error.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,24 +42,28 @@ class MissingDependency(ImportError):
 class _Entry:
     target: str  # "package.module:ClassName"
     extra: str | None  # the pip extra that brings the driver
+    drivers: tuple[str, ...] = ()  # modules the store imports only when it opens
 
 
 _METADATA: dict[str, _Entry] = {}
 _ARTIFACTS: dict[str, _Entry] = {}
 
 
-def _register(table: dict[str, _Entry], scheme: str, target: str, extra: str | None) -> None:
+def _register(table: dict[str, _Entry], scheme: str, target: str, extra: str | None,
+              drivers: tuple[str, ...]) -> None:
     if scheme in table:
         raise ValueError(f"scheme {scheme!r} is already registered to {table[scheme].target}")
-    table[scheme] = _Entry(target, extra)
+    table[scheme] = _Entry(target, extra, drivers)
 
 
-def register_metadata_scheme(scheme: str, target: str, extra: str | None = None) -> None:
-    _register(_METADATA, scheme, target, extra)
+def register_metadata_scheme(scheme: str, target: str, extra: str | None = None,
+                             drivers: tuple[str, ...] = ()) -> None:
+    _register(_METADATA, scheme, target, extra, drivers)
 
 
-def register_artifact_scheme(scheme: str, target: str, extra: str | None = None) -> None:
-    _register(_ARTIFACTS, scheme, target, extra)
+def register_artifact_scheme(scheme: str, target: str, extra: str | None = None,
+                             drivers: tuple[str, ...] = ()) -> None:
+    _register(_ARTIFACTS, scheme, target, extra, drivers)
 
 
 register_metadata_scheme("sqlite", "backends.metadata.sqlite:SqliteMetadataStore")
@@ -64,9 +71,11 @@ for _pg in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg
     register_metadata_scheme(_pg, "backends.metadata.postgres:PostgresMetadataStore", "postgres")
 register_artifact_scheme("", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("file", "backends.artifacts.local:LocalArtifactStore")
-register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3")
+register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3",
+                         ("aiobotocore", "botocore"))
 for _az in ("wasbs", "wasb", "azure", "az"):
-    register_artifact_scheme(_az, "backends.artifacts.azure:AzureArtifactStore", "azure")
+    register_artifact_scheme(_az, "backends.artifacts.azure:AzureArtifactStore", "azure",
+                             ("azure.storage.blob", "azure.core"))
 
 
 def metadata_scheme(uri: str) -> str:
@@ -85,6 +94,10 @@ def _load(table: dict[str, _Entry], scheme: str, uri: str, kind: str) -> Any:
         known = ", ".join(sorted(s + "://" for s in table if s))
         raise UnsupportedScheme(f"unsupported {kind} URI {redact_uri(uri)!r}: expected one of {known}")
     module_name, _, attr = entry.target.partition(":")
+    for driver in entry.drivers:
+        if not _installed(driver):
+            raise MissingDependency(
+                f"{scheme}:// needs the {driver!r} package: pip install 'mlgate[{entry.extra}]'")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -98,6 +111,15 @@ def _load(table: dict[str, _Entry], scheme: str, uri: str, kind: str) -> Any:
             f"{scheme}:// needs the {exc.name!r} package: pip install 'mlgate[{entry.extra}]'"
         ) from exc
     return getattr(module, attr)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without running it (importing
+    aiobotocore or the Azure SDK takes most of a second)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing, or an import hook refused it
+        return False
 
 
 def redact_uri(uri: str) -> str:

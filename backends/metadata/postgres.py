@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self, TypeVar
@@ -60,6 +61,8 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # not available.
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "55P03", "58")
 _INVALID_CLASSES = ("22", "23")
+# During an outage every request tries to connect; one log line per this many seconds.
+_CONNECT_LOG_INTERVAL = 10.0
 
 
 # -- SQL translation -------------------------------------------------------------------
@@ -141,12 +144,27 @@ class _Conn:
 # -- errors --------------------------------------------------------------------------------
 
 
+class _ConnectFailed(errors.Unavailable):
+    """No connection could be opened. ``detail`` (the redacted URI and the driver's reason)
+    is for the log and the start-up message, not for clients."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The metadata store is unavailable; retry the request.")
+        self.detail = detail
+
+
 def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) -> bool:
-    """Whether ``exc`` means the connection (or the server behind it) is gone."""
+    """Whether ``exc`` means the connection (or the server behind it) is gone, or left in a
+    state no statement can follow."""
     if isinstance(exc, asyncpg.exceptions.DataError):  # a client-side encoding error
         return False
+    # InternalClientError: the protocol is not idle where asyncpg expected it to be, as when
+    # a server shutting down sends FATAL 57P01 between two statements of a transaction:
+    # the next one fails with "cannot switch to state 12; another operation (2) is in
+    # progress" before asyncpg has seen the socket close.
     if isinstance(exc, (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError,
-                        asyncpg.exceptions.ConnectionFailureError)):
+                        asyncpg.exceptions.ConnectionFailureError,
+                        asyncpg.exceptions.InternalClientError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "").startswith(("08", "57P"))
@@ -295,6 +313,7 @@ class PostgresMetadataStore(SqlMetadataStore):
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
         self._pool: Pool | None = None
+        self._connect_failure_logged = -_CONNECT_LOG_INTERVAL
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
@@ -334,10 +353,15 @@ class PostgresMetadataStore(SqlMetadataStore):
                 server_settings={"application_name": self._application_name},
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise errors.Unavailable(
-                f"Cannot connect to the database {redact_uri(self._dsn)}: "
-                f"{self._safe(str(exc)) or type(exc).__name__}"
-            ) from None
+            # Clients are told only that the store is down: the database's address and the
+            # driver's reason (host, port, user, database) are for the operator.
+            detail = f"{redact_uri(self._dsn)}: {self._safe(str(exc)) or type(exc).__name__}"
+            now = time.monotonic()
+            if now - self._connect_failure_logged >= _CONNECT_LOG_INTERVAL:
+                self._connect_failure_logged = now
+                log.warning("cannot connect to the database %s (further failures within "
+                            "%g s are not logged)", detail, _CONNECT_LOG_INTERVAL)
+            raise _ConnectFailed(detail) from None
         return raw
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -349,6 +373,9 @@ class PostgresMetadataStore(SqlMetadataStore):
         try:
             await self._migrate()
             await self._pool.fill()
+        except _ConnectFailed as exc:  # at start the operator reads where and why
+            await self.aclose()
+            raise errors.Unavailable(f"Cannot connect to the database {exc.detail}") from None
         except BaseException:
             await self.aclose()
             raise

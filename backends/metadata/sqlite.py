@@ -25,7 +25,7 @@ from collections.abc import (
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiosqlite
 
@@ -153,6 +153,8 @@ _VALUES_GROUP = re.compile(
     r"^\s*INSERT\s+INTO\s+\w+\s*\([\w\s,]*\)\s*VALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))"
     r"\s*(?:ON\s+CONFLICT\b.*)?$", re.IGNORECASE | re.DOTALL)
 _MAX_ROWS_PER_INSERT = 500
+# Whether a database is stock MLflow's (Alembic keeps its schema version there).
+_IS_STOCK = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
 _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write lock
 
 
@@ -390,8 +392,31 @@ class SqliteMetadataStore(SqlMetadataStore):
             await conn.execute("PRAGMA query_only = ON")
         return conn
 
+    async def _refuse_foreign(self) -> None:
+        """Refuse a stock MLflow database before anything writes to it (``PRAGMA
+        journal_mode = WAL`` would convert it and leave -wal and -shm files beside it): the
+        file is inspected on a read-only connection. A file that does not exist yet is
+        created by the writer afterwards. :meth:`_migrate` checks again under the write
+        lock, for a database made stock in between."""
+        if not Path(self._path).is_file():
+            return
+        uri = f"file:{quote(str(Path(self._path).resolve()))}?mode=ro"
+        try:
+            async with aiosqlite.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000) as db:
+                stock = await (await db.execute(_IS_STOCK)).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        if stock:
+            raise self._stock_refused()
+
+    def _stock_refused(self) -> errors.InvalidArgument:
+        return errors.InvalidArgument(
+            f"{self._path} is a stock MLflow database; mlgate keeps its own schema. "
+            "Point --backend-store-uri at a new file.")
+
     async def open(self) -> None:
         try:
+            await self._refuse_foreign()
             self._writer = await self._connect(readonly=False)
             await self._enable_wal(self._writer)
             await self._migrate()
@@ -478,13 +503,8 @@ class SqliteMetadataStore(SqlMetadataStore):
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
-            cur = await db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name = 'alembic_version'")
-            if await cur.fetchone() is not None:
-                raise errors.InvalidArgument(
-                    f"{self._path} is a stock MLflow database; mlgate keeps its own schema. "
-                    "Point --backend-store-uri at a new file."
-                )
+            if await (await db.execute(_IS_STOCK)).fetchone() is not None:
+                raise self._stock_refused()
             await _apply_migrations(db, "sqlite")
             await self._ensure_default_experiment(db)
 

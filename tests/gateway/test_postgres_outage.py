@@ -1,17 +1,26 @@
 """Outages of PostgreSQL seen through the HTTP API: a small TCP proxy between the gateway and
 the database is cut during a write loop and restored. Requests in the outage get 503
 TEMPORARILY_UNAVAILABLE within the pool timeout, the gateway heals on its own, and every
-acknowledged write is stored."""
+acknowledged write is stored.
+
+A restart is the same cut preceded by what a server shutting down sends each of its
+connections: ``FATAL 57P01 terminating connection due to administrator command``
+(``pg_terminate_backend`` sends exactly that). Under read load that reaches connections
+between two statements of a request, which is where asyncpg reported
+``InternalClientError`` rather than a lost connection."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from aiohttp.test_utils import TestClient
+from pgtools import admin_dsn
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -72,15 +81,20 @@ class TcpProxy:
             await self.cut()
 
 
-async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
-    aiohttp_client: Any, pg_database: str, tmp_path: Path
-) -> None:
-    parts = urlsplit(pg_database)
+async def _proxied(dsn: str) -> tuple[TcpProxy, str]:
+    """A started proxy in front of ``dsn``'s server, and ``dsn`` pointing at the proxy."""
+    parts = urlsplit(dsn)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0] + "@" if len(netloc) == 2 else ""
-    via_proxy = urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, "", ""))
+    return proxy, urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, "", ""))
+
+
+async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
+    aiohttp_client: Any, pg_database: str, tmp_path: Path
+) -> None:
+    proxy, via_proxy = await _proxied(pg_database)
     pool_timeout = 2.0
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
@@ -152,5 +166,97 @@ async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
         assert not missing, f"acknowledged writes lost: {missing[:10]}"
         stats = (await (await client.get("/mlgate/v1/stats")).json())["metadata_store"]
         assert stats["store"] == "postgresql" and stats["invalidated"] >= 1
+    finally:
+        await proxy.close()
+
+
+async def _terminate_backends(database: str) -> int:
+    """What a shutting-down server does to every connection of ``database``: FATAL 57P01."""
+    conn = await asyncpg.connect(admin_dsn(), timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+    finally:
+        await conn.close()
+    return len(rows)
+
+
+async def test_restart_under_read_load_answers_only_200_or_503(
+    aiohttp_client: Any, pg_database: str, tmp_path: Path
+) -> None:
+    proxy, via_proxy = await _proxied(pg_database)
+    database = urlsplit(pg_database).path.lstrip("/")
+    settings = Settings(
+        backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
+        db_pool_size=4, db_max_overflow=4, db_pool_timeout=2.0,
+    )
+    client: TestClient = await aiohttp_client(create_app(settings))
+    try:
+        resp = await client.post(API + "/experiments/create", json={"name": "restart"})
+        exp_id = (await resp.json())["experiment_id"]
+        run_ids = []
+        for i in range(4):
+            resp = await client.post(API + "/runs/create",
+                                     json={"experiment_id": exp_id, "start_time": 1})
+            run_id = (await resp.json())["run"]["info"]["run_id"]
+            run_ids.append(run_id)
+            resp = await client.post(API + "/runs/log-batch", json={
+                "run_id": run_id, "params": [{"key": "p", "value": str(i)}],
+                "metrics": [{"key": "m", "value": float(s), "timestamp": s, "step": s}
+                            for s in range(20)]})
+            assert resp.status == 200, await resp.text()
+
+        rng = random.Random(21)
+        requests = [
+            lambda: client.get(API + "/runs/get", params={"run_id": rng.choice(run_ids)}),
+            lambda: client.post(API + "/runs/search", json={
+                "experiment_ids": [exp_id], "filter": "metrics.m >= 0",
+                "order_by": ["metrics.m DESC"]}),
+            lambda: client.get(API + "/metrics/get-history",
+                               params={"run_id": rng.choice(run_ids), "metric_key": "m"}),
+        ]
+        answers: dict[int, int] = {}
+        unexpected: list[tuple[int, str]] = []
+        stop = asyncio.Event()
+
+        async def read_loop(n: int) -> None:
+            while not stop.is_set():
+                resp = await requests[n % len(requests)]()
+                answers[resp.status] = answers.get(resp.status, 0) + 1
+                body = await resp.text()
+                if resp.status == 503:
+                    if (resp.headers.get("Retry-After") is None
+                            or "TEMPORARILY_UNAVAILABLE" not in body):
+                        unexpected.append((resp.status, body))
+                    for secret in (database, str(proxy.port), "127.0.0.1"):
+                        if secret in body:
+                            unexpected.append((resp.status, body))
+                elif resp.status != 200:
+                    unexpected.append((resp.status, body))
+                n += 1
+
+        readers = [asyncio.create_task(read_loop(n)) for n in range(12)]
+        await asyncio.sleep(0.3)
+        for _ in range(6):  # restarts: the shutdown's FATAL, refused connections, back up
+            assert await _terminate_backends(database) > 0
+            await asyncio.sleep(0.05)
+            await proxy.cut()
+            await asyncio.sleep(0.5)
+            await proxy.restore()
+            await asyncio.sleep(0.4)
+        # Sessions killed while the proxy still listens: nothing but the FATAL.
+        for _ in range(20):
+            await _terminate_backends(database)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*readers)
+
+        print(f"restarts under read load: {answers}")
+        assert not unexpected, unexpected[:5]
+        assert answers.get(503), "the restarts produced no 503"
+        resp = await client.get(API + "/runs/get", params={"run_id": run_ids[0]})
+        assert resp.status == 200
     finally:
         await proxy.close()
