@@ -17,6 +17,7 @@ from aiohttp import web
 
 from backends.errors import BackendError
 from backends.registry import open_metadata_store, redact_uri
+from gateway import serving
 from gateway.audit import add_json_lines_handler
 from gateway.settings import SETTINGS, ConfigError, Settings
 
@@ -131,14 +132,10 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
         sock.bind((settings.host, settings.port))
     app = create_app(settings)
     app.on_startup.append(_settle_heap)  # last: after the stores and pools are open
-    web.run_app(
-        app,
-        host=None if sock else settings.host,
-        port=None if sock else settings.port,
-        sock=sock,
-        shutdown_timeout=settings.shutdown_timeout,
-        access_log=None,
-        print=lambda msg: log.info("listening on http://%s:%s", settings.host, settings.port),
+    serving.run(
+        app, host=settings.host, port=settings.port, sock=sock,
+        limits=settings.connection_limits, shutdown_timeout=settings.shutdown_timeout,
+        started=lambda: log.info("listening on http://%s:%s", settings.host, settings.port),
     )
 
 

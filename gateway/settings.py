@@ -23,6 +23,7 @@ from backends.registry import (
     open_metadata_store,
     redact_uri,
 )
+from gateway.serving import Limits
 
 __all__ = ["SETTINGS", "ConfigError", "Setting", "Settings"]
 
@@ -148,6 +149,19 @@ SETTINGS: tuple[Setting, ...] = (
             "queue before it gets 503.", _env("BATCH_QUEUE_TIMEOUT"), type=float),
     Setting("shutdown_timeout", 30.0, "Seconds to finish in-flight requests on SIGTERM.",
             _env("SHUTDOWN_TIMEOUT"), type=float),
+    Setting("keepalive_timeout", 5.0, "Seconds an open connection may wait for its next "
+            "request (no byte of it yet) before it is closed.", _env("KEEPALIVE_TIMEOUT"),
+            type=float),
+    Setting("header_timeout", 10.0, "Seconds a request's line and headers may take to "
+            "arrive, from their first byte; a slower client is disconnected.",
+            _env("HEADER_TIMEOUT"), type=float),
+    Setting("body_timeout", 30.0, "Seconds a request body may stop arriving (no byte while "
+            "the gateway waits for one) before the connection is closed. A slow upload "
+            "that keeps moving is never cut.", _env("BODY_TIMEOUT"), type=float),
+    Setting("max_connections", 0, "Open connections per worker process. At the limit a new "
+            "connection closes the oldest idle one; if none is idle it gets 503. 0: half "
+            "the file descriptors the process may open, less 256.",
+            _env("MAX_CONNECTIONS"), type=int),
     Setting("log_level", "info", "Log level: debug, info, warning, error.", _env("LOG_LEVEL")),
     Setting("auth", False, "Authenticate every request (HTTP Basic or API token) and check "
             "permissions. Without it mlgate only listens on a loopback address unless "
@@ -237,6 +251,10 @@ class Settings:
     batch_queue_rows: int = 100_000
     batch_queue_timeout: float = 5.0
     shutdown_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 0
     log_level: str = "info"
     auth: bool = False
     insecure_no_auth: bool = False
@@ -301,6 +319,12 @@ class Settings:
         if self.batch_max_delay_ms < 0 or self.batch_queue_timeout < 0:
             raise ConfigError("--batch-max-delay-ms and --batch-queue-timeout must not be "
                               "negative")
+        if min(self.keepalive_timeout, self.header_timeout, self.body_timeout) <= 0:
+            raise ConfigError("--keepalive-timeout, --header-timeout and --body-timeout must "
+                              "be more than 0")
+        if self.max_connections < 0:
+            raise ConfigError("--max-connections: must be 0 (from the descriptor limit) or "
+                              "more")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
         if self.auth_member_default.upper() not in ("NO_PERMISSIONS", "READ", "USE", "EDIT",
@@ -353,6 +377,12 @@ class Settings:
             open_artifact_store(uri, **self.artifact_store_options())
         except (UnsupportedScheme, MissingDependency, ValueError) as exc:
             raise ConfigError(f"--artifacts-destination: {exc}") from None
+
+    @property
+    def connection_limits(self) -> Limits:
+        return Limits(keepalive_timeout=self.keepalive_timeout,
+                      header_timeout=self.header_timeout, body_timeout=self.body_timeout,
+                      max_connections=self.max_connections)
 
     @property
     def trusted_proxies(self) -> tuple[Network, ...]:
