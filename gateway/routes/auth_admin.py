@@ -476,10 +476,19 @@ async def remove_member(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = message_of(request)
     user = await store(request).get_user(msg["username"])
-    if not await store(request).remove_member(msg["name"], user.user_id):
-        raise MlflowError(f"{user.username} is not a member of {msg['name']}.",
+    team = msg["name"]
+    if not await store(request).remove_member(team, user.user_id):
+        raise MlflowError(f"{user.username} is not a member of {team}.",
                           "RESOURCE_DOES_NOT_EXIST")
     sec.invalidate_user(user.user_id)
+    if role_of(await sec.identity_for(user.user_id), team, sec.policy) is None:
+        # Out of the team, out of its work: the grants made to them there (a creator's
+        # MANAGE among them) go too, or they could still read, change and pass them on.
+        for grant in await store(request).grants_of(USER, str(user.user_id)):
+            if grant.workspace == team:
+                await store(request).delete_grant(grant.resource_type, team,
+                                                  grant.resource_id, USER, grant.principal)
+                sec.invalidate_grants(grant.resource_type, team, grant.resource_id)
     return json_response({})
 
 

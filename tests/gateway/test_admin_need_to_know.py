@@ -360,3 +360,24 @@ async def test_tokens_are_their_owners_and_the_administrators(world: World) -> N
     listed = await server.ok("GET", f"{MLGATE}/tokens", query={"username": "b1"})
     assert [t["token_id"] for t in listed["tokens"]] == [token_id]
     await server.ok("DELETE", f"{MLGATE}/tokens/{token_id}", "b1")
+
+
+async def test_leaving_a_team_takes_the_grants_made_there(world: World) -> None:
+    """a2 creates an experiment in team-a (and so manages it); removed from team-a, a2 can
+    neither read it nor pass it on. A grant to someone never in team-a (b1's READ on a1's
+    experiment) is not touched by others leaving."""
+    server = world.server
+    exp = (await server.ok("POST", f"{API}/experiments/create", "a2", {"name": "a2-own"},
+                           workspace="team-a"))["experiment_id"]
+    await server.ok("GET", f"{API}/experiments/get", "a2", query={"experiment_id": exp},
+                    workspace="team-a")
+    await server.ok("DELETE", f"{MLGATE}/teams/team-a/members/a2")
+    reply = await server.call("GET", f"{API}/experiments/get", "a2",
+                              query={"experiment_id": exp}, workspace="team-a")
+    assert reply.status in (403, 404), reply
+    reply = await server.call("POST", f"{API3}/users/permissions/grant", "a2", {
+        "username": "b1", "resource_type": "experiment", "resource_id": exp,
+        "permission": "MANAGE"}, workspace="team-a")
+    assert reply.status in (403, 404), reply
+    await server.ok("GET", f"{API}/experiments/get", "b1", query={"experiment_id": world.exp_a},
+                    workspace="team-a")
