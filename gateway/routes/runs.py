@@ -26,7 +26,7 @@ from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.keys import BATCHER
 from gateway.names import random_run_name
-from gateway.parsing import Field, Message, message_of, missing
+from gateway.parsing import Field, Message, message_of, missing, plain_items
 from gateway.routes._common import (
     KEY_VALUE,
     max_results,
@@ -73,7 +73,9 @@ SET_TAG = Message({**_RUN_REF, "key": Field("string"), "value": Field("string")}
 DELETE_TAG = Message({"run_id": Field("string"), "key": Field("string")})
 LOG_BATCH = Message({
     "run_id": Field("string"),
-    "metrics": Field("message", repeated=True, message=METRIC),
+    # What the client sends: taken as it is, several times faster than the full parse.
+    "metrics": Field("message", repeated=True, message=METRIC, fast=plain_items({
+        "key": (str,), "value": (float, int), "timestamp": (int,), "step": (int,)})),
     "params": Field("message", repeated=True, message=KEY_VALUE),
     "tags": Field("message", repeated=True, message=KEY_VALUE),
 })
