@@ -17,8 +17,10 @@ advisory lock, so replicas starting together migrate once.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -173,7 +175,7 @@ def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) ->
     return False
 
 
-_RACE_TRIES = 3
+_RACE_TRIES = 5
 # deadlock_detected, serialization_failure, unique_violation.
 _RACE_STATES = frozenset({"40P01", "40001", "23505"})
 
@@ -540,7 +542,7 @@ class PostgresMetadataStore(SqlMetadataStore):
     # -- writes ----------------------------------------------------------------------------
 
     async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
-        """One batch, tried again (up to three times in all) when its transaction lost a
+        """One batch, tried again (up to five times in all) when its transaction lost a
         race with a concurrent one: a deadlock, a serialization failure, or a param that
         another transaction inserted after this one checked for it. The batch was rolled
         back, so trying again is safe, and the next try sees the other write. The batcher
@@ -554,6 +556,8 @@ class PostgresMetadataStore(SqlMetadataStore):
                 if attempt + 1 == _RACE_TRIES or not _lost_race(exc.__cause__):
                     raise
                 log.debug("a batch lost a race with a concurrent transaction; trying again")
+                # A moment apart, so that the same racers do not meet again at once.
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     async def _log_batches_once(
