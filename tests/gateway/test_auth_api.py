@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from access_world import ADMIN_PASSWORD, PASSWORD, seed_admin, settings_for, store_uris
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -29,40 +30,14 @@ from gateway.app import create_app
 from gateway.keys import METADATA
 from gateway.routing import ROUTES
 from gateway.security import SECURITY
-from gateway.settings import Settings
 
 API = "/api/2.0/mlflow"
 API3 = "/api/3.0/mlflow"
-ADMIN_PASSWORD = "admin-password-123"
-PASSWORD = "user-password-123"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/auth.db"
-        return
-    pg = request.getfixturevalue("pg_databases")
-    dsn: str = pg.create("auth")
-    yield dsn
-    pg.drop(dsn)
-
-
-def _settings(uri: str, tmp_path: Path, **extra: Any) -> Settings:
-    options: dict[str, Any] = {
-        "backend_store_uri": uri, "artifacts_destination": str(tmp_path / "art"),
-        "auth": True, "auth_max_failures": 100_000}
-    options.update(extra)
-    return Settings(**options)
-
-
-async def _seed_admin(uri: str) -> None:
-    store = open_metadata_store(uri)
-    await store.open()
-    try:
-        await store.create_user("root", hashing.hash_password(ADMIN_PASSWORD), is_admin=True)
-    finally:
-        await store.aclose()
+    yield from store_uris(request, tmp_path)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -133,8 +108,8 @@ class Server:
 
 async def _start(aiohttp_client: Any, uri: str, tmp_path: Path, *, stub: bool = False,
                  **extra: Any) -> Server:
-    await _seed_admin(uri)
-    app = create_app(_settings(uri, tmp_path, **extra))
+    await seed_admin(uri)
+    app = create_app(settings_for(uri, tmp_path, **extra))
     if stub:
         async def reached(request: web.Request) -> web.Response:
             return web.json_response({"reached": True})
@@ -263,7 +238,7 @@ async def test_permission_matrix(aiohttp_client: Any, store_uri: str, tmp_path: 
     headers = server.headers
     await server.client.close()
 
-    app = create_app(_settings(store_uri, tmp_path))
+    app = create_app(settings_for(store_uri, tmp_path))
     stubbed = Server(await _stubbed_client(aiohttp_client, app), app, headers)
     grants = [g for rtype, rid in (("experiment", fx.exp), ("registered_model", fx.rm))
               for g in await app[METADATA].grants_on(rtype, "default", rid)]
@@ -339,8 +314,8 @@ def test_expected_table_reads_like_the_policy() -> None:
 async def test_route_without_access_rule_fails_the_matrix(aiohttp_client: Any, tmp_path: Path
                                                           ) -> None:
     uri = f"sqlite:///{tmp_path}/x.db"
-    await _seed_admin(uri)
-    app = create_app(_settings(uri, tmp_path))
+    await seed_admin(uri)
+    app = create_app(settings_for(uri, tmp_path))
 
     async def sneaky(request: web.Request) -> web.Response:
         return web.Response(text="reached")
