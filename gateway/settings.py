@@ -1,7 +1,7 @@
 """One frozen :class:`Settings`, built once at start from flags and environment.
 
 Every setting is declared once in :data:`SETTINGS` (flag, environment variables, default,
-help); the CLI's options and the README's table come from it. Precedence: command-line flag,
+help); the CLI's options and docs/settings.md's table come from it. Precedence: command-line flag,
 then ``MLGATE_*``, then MLflow's variable where MLflow has one, then the default.
 """
 

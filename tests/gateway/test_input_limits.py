@@ -28,8 +28,8 @@ SMALL = -(2**63) - 1
 # 2**11 further down (the band between rounds to -2**63, which fits).
 SMALL_IN_JSON = -(2**63) - 2**11
 EXP, RUN, MODEL = "<exp>", "<run>", "m"
-JSON_DEPTH = 100  # README: request JSON nests at most 100 levels
-PATH_DEPTH = 200  # README: artifact paths are at most 200 segments deep
+JSON_DEPTH = 100  # docs/operations.md: request JSON nests at most 100 levels
+PATH_DEPTH = 200  # docs/operations.md: artifact paths are at most 200 segments deep
 
 
 @dataclass
@@ -296,7 +296,8 @@ def test_readme_states_the_limits() -> None:
     from gateway.parsing import MAX_JSON_DEPTH
 
     assert (MAX_JSON_DEPTH, MAX_PATH_DEPTH) == (JSON_DEPTH, PATH_DEPTH)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(
+        encoding="utf-8")
     section = readme.split("## Request limits", 1)[1].split("\n## ", 1)[0]
     assert f"{MAX_JSON_DEPTH} levels" in section
     assert f"{MAX_PATH_DEPTH} segments" in section
