@@ -12,9 +12,10 @@ from backends.metadata.base import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.batcher import Batcher
 from gateway.errors import error_middleware
-from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS
+from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS, SWEEPER
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
+from gateway.sweeper import MetadataLedger, Sweeper
 
 __all__ = ["create_app"]
 
@@ -90,10 +91,21 @@ async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
     store: ArtifactStore = open_artifact_store(
         settings.artifacts_destination, **settings.artifact_store_options()
     )
+    sweeper = None
+    if settings.sweep_interval > 0:
+        store.ledger = MetadataLedger(app[METADATA])
+        sweeper = Sweeper(app[METADATA], store, store.ledger,
+                          interval=settings.sweep_interval,
+                          abandoned_age=settings.abandoned_upload_age)
     await store.open()
     log.info("artifacts destination: %s", redact_uri(settings.artifacts_destination))
     app[ARTIFACTS] = store
+    if sweeper is not None:
+        sweeper.start()
+        app[SWEEPER] = sweeper
     try:
         yield
     finally:
+        if sweeper is not None:
+            await sweeper.close()
         await store.aclose()

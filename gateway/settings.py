@@ -162,6 +162,15 @@ SETTINGS: tuple[Setting, ...] = (
             "connection closes the oldest idle one; if none is idle it gets 503. 0: half "
             "the file descriptors the process may open, less 256.",
             _env("MAX_CONNECTIONS"), type=int),
+    Setting("sweep_interval", 10.0, "Seconds between sweeps of what uploads cut off by a "
+            "crash leave in the artifacts destination (staging files, S3 multipart uploads, "
+            "Azure staged blocks). A leftover goes once the gateway process that wrote it has "
+            "missed three sweeps' heartbeats. 0: no sweep.", _env("SWEEP_INTERVAL"),
+            type=float),
+    Setting("abandoned_upload_age", 86400.0, "Seconds after which an unfinished upload no "
+            "gateway process noted (a client's mpu/* upload, or one another server started) "
+            "is taken as abandoned and removed by the sweep.", _env("ABANDONED_UPLOAD_AGE"),
+            type=float),
     Setting("log_level", "info", "Log level: debug, info, warning, error.", _env("LOG_LEVEL")),
     Setting("auth", False, "Authenticate every request (HTTP Basic or API token) and check "
             "permissions. Without it mlgate only listens on a loopback address unless "
@@ -255,6 +264,8 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 0
+    sweep_interval: float = 10.0
+    abandoned_upload_age: float = 86400.0
     log_level: str = "info"
     auth: bool = False
     insecure_no_auth: bool = False
@@ -325,6 +336,10 @@ class Settings:
         if self.max_connections < 0:
             raise ConfigError("--max-connections: must be 0 (from the descriptor limit) or "
                               "more")
+        if self.sweep_interval < 0:
+            raise ConfigError("--sweep-interval: must be 0 (no sweep) or more")
+        if self.abandoned_upload_age <= 0:
+            raise ConfigError("--abandoned-upload-age: must be more than 0")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
         if self.auth_member_default.upper() not in ("NO_PERMISSIONS", "READ", "USE", "EDIT",

@@ -35,11 +35,13 @@ import pytest
 __all__ = [
     "AZURITE_ACCOUNT",
     "AZURITE_ACCOUNT_KEY",
+    "STORE_KINDS",
     "ObjectServer",
     "azurite_server",
     "moto_s3_server",
     "new_bucket",
     "new_container",
+    "open_test_store",
     "seaweedfs_server",
 ]
 
@@ -291,3 +293,56 @@ async def seaweedfs_bucket(seaweedfs_server: ObjectServer) -> AsyncIterator[str]
 async def azurite_container(azurite_server: ObjectServer) -> AsyncIterator[str]:
     async for container in new_container(azurite_server):
         yield container
+
+
+STORE_KINDS = ["local", "s3", "seaweedfs", "azure"]
+
+
+@contextlib.asynccontextmanager
+async def open_test_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+                          ledger: Any = None) -> AsyncIterator[Any]:
+    """An open artifact store of ``kind`` (one of :data:`STORE_KINDS`) in a fresh folder,
+    bucket or container, with small parts so a few MiB span several; ``ledger`` set before
+    it opens. Closed, and the bucket or container deleted, on leaving."""
+    from backends.registry import open_artifact_store
+
+    mib = 1024 * 1024
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "local":
+            store = open_artifact_store(str(tmp_path / "artifacts"))
+        elif kind in ("s3", "seaweedfs"):
+            server: ObjectServer = request.getfixturevalue(
+                "moto_s3_server" if kind == "s3" else "seaweedfs_server")
+            bucket = await stack.enter_async_context(_scoped(new_bucket(server)))
+            store = open_artifact_store(
+                f"s3://{bucket}/some/prefix", endpoint_url=server.endpoint,
+                aws_access_key_id=server.env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=server.env["AWS_SECRET_ACCESS_KEY"],
+                part_size=5 * mib,  # S3's minimum: the 3 MiB+ tests then span parts
+            )
+        elif kind == "azure":
+            azurite: ObjectServer = request.getfixturevalue("azurite_server")
+            container = await stack.enter_async_context(_scoped(new_container(azurite)))
+            store = open_artifact_store(
+                f"wasbs://{container}@{AZURITE_ACCOUNT}.blob.core.windows.net/some/prefix",
+                connection_string=azurite.connection_string, block_size=mib,
+            )
+        else:
+            raise AssertionError(f"no artifact store branch for {kind!r}")
+        if ledger is not None:
+            store.ledger = ledger
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _scoped(gen: AsyncIterator[str]) -> AsyncIterator[str]:
+    value = await gen.__anext__()
+    try:
+        yield value
+    finally:
+        with contextlib.suppress(StopAsyncIteration):
+            await gen.__anext__()

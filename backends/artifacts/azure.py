@@ -8,11 +8,13 @@ them: the ``connection_string`` option, else ``AZURE_STORAGE_CONNECTION_STRING``
 ``https://<account>.blob.core.windows.net``, or ``MLGATE_AZURE_BLOB_ENDPOINT``), else
 azure-identity's ``DefaultAzureCredential`` when that package is installed.
 
-Uploads stream as staged blocks of ``block_size`` bytes (at most ``upload_concurrency``
-in flight) followed by one Put Block List. Uncommitted blocks are never visible; a
+A body of one block or less is one Put Blob. A longer one streams as staged blocks of
+``block_size`` bytes (at most ``upload_concurrency`` in flight) followed by one Put Block
+List, noted in the store's ledger while it runs. Uncommitted blocks are never visible; a
 failed or interrupted upload of a new blob deletes the blob entry, which discards its
-uncommitted blocks at once (over an existing blob they are left to Azure's one-week
-garbage collection: discarding them would mean rewriting the committed blob). The SHA-256
+uncommitted blocks at once, and the sweep does the same for a process that died mid-upload
+(over an existing blob they are left to Azure's one-week garbage collection: discarding
+them would mean rewriting the committed blob). The SHA-256
 of the body, computed while it streams, is committed with the block list as the blob's
 metadata ``mlgate_sha256``. Downloads are ranged reads streamed chunk by chunk.
 """
@@ -26,7 +28,7 @@ import io
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -36,6 +38,7 @@ from backends.artifacts.base import (
     ByteStream,
     ChecksumMismatch,
     FileInfo,
+    Leftover,
     UploadedPart,
 )
 from backends.errors import BackendError, InvalidArgument, NotFound, Unavailable
@@ -277,13 +280,17 @@ class AzureArtifactStore(ArtifactStore):
         buffer: list[bytes] = []
         buffered = total = 0
         committed = False
+        noted: str | None = None  # the ledger's id once blocks may be staged
 
         async def stage(block_id: str, data: bytes) -> None:
             async with self._translating(path):
                 await blob.stage_block(block_id, io.BytesIO(data), length=len(data))
 
         async def flush(data: bytes) -> None:
+            nonlocal noted
             await loop.run_in_executor(None, digest.update, data)
+            if noted is None:
+                noted = await self.ledger.begin(path)
             block_id = _block_id(upload_id, len(block_ids) + 1)
             block_ids.append(block_id)
             tasks.add(asyncio.create_task(stage(block_id, data)))
@@ -305,7 +312,22 @@ class AzureArtifactStore(ArtifactStore):
                     buffer = [data[self.block_size:]] if len(data) > self.block_size else []
                     buffered = len(data) - self.block_size
                     await flush(data[: self.block_size])
-            if buffer or not block_ids:
+            if not block_ids:
+                # One block's worth or less: a single Put Blob, nothing staged.
+                data = b"".join(buffer)
+                actual = await loop.run_in_executor(None, _sha256, data)
+                if expected is not None and actual != expected:
+                    raise ChecksumMismatch(_mismatch(actual, expected))
+                from azure.storage.blob import ContentSettings
+
+                async with self._translating(path):
+                    await blob.upload_blob(
+                        data, overwrite=True, metadata={SHA256_META: actual},
+                        content_settings=ContentSettings(
+                            content_type="application/octet-stream"))
+                committed = True
+                return total
+            if buffer:
                 await flush(b"".join(buffer))
                 buffer = []
             while tasks:
@@ -315,8 +337,7 @@ class AzureArtifactStore(ArtifactStore):
                     task.result()
             actual = digest.hexdigest()
             if expected is not None and actual != expected:
-                raise ChecksumMismatch(
-                    f"SHA-256 of the uploaded bytes is {actual}, the client announced {expected}")
+                raise ChecksumMismatch(_mismatch(actual, expected))
             from azure.storage.blob import BlobBlock, ContentSettings
 
             async with self._translating(path):
@@ -331,6 +352,8 @@ class AzureArtifactStore(ArtifactStore):
                 # Let staged blocks in flight land first: one cut off on our side may still
                 # be written by the service after the discard.
                 await _shielded(self._discard_uncommitted(path, set(tasks)))
+            if noted is not None:
+                await _shielded(self.ledger.end(noted))
 
     async def _discard_uncommitted(
         self, path: str, in_flight: set[asyncio.Task[None]] | None = None
@@ -444,7 +467,7 @@ class AzureArtifactStore(ArtifactStore):
     async def create_multipart(self, path: str) -> str:
         if await self._has_children(path):
             raise InvalidArgument(f"Artifact path refers to a directory: '{path}'")
-        return uuid.uuid4().hex
+        return await self.ledger.begin(path, uuid.uuid4().hex, owned=False)
 
     async def put_part(
         self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
@@ -476,10 +499,49 @@ class AzureArtifactStore(ArtifactStore):
         async with self._translating(path):
             await self._blob(path).commit_block_list(
                 [BlobBlock(block_id=_block_id(upload_id, n)) for n in numbers])
+        await self.ledger.end(upload_id)
 
     async def abort_multipart(self, path: str, upload_id: str) -> None:
         _check_upload_id(upload_id)
         await self._discard_uncommitted(path)
+        await self.ledger.end(upload_id)
+
+    # -- leftovers ----------------------------------------------------------------------
+
+    async def _uncommitted_only(self, path: str) -> bool:
+        """Whether ``path`` has staged blocks and no committed blob."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with self._translating(path):
+                committed, uncommitted = await self._blob(path).get_block_list("all")
+        except (NotFound, ResourceNotFoundError):
+            return False
+        return bool(uncommitted) and not committed
+
+    async def leftovers(self, noted: Collection[str] = (), *, full: bool = False
+                        ) -> AsyncIterator[Leftover]:
+        # Listing blobs with uncommitted blocks walks every blob under the prefix, so only a
+        # full sweep does it; otherwise the noted paths are looked at one by one.
+        if full:
+            prefix = self._dir_prefix("")
+            async with self._translating(""):
+                async for item in self._client.list_blobs(
+                    name_starts_with=prefix, include=["uncommittedblobs"]
+                ):
+                    # Uncommitted-only blobs list with size 0; committed empty ones too.
+                    path = item.name[len(prefix):]
+                    if item.size == 0 and await self._uncommitted_only(path):
+                        started = item.creation_time or item.last_modified
+                        yield Leftover("uncommitted blocks", path,
+                                       int(started.timestamp() * 1000) if started else None)
+            return
+        for path in sorted(set(noted)):
+            if await self._uncommitted_only(path):
+                yield Leftover("uncommitted blocks", path, None)
+
+    async def discard(self, leftover: Leftover) -> None:
+        await self._discard_uncommitted(leftover.path)
 
     async def all_uncommitted_blobs(self) -> int:
         """How many blobs under the prefix have uncommitted blocks (tests, operators)."""
@@ -506,6 +568,14 @@ class AzureArtifactStore(ArtifactStore):
         except NotFound:
             return 0
         return len(uncommitted)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mismatch(actual: str, expected: str) -> str:
+    return f"SHA-256 of the uploaded bytes is {actual}, the client announced {expected}"
 
 
 def _check_upload_id(upload_id: str) -> None:

@@ -8,15 +8,17 @@ returns a whole file: writes take an async iterable of chunks, reads yield chunk
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
 from backends.errors import InvalidArgument, NotImplementedByStore
 
-__all__ = ["ArtifactStore", "ByteStream", "ChecksumMismatch", "FileInfo", "UploadedPart"]
+__all__ = ["ArtifactStore", "ByteStream", "ChecksumMismatch", "FileInfo", "Leftover",
+           "UploadLedger", "UploadedPart"]
 
 
 class ChecksumMismatch(InvalidArgument):
@@ -36,6 +38,40 @@ class FileInfo:
     file_size: int | None = None  # None for directories
 
 
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """What an unfinished write left in a store (its process died mid-upload), as
+    :meth:`ArtifactStore.leftovers` finds it and :meth:`ArtifactStore.discard` removes it."""
+
+    kind: str  # "staging folder", "multipart upload", "uncommitted blocks": the stats' names
+    path: str  # the store path it was writing (for temp files, their folder)
+    started_ms: int | None  # when it began, where the store can tell
+    owner: str | None = None  # the process that wrote it, where the store itself keeps that
+    handle: str = ""  # what removing it needs besides the path (an S3 upload id)
+
+
+class UploadLedger:
+    """Where a store notes, before it starts, an upload that leaves something behind until it
+    ends (an S3 multipart upload, Azure staged blocks), and forgets it when it ends, so a
+    sweep in another process can tell whose it is. ``owner`` names this process.
+
+    This default notes nothing: a store used on its own. The gateway gives its store one
+    backed by the metadata store (``gateway/sweeper.py``)."""
+
+    def __init__(self, owner: str | None = None) -> None:
+        self.owner = owner or uuid.uuid4().hex
+
+    async def begin(self, path: str, upload_id: str | None = None, *, owned: bool = True
+                    ) -> str:
+        """Note an upload to ``path``; returns the id :meth:`end` takes (``upload_id`` if
+        given). ``owned=False`` for a client's upload (``mpu/*``): it outlives this process
+        (another replica may finish it), so only its age can tell it was abandoned."""
+        return upload_id or uuid.uuid4().hex
+
+    async def end(self, upload_id: str) -> None:
+        """Forget the upload: it completed or was cleaned up."""
+
+
 class ByteStream(ABC):
     """An open read of one object: ``size`` is the whole object's size, ``offset`` and
     ``length`` the part being read. Iterate it for the chunks."""
@@ -50,7 +86,10 @@ class ByteStream(ABC):
 
 
 class ArtifactStore(ABC):
-    """A tree of files. Open with ``await store.open()``; whoever opens it calls ``aclose()``."""
+    """A tree of files. Open with ``await store.open()``; whoever opens it calls ``aclose()``.
+    Set ``ledger`` before opening to have uploads in flight noted (see :class:`UploadLedger`)."""
+
+    ledger: UploadLedger = UploadLedger()
 
     @classmethod
     @abstractmethod
@@ -100,6 +139,18 @@ class ArtifactStore(ABC):
         """Delete the file, or the directory and everything under it. Raises ``NotFound``
         when nothing is there."""
 
+    # -- what unfinished writes leave behind (swept by gateway/sweeper.py) ---------------
+
+    def leftovers(self, noted: Collection[str] = (), *, full: bool = False
+                  ) -> AsyncIterator[Leftover]:
+        """What unfinished writes left in the store: everything the store can list cheaply,
+        and whatever is left at the ``noted`` paths (uploads a ledger noted whose process is
+        gone). ``full`` also lists what only a walk over every object finds."""
+        return _nothing()
+
+    async def discard(self, leftover: Leftover) -> None:
+        """Remove a leftover found by :meth:`leftovers`. Idempotent."""
+
     # -- server-side multipart upload (MLflow's mpu/* API) ------------------------------
     # Stores that cannot do it keep these defaults; ``supports_multipart`` says which.
 
@@ -144,3 +195,8 @@ class ArtifactStore(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _nothing() -> AsyncIterator[Leftover]:
+    return
+    yield

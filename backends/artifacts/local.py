@@ -8,11 +8,16 @@ extended attribute ``user.mlgate.sha256`` (hex), set before the rename, so the c
 the bytes appear together and the on-disk layout stays exactly stock's. A filesystem
 without user xattrs just stores no checksum.
 
-Writes go to a hidden temporary file in the destination directory
-(``.<name>.mlgate-tmp-<uuid>``), are fsynced, then renamed over the target with
-``os.replace``, so readers see either the old file or the complete new one. Listings hide
-those temporary files and stock's (``.artifact.uploading.*``). Blocking calls run in the
-default executor, a chunk of about 1 MiB at a time.
+Writes go to a temporary file in the writing process's own staging folder,
+``<root>/.mlgate-tmp/<owner>/<uuid>`` (``owner`` from the store's ledger), are fsynced, then
+renamed over the target with ``os.replace``, so readers see either the old file or the
+complete new one. The target's folders are made only then: a write cut off leaves no empty
+folders. A process killed mid-write leaves its staging folder, which the sweep removes once
+the process is gone (:meth:`LocalArtifactStore.leftovers`). A target on another filesystem
+(a mounted or symlinked subfolder) is staged a second time beside it. Listings hide the
+staging folder and the temporary files of older versions (``.<name>.mlgate-tmp-<uuid>``) and
+stock (``.artifact.uploading.*``). Blocking calls run in the default executor, a chunk of
+about 1 MiB at a time.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import re
 import shutil
 import stat as stat_mod
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     asynccontextmanager,
@@ -36,7 +41,13 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from backends.artifacts.base import ArtifactStore, ByteStream, ChecksumMismatch, FileInfo
+from backends.artifacts.base import (
+    ArtifactStore,
+    ByteStream,
+    ChecksumMismatch,
+    FileInfo,
+    Leftover,
+)
 from backends.errors import InvalidArgument, NotFound, Unavailable
 
 __all__ = ["LocalArtifactStore"]
@@ -47,11 +58,14 @@ CHUNK_SIZE = 1024 * 1024
 
 SHA256_XATTR = "user.mlgate.sha256"
 
+STAGING = ".mlgate-tmp"  # <root>/.mlgate-tmp/<owner>/<uuid>
 _TMP_MARK = ".mlgate-tmp-"
-# Our staging files, and the ones stock's LocalArtifactRepository leaves after a crash.
+# Staging files beside the target: older versions' and, on another filesystem, ours; and
+# the ones stock's LocalArtifactRepository leaves after a crash.
 _HIDDEN = re.compile(r"^\..*\.mlgate-tmp-[0-9a-f]{32}$|^\.artifact\.uploading\.")
 # Keeps ".<name>.mlgate-tmp-<32 hex>" under NAME_MAX (255) for any legal name.
 _TMP_NAME_MAX = 180
+_OWNER = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _is_hidden(name: str) -> bool:
@@ -191,6 +205,49 @@ class _LocalByteStream(ByteStream):
             raise asyncio.CancelledError
 
 
+def _create(path: str) -> int:
+    # 0o666 & ~umask: the mode a plain open() gives, as stock sets on its files.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o666)
+
+
+def _remove_empty(*folders: str) -> None:
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (in use), or already gone
+            return
+
+
+def _check_parents(root: str, parent: str) -> None:
+    """Fail before the body arrives when the target's folder cannot be made: the nearest
+    existing ancestor must be a folder. The folders themselves are made at publishing."""
+    while parent != root and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", parent)
+
+
+def _replace_across(tmp: str, target: str) -> None:
+    """``os.replace`` onto another filesystem: copy to a hidden file beside the target, then
+    rename that. A crash during the copy leaves the hidden file (listings skip it)."""
+    parent, name = os.path.split(target)
+    beside = os.path.join(parent, f".{name[:_TMP_NAME_MAX]}{_TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "rb") as src, os.fdopen(_create(beside), "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK_SIZE)
+            dst.flush()
+            with suppress(OSError):
+                os.setxattr(dst.fileno(), SHA256_XATTR, os.getxattr(src.fileno(), SHA256_XATTR))
+            os.fsync(dst.fileno())
+        os.replace(beside, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(beside)
+        raise
+    os.unlink(tmp)
+
+
 @dataclass
 class _Staged:
     path: str  # store-relative, for messages
@@ -250,27 +307,71 @@ class LocalArtifactStore(ArtifactStore):
         await _blocking(check)
 
     async def aclose(self) -> None:
-        # Nothing is held between calls: each read or write owns its file descriptor.
-        return None
+        # Nothing is held between calls: each read or write owns its file descriptor. The
+        # staging folder goes once empty (a write still running keeps it: the sweep's then).
+        await _blocking(_remove_empty, self._staging(), os.path.join(self.root, STAGING))
+
+    # -- leftovers ----------------------------------------------------------------------
+
+    def _leftovers(self) -> list[Leftover]:
+        found = []
+        try:
+            with os.scandir(os.path.join(self.root, STAGING)) as entries:
+                for entry in entries:
+                    if _OWNER.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                        with suppress(FileNotFoundError):
+                            started = int(entry.stat(follow_symlinks=False).st_mtime * 1000)
+                            found.append(Leftover("staging folder", f"{STAGING}/{entry.name}",
+                                                  started, owner=entry.name))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return found
+
+    async def leftovers(self, noted: Collection[str] = (), *, full: bool = False
+                        ) -> AsyncIterator[Leftover]:
+        # Every staging file is in its owner's folder: one listing finds them all.
+        for leftover in await _blocking(self._leftovers):
+            yield leftover
+
+    async def discard(self, leftover: Leftover) -> None:
+        staging, _, owner = leftover.path.partition("/")
+        if staging != STAGING or not _OWNER.match(owner):
+            raise InvalidArgument(f"Not a leftover of this store: '{leftover.path}'")
+        folder = os.path.join(self.root, STAGING, owner)
+        await _blocking(shutil.rmtree, folder, True)
+        await _blocking(_remove_empty, os.path.join(self.root, STAGING))
 
     # -- helpers ------------------------------------------------------------------------
 
     def _abs(self, path: str) -> str:
-        return os.path.join(self.root, *path.split("/")) if path else self.root
+        if not path:
+            return self.root
+        parts = path.split("/")
+        if parts[0] == STAGING:
+            raise InvalidArgument(f"Artifact path '{path}' is reserved by the server")
+        return os.path.join(self.root, *parts)
+
+    def _staging(self) -> str:
+        return os.path.join(self.root, STAGING, self.ledger.owner)
 
     # -- writing ------------------------------------------------------------------------
 
     def _stage(self, path: str) -> _Staged:
         target = self._abs(path)
-        parent, name = os.path.split(target)
         with _translating(path):
             if os.path.isdir(target):
                 raise IsADirectoryError(errno.EISDIR, "is a directory", target)
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{name[:_TMP_NAME_MAX]}{_TMP_MARK}{uuid.uuid4().hex}")
-            # 0o666 & ~umask: the mode a plain open() gives, as stock sets on its files.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(tmp, flags, 0o666)
+            _check_parents(self.root, os.path.dirname(target))
+            tmp = os.path.join(self._staging(), uuid.uuid4().hex)
+            for attempt in range(3):
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
+                try:
+                    fd = _create(tmp)
+                    break
+                except FileNotFoundError:
+                    # Another process closing removed the empty staging folders meanwhile.
+                    if attempt == 2:
+                        raise
         return _Staged(path, fd, tmp, target, hashlib.sha256())
 
     @staticmethod
@@ -304,7 +405,13 @@ class LocalArtifactStore(ArtifactStore):
             os.fsync(staged.fd)
             staged.closed = True
             os.close(staged.fd)
-            os.replace(staged.tmp, staged.target)
+            os.makedirs(os.path.dirname(staged.target), exist_ok=True)
+            try:
+                os.replace(staged.tmp, staged.target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _replace_across(staged.tmp, staged.target)
         staged.published = True
         # Persist the rename itself; not every filesystem lets a directory be fsynced.
         with suppress(OSError):
@@ -438,7 +545,7 @@ class LocalArtifactStore(ArtifactStore):
         try:
             with _translating(path, reading=True), os.scandir(self._abs(path)) as entries:
                 for entry in entries:
-                    if _is_hidden(entry.name):
+                    if _is_hidden(entry.name) or (not path and entry.name == STAGING):
                         continue
                     child = f"{path}/{entry.name}" if path else entry.name
                     try:

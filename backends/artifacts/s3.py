@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from backends.artifacts.base import (
     ByteStream,
     ChecksumMismatch,
     FileInfo,
+    Leftover,
     UploadedPart,
 )
 from backends.errors import BackendError, InvalidArgument, NotFound, Unavailable
@@ -269,6 +270,7 @@ class S3ArtifactStore(ArtifactStore):
         total = 0
         iterator = chunks.__aiter__()
         upload_id: str | None = None
+        noted: str | None = None  # the ledger's id while a multipart upload may exist
         tasks: dict[int, asyncio.Task[str]] = {}
         etags: dict[int, str] = {}
         part_number = 0
@@ -325,6 +327,7 @@ class S3ArtifactStore(ArtifactStore):
                         Bucket=self.bucket, Key=key, Body=data,
                         Metadata={SHA256_META: actual})
                 return total
+            noted = await self.ledger.begin(path)
             async with self._translating(path):
                 created = await self._client.create_multipart_upload(
                     Bucket=self.bucket, Key=key,
@@ -362,6 +365,8 @@ class S3ArtifactStore(ArtifactStore):
                 # Parts in flight finish first: S3 may keep a part that was still being
                 # written when the abort arrived.
                 await _shielded(self._abort(key, upload_id, set(tasks.values())))
+            if noted is not None:
+                await _shielded(self.ledger.end(noted))
 
     async def _tag_sha256(self, path: str, digest: str) -> None:
         try:
@@ -516,7 +521,13 @@ class S3ArtifactStore(ArtifactStore):
         async with self._translating(path):
             created = await self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=self._key(path))
-        return str(created["UploadId"])
+        upload_id = str(created["UploadId"])
+        try:
+            await self.ledger.begin(path, upload_id, owned=False)
+        except BaseException:
+            await _shielded(self._abort(self._key(path), upload_id))
+            raise
+        return upload_id
 
     async def put_part(
         self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
@@ -546,6 +557,7 @@ class S3ArtifactStore(ArtifactStore):
                 Bucket=self.bucket, Key=self._key(path), UploadId=upload_id,
                 MultipartUpload={"Parts": [
                     {"PartNumber": p.part_number, "ETag": p.etag} for p in ordered]})
+        await self.ledger.end(upload_id)
 
     async def abort_multipart(self, path: str, upload_id: str) -> None:
         try:
@@ -554,6 +566,7 @@ class S3ArtifactStore(ArtifactStore):
                     Bucket=self.bucket, Key=self._key(path), UploadId=upload_id)
         except NotFound:
             pass
+        await self.ledger.end(upload_id)
 
     async def presign_part(
         self, path: str, upload_id: str, part_number: int, expires: int
@@ -570,12 +583,35 @@ class S3ArtifactStore(ArtifactStore):
             Params={"Bucket": self.bucket, "Key": self._key(path)})
         return str(url), {}
 
+    # -- leftovers ----------------------------------------------------------------------
+
+    async def leftovers(self, noted: Collection[str] = (), *, full: bool = False
+                        ) -> AsyncIterator[Leftover]:
+        # The bucket lists its pending multipart uploads, ours or a client's (mpu/*).
+        prefix = self._dir_prefix("")
+        marker: dict[str, str] = {}
+        while True:
+            async with self._translating(""):
+                resp = await self._client.list_multipart_uploads(
+                    Bucket=self.bucket, **({"Prefix": prefix} if prefix else {}), **marker)
+            for upload in resp.get("Uploads", []):
+                key = str(upload["Key"])
+                initiated = upload.get("Initiated")
+                yield Leftover(
+                    "multipart upload", key[len(prefix):],
+                    int(initiated.timestamp() * 1000) if initiated is not None else None,
+                    handle=str(upload["UploadId"]))
+            if not resp.get("IsTruncated"):
+                break
+            marker = {"KeyMarker": resp.get("NextKeyMarker", ""),
+                      "UploadIdMarker": resp.get("NextUploadIdMarker", "")}
+
+    async def discard(self, leftover: Leftover) -> None:
+        await self.abort_multipart(leftover.path, leftover.handle)
+
     # For tests and operators: what is pending in the bucket under our prefix.
     async def pending_multipart_uploads(self) -> list[str]:
-        async with self._translating(""):
-            resp = await self._client.list_multipart_uploads(
-                Bucket=self.bucket, **({"Prefix": self.prefix + "/"} if self.prefix else {}))
-        return [str(u["Key"]) for u in resp.get("Uploads", [])]
+        return [self._key(leftover.path) async for leftover in self.leftovers()]
 
 
 def _mismatch(actual: str, expected: str) -> str:

@@ -30,6 +30,7 @@ from backends.metadata.entities import (
     RunInfo,
     RunWrite,
     Tag,
+    UploadInFlight,
     ViewType,
 )
 from backends.metadata.registry_base import RegistryStore
@@ -323,3 +324,34 @@ class MetadataStore(RegistryStore, AuthStore, ABC):
     ) -> Page[LoggedModel]:
         """Non-deleted models of the experiments, filtered, ordered and paged in the database;
         with ``visibility``, only models of experiments it lets the caller read."""
+
+    # -- uploads in flight (read by the artifact sweep, gateway/sweeper.py) -------------
+
+    @abstractmethod
+    async def heartbeat(self, owner: str, host: str, pid: int, alive_until_ms: int) -> None:
+        """Note that gateway process ``owner`` is alive, and to take it as gone if it has not
+        said so again by ``alive_until_ms``."""
+
+    @abstractmethod
+    async def heartbeats(self) -> dict[str, int]:
+        """Until when each process's last heartbeat vouches for it (ms), by owner."""
+
+    @abstractmethod
+    async def forget_owner(self, owner: str) -> None:
+        """Drop a process's heartbeat (it stopped, or it is long dead and owns nothing)."""
+
+    @abstractmethod
+    async def forget_owners_before(self, alive_until_ms: int) -> None:
+        """Drop the heartbeats of processes taken as gone since before ``alive_until_ms``."""
+
+    @abstractmethod
+    async def begin_upload(self, upload: UploadInFlight) -> None:
+        """Note an upload before it starts leaving anything in the artifact store."""
+
+    @abstractmethod
+    async def end_upload(self, upload_id: str) -> None:
+        """Forget an upload: it finished, or what it left was removed. Idempotent."""
+
+    @abstractmethod
+    async def uploads_in_flight(self) -> list[UploadInFlight]:
+        """Every upload noted and not yet forgotten, oldest first."""

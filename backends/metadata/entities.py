@@ -28,6 +28,7 @@ __all__ = [
     "RunStatus",
     "RunWrite",
     "Tag",
+    "UploadInFlight",
     "ViewType",
 ]
 
@@ -194,3 +195,14 @@ class LoggedModel:
     tags: tuple[Tag, ...] = ()
     params: tuple[Param, ...] = ()
     metrics: tuple[Metric, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInFlight:
+    """An upload that leaves something in the artifact store until it ends (an S3 multipart
+    upload, Azure staged blocks), noted by the gateway process ``owner`` before it began."""
+
+    upload_id: str
+    path: str  # relative to the artifact store's root
+    owner: str  # "" for a client's upload (mpu/*), which no process owns
+    started_ms: int

@@ -41,6 +41,7 @@ from backends.metadata.entities import (
     RunInfo,
     RunWrite,
     Tag,
+    UploadInFlight,
     ViewType,
 )
 from backends.metadata.sql_auth import SqlAuthMixin
@@ -863,6 +864,48 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                 " ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
                 [(run_id, m.model_id, m.step) for m in models],
             )
+
+    # -- uploads in flight ---------------------------------------------------------------
+
+    async def heartbeat(self, owner: str, host: str, pid: int, alive_until_ms: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO mlgate_processes (owner, host, pid, started_ms, alive_until_ms)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner)"
+                " DO UPDATE SET alive_until_ms = excluded.alive_until_ms",
+                (owner, host, pid, now_ms(), alive_until_ms))
+
+    async def heartbeats(self) -> dict[str, int]:
+        async with self._read() as db:
+            cur = await db.execute("SELECT owner, alive_until_ms FROM mlgate_processes")
+            return {row[0]: int(row[1]) for row in await cur.fetchall()}
+
+    async def forget_owner(self, owner: str) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM mlgate_processes WHERE owner = ?", (owner,))
+
+    async def forget_owners_before(self, alive_until_ms: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM mlgate_processes WHERE alive_until_ms < ?", (alive_until_ms,))
+
+    async def begin_upload(self, upload: UploadInFlight) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO mlgate_uploads (upload_id, path, owner, started_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (upload.upload_id, upload.path, upload.owner, upload.started_ms))
+
+    async def end_upload(self, upload_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM mlgate_uploads WHERE upload_id = ?", (upload_id,))
+
+    async def uploads_in_flight(self) -> list[UploadInFlight]:
+        async with self._read() as db:
+            cur = await db.execute(
+                "SELECT upload_id, path, owner, started_ms FROM mlgate_uploads"
+                " ORDER BY started_ms, upload_id")
+            return [UploadInFlight(r[0], r[1], r[2], int(r[3])) for r in await cur.fetchall()]
 
     # -- logged models -------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from gateway import __version__
-from gateway.keys import BATCHER, METADATA, SETTINGS
+from gateway.keys import BATCHER, METADATA, SETTINGS, SWEEPER
 from gateway.render import json_response
 from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
@@ -48,10 +48,13 @@ async def server_info(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """Operators' figures: the metadata store's connection pool (in use, idle, waiting,
-    opened, recycled, timeouts, ...) and the metric batcher's (batch sizes, waits)."""
+    opened, recycled, timeouts, ...), the metric batcher's (batch sizes, waits) and the
+    artifact sweep's (sweeps, errors, leftovers removed by kind)."""
+    sweeper = request.app.get(SWEEPER)
     return json_response({
         "metadata_store": request.app[METADATA].stats(),
         "batcher": request.app[BATCHER].stats(),
+        "sweeper": sweeper.stats() if sweeper is not None else None,
     })
 
 

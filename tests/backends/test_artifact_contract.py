@@ -1,75 +1,45 @@
 """The ArtifactStore contract, run over every implementation.
 
-A new backend joins by adding a branch to :func:`_artifact_uri` (and, if it needs a
-service, a fixture that starts it); every test below then runs against it too.
+A new backend joins by adding a branch to ``tests/object_stores.py``'s
+:func:`open_test_store` (and, if it needs a service, a fixture that starts it); every test
+below then runs against it too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from object_stores import AZURITE_ACCOUNT, ObjectServer, new_bucket, new_container
+from object_stores import STORE_KINDS, open_test_store
 
 from backends import errors
 from backends.artifacts.azure import AzureArtifactStore
-from backends.artifacts.base import ArtifactStore, ChecksumMismatch, FileInfo
+from backends.artifacts.base import (
+    ArtifactStore,
+    ChecksumMismatch,
+    FileInfo,
+    Leftover,
+    UploadLedger,
+)
 from backends.artifacts.local import LocalArtifactStore
 from backends.artifacts.s3 import S3ArtifactStore
-from backends.registry import open_artifact_store
 
 MIB = 1024 * 1024
 
 
-@pytest.fixture(params=["local", "s3", "seaweedfs", "azure"])
+@pytest.fixture(params=STORE_KINDS)
 async def artifact_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[ArtifactStore]:
     """The store under test; servers come from ``tests/object_stores.py`` (one that cannot
     start fails the test), each test gets a fresh bucket or container."""
-    kind = request.param
-    async with contextlib.AsyncExitStack() as stack:
-        if kind == "local":
-            store = open_artifact_store(str(tmp_path / "artifacts"))
-        elif kind in ("s3", "seaweedfs"):
-            server: ObjectServer = request.getfixturevalue(
-                "moto_s3_server" if kind == "s3" else "seaweedfs_server")
-            bucket = await stack.enter_async_context(_scoped(new_bucket(server)))
-            store = open_artifact_store(
-                f"s3://{bucket}/some/prefix", endpoint_url=server.endpoint,
-                aws_access_key_id=server.env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=server.env["AWS_SECRET_ACCESS_KEY"],
-                part_size=5 * MIB,  # S3's minimum: the 3 MiB+ tests then span parts
-            )
-        elif kind == "azure":
-            azurite: ObjectServer = request.getfixturevalue("azurite_server")
-            container = await stack.enter_async_context(_scoped(new_container(azurite)))
-            store = open_artifact_store(
-                f"wasbs://{container}@{AZURITE_ACCOUNT}.blob.core.windows.net/some/prefix",
-                connection_string=azurite.connection_string, block_size=MIB,
-            )
-        else:
-            raise AssertionError(f"no artifact store branch for {kind!r}")
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.aclose()
-
-
-@contextlib.asynccontextmanager
-async def _scoped(gen: AsyncIterator[str]) -> AsyncIterator[str]:
-    value = await gen.__anext__()
-    try:
-        yield value
-    finally:
-        with contextlib.suppress(StopAsyncIteration):
-            await gen.__anext__()
+    async with open_test_store(request.param, request, tmp_path) as store:
+        yield store
 
 
 async def _chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -414,6 +384,7 @@ async def test_local_failed_and_cancelled_uploads_leave_no_temp_files(tmp_path: 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await store.aclose()  # the process's staging folder goes with it once empty
     assert _files_on_disk(tmp_path / "a") == ["up", "up/keep.txt"]
 
 
@@ -426,6 +397,44 @@ async def test_local_listing_hides_temp_files(tmp_path: Path) -> None:
     store = LocalArtifactStore.from_uri(f"file://{root}")
     await store.open()
     assert await _paths(store, "d") == ["d/real.txt"]
+
+
+async def test_local_listing_hides_the_staging_folder_and_refuses_its_paths(
+    tmp_path: Path,
+) -> None:
+    store = LocalArtifactStore.from_uri(str(tmp_path / "a"))
+    await store.open()
+    await store.put("f.txt", _chunks(b"f"))
+    (tmp_path / "a" / ".mlgate-tmp" / ("0" * 32)).mkdir(parents=True)
+    assert await _paths(store, "") == ["f.txt"]
+    with pytest.raises(errors.InvalidArgument):
+        await store.put(f".mlgate-tmp/{'0' * 32}/x", _chunks(b"x"))
+    with pytest.raises(errors.InvalidArgument):
+        await _paths(store, ".mlgate-tmp")
+
+
+async def test_local_write_onto_another_filesystem(tmp_path: Path) -> None:
+    """A subfolder that is a mount or a link onto another filesystem (here tmpfs): the
+    staged file cannot be renamed there, so it is copied beside the target and renamed."""
+    elsewhere = Path("/dev/shm") / f"mlgate-test-{os.getpid()}-{tmp_path.name}"
+    if not elsewhere.parent.is_dir() or os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.fail("this test needs /dev/shm on another filesystem than the temp folder")
+    elsewhere.mkdir()
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "mounted").symlink_to(elsewhere)
+        store = LocalArtifactStore.from_uri(str(tmp_path / "a"))
+        await store.open()
+        data = os.urandom(3 * MIB)
+        await store.put("mounted/sub/f.bin", _chunks(data))
+        assert await _read(store, "mounted/sub/f.bin") == data
+        async with store.get("mounted/sub/f.bin") as stream:
+            assert stream.sha256 == hashlib.sha256(data).hexdigest() or stream.sha256 is None
+        assert sorted(p.name for p in elsewhere.rglob("*")) == ["f.bin", "sub"]
+        await store.aclose()
+        assert not (tmp_path / "a" / ".mlgate-tmp").exists()
+    finally:
+        shutil.rmtree(elsewhere)
 
 
 async def test_local_serves_a_stock_layout(tmp_path: Path) -> None:
@@ -459,3 +468,122 @@ async def test_local_refuses_to_delete_the_root(tmp_path: Path) -> None:
     with pytest.raises(errors.InvalidArgument):
         await store.delete("")
     assert await _paths(store, "") == ["f.txt"]
+
+
+# -- leftovers of unfinished writes (the sweep's side of the interface) ---------------------
+
+
+class _NotingLedger(UploadLedger):
+    """Keeps the uploads a store notes, as the gateway's metadata-backed ledger does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noted: dict[str, str] = {}
+        self.begun = 0
+
+    async def begin(self, path: str, upload_id: str | None = None, *, owned: bool = True
+                    ) -> str:
+        upload_id = await super().begin(path, upload_id, owned=owned)
+        self.noted[upload_id] = path
+        self.begun += owned
+        return upload_id
+
+    async def end(self, upload_id: str) -> None:
+        self.noted.pop(upload_id, None)
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def noting_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[ArtifactStore, _NotingLedger]]:
+    ledger = _NotingLedger()
+    async with open_test_store(request.param, request, tmp_path, ledger) as store:
+        yield store, ledger
+
+
+async def _leftovers(store: ArtifactStore, noted: list[str] | None = None,
+                     full: bool = False) -> list[Leftover]:
+    return [lo async for lo in store.leftovers(noted or [], full=full)]
+
+
+async def test_a_small_upload_notes_nothing(
+    noting_store: tuple[ArtifactStore, _NotingLedger], tmp_path: Path,
+) -> None:
+    store, ledger = noting_store
+    await store.put("small.txt", _chunks(b"x" * 1024))
+    assert ledger.begun == 0
+    # The local store's own staging folder (empty) is there while it is open.
+    assert [lo for lo in await _leftovers(store, full=True) if lo.owner != ledger.owner] == []
+    assert [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()] == [
+        tmp_path / "artifacts" / "small.txt"] or not isinstance(store, LocalArtifactStore)
+
+
+async def test_a_stalled_upload_is_noted_found_and_discarded(
+    noting_store: tuple[ArtifactStore, _NotingLedger], tmp_path: Path,
+) -> None:
+    """What a process killed mid-upload leaves: found by ``leftovers`` (the noted path
+    for object stores, the owner's staging folder locally) and gone after ``discard``."""
+    store, ledger = noting_store
+    gate = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        async for chunk in _chunks(os.urandom(6 * MIB), MIB):
+            yield chunk
+        gate.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    task = asyncio.create_task(store.put("up/big.bin", stalls()))
+    await asyncio.wait_for(gate.wait(), 30)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not (found := await _leftovers(store, list(ledger.noted.values()))):
+        assert asyncio.get_running_loop().time() < deadline, "nothing staged after 30 s"
+        await asyncio.sleep(0.1)
+    if isinstance(store, LocalArtifactStore):
+        assert [(lo.kind, lo.owner) for lo in found] == [("staging folder", ledger.owner)]
+        assert ledger.begun == 0  # the owner is in the staging folder's name
+    else:
+        assert list(ledger.noted.values()) == ["up/big.bin"]  # noted before it began
+        assert [lo.path for lo in found] == ["up/big.bin"]
+    for leftover in found:
+        await store.discard(leftover)
+        await store.discard(leftover)  # idempotent
+    assert await _leftovers(store, list(ledger.noted.values())) == []
+    assert await _pending(store) == 0
+    staged = tmp_path / "artifacts" / ".mlgate-tmp"
+    assert [p for p in staged.rglob("*") if p.is_file()] == []
+    task.cancel()  # the writer, cut off, cleans up what is no longer there
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ledger.noted == {}
+    assert await store.stat("up/big.bin") is None
+    await store.put("up/after.txt", _chunks(b"after"))  # writing still works
+    assert await _read(store, "up/after.txt") == b"after"
+
+
+async def test_a_full_look_finds_unnoted_multipart_uploads(
+    noting_store: tuple[ArtifactStore, _NotingLedger],
+) -> None:
+    """A client's mpu/* upload is noted as nobody's while it runs and forgotten when it
+    ends; one left unfinished is found by a full look (or at its noted path), with when it
+    began where the store tells, so the sweep can judge it by its age."""
+    store, ledger = noting_store
+    if not store.supports_multipart:
+        assert await _leftovers(store, full=True) == []
+        return
+    upload_id = await store.create_multipart("mp/f.bin")
+    assert ledger.noted == {upload_id: "mp/f.bin"} and ledger.begun == 0  # not owned
+    await store.put_part("mp/f.bin", upload_id, 1, _chunks(os.urandom(MIB)))
+    found = await _leftovers(store, full=True)
+    assert [lo.path for lo in found] == ["mp/f.bin"]
+    assert found[0].started_ms is not None  # moto always says 2010-11-10: no more checked
+    assert [lo.path for lo in await _leftovers(store, ["mp/f.bin"])] == ["mp/f.bin"]
+    await store.discard(found[0])
+    assert await _pending(store) == 0
+    assert await store.stat("mp/f.bin") is None
+    await store.abort_multipart("mp/f.bin", upload_id)
+    assert ledger.noted == {}
+    done = await store.create_multipart("mp/g.bin")
+    part = await store.put_part("mp/g.bin", done, 1, _chunks(b"g"))
+    await store.complete_multipart("mp/g.bin", done, [part])
+    assert ledger.noted == {}

@@ -26,6 +26,7 @@ from backends.metadata.entities import (
     Param,
     RunWrite,
     Tag,
+    UploadInFlight,
     ViewType,
 )
 from backends.metadata.sql_store import SqlMetadataStore
@@ -881,3 +882,34 @@ async def test_audit_queries_by_user_resource_and_time(metadata_store: MetadataS
     assert (first.ts, first.username, first.workspace, first.action, first.resource_type,
             first.outcome, first.status, first.client_address) == (
         1000, "dave", "default", "POST /runs/log-metric", "experiment", "ok", 200, "127.0.0.1")
+
+
+# -- uploads in flight (the artifact sweep) -----------------------------------------------
+
+
+async def test_heartbeats_are_kept_per_process_and_forgotten(
+    metadata_store: MetadataStore,
+) -> None:
+    assert await metadata_store.heartbeats() == {}
+    await metadata_store.heartbeat("a" * 32, "host-1", 10, 5_000)
+    await metadata_store.heartbeat("b" * 32, "host-2", 11, 7_000)
+    await metadata_store.heartbeat("a" * 32, "host-1", 10, 9_000)  # a later heartbeat
+    assert await metadata_store.heartbeats() == {"a" * 32: 9_000, "b" * 32: 7_000}
+    await metadata_store.forget_owners_before(8_000)
+    assert await metadata_store.heartbeats() == {"a" * 32: 9_000}
+    await metadata_store.forget_owner("a" * 32)
+    await metadata_store.forget_owner("a" * 32)  # idempotent
+    assert await metadata_store.heartbeats() == {}
+
+
+async def test_uploads_in_flight_are_noted_until_they_end(
+    metadata_store: MetadataStore,
+) -> None:
+    first = UploadInFlight("1" * 32, "1/run/artifacts/model.bin", "a" * 32, 2_000)
+    second = UploadInFlight("2" * 32, "1/run/artifacts/model.bin", "b" * 32, 1_000)
+    await metadata_store.begin_upload(first)
+    await metadata_store.begin_upload(second)
+    assert await metadata_store.uploads_in_flight() == [second, first]  # oldest first
+    await metadata_store.end_upload(second.upload_id)
+    await metadata_store.end_upload(second.upload_id)  # idempotent
+    assert await metadata_store.uploads_in_flight() == [first]

@@ -1,16 +1,19 @@
 """The real mlflow client against ``mlgate serve`` with S3 (moto, SeaweedFS) and Azure
 (Azurite) as the artifacts destination: the acceptance session (log_artifact,
 log_artifacts, list, download), a logged model round trip, a multipart upload through the
-gateway, and a client that disconnects in the middle of a 200 MB upload."""
+gateway, a client that disconnects in the middle of a 200 MB upload, and a gateway killed
+in the middle of one (and the local destination's version of that)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +105,12 @@ def destination(request: pytest.FixtureRequest) -> Iterator[tuple[str, ObjectSer
         loop.close()
 
 
-def _serve(mlgate_factory: Any, destination: tuple[str, ObjectServer], *extra: str) -> Any:
+def _serve(mlgate_factory: Any, destination: tuple[str, ObjectServer], *extra: str,
+           workdir: Path | None = None) -> Any:
     uri, server = destination
     # Credentials and endpoint the way an MLflow user sets them.
-    return mlgate_factory("--artifacts-destination", uri, *extra, env=dict(server.env))
+    return mlgate_factory("--artifacts-destination", uri, *extra, env=dict(server.env),
+                          workdir=workdir)
 
 
 def test_client_session_on_object_store(
@@ -189,16 +194,8 @@ def test_disconnect_mid_upload_leaves_nothing(
     """A client that goes away after 100 of 200 MB: no object, no pending multipart upload
     or uncommitted blocks."""
     gateway = _serve(mlgate_factory, destination)
-    host, port = gateway.url.removeprefix("http://").split(":")
-    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/cut.bin"
-    size = 200 * MIB
-    chunk = os.urandom(MIB)
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n"
-                     "Content-Type: application/octet-stream\r\n\r\n".encode())
-        for _ in range(100):
-            sock.sendall(chunk)
-        time.sleep(1.0)  # let the gateway push some parts to the store
+    with _half_sent(gateway, "cut.bin"):
+        pass  # the client goes away
     uri, server = destination
     deadline = time.monotonic() + 30
     while True:
@@ -210,3 +207,67 @@ def test_disconnect_mid_upload_leaves_nothing(
     assert keys == []
     assert pending == 0
     assert gateway.proc.poll() is None, gateway.output()
+
+
+@contextlib.contextmanager
+def _half_sent(gateway: Any, name: str) -> Iterator[None]:
+    """A raw PUT of a 200 MB artifact that sends 100 MB and then hangs, open while inside."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    path = f"/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/{name}"
+    chunk = os.urandom(MIB)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {200 * MIB}"
+                     "\r\nContent-Type: application/octet-stream\r\n\r\n".encode())
+        for _ in range(100):
+            sock.sendall(chunk)
+        time.sleep(1.0)  # let the gateway push some parts to the store
+        yield
+
+
+def _killed_mid_upload(gateway: Any) -> None:
+    """``kill -9`` the gateway while it writes the second half of a 200 MB upload."""
+    with _half_sent(gateway, "killed.bin"):
+        os.killpg(gateway.proc.pid, signal.SIGKILL)
+        gateway.proc.wait(30)
+
+
+def _until(done: Callable[[], bool], seconds: float) -> float:
+    """Seconds until ``done()`` holds (polled), or fail after ``seconds``."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < seconds, f"not done after {seconds} s"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def test_killed_mid_upload_leaves_nothing_after_a_restart(
+    mlgate_factory: Any, destination: tuple[str, ObjectServer],
+) -> None:
+    """``kill -9`` in the middle of a 200 MB upload leaves a pending multipart upload (S3) or
+    staged blocks (Azure); the restarted gateway's sweep removes them once the killed
+    process misses its heartbeats (three sweep intervals, here one second each)."""
+    uri, server = destination
+    gateway = _serve(mlgate_factory, destination, "--sweep-interval", "1")
+    _killed_mid_upload(gateway)
+    assert asyncio.run(_pending(server, uri)) == 1
+    restarted = _serve(mlgate_factory, destination, "--sweep-interval", "1",
+                       workdir=gateway.workdir)
+    _until(lambda: asyncio.run(_pending(server, uri)) == 0, 60)
+    assert asyncio.run(_keys(server, uri)) == []
+    assert restarted.proc.poll() is None, restarted.output()
+
+
+def test_killed_mid_upload_leaves_nothing_locally_after_a_restart(mlgate_factory: Any) -> None:
+    gateway = mlgate_factory("--sweep-interval", "1")
+    _killed_mid_upload(gateway)
+    destination = gateway.workdir / "mlartifacts"
+
+    def files() -> list[str]:
+        return sorted(str(p.relative_to(destination)) for p in destination.rglob("*")
+                      if p.is_file())
+
+    assert len(files()) == 1 and files()[0].startswith(".mlgate-tmp/")  # the staged half
+    restarted = mlgate_factory("--sweep-interval", "1", workdir=gateway.workdir)
+    _until(lambda: files() == [], 60)
+    assert list(destination.rglob("*")) == []  # nor any folder of the cut upload
+    assert restarted.proc.poll() is None, restarted.output()
