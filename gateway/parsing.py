@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -267,6 +268,54 @@ def _nests_deeper(raw: bytes, limit: int) -> bool:
     return bool(shape)
 
 
+# Content-Encoding of request bodies → zlib's wbits. The server runs with aiohttp's own
+# decoding off (gateway/serving.py): its failures never reach the error middleware (a
+# plain-text 400, or no answer at all for a bad deflate body).
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+            "deflate": zlib.MAX_WBITS}
+MAX_DECODED_BODY = 64 * 1024**2  # a JSON body, once decoded (as client_max_size before)
+_UNREADABLE = ("The request body could not be read: it is cut short or not in its "
+               "Content-Encoding.")
+
+
+def _decoder(request: web.Request) -> Any:
+    """A zlib decompressor for the body's Content-Encoding, or None for a body as sent."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    wbits = _CODINGS.get(coding)
+    if wbits is None:
+        raise invalid_parameter(
+            "Unsupported Content-Encoding of the request body: send gzip, deflate or none.")
+    return zlib.decompressobj(wbits)
+
+
+def _inflate(decoder: Any, data: bytes, limit: int) -> bytes:
+    """At most ``limit`` decoded bytes of ``data``; the rest waits in ``unconsumed_tail``."""
+    try:
+        out: bytes = decoder.decompress(data, limit)
+    except zlib.error:
+        raise web.RequestPayloadError(_UNREADABLE) from None
+    return out
+
+
+async def body_chunks(request: web.Request, chunk_size: int) -> AsyncIterator[bytes]:
+    """The request body, decoded as its Content-Encoding says, chunk by chunk. A body that
+    is not in its encoding raises ``RequestPayloadError`` (answered 400)."""
+    decoder = _decoder(request)
+    async for chunk in request.content.iter_chunked(chunk_size):
+        if decoder is None:
+            yield chunk
+            continue
+        while chunk:  # at most chunk_size decoded bytes at a time: no bomb in memory
+            out = _inflate(decoder, chunk, chunk_size)
+            chunk = decoder.unconsumed_tail
+            if out:
+                yield out
+    if decoder is not None and not decoder.eof:
+        raise web.RequestPayloadError(_UNREADABLE)
+
+
 async def read_json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body (``{}`` when empty). POST and PUT must say
     ``application/json`` as stock's Flask layer requires; any other body is read as JSON
@@ -279,7 +328,15 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
             raise invalid_parameter(
                 "Bad Request. Content-Type must be one of ['application/json'].")
+    decoder = _decoder(request)
     raw = await request.read()
+    if decoder is not None:
+        raw = _inflate(decoder, raw, MAX_DECODED_BODY)
+        if decoder.unconsumed_tail:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_DECODED_BODY,
+                                                actual_size=MAX_DECODED_BODY + 1)
+        if not decoder.eof:
+            raise web.RequestPayloadError(_UNREADABLE)
     if not raw.strip():
         return {}
     try:

@@ -257,8 +257,10 @@ async def _serve(app: web.Application, *, host: str, port: int, sock: socket.soc
         loop.add_signal_handler(sig, stop.set)
     # aiohttp's own keep-alive timer also runs from the previous response and ignores a
     # head in progress; set it past the sum so that it never cuts before ours do.
+    # Bodies are decoded by gateway.parsing (see body_chunks), not in aiohttp's parser.
     runner = _Runner(app, limits=limits, shutdown_timeout=shutdown_timeout, access_log=None,
-                     keepalive_timeout=limits.keepalive_timeout + limits.header_timeout)
+                     keepalive_timeout=limits.keepalive_timeout + limits.header_timeout,
+                     auto_decompress=False)
     await runner.setup()
     try:
         site = web.SockSite(runner, sock) if sock else web.TCPSite(runner, host, port)

@@ -20,8 +20,11 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from pgtools import PgDatabases
 
 # tests/e2e/session.py holds the acceptance assertions shared by the e2e modules; let pytest
@@ -38,7 +41,27 @@ from object_stores import (  # noqa: F401
     seaweedfs_server,
 )
 
-__all__ = ["ServerProcess", "free_port", "start_server", "stop_server"]
+__all__ = ["GatewayTestServer", "ServerProcess", "free_port", "start_server", "stop_server"]
+
+
+class GatewayTestServer(TestServer):
+    """aiohttp's test server set as ``mlgate serve`` sets aiohttp: request bodies are
+    decoded by the gateway (gateway.parsing.body_chunks), not by aiohttp's parser."""
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        await super().start_server(loop=loop, auto_decompress=False, **kwargs)
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Any) -> Any:
+    """pytest-aiohttp's client fixture, serving an application on a GatewayTestServer."""
+    async def start(app: Any, *args: Any, server_kwargs: dict[str, Any] | None = None,
+                    **kwargs: Any) -> Any:
+        if isinstance(app, web.Application):
+            app = GatewayTestServer(app, **(server_kwargs or {}))
+        return await aiohttp_client(app, *args, **kwargs)
+
+    return start
 
 MLGATE_START_TIMEOUT = 30.0
 # Stock mlflow imports a great deal and migrates its schema before it listens: 14 s measured on

@@ -712,7 +712,7 @@ def decode_page_token(token: str | None) -> int:
         _fail(f"Invalid page token, parsed value={parsed!r}")
     try:
         number = int(offset)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: inf
         raise InvalidArgument(f"Invalid page token, not stringable {offset}") from exc
     if not 0 <= number <= INT64_MAX:
         _fail(f"Invalid page token, parsed value={parsed!r}")

@@ -34,7 +34,7 @@ from gateway.artifact_paths import (
 )
 from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
-from gateway.parsing import Field, Message, message_of, missing
+from gateway.parsing import Field, Message, body_chunks, message_of, missing
 from gateway.render import json_response
 from gateway.routes._common import run_id_of
 from gateway.routing import API, ARTIFACTS_API, Route
@@ -235,7 +235,7 @@ async def upload(request: web.Request) -> web.Response:
     key = store_path(path)
     sha256 = _announced_sha256(request)
     try:
-        await _store(request).put(key, request.content.iter_chunked(CHUNK_SIZE), sha256=sha256)
+        await _store(request).put(key, body_chunks(request, CHUNK_SIZE), sha256=sha256)
     except ConnectionError:
         # The client went away mid-body (aiohttp raises ConnectionResetError from the
         # stream); the store has already discarded the partial file. Nobody reads this.
@@ -428,8 +428,7 @@ async def mpu_upload_part(request: web.Request) -> web.Response:
     if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_PARTS:
         raise MlflowError(f"part_number must be between 1 and {MAX_PARTS}",
                           "INVALID_PARAMETER_VALUE")
-    part = await store.put_part(key, upload_id, int(number),
-                                request.content.iter_chunked(CHUNK_SIZE))
+    part = await store.put_part(key, upload_id, int(number), body_chunks(request, CHUNK_SIZE))
     return web.Response(status=200, headers={"ETag": part.etag})
 
 

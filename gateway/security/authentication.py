@@ -133,7 +133,9 @@ class Authenticator:
     async def authenticate(self, request: web.Request) -> Identity:
         """The caller's identity; raises :class:`Unauthenticated` or :class:`RateLimited`."""
         header = request.headers.get("Authorization", "")
-        key = hashlib.blake2s(header.encode()).digest()
+        # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes as
+        # surrogates) gets a key too, and is then refused like any other bad credential.
+        key = hashlib.blake2s(header.encode("utf-8", "surrogateescape")).digest()
         hit = self._credentials.get(key)
         if hit is not None:
             if hit.generation != self._generation:

@@ -215,6 +215,11 @@ async def _workspace(sec: Security, request: web.Request, identity: Identity | N
     if not sec.workspaces_on:
         return DEFAULT_WORKSPACE
     name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
+    if not WORKSPACE_NAME.fullmatch(name):
+        # No workspace has such a name; it may not even be UTF-8 (aiohttp keeps such header
+        # bytes as surrogates, which no database takes and no error message can show).
+        raise MlflowError("The X-MLFLOW-WORKSPACE header names no workspace.",
+                          "RESOURCE_DOES_NOT_EXIST")
     if name == DEFAULT_WORKSPACE or (sec.auth_on and not _insider(sec, identity, name)):
         return name
     if not await sec.resolver.workspace_exists(name):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,6 +357,29 @@ async def test_401_carries_the_basic_challenge(server: Server) -> None:
     assert status == 200
     status, info = await server.call("GET", f"{API3}/server-info", who=None)
     assert status == 200 and info["workspaces_enabled"] is True
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_as_json(server: Server) -> None:
+    """Credentials or a workspace no text holds (found by tests/gateway/test_fuzz.py): 401
+    and 404 as MLflow JSON, never a 500."""
+    async def raw(headers: bytes) -> tuple[int, dict[str, Any]]:
+        assert server.client.port is not None
+        reader, writer = await asyncio.open_connection(server.client.host, server.client.port)
+        try:
+            writer.write(f"GET {API}/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: x\r\n"
+                         .encode() + headers + b"Connection: close\r\n\r\n")
+            response = await reader.read()
+        finally:
+            writer.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), json.loads(body)
+
+    for credentials in (b"Bearer mlg_\xff", b"Basic \xff\xfe"):
+        status, body = await raw(b"Authorization: " + credentials + b"\r\n")
+        assert (status, body["error_code"]) == (401, "UNAUTHENTICATED")
+    root = server.headers["root"]["Authorization"].encode()
+    status, body = await raw(b"Authorization: " + root + b"\r\nX-MLFLOW-WORKSPACE: t\xffm\r\n")
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
 
 
 async def test_creator_gets_manage_and_others_nothing(server: Server) -> None:

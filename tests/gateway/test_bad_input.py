@@ -69,6 +69,11 @@ CASES = [
          {"max_results": 10, "filter": "name = 'a' OR name = 'b'"}),
     Case("experiments search bad page token", "POST", "/experiments/search",
          {"max_results": 10, "page_token": "%%%"}),
+    # base64 of {"offset": Infinity} and {"offset": 1e400}: a float no int holds.
+    Case("experiments search page token offset Infinity", "POST", "/experiments/search",
+         {"max_results": 10, "page_token": "eyJvZmZzZXQiOiBJbmZpbml0eX0="}),
+    Case("runs search page token offset 1e400", "POST", "/runs/search",
+         {"experiment_ids": [EXP], "page_token": "eyJvZmZzZXQiOiAxZTQwMH0="}),
     Case("experiments search bad view type", "POST", "/experiments/search",
          {"max_results": 10, "view_type": "SOMETIMES"}),
     Case("experiment tag value too long", "POST", "/experiments/set-experiment-tag",
