@@ -96,7 +96,8 @@ async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
         store.ledger = MetadataLedger(app[METADATA])
         sweeper = Sweeper(app[METADATA], store, store.ledger,
                           interval=settings.sweep_interval,
-                          abandoned_age=settings.abandoned_upload_age)
+                          abandoned_age=settings.abandoned_upload_age,
+                          grace=settings.body_timeout + 10)
     await store.open()
     log.info("artifacts destination: %s", redact_uri(settings.artifacts_destination))
     app[ARTIFACTS] = store

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse, urlsplit, urlunparse
 
+from backends.artifacts.local import STAGING
 from backends.registry import artifact_scheme
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.settings import Settings
@@ -307,6 +308,11 @@ def artifact_location(text: str, roots: ServedRoots) -> str:
             raise invalid_parameter(
                 f"Invalid artifact_location '{text}': '{below[0]}' under the artifact root "
                 "is an experiment's own folder.")
+        if location.is_within(root) and below and below[0] == STAGING:
+            # The local store's uploads in progress, which the sweep removes.
+            raise invalid_parameter(
+                f"Invalid artifact_location '{text}': '{STAGING}' under the artifact root "
+                "is reserved by the server.")
     return location.uri
 
 

@@ -8,6 +8,7 @@ returns a dict keyed by snake_case names holding only the fields that were sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import zlib
@@ -278,8 +279,47 @@ _UNREADABLE = ("The request body could not be read: it is cut short or not in it
                "Content-Encoding.")
 
 
-def _decoder(request: web.Request) -> Any:
-    """A zlib decompressor for the body's Content-Encoding, or None for a body as sent."""
+class _Decoder:
+    """Decodes a body in its Content-Encoding, member after member for gzip (RFC 1952 lets
+    a gzip body be several members end to end); anything else after the end is refused."""
+
+    def __init__(self, wbits: int) -> None:
+        self._wbits = wbits
+        self._zlib = zlib.decompressobj(wbits)
+        self._pending = b""  # the start of a next member, not decoded yet
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` decoded bytes of ``data``; what is left waits in :attr:`tail`."""
+        out = bytearray()
+        try:
+            while True:
+                out += self._zlib.decompress(data, limit - len(out))
+                if not (self._zlib.eof and self._zlib.unused_data):
+                    return bytes(out)
+                if self._wbits != _CODINGS["gzip"]:
+                    raise zlib.error("data after the end of the stream")
+                data = self._zlib.unused_data
+                self._zlib = zlib.decompressobj(self._wbits)
+                if len(out) >= limit:  # (a max_length of 0 would mean no limit)
+                    self._pending = data
+                    return bytes(out)
+        except zlib.error:
+            raise web.RequestPayloadError(_UNREADABLE) from None
+
+    @property
+    def tail(self) -> bytes:
+        """Input not decoded yet because ``limit`` was reached; taken by reading it."""
+        pending, self._pending = self._pending, b""
+        return pending + self._zlib.unconsumed_tail
+
+    def finish(self) -> None:
+        """Refuse a body that ended inside a member."""
+        if not self._zlib.eof or self._pending:
+            raise web.RequestPayloadError(_UNREADABLE)
+
+
+def _decoder(request: web.Request) -> _Decoder | None:
+    """The body's decoder for its Content-Encoding, or None for a body as sent."""
     coding = request.headers.get("Content-Encoding", "").strip().lower()
     if coding in ("", "identity"):
         return None
@@ -287,33 +327,26 @@ def _decoder(request: web.Request) -> Any:
     if wbits is None:
         raise invalid_parameter(
             "Unsupported Content-Encoding of the request body: send gzip, deflate or none.")
-    return zlib.decompressobj(wbits)
-
-
-def _inflate(decoder: Any, data: bytes, limit: int) -> bytes:
-    """At most ``limit`` decoded bytes of ``data``; the rest waits in ``unconsumed_tail``."""
-    try:
-        out: bytes = decoder.decompress(data, limit)
-    except zlib.error:
-        raise web.RequestPayloadError(_UNREADABLE) from None
-    return out
+    return _Decoder(wbits)
 
 
 async def body_chunks(request: web.Request, chunk_size: int) -> AsyncIterator[bytes]:
     """The request body, decoded as its Content-Encoding says, chunk by chunk. A body that
     is not in its encoding raises ``RequestPayloadError`` (answered 400)."""
     decoder = _decoder(request)
+    loop = asyncio.get_running_loop()
     async for chunk in request.content.iter_chunked(chunk_size):
         if decoder is None:
             yield chunk
             continue
         while chunk:  # at most chunk_size decoded bytes at a time: no bomb in memory
-            out = _inflate(decoder, chunk, chunk_size)
-            chunk = decoder.unconsumed_tail
+            # zlib releases the GIL: decoding in a thread leaves the event loop free.
+            out = await loop.run_in_executor(None, decoder.decode, chunk, chunk_size)
+            chunk = decoder.tail
             if out:
                 yield out
-    if decoder is not None and not decoder.eof:
-        raise web.RequestPayloadError(_UNREADABLE)
+    if decoder is not None:
+        decoder.finish()
 
 
 async def read_json_body(request: web.Request) -> dict[str, Any]:
@@ -331,12 +364,12 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
     decoder = _decoder(request)
     raw = await request.read()
     if decoder is not None:
-        raw = _inflate(decoder, raw, MAX_DECODED_BODY)
-        if decoder.unconsumed_tail:
+        raw = await asyncio.get_running_loop().run_in_executor(
+            None, decoder.decode, raw, MAX_DECODED_BODY)
+        if decoder.tail:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_DECODED_BODY,
                                                 actual_size=MAX_DECODED_BODY + 1)
-        if not decoder.eof:
-            raise web.RequestPayloadError(_UNREADABLE)
+        decoder.finish()
     if not raw.strip():
         return {}
     try:

@@ -13,7 +13,10 @@ at start and every ``sweep_interval``, lists the leftovers and removes:
   ``abandoned_upload_age`` and seen so by two sweeps in a row.
 
 After a failed heartbeat (the metadata store was away) no process is taken as gone until
-heartbeats have worked for a minute again: the others had no way to heartbeat either.
+heartbeats have worked for a minute again: the others had no way to heartbeat either. And
+a leftover that received bytes within ``grace`` (the body timeout and a margin: a live
+upload's bytes never pause longer) is kept whatever its owner's heartbeat says, as a
+process whose event loop was held up misses heartbeats while it still writes.
 """
 
 from __future__ import annotations
@@ -73,12 +76,13 @@ class Sweeper:
     """Heartbeats for this process and sweeps ``artifacts`` (see the module docstring)."""
 
     def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, ledger: UploadLedger,
-                 *, interval: float, abandoned_age: float) -> None:
+                 *, interval: float, abandoned_age: float, grace: float) -> None:
         self._metadata = metadata
         self._artifacts = artifacts
         self._owner = ledger.owner
         self._interval = interval
         self._abandoned_age_ms = int(abandoned_age * 1000)
+        self._grace_ms = int(grace * 1000)
         self._task: asyncio.Task[None] | None = None
         self._failed_at: float | None = None  # monotonic time of the last failed heartbeat
         self._last_full: float | None = None
@@ -175,6 +179,9 @@ class Sweeper:
                 {u.path for u in noted if u.upload_id in ended}, full=full):
             if not abandoned(leftover):
                 continue
+            written = await self._artifacts.last_written(leftover)
+            if written is not None and written > now - self._grace_ms:
+                continue  # bytes arrived lately: a writer is at work, whatever its heartbeat
             try:
                 await self._artifacts.discard(leftover)
             except Exception:

@@ -151,6 +151,11 @@ class ArtifactStore(ABC):
     async def discard(self, leftover: Leftover) -> None:
         """Remove a leftover found by :meth:`leftovers`. Idempotent."""
 
+    async def last_written(self, leftover: Leftover) -> int | None:
+        """When bytes last reached the leftover (ms), where the store can tell: a writer
+        still at work shows here even when its process looks gone."""
+        return None
+
     # -- server-side multipart upload (MLflow's mpu/* API) ------------------------------
     # Stores that cannot do it keep these defaults; ``supports_multipart`` says which.
 

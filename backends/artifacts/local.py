@@ -333,11 +333,27 @@ class LocalArtifactStore(ArtifactStore):
         for leftover in await _blocking(self._leftovers):
             yield leftover
 
-    async def discard(self, leftover: Leftover) -> None:
+    def _last_written(self, leftover: Leftover) -> int | None:
+        folder = os.path.join(self.root, *self._staged_folder(leftover))
+        times = []
+        with suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                with suppress(FileNotFoundError):
+                    times.append(entry.stat(follow_symlinks=False).st_mtime)
+        return int(max(times) * 1000) if times else None
+
+    async def last_written(self, leftover: Leftover) -> int | None:
+        return await _blocking(self._last_written, leftover)
+
+    @staticmethod
+    def _staged_folder(leftover: Leftover) -> tuple[str, str]:
         staging, _, owner = leftover.path.partition("/")
         if staging != STAGING or not _OWNER.match(owner):
             raise InvalidArgument(f"Not a leftover of this store: '{leftover.path}'")
-        folder = os.path.join(self.root, STAGING, owner)
+        return staging, owner
+
+    async def discard(self, leftover: Leftover) -> None:
+        folder = os.path.join(self.root, *self._staged_folder(leftover))
         await _blocking(shutil.rmtree, folder, True)
         await _blocking(_remove_empty, os.path.join(self.root, STAGING))
 

@@ -609,6 +609,17 @@ class S3ArtifactStore(ArtifactStore):
     async def discard(self, leftover: Leftover) -> None:
         await self.abort_multipart(leftover.path, leftover.handle)
 
+    async def last_written(self, leftover: Leftover) -> int | None:
+        try:
+            async with self._translating(leftover.path):
+                resp = await self._client.list_parts(
+                    Bucket=self.bucket, Key=self._key(leftover.path), UploadId=leftover.handle)
+        except NotFound:
+            return None
+        times = [part["LastModified"] for part in resp.get("Parts", [])
+                 if part.get("LastModified") is not None]
+        return int(max(times).timestamp() * 1000) if times else leftover.started_ms
+
     # For tests and operators: what is pending in the bucket under our prefix.
     async def pending_multipart_uploads(self) -> list[str]:
         return [self._key(leftover.path) async for leftover in self.leftovers()]

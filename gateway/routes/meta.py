@@ -58,10 +58,11 @@ async def stats(request: web.Request) -> web.Response:
     })
 
 
+# None of these reads a body: an anonymous caller's body is never decoded or parsed.
 ROUTES = [
-    Route("GET", "/health", health, _PUBLIC, prefixes=("",)),
-    Route("GET", "/version", version, _PUBLIC, prefixes=("",)),
+    Route("GET", "/health", health, _PUBLIC, prefixes=("",), body=False),
+    Route("GET", "/version", version, _PUBLIC, prefixes=("",), body=False),
     Route("GET", "/server-info", server_info, _PUBLIC,
-          prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")),
-    Route("GET", "/mlgate/v1/stats", stats, _ADMIN, prefixes=("",)),
+          prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"), body=False),
+    Route("GET", "/mlgate/v1/stats", stats, _ADMIN, prefixes=("",), body=False),
 ]

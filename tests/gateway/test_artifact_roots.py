@@ -97,6 +97,20 @@ def test_other_locations_are_refused(tmp_path: Path, bad: str) -> None:
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
+def test_the_staging_folder_is_no_location(tmp_path: Path) -> None:
+    """The local store stages uploads in progress in <destination>/.mlgate-tmp, which the
+    sweep empties: no experiment may keep its artifacts there."""
+    roots = served_roots(_settings(tmp_path))
+    destination = Path(_settings(tmp_path).artifacts_destination).resolve()
+    for bad in ("mlflow-artifacts:/.mlgate-tmp", f"mlflow-artifacts:/.mlgate-tmp/{'0' * 32}",
+                "mlflow-artifacts:/./.mlgate-tmp", f"{destination}/.mlgate-tmp",
+                f"file://{destination}/.mlgate-tmp/{'0' * 32}/x"):
+        with pytest.raises(MlflowError) as err:
+            artifact_location(bad, roots)
+        assert err.value.error_code == "INVALID_PARAMETER_VALUE", bad
+    assert artifact_location("mlflow-artifacts:/team/.mlgate-tmp", roots)  # deeper is fine
+
+
 def test_local_roots_of_the_server_are_accepted(tmp_path: Path) -> None:
     art = (tmp_path / "art").resolve()
     for s in (_settings(tmp_path), _settings(tmp_path, serve_artifacts=False)):

@@ -296,6 +296,41 @@ async def test_compressed_bodies_are_decoded_with_bounded_memory(sqlite_world: W
     assert (w.artifacts / w.exp / "gz.bin").read_bytes() == data
 
 
+async def test_a_gzip_body_of_several_members_is_decoded_whole(sqlite_world: World) -> None:
+    """RFC 1952 lets a gzip body be members end to end (found by the attack on 55f687f,
+    which stored only the first); anything else after the end is refused."""
+    w = sqlite_world
+    first, second = os.urandom(130), os.urandom(140)
+    status, out = await w.call("PUT", f"{ART}/{w.exp}/two.bin",
+                               data=gzip.compress(first) + gzip.compress(second),
+                               headers={"Content-Encoding": "gzip"})
+    assert status == 200, out
+    assert (w.artifacts / w.exp / "two.bin").read_bytes() == first + second
+    for junk in (gzip.compress(first) + b"GARBAGE",
+                 zlib.compress(first) + zlib.compress(second)):
+        coding = "gzip" if junk.startswith(b"\x1f\x8b") else "deflate"
+        status, out = await w.call("PUT", f"{ART}/{w.exp}/junk.bin", data=junk,
+                                   headers={"Content-Encoding": coding})
+        assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), coding
+        status, out = await w.call("POST", f"{API}/experiments/create", data=gzip.compress(
+            b'{"name": "j"}') + b"GARBAGE", headers={"Content-Encoding": "gzip"})
+        assert (status, out["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert not (w.artifacts / w.exp / "junk.bin").exists()
+
+
+async def test_public_routes_never_decode_a_body(sqlite_world: World) -> None:
+    """An anonymous caller's compressed body on /health is not decoded nor parsed: one that
+    expands to 64 MiB held the event loop for a second (and late heartbeats made another
+    replica sweep this one's live uploads)."""
+    bomb = gzip.compress(b"[" + b"0," * (32 * 1024**2 - 1) + b"0]")
+    started = asyncio.get_running_loop().time()
+    for path in ("/health", "/version", "/api/3.0/mlflow/server-info"):
+        status, _, _ = await _one_packet(sqlite_world, "GET", path,
+                                            {"Content-Encoding": "gzip"}, bomb)
+        assert status == 200, path
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
 async def test_artifact_path_deeper_than_the_limit_is_400(sqlite_world: World) -> None:
     w = sqlite_world
     for depth in (PATH_DEPTH + 1, 1500):

@@ -24,6 +24,7 @@ from gateway.sweeper import MetadataLedger, Sweeper
 
 MIB = 1024 * 1024
 INTERVAL = 0.2  # a process missing three heartbeats is gone after 0.6 s
+GRACE = 0.3  # bytes that arrived more recently than this mark a writer at work
 KIND = {"local": "staging folder", "s3": "multipart upload", "azure": "uncommitted blocks"}
 
 
@@ -82,8 +83,10 @@ async def test_a_live_process_keeps_its_upload_and_a_gone_ones_is_removed(
 ) -> None:
     ledger_a, ledger_b = MetadataLedger(metadata), MetadataLedger(metadata)
     async with open_test_store(kind, request, tmp_path, ledger_a) as store:
-        a = Sweeper(metadata, store, ledger_a, interval=INTERVAL, abandoned_age=3600)
-        b = Sweeper(metadata, store, ledger_b, interval=INTERVAL, abandoned_age=3600)
+        a = Sweeper(metadata, store, ledger_a, interval=INTERVAL, abandoned_age=3600,
+                    grace=GRACE)
+        b = Sweeper(metadata, store, ledger_b, interval=INTERVAL, abandoned_age=3600,
+                    grace=GRACE)
         await a.sweep()  # A's heartbeat
         upload = await _stalled_put(store)
         try:
@@ -116,12 +119,14 @@ async def test_a_clients_unfinished_upload_goes_only_once_older_than_the_abandon
         upload_id = await store.create_multipart("1/run/artifacts/big.bin")
         await store.put_part("1/run/artifacts/big.bin", upload_id, 1, _one(os.urandom(MIB)))
         other = MetadataLedger(metadata)
-        patient = Sweeper(metadata, store, other, interval=INTERVAL, abandoned_age=3600)
+        patient = Sweeper(metadata, store, other, interval=INTERVAL, abandoned_age=3600,
+                    grace=GRACE)
         await asyncio.sleep(4 * INTERVAL)
         assert await patient.sweep() == {}
         assert len(await _left(store, metadata)) == 1
         await asyncio.sleep(1.1)
-        strict = Sweeper(metadata, store, other, interval=INTERVAL, abandoned_age=1.0)
+        strict = Sweeper(metadata, store, other, interval=INTERVAL, abandoned_age=1.0,
+                         grace=GRACE)
         assert await strict.sweep() == {KIND[kind]: 1}
         assert await _left(store, metadata) == []
         assert await metadata.uploads_in_flight() == []
@@ -141,8 +146,32 @@ async def test_a_staging_folder_of_an_unknown_process_goes_by_its_age(
             folder.mkdir(parents=True)
             (folder / "f").write_bytes(b"partial")
         two_days_ago = time.time() - 2 * 86400
-        os.utime(old, (two_days_ago, two_days_ago))
-        sweeper = Sweeper(metadata, store, ledger, interval=INTERVAL, abandoned_age=86400)
+        for path in (old / "f", old):
+            os.utime(path, (two_days_ago, two_days_ago))
+        sweeper = Sweeper(metadata, store, ledger, interval=INTERVAL, abandoned_age=86400,
+                          grace=GRACE)
         assert await sweeper.sweep() == {}  # a first look only makes it a suspect
         assert await sweeper.sweep() == {"staging folder": 1}
         assert not old.exists() and (young / "f").exists()
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+async def test_a_writer_whose_heartbeat_is_late_keeps_its_upload_while_bytes_arrive(
+    kind: str, metadata: MetadataStore, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    """A process whose event loop was held up (a decoding bomb, say) misses heartbeats
+    while its upload still receives bytes: the sweep of another process keeps it."""
+    ledger_a, ledger_b = MetadataLedger(metadata), MetadataLedger(metadata)
+    async with open_test_store(kind, request, tmp_path, ledger_a) as store:
+        a = Sweeper(metadata, store, ledger_a, interval=INTERVAL, abandoned_age=3600,
+                    grace=GRACE)
+        b = Sweeper(metadata, store, ledger_b, interval=INTERVAL, abandoned_age=3600,
+                    grace=30.0)
+        await a.sweep()
+        upload = await _stalled_put(store)
+        try:
+            await asyncio.sleep(4 * INTERVAL)  # A's heartbeats are late, its bytes recent
+            assert await b.sweep() == {}
+            assert [lo.kind for lo in await _left(store, metadata)] == [KIND[kind]]
+        finally:
+            await _cancel(upload)
