@@ -11,11 +11,12 @@ from backends.artifacts.base import ArtifactStore
 from backends.metadata.base import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.batcher import Batcher
-from gateway.errors import error_middleware
-from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS, SWEEPER
+from gateway.errors import BASE_PATH, error_middleware
+from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS, SWEEPER, UI_BUNDLE
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
 from gateway.sweeper import MetadataLedger, Sweeper
+from gateway.ui_bundle import find_bundle
 
 __all__ = ["create_app"]
 
@@ -23,7 +24,7 @@ log = logging.getLogger("mlgate")
 
 
 def create_app(settings: Settings) -> web.Application:
-    from gateway.routes import all_routes
+    from gateway.routes import all_routes, ui
     from gateway.security import enforcer
 
     secured = settings.auth or settings.workspaces_enabled
@@ -38,7 +39,12 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_artifacts_ctx)
     if secured:
         app.cleanup_ctx.append(_security_ctx)
-    install(app, all_routes())
+    app[UI_BUNDLE] = bundle = find_bundle(settings.static_dir)
+    if bundle is None:
+        log.warning("the MLflow web UI is not installed: / explains how to get it "
+                    "(mlgate ui install)")
+    app[BASE_PATH] = base = settings.static_prefix or ""
+    install(app, [*all_routes(), ui.AT_PREFIX] if base else all_routes(), base)
     return app
 
 

@@ -10,6 +10,7 @@ import multiprocessing
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -185,6 +186,34 @@ def upgrade(url: str | None, backend_store_uri: str | None) -> None:
     _configure_logging(settings.log_level)
     version = asyncio.run(_upgrade(settings))
     click.echo(f"{redact_uri(settings.backend_store_uri)} is at schema version {version}")
+
+
+@main.group()
+def ui() -> None:
+    """The MLflow web UI's files."""
+
+
+@ui.command("install")
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take the files from this mlflow wheel instead of downloading it.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              help="Put the files in this folder (then serve with --static-dir FOLDER) "
+                   "instead of the one `mlgate serve` looks in by default.")
+def ui_install(wheel: Path | None, dest: Path | None) -> None:
+    """Download the mlflow wheel alone (no dependencies) and keep its compiled web UI where
+    `mlgate serve` looks for it."""
+    import tempfile
+
+    from gateway.ui_bundle import data_dir, download_wheel, install_from_wheel
+
+    dest = dest or data_dir()
+    with tempfile.TemporaryDirectory(prefix="mlgate-ui-") as tmp:
+        try:
+            source = wheel or download_wheel(Path(tmp))
+            count = install_from_wheel(source, dest)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"installed the MLflow web UI ({count} files) in {dest}")
 
 
 def _add_auth_commands() -> None:

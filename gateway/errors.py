@@ -19,6 +19,7 @@ from backends import errors as be
 
 __all__ = [
     "API_PREFIXES",
+    "BASE_PATH",
     "ERROR_CODE_TO_HTTP_STATUS",
     "MlflowError",
     "error_middleware",
@@ -55,6 +56,8 @@ ERROR_CODE_TO_HTTP_STATUS: Final[dict[str, int]] = {
 
 # Where clients expect MLflow's JSON errors; other paths keep aiohttp's plain answers.
 API_PREFIXES: Final = ("/api/", "/ajax-api/", "/mlgate/")
+# The server's --static-prefix ("" without one), which every path starts with.
+BASE_PATH = web.AppKey("base_path", str)
 
 # aiohttp's own refusals under the API prefixes, as (code, message); others by their reason.
 _HTTP_ERRORS: Final[dict[int, tuple[str, str]]] = {
@@ -153,7 +156,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"Retry-After": "1"} if err.error_code == "TEMPORARILY_UNAVAILABLE" else None
         return error_response(err, headers)
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith(API_PREFIXES):
+        base = request.app.get(BASE_PATH, "")
+        if exc.status < 400 or not (request.path.startswith(base) and request.path[
+                len(base):].startswith(API_PREFIXES)):
             raise
         return _from_http(request, exc)
     except web.RequestPayloadError:

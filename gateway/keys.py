@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from backends.artifacts.base import ArtifactStore
@@ -10,10 +12,12 @@ from gateway.batcher import Batcher
 from gateway.settings import Settings
 from gateway.sweeper import Sweeper
 
-__all__ = ["ARTIFACTS", "BATCHER", "METADATA", "SETTINGS", "SWEEPER"]
+__all__ = ["ARTIFACTS", "BATCHER", "METADATA", "SETTINGS", "SWEEPER", "UI_BUNDLE"]
 
 SETTINGS = web.AppKey("settings", Settings)
 METADATA = web.AppKey("metadata", MetadataStore)
 ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
 BATCHER = web.AppKey("batcher", Batcher)
 SWEEPER = web.AppKey("sweeper", Sweeper)
+# The web UI's folder, resolved once at start (gateway.ui_bundle); None: not installed.
+UI_BUNDLE: web.AppKey[Path | None] = web.AppKey("ui_bundle")

@@ -42,11 +42,14 @@ class Route:
 ROUTES = web.AppKey("routes", dict[web.AbstractRoute, Route])
 
 
-def install(app: web.Application, routes: Iterable[Route]) -> None:
+def install(app: web.Application, routes: Iterable[Route], base: str = "") -> None:
+    """Register ``routes`` under each of their prefixes, all under ``base`` (the server's
+    ``--static-prefix``)."""
     table = app.setdefault(ROUTES, {})
     for route in routes:
         for prefix in route.prefixes:
-            registered = app.router.add_route(route.method, prefix + route.path, route.handler)
+            registered = app.router.add_route(route.method, base + prefix + route.path,
+                                              route.handler)
             table[registered] = route
 
 

@@ -8,6 +8,7 @@ then ``MLGATE_*``, then MLflow's variable where MLflow has one, then the default
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -102,6 +103,15 @@ SETTINGS: tuple[Setting, ...] = (
             "streamed PUTs only.", _env("ARTIFACT_MULTIPART")),
     Setting("workers", 1, "Worker processes sharing the port.", _env("WORKERS", "MLFLOW_WORKERS"),
             type=int),
+    Setting("static_prefix", None, "A path every route is served under, as stock's: "
+            "--static-prefix /mlflow serves the UI at /mlflow/ and the API at "
+            "/mlflow/api/...; /mlflow redirects to /mlflow/ and paths without the prefix "
+            "are 404. Starts with /, does not end with one.",
+            _env("STATIC_PREFIX", "MLFLOW_STATIC_PREFIX")),
+    Setting("static_dir", None, "Folder of the MLflow web UI's compiled files (holding "
+            "index.html). Default: mlflow/server/js/build of the installed mlflow "
+            "distribution, else the folder `mlgate ui install` fills.",
+            _env("STATIC_DIR")),
     Setting(
         "truncate_long_values",
         False,
@@ -210,6 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+_PREFIX = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
 
 
 def _coerce(setting: Setting, raw: Any) -> Any:
@@ -246,6 +257,8 @@ class Settings:
     artifact_upload_concurrency: int = 2
     artifact_multipart: str = "proxy"
     workers: int = 1
+    static_prefix: str | None = None
+    static_dir: str | None = None
     truncate_long_values: bool = False
     sqlite_readers: int = 4
     db_pool_size: int = 5
@@ -310,6 +323,7 @@ class Settings:
             raise ConfigError(f"--port: {self.port} is not a TCP port")
         if self.workers < 1:
             raise ConfigError("--workers: must be at least 1")
+        self._check_ui()
         if self.sqlite_readers < 1:
             raise ConfigError("--sqlite-readers: must be at least 1")
         if self.db_pool_size < 1:
@@ -364,6 +378,21 @@ class Settings:
             if scheme not in ("", "file", "mlflow-artifacts", "s3", "wasbs", "gs", "http",
                               "https", "hdfs", "dbfs", "abfss"):
                 raise ConfigError(f"--default-artifact-root: unsupported scheme {scheme!r}")
+
+    def _check_ui(self) -> None:
+        prefix = self.static_prefix
+        if prefix is not None:
+            # Stock's three rules, and no character a URL path would carry encoded or
+            # aiohttp's router would read as a pattern.
+            if not prefix.startswith("/"):
+                raise ConfigError("--static-prefix: must begin with a '/'")
+            if prefix.endswith("/"):
+                raise ConfigError("--static-prefix: must not end with a '/'")
+            if not _PREFIX.fullmatch(prefix):
+                raise ConfigError("--static-prefix: only letters, digits and . _ ~ - between "
+                                  "slashes, and no '.' or '..' segment")
+        if self.static_dir is not None and not Path(self.static_dir).is_dir():
+            raise ConfigError(f"--static-dir: {self.static_dir!r} is not a folder")
 
     @staticmethod
     def _check_uri(option: str, uri: str, *, metadata: bool) -> None:

@@ -17,6 +17,7 @@ def all_routes() -> list[Route]:
         metrics,
         registry,
         runs,
+        ui,
     )
 
     return [
@@ -28,4 +29,5 @@ def all_routes() -> list[Route]:
         *registry.ROUTES,
         *artifacts.ROUTES,
         *auth_admin.ROUTES,
+        *ui.ROUTES,
     ]

@@ -23,7 +23,7 @@ from auth.identity import Identity
 from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from backends import errors as be
 from backends.metadata.auth_entities import Visibility
-from gateway.errors import MlflowError, from_backend
+from gateway.errors import BASE_PATH, MlflowError, from_backend
 from gateway.parsing import message_of, missing
 from gateway.routing import API, Route, declared, parse_into
 from gateway.security.authentication import RateLimited, Unauthenticated
@@ -136,6 +136,7 @@ def _label(request: web.Request, route: Route | None) -> str:
         return f"{request.method} {route.path}"
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else request.path
+    canonical = canonical.removeprefix(request.app.get(BASE_PATH, ""))
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
         if canonical.startswith(prefix):
             canonical = canonical[len(prefix) - 1:]
