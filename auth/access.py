@@ -47,6 +47,9 @@ class Ref:
     action: Action = Action.READ
     # An id sent empty names a resource that does not exist (refused), instead of none.
     strict: bool = False
+    # The request's own resource, one of several it reads (a GraphQL document's runs and
+    # experiments): answered as the route's own is, 404 where the caller may not learn of it.
+    primary: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ unexpected into a generic ``INTERNAL_ERROR`` whose detail goes only to the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import orjson
@@ -21,6 +22,7 @@ __all__ = [
     "API_PREFIXES",
     "BASE_PATH",
     "ERROR_CODE_TO_HTTP_STATUS",
+    "ERROR_RENDERER",
     "MlflowError",
     "error_middleware",
     "error_response",
@@ -125,6 +127,12 @@ def error_response(error: MlflowError, headers: dict[str, str] | None = None) ->
     )
 
 
+# How an MlflowError is answered on this request, when not as MLflow's JSON: set by a route's
+# parse step (GraphQL answers {"data": null, "errors": [message]} with the same status).
+ERROR_RENDERER: web.RequestKey[Callable[[MlflowError], web.Response]] = web.RequestKey(
+    "mlgate_error_renderer")
+
+
 def from_backend(exc: be.BackendError) -> MlflowError:
     for cls, code in _BACKEND_CODES:
         if isinstance(exc, cls):
@@ -150,7 +158,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except MlflowError as exc:
-        return error_response(exc)
+        render = request.get(ERROR_RENDERER)
+        return (render or error_response)(exc)
     except be.BackendError as exc:
         err = from_backend(exc)
         headers = {"Retry-After": "1"} if err.error_code == "TEMPORARILY_UNAVAILABLE" else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -37,6 +38,9 @@ class Route:
     # MESSAGE); path variables are added to it.
     message: Message = field(default_factory=Message)
     body: bool = True  # False: the body is streamed bytes, only the query string is parsed
+    # A request that is not a protobuf message (a GraphQL document): its own parse step in
+    # place of read_request, giving the message the check and the handler read.
+    reader: Callable[[web.Request], Awaitable[dict[str, Any]]] | None = None
 
 
 ROUTES = web.AppKey("routes", dict[web.AbstractRoute, Route])
@@ -60,7 +64,10 @@ def declared(request: web.Request) -> Route | None:
 
 async def parse_into(request: web.Request, route: Route) -> None:
     """Parse the request into its route's message, once (see :data:`MESSAGE`)."""
-    request[MESSAGE] = await read_request(request, route.message, body=route.body)
+    if route.reader is not None:
+        request[MESSAGE] = await route.reader(request)
+    else:
+        request[MESSAGE] = await read_request(request, route.message, body=route.body)
 
 
 @web.middleware

@@ -12,6 +12,7 @@ def all_routes() -> list[Route]:
         artifacts,
         auth_admin,
         experiments,
+        graphql_api,
         logged_models,
         meta,
         metrics,
@@ -29,5 +30,6 @@ def all_routes() -> list[Route]:
         *registry.ROUTES,
         *artifacts.ROUTES,
         *auth_admin.ROUTES,
+        *graphql_api.ROUTES,
         *ui.ROUTES,
     ]

@@ -310,7 +310,7 @@ def _named(access: Access, msg: dict[str, object], workspace: str) -> list[_Name
             keys = [access.default or ""]
     out = [_Named(kind, access.action, key, True) for key in _once(keys)]
     for ref in access.refs:
-        out += [_Named(ref.resource, ref.action, key, False)
+        out += [_Named(ref.resource, ref.action, key, ref.primary)
                 for key in _once(named(msg, ref.field, empty=ref.strict))]
     return out
 
