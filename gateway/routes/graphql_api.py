@@ -71,6 +71,9 @@ MAX_ALIASES = 10  # MLFLOW_SERVER_GRAPHQL_MAX_ALIASES's default
 # Stock has none; the UI's largest document is about 250 tokens, and a bound keeps a huge
 # document from costing a parse before the limits above can refuse it.
 MAX_TOKENS = 20_000
+# The lexer is pure Python on the event loop, and comments, blanks and one long string are
+# no tokens: a 60 MB comment held every request for 10 s. The UI's documents are < 10 KB.
+MAX_DOCUMENT = 100 * 1024
 
 _PLAN = "graphql"  # the message's key for the prepared execution
 
@@ -112,6 +115,9 @@ async def read_graphql(request: web.Request) -> dict[str, Any]:
     operation_name = body.get("operationName")
     if not isinstance(query, str) or not query.strip():
         raise invalid_parameter("A GraphQL request needs its document as a 'query' string.")
+    if len(query) > MAX_DOCUMENT:
+        raise invalid_parameter(
+            f"The GraphQL document is longer than {MAX_DOCUMENT} characters.")
     if variables is not None and not isinstance(variables, dict):
         raise invalid_parameter("GraphQL 'variables' must be a JSON object.")
     if operation_name is not None and not isinstance(operation_name, str):

@@ -62,9 +62,9 @@ def _bundle_file(root: Path, path: str) -> Path | None:
         return None
     try:
         target = root.joinpath(*rel.parts).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
     except (OSError, RuntimeError, ValueError):  # a link loop, a name too long
-        return None
-    if not target.is_relative_to(root) or not target.is_file():
         return None
     return target
 
@@ -115,8 +115,10 @@ in the folder given by <code>--static-dir</code> / <code>MLGATE_STATIC_DIR</code
 
 
 ROUTES = [
-    Route("GET", "/", index, _SIGNED_IN, prefixes=("",), body=False),
-    Route("GET", "/static-files/{path:.*}", static_file, _PUBLIC, prefixes=("",), body=False),
+    Route(method, path, handler, access, prefixes=("",), body=False)
+    for method in ("GET", "HEAD")  # HEAD as stock's Flask: load balancers, revalidation
+    for path, handler, access in (("/", index, _SIGNED_IN),
+                                  ("/static-files/{path:.*}", static_file, _PUBLIC))
 ]
 # The prefix itself, installed under --static-prefix only.
 AT_PREFIX = Route("GET", "", to_slash, _PUBLIC, prefixes=("",), body=False)

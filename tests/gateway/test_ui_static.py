@@ -151,7 +151,19 @@ TRAVERSALS = [
     "/static-files/static",
     "/static-files/",
     "/static-files/nonexistent.js",
+    "/static-files/" + "a" * 300,  # a name too long for the filesystem: was a 500
+    "/static-files/static/" + "a" * 300 + ".js",
 ]
+
+
+async def test_head_answers_as_get_without_a_body(aiohttp_client: Any, tmp_path: Path,
+                                                 small_bundle: Path) -> None:
+    client = await _client(aiohttp_client, _settings(tmp_path, static_dir=str(small_bundle)))
+    for path in ("/", "/static-files/static/app.js"):
+        get, head = await client.get(path), await client.head(path)
+        assert (head.status, head.headers["Content-Type"]) == (200, get.headers["Content-Type"])
+        assert await head.read() == b""
+    assert (await client.head("/static-files/nonexistent.js")).status == 404
 
 
 @pytest.mark.parametrize("target", TRAVERSALS)
