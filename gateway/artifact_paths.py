@@ -34,6 +34,7 @@ __all__ = [
     "Location",
     "ServedRoots",
     "artifact_location",
+    "invalid_location",
     "join_path",
     "logged_model_root",
     "parse_location",
@@ -354,6 +355,12 @@ def logged_model_root(uri: str, roots: ServedRoots, model_id: str) -> Location:
     ``models/<model_id>/artifacts``."""
     return _owned_root(uri, roots, f"logged model '{model_id}'",
                        ("models", model_id, "artifacts"))
+
+
+def invalid_location(uri: str) -> MlflowError:
+    """The refusal of a stored location (a model version's) that no served root holds."""
+    return invalid_parameter(f"Cannot read artifacts at '{uri}': it is not under an "
+                             "artifact root this server serves.")
 
 
 def under_root(root: Location, relative: str) -> Location:

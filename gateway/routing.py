@@ -41,6 +41,9 @@ class Route:
     # A request that is not a protobuf message (a GraphQL document): its own parse step in
     # place of read_request, giving the message the check and the handler read.
     reader: Callable[[web.Request], Awaitable[dict[str, Any]]] | None = None
+    # A file download although the access is a READ of another resource (a run's file
+    # preview): audited as the artifact proxy's downloads are.
+    download: bool = False
 
 
 ROUTES = web.AppKey("routes", dict[web.AbstractRoute, Route])

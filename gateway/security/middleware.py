@@ -125,7 +125,7 @@ def _audited(sec: Security, route: Route | None, request: web.Request) -> bool:
     if route is None:
         return True
     access = route.access
-    return (access.action is not Action.READ or access.writes
+    return (access.action is not Action.READ or access.writes or route.download
             or (access.resource is ResourceKind.ARTIFACT_PATH and request.method == "GET"
                 and "path" in request.match_info))
 

@@ -1,0 +1,191 @@
+"""The REST calls the MLflow web UI makes (issue 22), through a real socket on SQLite and
+PostgreSQL: file previews (get-artifact), and the answers an empty server gives to the UI's
+other calls; with auth, a caller of another team reads none of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from access_world import (
+    KNOWN_FILE,
+    Api,
+    World,
+    build_world,
+    seed_admin,
+    settings_for,
+    store_uris,
+)
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+API = "/api/2.0/mlflow"
+AJAX = "/ajax-api/2.0/mlflow"
+HINT = " See the API docs for more information about request parameters."
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from store_uris(request, tmp_path)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, store_uri: str, tmp_path: Path) -> TestClient:
+    settings = Settings(backend_store_uri=store_uri, artifacts_destination=str(tmp_path / "art"))
+    c: TestClient = await aiohttp_client(create_app(settings))
+    return c
+
+
+@pytest.fixture
+async def world(aiohttp_client: Any, store_uri: str, tmp_path: Path) -> AsyncIterator[World]:
+    await seed_admin(store_uri)
+    api = Api(await aiohttp_client(create_app(settings_for(store_uri, tmp_path))))
+    try:
+        yield await build_world(api)
+    finally:
+        await api.client.close()  # shut the app down before its database is dropped
+
+
+async def _run(client: TestClient, name: str = "ui") -> str:
+    exp = await (await client.post(f"{API}/experiments/create", json={"name": name})).json()
+    run = await (await client.post(f"{API}/runs/create", json={
+        "experiment_id": exp["experiment_id"]})).json()
+    run_id: str = run["run"]["info"]["run_id"]
+    return run_id
+
+
+async def _log_steps(client: TestClient, run_id: str, key: str, steps: range) -> None:
+    resp = await client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": [
+        {"key": key, "value": float(s), "timestamp": 1000 + s, "step": s} for s in steps]})
+    assert resp.status == 200, await resp.text()
+
+
+# -- file previews: get-artifact, model-versions/get-artifact, logged-model files --------
+
+PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+async def _put(client: TestClient, path: str, data: bytes) -> None:
+    resp = await client.put(f"{PROXY}/{path}", data=data)
+    assert resp.status == 200, await resp.text()
+
+
+async def _run_root(client: TestClient, run_id: str) -> str:
+    run = await (await client.get(f"{API}/runs/get", params={"run_id": run_id})).json()
+    uri: str = run["run"]["info"]["artifact_uri"]
+    return uri.removeprefix("mlflow-artifacts:").lstrip("/")
+
+
+async def test_get_artifact_as_stock(client: TestClient) -> None:
+    run_id = await _run(client)
+    root = await _run_root(client, run_id)
+    await _put(client, f"{root}/notes.txt", b"hello\n")
+    await _put(client, f"{root}/plot.png", b"\x89PNG....")
+    await _put(client, f"{root}/sub/conf.json", b"{}")
+    await _put(client, f"{root}/model/MLmodel", b"flavors: {}\n")
+
+    resp = await client.get("/get-artifact", params={"path": "notes.txt", "run_uuid": run_id})
+    assert resp.status == 200 and await resp.read() == b"hello\n"
+    assert resp.headers["Content-Type"] == "text/plain"
+    assert resp.headers["Content-Disposition"] == "attachment; filename=notes.txt"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Cache-Control"] == "no-cache"
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    for path, kind in (("plot.png", "image/png"), ("sub/conf.json", "text/plain"),
+                       ("model/MLmodel", "text/plain")):
+        resp = await client.get("/get-artifact", params={"path": path, "run_id": run_id})
+        assert (resp.status, resp.headers["Content-Type"]) == (200, kind), path
+    ranged = await client.get("/get-artifact", params={"path": "notes.txt", "run_uuid": run_id},
+                              headers={"Range": "bytes=1-3"})
+    assert ranged.status == 206 and await ranged.read() == b"ell"
+    assert ranged.headers["Content-Range"] == "bytes 1-3/6"
+    past = await client.get("/get-artifact", params={"path": "notes.txt", "run_uuid": run_id},
+                            headers={"Range": "bytes=10-"})
+    assert past.status == 416 and past.headers["Content-Range"] == "bytes */6"
+
+    async def error(params: dict[str, str]) -> tuple[int, str, str]:
+        resp = await client.get("/get-artifact", params=params)
+        body = await resp.json()
+        return resp.status, body["error_code"], body["message"]
+
+    assert await error({"path": "nope.txt", "run_uuid": run_id}) == (
+        404, "RESOURCE_DOES_NOT_EXIST", f"No such artifact: '{root}/nope.txt'")
+    assert await error({"path": "sub", "run_uuid": run_id}) == (
+        400, "INVALID_PARAMETER_VALUE",
+        f"Artifact path refers to a directory, not a file: '{root}/sub'")
+    for bad in ("../../other/x", "sub/../../x", "/etc/passwd", "%2e%2e/x", "a\\b"):
+        status, code, message = await error({"path": bad, "run_uuid": run_id})
+        assert (status, code, message) == (400, "INVALID_PARAMETER_VALUE", "Invalid path"), bad
+    status, _, _ = await error({"path": "notes.txt", "run_uuid": "0" * 32})
+    assert status == 404
+    # What the artifacts tab asks before the preview: a file path lists as its root only.
+    listing = await (await client.get(f"{AJAX}/artifacts/list", params={
+        "run_uuid": run_id, "path": "notes.txt"})).json()
+    assert listing == {"root_uri": f"mlflow-artifacts:/{root}"}
+
+
+async def test_model_version_and_logged_model_files(client: TestClient) -> None:
+    run_id = await _run(client)
+    root = await _run_root(client, run_id)
+    await _put(client, f"{root}/model/MLmodel", b"flavors: {}\n")
+    assert (await client.post(f"{API}/registered-models/create", json={"name": "clf"})).status == 200
+    resp = await client.post(f"{API}/model-versions/create", json={
+        "name": "clf", "source": f"runs:/{run_id}/model", "run_id": run_id})
+    assert resp.status == 200, await resp.text()
+    got = await client.get("/model-versions/get-artifact",
+                           params={"path": "MLmodel", "name": "clf", "version": "1"})
+    assert got.status == 200 and await got.read() == b"flavors: {}\n"
+    assert got.headers["Content-Type"] == "text/plain"
+    assert got.headers["Content-Disposition"] == "attachment; filename=MLmodel"
+    up = await client.get("/model-versions/get-artifact",
+                          params={"path": "../notes.txt", "name": "clf", "version": "1"})
+    assert up.status == 400
+    missing = await client.get("/model-versions/get-artifact",
+                               params={"path": "MLmodel", "name": "clf", "version": "9"})
+    assert missing.status == 404
+
+    exp = (await (await client.get(f"{API}/runs/get", params={"run_id": run_id})).json()
+           )["run"]["info"]["experiment_id"]
+    model = (await (await client.post(f"{API}/logged-models", json={
+        "experiment_id": exp, "name": "m"})).json())["model"]
+    model_root = model["info"]["artifact_uri"].removeprefix("mlflow-artifacts:").lstrip("/")
+    await _put(client, f"{model_root}/MLmodel", b"model: yes\n")
+    files = f"{AJAX}/logged-models/{model['info']['model_id']}/artifacts/files"
+    got = await client.get(files, params={"artifact_file_path": "MLmodel"})
+    assert got.status == 200 and await got.read() == b"model: yes\n"
+    no_path = await client.get(files)
+    assert no_path.status == 400
+    assert (await no_path.json())["message"] == (
+        'Request must include the "artifact_file_path" query parameter.')
+    assert (await client.get(files, params={"artifact_file_path": "../../x"})).status == 400
+    assert (await client.get(API + f"/logged-models/{model['info']['model_id']}"
+                             "/artifacts/files", params={"artifact_file_path": "MLmodel"})
+            ).status == 404  # ajax only, as stock
+
+
+async def test_previews_need_read_and_are_audited(world: World) -> None:
+    api, v = world.api, world.victim
+    query = {"run_uuid": v.run_id, "path": KNOWN_FILE}
+    version = {"name": v.rm_name, "version": "1", "path": "MLmodel"}
+    for who, workspace in (("b1", "team-b"), ("b1", "team-a"), ("a2", "team-a"),
+                           ("loner", None), ("anonymous", None)):
+        for path, params in (("/get-artifact", query),
+                             ("/model-versions/get-artifact", version)):
+            reply = await api.send("GET", path, who, query=params, workspace=workspace)
+            assert reply.status in (401, 403, 404), (who, path, str(reply))
+            assert not reply.holds(v.secrets), (who, path)
+    before = len((await api.ok("GET", "/mlgate/v1/audit"))["records"])
+    reply = await api.send("GET", "/get-artifact", "a1", query=query, workspace="team-a")
+    assert reply.status == 200 and reply.holds(v.secrets)
+    reply = await api.send("GET", "/model-versions/get-artifact", "rd", query=version,
+                           workspace="team-a")
+    assert reply.status == 200 and reply.body == b"flavors: {}\n"
+    records = (await api.ok("GET", "/mlgate/v1/audit"))["records"][before:]
+    got = [(r["username"], r["action"], r["outcome"]) for r in records]
+    assert ("a1", "GET /get-artifact", "ok") in got, got
+    assert ("rd", "GET /model-versions/get-artifact", "ok") in got, got
+
