@@ -20,6 +20,7 @@ def all_routes() -> list[Route]:
         registry,
         runs,
         ui,
+        ui_api,
     )
 
     return [
@@ -34,4 +35,5 @@ def all_routes() -> list[Route]:
         *auth_admin.ROUTES,
         *graphql_api.ROUTES,
         *ui.ROUTES,
+        *ui_api.ROUTES,
     ]

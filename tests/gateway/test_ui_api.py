@@ -4,6 +4,7 @@ other calls; with auth, a caller of another team reads none of it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,75 @@ async def test_previews_need_read_and_are_audited(world: World) -> None:
     assert ("a1", "GET /get-artifact", "ok") in got, got
     assert ("rd", "GET /model-versions/get-artifact", "ok") in got, got
 
+
+# -- the UI's other calls, on an empty server --------------------------------------------
+
+AJAX3 = "/ajax-api/3.0/mlflow"
+EMPTY_ANSWERS: list[tuple[str, str, Any, Any]] = [
+    ("GET", f"{AJAX3}/ui-telemetry", None,
+     {"disable_ui_events": [], "disable_ui_telemetry": True, "ui_rollout_percentage": 0}),
+    ("POST", f"{AJAX3}/ui-telemetry", {"records": [{"event": "x"}]}, {"status": "disabled"}),
+    ("GET", f"{AJAX3}/assistant/config", None,
+     {"providers": {}, "projects": {}, "remote_access_allowed": False}),
+    ("POST", f"{AJAX}/experiments/search-datasets", {"experiment_ids": ["0"]}, {}),
+    ("GET", f"{AJAX}/gateway-proxy?gateway_path=api%2F2.0%2Fendpoints%2F", None,
+     {"endpoints": []}),
+    ("POST", f"{AJAX3}/traces/search", {"locations": []}, {}),
+    ("POST", f"{AJAX3}/traces/metrics", {
+        "experiment_ids": ["0"], "view_type": "TRACES", "metric_name": "latency",
+        "aggregations": [{"aggregation_type": "PERCENTILE", "percentile_value": 50}],
+        "time_interval_seconds": 86400}, {}),
+    ("POST", f"{AJAX3}/traces/metrics", {
+        "experiment_ids": ["0"], "metric_name": "trace_count",
+        "aggregations": [{"aggregation_type": "COUNT"}], "time_interval_seconds": 86400,
+        "dimensions": ["trace_status"]}, {}),
+    ("POST", f"{AJAX3}/traces/metrics", {
+        "experiment_ids": ["0"], "view_type": "TRACES", "metric_name": "trace_count",
+        "aggregations": [{"aggregation_type": "COUNT"}], "start_time_ms": 1},
+     {"data_points": [{"metric_name": "trace_count", "values": {"COUNT": 0.0}}]}),
+    ("POST", f"{AJAX3}/datasets/search", {"experiment_ids": ["0"], "max_results": 50}, {}),
+    ("GET", f"{AJAX3}/scorers/list?experiment_id=0", None, {}),
+    ("GET", f"{AJAX3}/gateway/endpoints/list", None, {}),
+    ("GET", f"{AJAX3}/gateway/endpoints/bindings/list", None, {}),
+    ("GET", f"{AJAX3}/mcp-servers?max_results=25", None,
+     {"mcp_servers": [], "next_page_token": None}),
+    ("POST", "/ajax-api/3.0/jobs/search", {}, {"jobs": []}),
+]
+
+
+async def test_empty_answers_as_stock(client: TestClient) -> None:
+    for method, path, body, want in EMPTY_ANSWERS:
+        resp = await client.request(method, path, json=body)
+        assert resp.status == 200, (path, await resp.text())
+        assert await resp.json() == want, path
+    providers = await (await client.get(f"{AJAX3}/assistant/providers")).json()
+    assert [p["name"] for p in providers["providers"]] == [
+        "claude_code", "codex", "mlflow_gateway", "ollama"]
+    assert not any(p["available"] for p in providers["providers"])
+    assert providers["resolved"] is None
+    # Without auth there is no current user, as stock (a 404 there is what the UI expects).
+    assert (await client.get(f"{AJAX}/users/current")).status == 404
+
+
+async def test_empty_answers_need_a_caller_with_auth(world: World) -> None:
+    api = world.api
+    for method, path, body, want in EMPTY_ANSWERS:
+        data = None if body is None else json.dumps(body).encode()
+        anonymous = await api.send(method, path, "anonymous", body=data,
+                                   content_type="application/json")
+        assert anonymous.status == 401, (path, str(anonymous))
+        if "search-datasets" in path:
+            continue
+        reply = await api.send(method, path, "loner", body=data,
+                               content_type="application/json")
+        assert (reply.status, reply.json()) == (200, want), (path, str(reply))
+    current = await api.call("GET", f"{AJAX}/users/current", "b1")
+    assert current.status == 200
+    assert current.json()["is_basic_auth"] is True
+    assert current.json()["user"]["username"] == "b1"
+    # search-datasets names experiments: READ on each, as stock.
+    v = world.victim
+    for who, status in (("b1", (403, 404)), ("a1", (200,))):
+        reply = await api.call("POST", f"{AJAX}/experiments/search-datasets", who,
+                               {"experiment_ids": [v.experiment_id]}, workspace="team-a")
+        assert reply.status in status, (who, str(reply))
