@@ -181,7 +181,12 @@ class Sweeper:
                 continue
             written = await self._artifacts.last_written(leftover)
             if written is not None and written > now - self._grace_ms:
-                continue  # bytes arrived lately: a writer is at work, whatever its heartbeat
+                # Bytes arrived lately: a writer is at work, whatever its heartbeat says. Its
+                # note stays, so a later sweep still knows whose it is.
+                kept_paths.add(leftover.path)
+                log.debug("kept %s at %r: bytes arrived %.1f s ago", leftover.kind,
+                          leftover.path, (now - written) / 1000)
+                continue
             try:
                 await self._artifacts.discard(leftover)
             except Exception:

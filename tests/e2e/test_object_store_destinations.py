@@ -224,6 +224,11 @@ def _half_sent(gateway: Any, name: str) -> Iterator[None]:
         yield
 
 
+# A sweep a second and a 5 s body timeout: a process is gone after 3 s, and its upload's
+# bytes (kept for the body timeout and 10 s) after 15 s.
+_QUICK_SWEEP = ("--sweep-interval", "1", "--body-timeout", "5")
+
+
 def _killed_mid_upload(gateway: Any) -> None:
     """``kill -9`` the gateway while it writes the second half of a 200 MB upload."""
     with _half_sent(gateway, "killed.bin"):
@@ -245,12 +250,12 @@ def test_killed_mid_upload_leaves_nothing_after_a_restart(
 ) -> None:
     """``kill -9`` in the middle of a 200 MB upload leaves a pending multipart upload (S3) or
     staged blocks (Azure); the restarted gateway's sweep removes them once the killed
-    process misses its heartbeats (three sweep intervals, here one second each)."""
+    process misses its heartbeats and its bytes stopped (see _QUICK_SWEEP)."""
     uri, server = destination
-    gateway = _serve(mlgate_factory, destination, "--sweep-interval", "1")
+    gateway = _serve(mlgate_factory, destination, *_QUICK_SWEEP)
     _killed_mid_upload(gateway)
     assert asyncio.run(_pending(server, uri)) == 1
-    restarted = _serve(mlgate_factory, destination, "--sweep-interval", "1",
+    restarted = _serve(mlgate_factory, destination, *_QUICK_SWEEP,
                        workdir=gateway.workdir)
     _until(lambda: asyncio.run(_pending(server, uri)) == 0, 60)
     assert asyncio.run(_keys(server, uri)) == []
@@ -258,7 +263,7 @@ def test_killed_mid_upload_leaves_nothing_after_a_restart(
 
 
 def test_killed_mid_upload_leaves_nothing_locally_after_a_restart(mlgate_factory: Any) -> None:
-    gateway = mlgate_factory("--sweep-interval", "1")
+    gateway = mlgate_factory(*_QUICK_SWEEP)
     _killed_mid_upload(gateway)
     destination = gateway.workdir / "mlartifacts"
 
@@ -267,7 +272,7 @@ def test_killed_mid_upload_leaves_nothing_locally_after_a_restart(mlgate_factory
                       if p.is_file())
 
     assert len(files()) == 1 and files()[0].startswith(".mlgate-tmp/")  # the staged half
-    restarted = mlgate_factory("--sweep-interval", "1", workdir=gateway.workdir)
+    restarted = mlgate_factory(*_QUICK_SWEEP, workdir=gateway.workdir)
     _until(lambda: files() == [], 60)
     assert list(destination.rglob("*")) == []  # nor any folder of the cut upload
     assert restarted.proc.poll() is None, restarted.output()

@@ -218,7 +218,7 @@ def _request_for(route: web.AbstractRoute, fx: Fixture) -> tuple[str, dict[str, 
               "resource_type": "experiment", "resource_id": fx.exp,
               "path": f"{fx.exp}/{fx.run}/artifacts/x.txt", "username": "owner",
               "token_id": "0" * 16, "tag_key": "k",
-              "directory": f"{fx.exp}/{fx.run}/artifacts"}
+              "directory": f"{fx.exp}/{fx.run}/artifacts", "experiment_ids": [fx.exp]}
     path = canonical
     in_url = {key for key in values if "{" + key + "}" in path}
     for key in ("path", "directory", "model_id", "tag_key", "username", "token_id"):
@@ -257,12 +257,23 @@ async def test_permission_matrix(aiohttp_client: Any, store_uri: str, tmp_path: 
             # The gateway's own post-success steps (creator grants, grants swept on delete)
             # also follow the stub's 200s: put the fixture's grants back for every route.
             await _restore_grants(app, fx, grants)
+            graphql = None
+            if declared.reader is not None:
+                # A GraphQL document: the ids are in its text, each checked for READ.
+                access = Access(ResourceKind.RUN, Action.READ)
+                graphql = {"query": (
+                    f'{{ mlflowGetExperiment(input: {{experimentId: "{fx.exp}"}}) '
+                    f'{{ experiment {{ name }} }} mlflowGetRun(input: {{runId: "{fx.run}"}}) '
+                    "{ run { info { runId } } } }")}
             for identity in IDENTITIES:
                 want = expected(identity, access)
-                if route.method == "GET":
+                if graphql is not None:
+                    status, body = await stubbed.call(route.method, path, identity, graphql)
+                elif route.method == "GET":
                     status, body = await stubbed.call(route.method, path, identity,
-                                                      query={k: str(v) for k, v in
-                                                             values.items()})
+                                                      query={k: str(v[0] if type(v) is list
+                                                                     else v)
+                                                             for k, v in values.items()})
                 else:
                     status, body = await stubbed.call(route.method, path, identity, values)
                 checked += 1
@@ -271,7 +282,9 @@ async def test_permission_matrix(aiohttp_client: Any, store_uri: str, tmp_path: 
                 if ok and status == 401:
                     ok = body.get("error_code") == "UNAUTHENTICATED"
                 if ok and status == 403:
-                    ok = body.get("error_code") == "PERMISSION_DENIED"
+                    # GraphQL refusals keep REST's status in GraphQL's shape (errors listed).
+                    ok = (body.get("error_code") == "PERMISSION_DENIED" if graphql is None
+                          else bool(body.get("errors")) and body.get("data") is None)
                 if not ok:
                     failures.append(f"{identity:16} {route.method:6} {path}: want {want}, "
                                     f"got {status} {str(body)[:80]}")

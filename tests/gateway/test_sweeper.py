@@ -173,5 +173,11 @@ async def test_a_writer_whose_heartbeat_is_late_keeps_its_upload_while_bytes_arr
             await asyncio.sleep(4 * INTERVAL)  # A's heartbeats are late, its bytes recent
             assert await b.sweep() == {}
             assert [lo.kind for lo in await _left(store, metadata)] == [KIND[kind]]
+            # Once its bytes stopped too, a later sweep takes it: it is still known as A's.
+            late = Sweeper(metadata, store, ledger_b, interval=INTERVAL, abandoned_age=3600,
+                           grace=GRACE)
+            await asyncio.sleep(GRACE)
+            assert await late.sweep() == {KIND[kind]: 1}
+            assert await _left(store, metadata) == []
         finally:
             await _cancel(upload)
