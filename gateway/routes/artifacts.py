@@ -20,7 +20,7 @@ from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from backends import errors as be
-from backends.artifacts.base import ArtifactStore, FileInfo, UploadedPart
+from backends.artifacts.base import ArtifactStore, ByteStream, FileInfo, UploadedPart
 from backends.registry import MissingDependency, UnsupportedScheme, open_artifact_store
 from gateway.artifact_paths import (
     Location,
@@ -46,6 +46,7 @@ __all__ = [
     "content_disposition",
     "guess_mime_type",
     "parse_range",
+    "send_stream",
 ]
 
 log = logging.getLogger("mlgate.artifacts")
@@ -225,6 +226,25 @@ def _announced_sha256(request: web.Request, header: str = SHA256_HEADER) -> str 
 # -- the proxy ---------------------------------------------------------------------------
 
 
+async def send_stream(request: web.Request, resp: web.StreamResponse, stream: ByteStream,
+                      what: str) -> web.StreamResponse:
+    """Send ``stream`` as the body of ``resp`` (headers set)."""
+    try:
+        await resp.prepare(request)
+        async for chunk in stream:
+            await resp.write(chunk)
+        await resp.write_eof()
+    except ConnectionError:
+        pass  # the client went away; nothing more to send
+    except Exception:
+        # The status line is gone already: cut the connection so the client sees a short
+        # body rather than a complete-looking one, and log the cause.
+        log.exception("%s failed mid-stream", what)
+        if request.transport is not None:
+            request.transport.close()
+    return resp
+
+
 async def upload(request: web.Request) -> web.Response:
     """``PUT /artifacts/{path}``: stream the body into the store."""
     if not _serving(request):
@@ -284,20 +304,7 @@ async def download(request: web.Request) -> web.StreamResponse:
                 last = stream.offset + stream.length - 1
                 resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
             resp.content_length = stream.length
-            try:
-                await resp.prepare(request)
-                async for chunk in stream:
-                    await resp.write(chunk)
-                await resp.write_eof()
-            except ConnectionError:
-                pass  # the client went away; nothing more to send
-            except Exception:
-                # The status line is gone already: cut the connection so the client sees a
-                # short body rather than a complete-looking one, and log the cause.
-                log.exception("download of %r failed mid-stream", key)
-                if request.transport is not None:
-                    request.transport.close()
-            return resp
+            return await send_stream(request, resp, stream, f"download of {key!r}")
     except be.InvalidArgument:
         # Offset 0 is always valid, so this is a directory (or the store says so itself).
         info = await store.stat(key)

@@ -11,7 +11,6 @@ one byte range. They are downloads, so with auth each is audited (``Route.downlo
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from contextlib import AsyncExitStack
 
@@ -35,13 +34,16 @@ from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
 from gateway.parsing import Field, Message, message_of
 from gateway.routes._common import require, run_id_of
-from gateway.routes.artifacts import content_disposition, guess_mime_type, parse_range
+from gateway.routes.artifacts import (
+    content_disposition,
+    guess_mime_type,
+    parse_range,
+    send_stream,
+)
 from gateway.routing import Route
 from gateway.security import workspace_of
 
 __all__ = ["ROUTES"]
-
-log = logging.getLogger("mlgate.artifacts")
 
 RUN_FILE = Message({
     "run_id": Field("string"),
@@ -162,20 +164,7 @@ async def _stream(request: web.Request, store: ArtifactStore, key: str) -> web.S
             if request.method == "HEAD":
                 await resp.prepare(request)
                 return resp
-            try:
-                await resp.prepare(request)
-                async for chunk in stream:
-                    await resp.write(chunk)
-                await resp.write_eof()
-            except ConnectionError:
-                pass  # the client went away; nothing more to send
-            except Exception:
-                # The status line is gone: cut the connection so the client sees a short
-                # body rather than a complete-looking one.
-                log.exception("preview of %r failed mid-stream", key)
-                if request.transport is not None:
-                    request.transport.close()
-            return resp
+            return await send_stream(request, resp, stream, f"preview of {key!r}")
     except be.NotFound:
         raise MlflowError(f"No such artifact: '{key}'", "RESOURCE_DOES_NOT_EXIST") from None
 
