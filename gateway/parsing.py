@@ -24,11 +24,13 @@ from multidict import MultiMapping
 from gateway.errors import MlflowError, invalid_parameter
 
 __all__ = [
+    "HINT",
     "MAX_JSON_DEPTH",
     "MESSAGE",
     "Field",
     "Message",
     "message_of",
+    "missing",
     "parse",
     "read_json_body",
     "read_request",
@@ -36,7 +38,7 @@ __all__ = [
 
 Kind = Literal["string", "int64", "double", "bool", "enum", "message", "bytes"]
 
-_HINT = " See the API docs for more information about request parameters."
+HINT = " See the API docs for more information about request parameters."
 
 # What a 64-bit column holds: SQLite raises OverflowError beyond it, PostgreSQL refuses it.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -111,12 +113,12 @@ def _dumps(value: Any) -> str:
 def _bad_type(path: str, value: Any) -> MlflowError:
     return invalid_parameter(
         f"Invalid value {_dumps(value)} for parameter '{path}' supplied."
-        f" Hint: Value was of type '{type(value).__name__}'." + _HINT
+        f" Hint: Value was of type '{type(value).__name__}'." + HINT
     )
 
 
 def missing(path: str) -> MlflowError:
-    return invalid_parameter(f"Missing value for required parameter '{path}'." + _HINT)
+    return invalid_parameter(f"Missing value for required parameter '{path}'." + HINT)
 
 
 _SPECIAL_DOUBLES = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf,
@@ -188,7 +190,7 @@ def _convert(spec: Field, value: Any, prefix: str, name: str, index: int | None)
                     return label
         raise invalid_parameter(
             f"Invalid value {_dumps(value)} for parameter '{_path(prefix, name, index)}'"
-            " supplied." + _HINT
+            " supplied." + HINT
         )
     if kind == "bytes":
         if not isinstance(value, str):

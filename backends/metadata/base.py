@@ -35,7 +35,19 @@ from backends.metadata.entities import (
 )
 from backends.metadata.registry_base import RegistryStore
 
-__all__ = ["MetadataStore"]
+__all__ = ["MetadataStore", "sample_indices"]
+
+
+def sample_indices(count: int, buckets: int) -> list[int]:
+    """Which of ``count`` ordered points a chart of ``buckets`` points shows, as stock's SQL
+    picks them: NTILE(buckets) (the first ``count % buckets`` buckets one point larger),
+    the first point of each, and the last point in place of the last bucket's."""
+    if count <= buckets:
+        return list(range(count))
+    size, larger = divmod(count, buckets)
+    picks = [b * size + min(b, larger) for b in range(buckets)]
+    picks[-1] = count - 1
+    return picks
 
 
 class MetadataStore(RegistryStore, AuthStore, ABC):
@@ -237,6 +249,21 @@ class MetadataStore(RegistryStore, AuthStore, ABC):
             run_id, key, max_results=max_results, page_token=page_token)
         return Page([(m.timestamp, m.step, None if math.isnan(m.value) else m.value)
                      for m in page.items], page.next_page_token)
+
+    @abstractmethod
+    async def sample_metric_history(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        *,
+        max_results: int,
+        steps: tuple[int, int] | None = None,
+    ) -> list[Metric]:
+        """The web UI's chart points, sampled as stock's ``get_metric_history_bulk_interval``:
+        per run, the points of ``key`` (with ``steps`` within the inclusive range, if given)
+        ordered by (step, timestamp, value, NaN) and cut into ``max_results`` even buckets
+        (:func:`sample_indices`); each bucket gives its first point and the last point is
+        always kept. Metrics carry ``run_id``; unknown runs give none, as stock's."""
 
     @abstractmethod
     async def search_runs(

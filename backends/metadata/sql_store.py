@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from backends import errors
 from backends.metadata import logged_model_search, search, sql_search
 from backends.metadata.auth_entities import Visibility
-from backends.metadata.base import MetadataStore
+from backends.metadata.base import MetadataStore, sample_indices
 from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     Dataset,
@@ -48,7 +48,7 @@ from backends.metadata.sql_auth import SqlAuthMixin
 from backends.metadata.sql_registry import SqlRegistryMixin
 from backends.metadata.validation import int64
 
-__all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation"]
+__all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation", "series_points"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
@@ -118,6 +118,13 @@ def loaded_value(value: float, is_nan: int) -> float:
     return math.nan if is_nan else value
 
 
+def series_points(series_id: int, steps: tuple[int, int] | None) -> tuple[str, tuple[int, ...]]:
+    """``(condition, parameters)`` selecting one series' points, within ``steps`` if given."""
+    if steps is None:
+        return "series_id = ?", (series_id,)
+    return "series_id = ? AND step BETWEEN ? AND ?", (series_id, *steps)
+
+
 def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -150,6 +157,12 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         to its connection's thread per statement; ``small`` (a few hundred rows at most)
         lets it run the body on the event loop."""
         async with self._tx() as db:
+            return await body(db)
+
+    async def _in_read(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        """``body`` run in one read snapshot (``_read``). SQLite runs it on its reader's
+        thread in one call, so that many small statements cost no trip each."""
+        async with self._read() as db:
             return await body(db)
 
     async def _maybe_refresh_statistics(self) -> None:
@@ -766,6 +779,46 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
             f"{self._HISTORY_POINTS} LIMIT ? OFFSET ?",
             (run_id, key, limit, offset),
         )
+
+    async def sample_metric_history(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        *,
+        max_results: int,
+        steps: tuple[int, int] | None = None,
+    ) -> list[Metric]:
+        async def sample(db: Connection) -> list[Metric]:
+            out: list[Metric] = []
+            for run_id in run_ids:
+                rows = await db.fetch_rows(
+                    "SELECT series_id FROM metric_series WHERE run_id = ? AND key = ?",
+                    (run_id, key))
+                if rows:
+                    out += [Metric(key, loaded_value(value, is_nan), ts, step, run_id=run_id)
+                            for ts, step, value, is_nan in
+                            await self._sampled_points(db, rows[0][0], max_results, steps)]
+            return out
+
+        return await self._in_read(sample)
+
+    async def _sampled_points(self, db: Connection, series_id: int, buckets: int,
+                              steps: tuple[int, int] | None) -> Sequence[Any]:
+        """``(timestamp, step, value, is_nan)`` of the points of one series that
+        :func:`sample_indices` picks, in (step, timestamp, value, is_nan) order: numbered by
+        a window over that order, then filtered, all in the database."""
+        where, params = series_points(series_id, steps)
+        count = (await db.fetch_rows(f"SELECT count(*) FROM metric_points WHERE {where}",
+                                     params))[0][0]
+        picks = sample_indices(count, buckets)
+        if not picks:
+            return []
+        return await db.fetch_rows(
+            "SELECT timestamp, step, value, is_nan FROM (SELECT timestamp, step, value, is_nan,"
+            " row_number() OVER (ORDER BY step, timestamp, value, is_nan) - 1 AS i"
+            f" FROM metric_points WHERE {where}) numbered WHERE i IN ({_marks(len(picks))})"
+            " ORDER BY i",
+            (*params, *picks))
 
     async def search_runs(
         self,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import operator
 import re
 import sqlite3
 import time
@@ -32,7 +34,14 @@ import aiosqlite
 from backends import errors
 from backends.metadata._migrations import load_migrations
 from backends.metadata.auth_entities import AuditRow
-from backends.metadata.sql_store import Connection, Cursor, SqlMetadataStore, UniqueViolation
+from backends.metadata.base import sample_indices
+from backends.metadata.sql_store import (
+    Connection,
+    Cursor,
+    SqlMetadataStore,
+    UniqueViolation,
+    series_points,
+)
 
 __all__ = ["SqliteMetadataStore"]
 
@@ -167,6 +176,15 @@ def _run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("a coroutine run on the SQLite writer thread tried to suspend")
+
+
+def _read_on(raw: sqlite3.Connection, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+    """``body`` in one read snapshot on ``raw``, run here on its thread to the end."""
+    raw.execute("BEGIN")
+    try:
+        return _run_to_completion(body(_SyncConn(raw)))
+    finally:
+        raw.execute("COMMIT")
 
 
 def _tx_on(raw: sqlite3.Connection, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
@@ -633,6 +651,47 @@ class SqliteMetadataStore(SqlMetadataStore):
             raise errors.Unavailable("the metadata store is closed")
         async with self._write_lock, _write_tx(self._writer) as db:
             yield db
+
+    async def _in_read(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        if not self._all_readers:
+            raise errors.Unavailable("the metadata store is closed")
+        db = await self._readers.get()
+        try:
+            result: T = await db._execute(_read_on, db._conn, body)  # type: ignore[no-untyped-call]
+            return result
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._readers.put_nowait(db)
+
+    async def _sampled_points(self, db: Connection, series_id: int, buckets: int,
+                              steps: tuple[int, int] | None) -> Sequence[Any]:
+        """The base class's sample without its window and sort, which SQLite runs at
+        ~2 µs a point (222 ms for 100k). Where steps never go down as timestamps go up
+        (a training loop's history), the primary key's (timestamp, step, ...) order is the
+        sample's (step, timestamp, ...) order, so each picked point is reached from the
+        one before it along the key, skipping the points between (12 ms for 100k); the
+        steps, read first in key order, tell whether that holds (30 ms). Otherwise the
+        points are sorted here, still faster than SQLite's window."""
+        where, params = series_points(series_id, steps)
+        in_key_order = f" FROM metric_points WHERE {where} ORDER BY timestamp, step, value, is_nan"
+        ordered = [row[0] for row in await db.fetch_rows("SELECT step" + in_key_order, params)]
+        picks = sample_indices(len(ordered), buckets)
+        if not picks:
+            return []
+        columns = "SELECT timestamp, step, value, is_nan"
+        if not all(map(operator.le, ordered, ordered[1:])):
+            rows = await db.fetch_rows(columns + in_key_order, params)
+            rows.sort(key=lambda r: (r[1], r[0], r[2], r[3]))
+            return [rows[i] for i in picks]
+        after = (f"{columns} FROM metric_points WHERE {where} AND"
+                 " (timestamp, step, value, is_nan) > (?, ?, ?, ?)"
+                 " ORDER BY timestamp, step, value, is_nan LIMIT 1 OFFSET ?")
+        found = await db.fetch_rows(columns + in_key_order + " LIMIT 1 OFFSET ?",
+                                    (*params, picks[0]))
+        for before, at in itertools.pairwise(picks):
+            found += await db.fetch_rows(after, (*params, *found[-1], at - before - 1))
+        return found
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
 from gateway import render
 from gateway.errors import invalid_parameter
-from gateway.parsing import Field, Message, message_of
+from gateway.parsing import HINT, Field, Message, message_of, missing
 from gateway.routes._common import max_results, require, run_id_of, store
 from gateway.routing import Route
 
@@ -77,7 +78,79 @@ async def get_metric_history_bulk(request: web.Request) -> web.Response:
     return render.json_response({"metrics": out})
 
 
+MAX_INTERVAL_RESULTS = 2500
+
+BULK_INTERVAL = Message({
+    "run_ids": Field("string", repeated=True),
+    "metric_key": Field("string"),
+    # Strings, read by _intlike: stock checks these three with its own words.
+    "start_step": Field("string"),
+    "end_step": Field("string"),
+    "max_results": Field("string"),
+})
+
+
+def _intlike(msg: dict[str, Any], name: str) -> int | None:
+    """An integer field as stock's ``_assert_intlike`` reads it: anything ``int()`` takes."""
+    value = msg.get(name)
+    if value is None or type(value) is int:
+        return value
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not -(2**63) <= number < 2**63:
+        raise invalid_parameter(
+            f"Invalid value {orjson.dumps(value).decode()} for parameter '{name}' supplied: "
+            f" Hint: Value was of type '{type(value).__name__}'." + HINT)
+    return number
+
+
+def interval_of(msg: dict[str, Any]) -> tuple[list[str], str, int, tuple[int, int] | None]:
+    """(run ids, key, points per run, step range) of a bulk-interval request, checked with
+    stock's messages; shared by the REST route and GraphQL."""
+    run_ids = msg.get("run_ids") or []
+    if not run_ids:
+        raise missing("run_ids")
+    if len(run_ids) > MAX_BULK_RUN_IDS:
+        raise invalid_parameter(
+            f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUN_IDS}"
+            f" run_ids. Received {len(run_ids)} run_ids." + HINT)
+    key = require(msg, "metric_key")
+    limit = _intlike(msg, "max_results")
+    if limit is None:
+        limit = MAX_INTERVAL_RESULTS
+    elif not 1 <= limit <= MAX_INTERVAL_RESULTS:
+        raise invalid_parameter(
+            f"max_results must be between 1 and {MAX_INTERVAL_RESULTS}." + HINT)
+    start, end = _intlike(msg, "start_step"), _intlike(msg, "end_step")
+    if (start is None) != (end is None):
+        raise invalid_parameter(
+            "If either start step or end step are specified, both must be specified.")
+    if start is None or end is None:
+        return run_ids, key, limit, None
+    if start > end:
+        raise invalid_parameter(
+            "end_step must be greater than start_step. "
+            f"Found start_step={start} and end_step={end}.")
+    return run_ids, key, limit, (start, end)
+
+
+async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
+    """The web UI's chart data: each run's history of one key, sampled to a few hundred
+    points as stock samples it."""
+    run_ids, key, limit, steps = interval_of(message_of(request))
+    points = await store(request).sample_metric_history(
+        run_ids, key, max_results=limit, steps=steps)
+    if not points:
+        return render.json_response({})
+    return render.json_response({"metrics": [render.metric(m, with_run_id=True)
+                                             for m in points]})
+
+
 ROUTES = [
+    Route("GET", "/metrics/get-history-bulk-interval", get_metric_history_bulk_interval,
+          Access(ResourceKind.RUN, Action.READ, "run_ids"), message=BULK_INTERVAL),
     Route("GET", "/metrics/get-history-bulk", get_metric_history_bulk,
           Access(ResourceKind.RUN, Action.READ, "run_id"), prefixes=("/ajax-api/2.0/mlflow",),
           message=BULK),

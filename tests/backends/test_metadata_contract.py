@@ -387,6 +387,66 @@ async def test_metric_history_order_and_pages(metadata_store: MetadataStore) -> 
         await metadata_store.get_metric_history("0" * 32, "h")
 
 
+def _chart_reference(points: list[Metric], buckets: int,
+                     steps: tuple[int, int] | None) -> list[tuple[int, int, float, int]]:
+    """Stock's chart sample, spelled out as its SQL does it: rows in (step, timestamp, value,
+    is_nan) order with NaN stored as 0, NTILE(buckets) over them, the first row of each
+    bucket, then the last row in place of the last pick when it is not already there."""
+    rows = sorted({(m.step, m.timestamp, 0.0 if math.isnan(m.value) else m.value,
+                    int(math.isnan(m.value))) for m in points
+                   if steps is None or steps[0] <= m.step <= steps[1]})
+    firsts, seen = [], set()
+    for i, row in enumerate(rows):
+        # NTILE: the first len(rows) % buckets buckets hold one row more than the others.
+        size, larger = divmod(len(rows), buckets)
+        bucket = (i // (size + 1) if i < larger * (size + 1)
+                  else larger + (i - larger * (size + 1)) // max(size, 1))
+        if bucket not in seen:
+            seen.add(bucket)
+            firsts.append(row)
+    if rows and firsts[-1] != rows[-1]:
+        if len(firsts) >= buckets:
+            firsts[-1] = rows[-1]
+        else:
+            firsts.append(rows[-1])
+    return [(ts, step, value, nan) for step, ts, value, nan in firsts]
+
+
+def _chart_rows(sample: list[Metric]) -> list[tuple[int, int, float, int]]:
+    return [(m.timestamp, m.step, 0.0 if math.isnan(m.value) else m.value,
+             int(math.isnan(m.value))) for m in sample]
+
+
+@pytest.mark.parametrize("shape", ["in_order", "steps_go_down", "one_step", "ties"])
+async def test_sampled_history_matches_stocks_sample(metadata_store: MetadataStore,
+                                                     shape: str) -> None:
+    run_id, other = await _run(metadata_store), await _run(metadata_store)
+    n = 1000
+    if shape == "in_order":  # a training loop; also the fast path of SQLite's sample
+        points = [Metric("m", i / 7, 10_000 + 3 * i, i) for i in range(n)]
+    elif shape == "steps_go_down":  # steps logged out of time order
+        points = [Metric("m", float(i), 10_000 + i, (i * 7919) % n) for i in range(n)]
+    elif shape == "one_step":  # log_metric without a step
+        points = [Metric("m", float(i % 13), 10_000 + i, 0) for i in range(n)]
+    else:  # repeated steps and timestamps, NaN, ±inf, negative steps
+        values = [math.nan, math.inf, -math.inf, 0.0, -1.5, 2.5]
+        points = [Metric("m", values[i % 6], 10_000 + i // 5, i // 3 - 50) for i in range(n)]
+    await metadata_store.log_batch(run_id, metrics=points)
+    await metadata_store.log_batch(other, metrics=points[: n // 3])
+    stored = (await metadata_store.get_metric_history(run_id, "m")).items
+    for buckets in (1, 2, 7, 320, 999, 1000, 2500):
+        for steps in (None, (0, 0), (-20, 400), (5000, 6000)):
+            sample = await metadata_store.sample_metric_history(
+                [run_id], "m", max_results=buckets, steps=steps)
+            assert {m.run_id for m in sample} <= {run_id}
+            assert _chart_rows(sample) == _chart_reference(stored, buckets, steps), \
+                (buckets, steps)
+    both = await metadata_store.sample_metric_history(
+        [other, "0" * 32, run_id], "m", max_results=320)
+    assert [m.run_id for m in both] == [other] * min(320, n // 3) + [run_id] * 320
+    assert await metadata_store.sample_metric_history([run_id], "absent", max_results=5) == []
+
+
 async def test_metric_history_points_match_history(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     points = [Metric("h", v, ts, step) for v, ts, step in

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -287,4 +289,82 @@ def test_registry_json_matches_stock(
             report.extend("  " + line for line in lines)
     if report:
         pytest.fail("mlgate's registry JSON differs from stock mlflow's:\n" + "\n".join(report),
+                    pytrace=False)
+
+
+# -- the web UI's chart data -------------------------------------------------------------------
+
+
+def _log_chart_runs(uri: str) -> tuple[str, str]:
+    """Two runs with a stepped history each: one logged in step order, one whose steps go
+    down as time goes on (the two ways mlgate's SQLite store samples)."""
+    from mlflow.entities import Metric as ClientMetric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(f"charts_{time.time_ns()}")
+    ids = []
+    for points in ([(i / 3, 1_700_000_000_000 + 5 * i, i) for i in range(1500)],
+                   [(float(i), 1_700_000_000_000 + i, (i * 7919) % 1200) for i in range(1200)]):
+        run_id = client.create_run(exp_id).info.run_id
+        metrics = [ClientMetric("loss", v, ts, step) for v, ts, step in points]
+        metrics += [ClientMetric("odd", math.nan if i % 4 == 0 else i, 1_700_000_000_000, i % 9)
+                    for i in range(40)]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        ids.append(run_id)
+    return ids[0], ids[1]
+
+
+def chart_calls(ordered: str, shuffled: str) -> list[Call]:
+    path = f"{API}/metrics/get-history-bulk-interval"
+    both = (("run_ids", ordered), ("run_ids", shuffled))
+    out = []
+    for key in ("loss", "odd"):
+        for extra in ((), (("max_results", "1"),), (("max_results", "7"),),
+                      (("max_results", "320"),),
+                      (("max_results", "320"), ("start_step", "100"), ("end_step", "700")),
+                      (("start_step", "3"), ("end_step", "3"))):
+            out.append(Call(f"bulk-interval {key} {extra}", "GET", path,
+                            (*both, ("metric_key", key), *extra)))
+    bad = {
+        "one step bound": (*both, ("metric_key", "loss"), ("start_step", "1")),
+        "start after end": (*both, ("metric_key", "loss"), ("start_step", "9"),
+                            ("end_step", "2")),
+        "max_results 0": (*both, ("metric_key", "loss"), ("max_results", "0")),
+        "max_results 2501": (*both, ("metric_key", "loss"), ("max_results", "2501")),
+        "max_results text": (*both, ("metric_key", "loss"), ("max_results", "many")),
+        "101 runs": (*((("run_ids", ordered),) * 101), ("metric_key", "loss")),
+        "no key": both,
+        "no runs": (("metric_key", "loss"),),
+        "unknown run": (("run_ids", "0" * 32), ("metric_key", "loss")),
+        "unknown key": (*both, ("metric_key", "absent")),
+    }
+    out += [Call(f"bulk-interval {label}", "GET", path, query) for label, query in bad.items()]
+    # The UI asks on its ajax prefix.
+    out.append(Call("ajax bulk-interval", "GET",
+                    "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+                    (*both, ("metric_key", "loss"), ("max_results", "320"))))
+    return out
+
+
+def test_chart_samples_match_stock(stock_mlflow_url: str, mlgate_url: str) -> None:
+    stock_ids, ours_ids = _log_chart_runs(stock_mlflow_url), _log_chart_runs(mlgate_url)
+
+    def norm(doc: Any, ids: tuple[str, str]) -> Any:
+        text = json.dumps(doc)
+        for run_id, placeholder in zip(ids, ("<run:ordered>", "<run:shuffled>")):
+            text = text.replace(run_id, placeholder)
+        return json.loads(text)
+
+    report: list[str] = []
+    for stock_call, ours_call in zip(chart_calls(*stock_ids), chart_calls(*ours_ids)):
+        stock_doc = norm(fetch(stock_mlflow_url, stock_call), stock_ids)
+        ours_doc = norm(fetch(mlgate_url, ours_call), ours_ids)
+        lines = list(differences(stock_doc, ours_doc))
+        if lines:
+            report.append(f"=== {stock_call.label}: {len(lines)} difference(s)")
+            report.extend("  " + line for line in lines[:20])
+    if report:
+        pytest.fail("mlgate's chart data differs from stock mlflow's:\n" + "\n".join(report),
                     pytrace=False)

@@ -831,7 +831,13 @@ async def test_audit_one_record_per_action(server: Server) -> None:
     assert status == 403
 
 
-async def test_every_run_of_a_bulk_request_is_checked(server: Server) -> None:
+@pytest.mark.parametrize(("bulk", "field"), [
+    ("/ajax-api/2.0/mlflow/metrics/get-history-bulk", "run_id"),
+    ("/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval", "run_ids"),
+    ("/api/2.0/mlflow/metrics/get-history-bulk-interval", "run_ids"),
+])
+async def test_every_run_of_a_bulk_request_is_checked(server: Server, bulk: str,
+                                                      field: str) -> None:
     await server.add_user("alice")
     await server.add_user("bob")
     runs = []
@@ -840,13 +846,12 @@ async def test_every_run_of_a_bulk_request_is_checked(server: Server) -> None:
         if name == "shared":
             await server.grant("bob", "experiment", exp, "READ")
         runs.append(await server.run("alice", exp))
-    bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
-    resp = await server.client.get(bulk, params=[("run_id", runs[0]), ("metric_key", "m")],
+    resp = await server.client.get(bulk, params=[(field, runs[0]), ("metric_key", "m")],
                                    headers=server.headers["bob"])
     assert resp.status == 200
     for order in (runs, runs[::-1]):
         resp = await server.client.get(
-            bulk, params=[("run_id", order[0]), ("run_id", order[1]), ("metric_key", "m")],
+            bulk, params=[(field, order[0]), (field, order[1]), ("metric_key", "m")],
             headers=server.headers["bob"])
         assert resp.status == 403, await resp.text()
 
