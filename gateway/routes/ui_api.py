@@ -1,12 +1,13 @@
 """What the web UI asks on start and on its GenAI pages, answered as stock answers an
 empty server (``/tmp``-captured in issue 22's research, §6): mlgate has no traces,
-scorers, AI gateway, MCP registry or assistant, so each call gets stock's empty answer or
-its feature switched off, never a 404 that would break the page (a 404 from gateway-proxy
-shows an error toast on the runs page).
+scorers, AI gateway, MCP registry, webhooks or assistant, so each call gets stock's empty
+answer or its feature switched off, never a 404 that would break the page (a 404 from
+gateway-proxy shows an error toast on the runs page).
 
 Access: none of these reveal anything, but with auth stock answers them to authenticated
 callers only, so each needs a caller of the workspace (``_ANY_USER``); search-datasets
-names experiments, and needs READ on each, as stock's ``validate_can_search_datasets``.
+names experiments, and needs READ on each, as stock's ``validate_can_search_datasets``;
+webhooks are for administrators, as on stock.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from gateway.routing import HandlerFn, Route
 __all__ = ["ROUTES"]
 
 AJAX2 = ("/ajax-api/2.0/mlflow",)
+API2 = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 AJAX3 = ("/ajax-api/3.0/mlflow",)
 API3 = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 _ANY_USER = Access(ResourceKind.WORKSPACE, Action.READ)
+_ADMIN = Access(ResourceKind.SERVER, Action.READ)
 
 # Stock's FALLBACK_UI_CONFIG: what it answers whenever telemetry is off (handlers.py:8197).
 _TELEMETRY_OFF = {"disable_ui_events": [], "disable_ui_telemetry": True,
@@ -117,6 +120,8 @@ ROUTES = [
     *[Route("GET", f"/gateway/{what}/list", _constant({}), _ANY_USER, prefixes=API3)
       for what in ("endpoints", "endpoints/bindings", "model-definitions", "secrets",
                    "budgets", "guardrails")],
+    # No webhooks (mlgate sends none): the settings page's list, empty as stock's.
+    Route("GET", "/webhooks", _constant({}), _ADMIN, prefixes=API2),
     Route("GET", "/mcp-servers", _constant({"mcp_servers": [], "next_page_token": None}),
           _ANY_USER, prefixes=AJAX3),
     Route("POST", "/jobs/search", _constant({"jobs": []}), _ANY_USER,

@@ -238,6 +238,9 @@ async def test_empty_answers_as_stock(client: TestClient) -> None:
     assert providers["resolved"] is None
     # Without auth there is no current user, as stock (a 404 there is what the UI expects).
     assert (await client.get(f"{AJAX}/users/current")).status == 404
+    for prefix in (API, AJAX):  # the settings page's webhooks: none
+        resp = await client.get(f"{prefix}/webhooks")
+        assert (resp.status, await resp.json()) == (200, {}), prefix
 
 
 async def test_empty_answers_need_a_caller_with_auth(world: World) -> None:
@@ -252,6 +255,9 @@ async def test_empty_answers_need_a_caller_with_auth(world: World) -> None:
         reply = await api.send(method, path, "loner", body=data,
                                content_type="application/json")
         assert (reply.status, reply.json()) == (200, want), (path, str(reply))
+    # Webhooks are for administrators, as on stock.
+    assert (await api.call("GET", f"{AJAX}/webhooks", "b-mgr")).status == 403
+    assert (await api.call("GET", f"{AJAX}/webhooks")).json() == {}
     current = await api.call("GET", f"{AJAX}/users/current", "b1")
     assert current.status == 200
     assert current.json()["is_basic_auth"] is True
