@@ -226,6 +226,44 @@ def _announced_sha256(request: web.Request, header: str = SHA256_HEADER) -> str 
 # -- the proxy ---------------------------------------------------------------------------
 
 
+def requested_span(request: web.Request, size: int) -> tuple[int, int | None] | None:
+    """``(offset, length)`` of the single byte range a request asks of a ``size``-byte file,
+    ``None`` for the whole file. Raises :class:`ValueError` when it cannot be satisfied:
+    answer :func:`unsatisfiable`."""
+    range_header = request.headers.get("Range")
+    # We have no validator to compare an If-Range with, so such a request gets the whole
+    # file, which RFC 9110 allows and is always correct.
+    if range_header is None or "If-Range" in request.headers:
+        return None
+    span = parse_range(range_header, size)
+    return None if span is None else (span[0], span[1] - span[0])
+
+
+def unsatisfiable(size: int) -> web.Response:
+    return web.Response(status=416, text="", headers={"Content-Range": f"bytes */{size}"})
+
+
+async def send_file(request: web.Request, stream: ByteStream, key: str, *, ranged: bool,
+                    what: str, headers: dict[str, str]) -> web.StreamResponse:
+    """``stream`` (the file at ``key``, or the range of it asked for) as an attachment, with
+    its type guessed from its name; ``headers`` added."""
+    resp = web.StreamResponse(status=206 if ranged else 200)
+    filename = posixpath.basename(key)
+    resp.headers["Content-Type"] = guess_mime_type(filename)
+    resp.headers["Content-Disposition"] = content_disposition(filename)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Accept-Ranges"] = "bytes"
+    resp.headers.update(headers)
+    if ranged:
+        last = stream.offset + stream.length - 1
+        resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
+    resp.content_length = stream.length
+    if request.method == "HEAD":
+        await resp.prepare(request)
+        return resp
+    return await send_stream(request, resp, stream, what)
+
+
 async def send_stream(request: web.Request, resp: web.StreamResponse, stream: ByteStream,
                       what: str) -> web.StreamResponse:
     """Send ``stream`` as the body of ``resp`` (headers set)."""
@@ -272,39 +310,24 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = _path_param(request)
     key = store_path(path)
     store = _store(request)
-    offset, length = 0, None
-    ranged = False
-    range_header = request.headers.get("Range")
-    # We have no validator to compare an If-Range with, so such a request gets the whole
-    # file, which RFC 9110 allows and is always correct.
-    if range_header is not None and "If-Range" not in request.headers:
+    span = None
+    if "Range" in request.headers:
         info = await store.stat(key)
         if info is None:
             raise MlflowError(f"No such artifact: '{path}'", "RESOURCE_DOES_NOT_EXIST")
         if info.is_dir:
             return _is_directory(path)
         try:
-            span = parse_range(range_header, info.file_size or 0)
+            span = requested_span(request, info.file_size or 0)
         except ValueError:
-            return web.Response(status=416, text="",
-                                headers={"Content-Range": f"bytes */{info.file_size or 0}"})
-        if span is not None:
-            offset, length, ranged = span[0], span[1] - span[0], True
+            return unsatisfiable(info.file_size or 0)
+    offset, length = span or (0, None)
     try:
         async with store.get(key, offset, length) as stream:
-            resp = web.StreamResponse(status=206 if ranged else 200)
-            filename = posixpath.basename(key)
-            resp.headers["Content-Type"] = guess_mime_type(filename)
-            resp.headers["Content-Disposition"] = content_disposition(filename)
-            resp.headers["X-Content-Type-Options"] = "nosniff"
-            resp.headers["Accept-Ranges"] = "bytes"
-            if stream.sha256:
-                resp.headers[SHA256_HEADER] = stream.sha256
-            if ranged:
-                last = stream.offset + stream.length - 1
-                resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
-            resp.content_length = stream.length
-            return await send_stream(request, resp, stream, f"download of {key!r}")
+            return await send_file(request, stream, key, ranged=span is not None,
+                                   what=f"download of {key!r}",
+                                   headers={SHA256_HEADER: stream.sha256} if stream.sha256
+                                   else {})
     except be.InvalidArgument:
         # Offset 0 is always valid, so this is a directory (or the store says so itself).
         info = await store.stat(key)
