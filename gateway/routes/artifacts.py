@@ -14,7 +14,7 @@ import posixpath
 import re
 import unicodedata
 import urllib.parse
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from aiohttp import web
 
@@ -42,10 +42,12 @@ from gateway.routing import API, ARTIFACTS_API, Route
 __all__ = [
     "ROUTES",
     "SHA256_HEADER",
+    "Listing",
     "capabilities",
     "content_disposition",
     "guess_mime_type",
     "parse_range",
+    "run_artifacts",
     "send_stream",
 ]
 
@@ -508,14 +510,34 @@ async def presigned(request: web.Request) -> web.Response:
 # -- /mlflow/artifacts/list --------------------------------------------------------------
 
 
+class Listing(NamedTuple):
+    """A run's or logged model's artifacts under one path: the root URI, and the children
+    with paths relative to it."""
+
+    root_uri: str
+    files: list[FileInfo]
+
+
+async def run_artifacts(request: web.Request, run_id: str, path: str | None) -> Listing:
+    """The run's artifacts under ``path`` (checked as stock checks it), run-relative: what
+    ``artifacts/list`` and GraphQL's ``mlflowListArtifacts`` answer."""
+    relative = validate_path(path) if path is not None else None
+    run = await request.app[METADATA].get_run(run_id)
+    root = run_root(run.info.artifact_uri, served_roots(request.app[SETTINGS]), run.info.run_id)
+    return await _listing(request, run.info.artifact_uri, root, relative)
+
+
+def _listing_response(listing: Listing) -> web.Response:
+    body: dict[str, Any] = {"root_uri": listing.root_uri}
+    if listing.files:
+        body["files"] = [_file_entry(f.path, f.is_dir, f.file_size) for f in listing.files]
+    return json_response(body)
+
+
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """``GET /mlflow/artifacts/list``: the run's artifacts under ``path``, run-relative."""
     msg = message_of(request)
-    run_id = run_id_of(msg)
-    relative = validate_path(msg["path"]) if "path" in msg else None
-    run = await request.app[METADATA].get_run(run_id)
-    root = run_root(run.info.artifact_uri, served_roots(request.app[SETTINGS]), run.info.run_id)
-    return json_response(await _listing(request, run.info.artifact_uri, root, relative))
+    return _listing_response(await run_artifacts(request, run_id_of(msg), msg.get("path")))
 
 
 MODEL_LIST = Message({"artifact_directory_path": Field("string")})
@@ -530,13 +552,13 @@ async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     model = await request.app[METADATA].get_logged_model(request.match_info["model_id"])
     root = logged_model_root(model.artifact_uri, served_roots(request.app[SETTINGS]),
                              model.model_id)
-    return json_response(await _listing(request, model.artifact_uri, root, relative))
+    return _listing_response(await _listing(request, model.artifact_uri, root, relative))
 
 
 async def _listing(request: web.Request, root_uri: str, root: Location,
-                   relative: str | None) -> dict[str, Any]:
-    """``{root_uri, files}`` for the children of ``relative`` under ``root`` (``root_uri``
-    checked by :func:`run_root` or :func:`logged_model_root`)."""
+                   relative: str | None) -> Listing:
+    """The children of ``relative`` under ``root`` (``root_uri`` checked by
+    :func:`run_root` or :func:`logged_model_root`)."""
     target = under_root(root, relative or "")
     if root.scheme == "mlflow-artifacts" and _serving(request):
         infos = [info async for info in _store(request).iter_dir("/".join(target.segments))]
@@ -545,12 +567,9 @@ async def _listing(request: web.Request, root_uri: str, root: Location,
     files = []
     for info in infos:
         name = posixpath.basename(info.path)
-        files.append(_file_entry(f"{relative.rstrip('/')}/{name}" if relative else name,
-                                 info.is_dir, info.file_size))
-    body: dict[str, Any] = {"root_uri": root_uri}
-    if files:
-        body["files"] = files
-    return body
+        files.append(FileInfo(f"{relative.rstrip('/')}/{name}" if relative else name,
+                              info.is_dir, info.file_size))
+    return Listing(root_uri, files)
 
 
 async def _list_direct(root: Location, key: str) -> list[FileInfo]:
