@@ -22,6 +22,8 @@ __all__ = ["BUNDLE_IN_WHEEL", "MLFLOW_UI_VERSION", "data_dir", "download_wheel",
 
 # The MLflow release whose API mlgate answers; its UI calls exactly that API.
 MLFLOW_UI_VERSION = "3.17.2"
+# Its one wheel (pure Python, py3-none-any): pip refuses any other file by that name.
+MLFLOW_WHEEL_SHA256 = "4e44c03791beb518d8b0a40b0982d958c2634d902f46d67d7907c82107f21fac"
 BUNDLE_IN_WHEEL = "mlflow/server/js/build/"
 
 
@@ -90,9 +92,11 @@ def download_wheel(folder: Path) -> Path:
     """Download the ``mlflow`` wheel alone (no dependencies) into ``folder`` with this
     environment's pip, so its index, proxy and certificate settings apply. Raises
     RuntimeError with pip's output when it fails."""
+    pinned = folder / "requirements.txt"
+    pinned.write_text(f"mlflow=={MLFLOW_UI_VERSION} --hash=sha256:{MLFLOW_WHEEL_SHA256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "--dest", str(folder),
-           f"mlflow=={MLFLOW_UI_VERSION}"]
+           "--disable-pip-version-check", "--quiet", "--require-hashes", "--dest", str(folder),
+           "-r", str(pinned)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheels = sorted(folder.glob(f"mlflow-{MLFLOW_UI_VERSION}-*.whl"))
     if done.returncode != 0 or not wheels:

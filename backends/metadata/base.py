@@ -19,6 +19,7 @@ from backends.metadata.auth_entities import Visibility
 from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     DatasetInput,
+    DatasetSummary,
     Experiment,
     LoggedModel,
     Metric,
@@ -291,6 +292,12 @@ class MetadataStore(RegistryStore, AuthStore, ABC):
     ) -> None:
         """Link datasets (deduplicated per experiment by name and digest) and models as the
         run's inputs, in one transaction."""
+
+    @abstractmethod
+    async def search_datasets(self, experiment_ids: Sequence[str]) -> list[DatasetSummary]:
+        """The datasets the experiments' runs used as inputs, as stock's ``_search_datasets``:
+        each distinct (experiment, name, digest, context), at most 1000. Unknown experiments
+        give none; raises ``InvalidArgument`` for an id that is no integer."""
 
     @abstractmethod
     async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:

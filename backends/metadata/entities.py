@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_WORKSPACE",
     "Dataset",
     "DatasetInput",
+    "DatasetSummary",
     "Experiment",
     "LifecycleStage",
     "LoggedModel",
@@ -140,6 +141,16 @@ class Dataset:
 class DatasetInput:
     dataset: Dataset
     tags: tuple[Tag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSummary:
+    """A dataset an experiment's runs used, with the context one of them gave it."""
+
+    experiment_id: str
+    name: str
+    digest: str
+    context: str | None  # the input's mlflow.data.context tag, None without one
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     Dataset,
     DatasetInput,
+    DatasetSummary,
     Experiment,
     LifecycleStage,
     LoggedModel,
@@ -52,6 +53,7 @@ __all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation",
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
+MAX_DATASET_SUMMARIES = 1000  # stock's cap on search_datasets
 # Rows up to which a batch counts as small for _in_tx (SQLite runs it on the event loop:
 # ~0.25 ms for 30 log-metric requests; a 5,000-point log-batch stays on the thread).
 _SMALL_BATCH_ROWS = 256
@@ -908,6 +910,22 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
                 " ON CONFLICT DO NOTHING",
                 [(run_id, m.model_id) for m in models],
             )
+
+    async def search_datasets(self, experiment_ids: Sequence[str]) -> list[DatasetSummary]:
+        exp_ids = sorted({self._exp_id(e) for e in experiment_ids})
+        if not exp_ids:
+            return []
+        # The context tag is a left join: an input without one is listed with None.
+        async with self._read() as db:
+            rows = await db.fetch_rows(
+                "SELECT DISTINCT d.dataset_id, d.experiment_id, d.name, d.digest, t.value"
+                " FROM datasets d JOIN run_dataset_inputs i ON i.dataset_id = d.dataset_id"
+                " LEFT JOIN run_dataset_input_tags t ON t.run_id = i.run_id"
+                " AND t.dataset_id = i.dataset_id AND t.key = ?"
+                f" WHERE d.experiment_id IN ({_marks(len(exp_ids))})"
+                f" ORDER BY d.dataset_id, t.value LIMIT {MAX_DATASET_SUMMARIES}",
+                (sql_search.DATASET_CONTEXT_TAG, *exp_ids))
+        return [DatasetSummary(str(r[1]), r[2], r[3], r[4]) for r in rows]
 
     async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
         async with self._tx() as db:

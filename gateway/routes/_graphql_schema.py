@@ -1,7 +1,9 @@
-"""The part of stock MLflow 3.17's GraphQL schema (``mlflow/server/graphql``) that the web UI
-queries: the same type, field and argument names, so that stock's documents validate and
-its error messages read the same. Fields stock has and the UI never asks for are left out;
-a document that asks for one is answered as stock answers an unknown field."""
+"""Stock MLflow 3.17's GraphQL schema (``mlflow/server/graphql``) with the same type, field
+and argument names, so that stock's documents validate and its error messages read the
+same. Left out: the ``test`` echo fields, and a model version's ``modelParams``,
+``modelMetrics`` and ``deploymentJobState``, which no client of ours asks for (stock
+answers the last with enum errors); a document that asks for one is answered as stock
+answers an unknown field."""
 
 from __future__ import annotations
 
@@ -19,11 +21,15 @@ scalar LongString
 
 type Query {
   mlflowGetExperiment(input: MlflowGetExperimentInput): MlflowGetExperimentResponse
+  mlflowGetMetricHistoryBulkInterval(input: MlflowGetMetricHistoryBulkIntervalInput): MlflowGetMetricHistoryBulkIntervalResponse
   mlflowGetRun(input: MlflowGetRunInput): MlflowGetRunResponse
+  mlflowListArtifacts(input: MlflowListArtifactsInput): MlflowListArtifactsResponse
+  mlflowSearchModelVersions(input: MlflowSearchModelVersionsInput): MlflowSearchModelVersionsResponse
   mlflowSearchRuns(input: MlflowSearchRunsInput): MlflowSearchRunsResponse
 }
 
 type Mutation {
+  mlflowSearchDatasets(input: MlflowSearchDatasetsInput): MlflowSearchDatasetsResponse
   mlflowSearchRuns(input: MlflowSearchRunsInput): MlflowSearchRunsResponse
 }
 
@@ -74,6 +80,76 @@ input MlflowGetRunInput {
 type MlflowGetRunResponse {
   run: MlflowRunExtension
   apiError: ApiError
+}
+
+input MlflowGetMetricHistoryBulkIntervalInput {
+  runIds: [String]
+  metricKey: String
+  startStep: Int
+  endStep: Int
+  maxResults: Int
+}
+
+type MlflowGetMetricHistoryBulkIntervalResponse {
+  metrics: [MlflowMetricWithRunId!]
+  apiError: ApiError
+}
+
+type MlflowMetricWithRunId {
+  key: String
+  value: Float
+  timestamp: LongString
+  step: LongString
+  runId: String
+}
+
+input MlflowListArtifactsInput {
+  runId: String
+  runUuid: String
+  path: String
+  pageToken: String
+}
+
+type MlflowListArtifactsResponse {
+  rootUri: String
+  files: [MlflowFileInfo!]
+  nextPageToken: String
+  apiError: ApiError
+}
+
+type MlflowFileInfo {
+  path: String
+  isDir: Boolean
+  fileSize: LongString
+}
+
+input MlflowSearchModelVersionsInput {
+  filter: String
+  maxResults: LongString
+  orderBy: [String]
+  pageToken: String
+}
+
+type MlflowSearchModelVersionsResponse {
+  modelVersions: [MlflowModelVersion!]
+  nextPageToken: String
+  apiError: ApiError
+}
+
+input MlflowSearchDatasetsInput {
+  experimentIds: [String]
+}
+
+type MlflowSearchDatasetsResponse {
+  datasetSummaries: [MlflowDatasetSummary!]
+  apiError: ApiError
+}
+
+type MlflowDatasetSummary {
+  experimentId: String
+  name: String
+  digest: String
+  context: String
 }
 
 input MlflowSearchRunsInput {

@@ -14,7 +14,7 @@ import posixpath
 import re
 import unicodedata
 import urllib.parse
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from aiohttp import web
 
@@ -42,10 +42,12 @@ from gateway.routing import API, ARTIFACTS_API, Route
 __all__ = [
     "ROUTES",
     "SHA256_HEADER",
+    "Listing",
     "capabilities",
     "content_disposition",
     "guess_mime_type",
     "parse_range",
+    "run_artifacts",
     "send_stream",
 ]
 
@@ -226,6 +228,44 @@ def _announced_sha256(request: web.Request, header: str = SHA256_HEADER) -> str 
 # -- the proxy ---------------------------------------------------------------------------
 
 
+def requested_span(request: web.Request, size: int) -> tuple[int, int | None] | None:
+    """``(offset, length)`` of the single byte range a request asks of a ``size``-byte file,
+    ``None`` for the whole file. Raises :class:`ValueError` when it cannot be satisfied:
+    answer :func:`unsatisfiable`."""
+    range_header = request.headers.get("Range")
+    # We have no validator to compare an If-Range with, so such a request gets the whole
+    # file, which RFC 9110 allows and is always correct.
+    if range_header is None or "If-Range" in request.headers:
+        return None
+    span = parse_range(range_header, size)
+    return None if span is None else (span[0], span[1] - span[0])
+
+
+def unsatisfiable(size: int) -> web.Response:
+    return web.Response(status=416, text="", headers={"Content-Range": f"bytes */{size}"})
+
+
+async def send_file(request: web.Request, stream: ByteStream, key: str, *, ranged: bool,
+                    what: str, headers: dict[str, str]) -> web.StreamResponse:
+    """``stream`` (the file at ``key``, or the range of it asked for) as an attachment, with
+    its type guessed from its name; ``headers`` added."""
+    resp = web.StreamResponse(status=206 if ranged else 200)
+    filename = posixpath.basename(key)
+    resp.headers["Content-Type"] = guess_mime_type(filename)
+    resp.headers["Content-Disposition"] = content_disposition(filename)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Accept-Ranges"] = "bytes"
+    resp.headers.update(headers)
+    if ranged:
+        last = stream.offset + stream.length - 1
+        resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
+    resp.content_length = stream.length
+    if request.method == "HEAD":
+        await resp.prepare(request)
+        return resp
+    return await send_stream(request, resp, stream, what)
+
+
 async def send_stream(request: web.Request, resp: web.StreamResponse, stream: ByteStream,
                       what: str) -> web.StreamResponse:
     """Send ``stream`` as the body of ``resp`` (headers set)."""
@@ -272,39 +312,24 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = _path_param(request)
     key = store_path(path)
     store = _store(request)
-    offset, length = 0, None
-    ranged = False
-    range_header = request.headers.get("Range")
-    # We have no validator to compare an If-Range with, so such a request gets the whole
-    # file, which RFC 9110 allows and is always correct.
-    if range_header is not None and "If-Range" not in request.headers:
+    span = None
+    if "Range" in request.headers:
         info = await store.stat(key)
         if info is None:
             raise MlflowError(f"No such artifact: '{path}'", "RESOURCE_DOES_NOT_EXIST")
         if info.is_dir:
             return _is_directory(path)
         try:
-            span = parse_range(range_header, info.file_size or 0)
+            span = requested_span(request, info.file_size or 0)
         except ValueError:
-            return web.Response(status=416, text="",
-                                headers={"Content-Range": f"bytes */{info.file_size or 0}"})
-        if span is not None:
-            offset, length, ranged = span[0], span[1] - span[0], True
+            return unsatisfiable(info.file_size or 0)
+    offset, length = span or (0, None)
     try:
         async with store.get(key, offset, length) as stream:
-            resp = web.StreamResponse(status=206 if ranged else 200)
-            filename = posixpath.basename(key)
-            resp.headers["Content-Type"] = guess_mime_type(filename)
-            resp.headers["Content-Disposition"] = content_disposition(filename)
-            resp.headers["X-Content-Type-Options"] = "nosniff"
-            resp.headers["Accept-Ranges"] = "bytes"
-            if stream.sha256:
-                resp.headers[SHA256_HEADER] = stream.sha256
-            if ranged:
-                last = stream.offset + stream.length - 1
-                resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
-            resp.content_length = stream.length
-            return await send_stream(request, resp, stream, f"download of {key!r}")
+            return await send_file(request, stream, key, ranged=span is not None,
+                                   what=f"download of {key!r}",
+                                   headers={SHA256_HEADER: stream.sha256} if stream.sha256
+                                   else {})
     except be.InvalidArgument:
         # Offset 0 is always valid, so this is a directory (or the store says so itself).
         info = await store.stat(key)
@@ -485,14 +510,34 @@ async def presigned(request: web.Request) -> web.Response:
 # -- /mlflow/artifacts/list --------------------------------------------------------------
 
 
+class Listing(NamedTuple):
+    """A run's or logged model's artifacts under one path: the root URI, and the children
+    with paths relative to it."""
+
+    root_uri: str
+    files: list[FileInfo]
+
+
+async def run_artifacts(request: web.Request, run_id: str, path: str | None) -> Listing:
+    """The run's artifacts under ``path`` (checked as stock checks it), run-relative: what
+    ``artifacts/list`` and GraphQL's ``mlflowListArtifacts`` answer."""
+    relative = validate_path(path) if path is not None else None
+    run = await request.app[METADATA].get_run(run_id)
+    root = run_root(run.info.artifact_uri, served_roots(request.app[SETTINGS]), run.info.run_id)
+    return await _listing(request, run.info.artifact_uri, root, relative)
+
+
+def _listing_response(listing: Listing) -> web.Response:
+    body: dict[str, Any] = {"root_uri": listing.root_uri}
+    if listing.files:
+        body["files"] = [_file_entry(f.path, f.is_dir, f.file_size) for f in listing.files]
+    return json_response(body)
+
+
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """``GET /mlflow/artifacts/list``: the run's artifacts under ``path``, run-relative."""
     msg = message_of(request)
-    run_id = run_id_of(msg)
-    relative = validate_path(msg["path"]) if "path" in msg else None
-    run = await request.app[METADATA].get_run(run_id)
-    root = run_root(run.info.artifact_uri, served_roots(request.app[SETTINGS]), run.info.run_id)
-    return json_response(await _listing(request, run.info.artifact_uri, root, relative))
+    return _listing_response(await run_artifacts(request, run_id_of(msg), msg.get("path")))
 
 
 MODEL_LIST = Message({"artifact_directory_path": Field("string")})
@@ -507,13 +552,13 @@ async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     model = await request.app[METADATA].get_logged_model(request.match_info["model_id"])
     root = logged_model_root(model.artifact_uri, served_roots(request.app[SETTINGS]),
                              model.model_id)
-    return json_response(await _listing(request, model.artifact_uri, root, relative))
+    return _listing_response(await _listing(request, model.artifact_uri, root, relative))
 
 
 async def _listing(request: web.Request, root_uri: str, root: Location,
-                   relative: str | None) -> dict[str, Any]:
-    """``{root_uri, files}`` for the children of ``relative`` under ``root`` (``root_uri``
-    checked by :func:`run_root` or :func:`logged_model_root`)."""
+                   relative: str | None) -> Listing:
+    """The children of ``relative`` under ``root`` (``root_uri`` checked by
+    :func:`run_root` or :func:`logged_model_root`)."""
     target = under_root(root, relative or "")
     if root.scheme == "mlflow-artifacts" and _serving(request):
         infos = [info async for info in _store(request).iter_dir("/".join(target.segments))]
@@ -522,12 +567,9 @@ async def _listing(request: web.Request, root_uri: str, root: Location,
     files = []
     for info in infos:
         name = posixpath.basename(info.path)
-        files.append(_file_entry(f"{relative.rstrip('/')}/{name}" if relative else name,
-                                 info.is_dir, info.file_size))
-    body: dict[str, Any] = {"root_uri": root_uri}
-    if files:
-        body["files"] = files
-    return body
+        files.append(FileInfo(f"{relative.rstrip('/')}/{name}" if relative else name,
+                              info.is_dir, info.file_size))
+    return Listing(root_uri, files)
 
 
 async def _list_direct(root: Location, key: str) -> list[FileInfo]:

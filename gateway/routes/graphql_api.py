@@ -1,20 +1,22 @@
-"""``POST /graphql``: the web UI's GraphQL queries, answered as stock MLflow 3.17 answers them.
+"""``POST /graphql``: stock MLflow 3.17's GraphQL API, answered as stock answers it.
 
 Parsed, validated and executed by graphql-core, the reference implementation stock itself
-runs (under graphene), against the subset of stock's schema the UI queries
-(:mod:`~gateway.routes._graphql_schema`). Resolvers call the metadata store directly.
+runs (under graphene), against stock's schema (:mod:`~gateway.routes._graphql_schema`).
+Resolvers call the metadata store, and the REST routes' shared functions, directly.
 
 One reading of each request: the route's parse step (:func:`read_graphql`) parses the
 document, applies stock's limits, validates it, coerces its variables, selects the
 operation and collects its root fields (through fragments, inline fragments, aliases and
 ``@skip``/``@include``, as the executor does). What each root field's ``input`` names goes
 into the message as ``experiment_ids`` and ``run_ids``, which the enforcement point
-authorizes (READ, answered as the REST routes answer) before anything executes. The handler
-then runs that very execution context, and each root resolver reads its input from the
-parse step's record, not from a second coercion. Nested objects follow from what was
-authorized: a run's experiment is the one its check judged; its model versions come from
-a search filtered like ``model-versions/search``; ``mlflowSearchRuns`` is filtered like
-``runs/search``.
+authorizes (READ, answered as the REST routes answer) before anything executes; a field
+over its limit (more than 100 runs' histories, datasets of no experiment or of more than
+20) is refused by the parse step instead, and names and reads nothing. The handler then
+runs that very execution context, and each root resolver reads its input from the parse
+step's record, not from a second coercion. The searches name nothing and are filtered as
+their REST routes are: ``mlflowSearchRuns`` like ``runs/search``,
+``mlflowSearchModelVersions`` and a run's model versions like ``model-versions/search``. A
+run's experiment is the one its check judged.
 """
 
 from __future__ import annotations
@@ -56,8 +58,12 @@ from gateway.errors import ERROR_RENDERER, MlflowError, from_backend, invalid_pa
 from gateway.parsing import message_of, read_json_body
 from gateway.routes._common import max_results, store
 from gateway.routes._graphql_schema import SCHEMA
+from gateway.routes.artifacts import run_artifacts
+from gateway.routes.metrics import MAX_INTERVAL_RESULTS, check_interval_runs
+from gateway.routes.registry import readable_model_versions
+from gateway.routes.ui_api import check_dataset_experiments
 from gateway.routing import Route
-from gateway.security import visibility_of, workspace_of
+from gateway.security import visibility_of
 
 __all__ = ["ROUTES", "read_graphql"]
 
@@ -79,10 +85,12 @@ _PLAN = "graphql"  # the message's key for the prepared execution
 
 
 class RootCall(NamedTuple):
-    """A root field the operation executes: its name and its coerced ``input``."""
+    """A root field the operation executes: its name, its coerced ``input``, and the
+    message it is refused with if the input is over a limit."""
 
     field: str
     input: dict[str, Any]
+    refusal: str | None = None
 
 
 @dataclass
@@ -175,7 +183,14 @@ def _root_calls(built: ExecutionContext, operation: OperationDefinitionNode,
         if name.startswith("__"):
             continue  # introspection: names nothing
         args = get_argument_values(root.fields[name], nodes[0], built.variable_values)
-        calls[key] = RootCall(name, args.get("input") or {})
+        inp = args.get("input") or {}
+        refusal = None
+        if name in _LIMITS:
+            try:
+                _LIMITS[name](inp)
+            except MlflowError as exc:
+                refusal = exc.message
+        calls[key] = RootCall(name, inp, refusal)
     return calls
 
 
@@ -187,16 +202,31 @@ def _strings(values: Any) -> list[str]:
     return []
 
 
+# Checked in the parse step, before the enforcement point would look up every id: a call
+# over its limit is answered with the refusal (its field null, as stock's errors are).
+_LIMITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "mlflowGetMetricHistoryBulkInterval":
+        lambda inp: check_interval_runs(_strings(inp.get("runIds"))),
+    "mlflowSearchDatasets":
+        lambda inp: check_dataset_experiments(_strings(inp.get("experimentIds"))),
+}
+
+
 def _named_ids(call: RootCall) -> tuple[list[str], list[str]]:
-    """(experiment ids, run ids) a root call reads. A search names none: its experiments
-    are filtered by what the caller may read, as in ``runs/search``."""
+    """(experiment ids, run ids) a root call reads. A refused call reads nothing. A search
+    names none: it is filtered by what the caller may read, as its REST route is. A run
+    named twice (``runId`` and ``runUuid``) is read by either, so both are named."""
     inp = call.input
+    if call.refusal is not None:
+        return [], []
     if call.field == "mlflowGetExperiment":
         return _strings(inp.get("experimentId")), []
-    if call.field == "mlflowGetRun":
+    if call.field in ("mlflowGetRun", "mlflowListArtifacts"):
         return [], _strings(inp.get("runId")) + _strings(inp.get("runUuid"))
     if call.field == "mlflowGetMetricHistoryBulkInterval":
         return [], _strings(inp.get("runIds"))
+    if call.field == "mlflowSearchDatasets":
+        return _strings(inp.get("experimentIds")), []
     return [], []
 
 
@@ -315,9 +345,13 @@ def _guarded(resolve: _Resolver) -> _Resolver:
     return run
 
 
-def _call(info: GraphQLResolveInfo) -> RootCall:
+def _input(info: GraphQLResolveInfo) -> dict[str, Any]:
+    """A root field's input as the parse step coerced it; raises the refusal it recorded."""
     context: _Context = info.context
-    return context.calls[str(info.path.key)]
+    call = context.calls[str(info.path.key)]
+    if call.refusal is not None:
+        raise invalid_parameter(call.refusal)
+    return call.input
 
 
 async def _experiment_of(context: _Context, experiment_id: str) -> Experiment:
@@ -329,20 +363,20 @@ async def _experiment_of(context: _Context, experiment_id: str) -> Experiment:
 
 
 async def resolve_get_experiment(_root: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
-    experiment_id = _call(info).input.get("experimentId") or ""
+    experiment_id = _input(info).get("experimentId") or ""
     exp = await _experiment_of(info.context, experiment_id)
     return {"experiment": _experiment(exp), "apiError": None}
 
 
 async def resolve_get_run(_root: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
-    inp = _call(info).input
+    inp = _input(info)
     run = await store(info.context.request).get_run(inp.get("runId") or inp.get("runUuid")
                                                     or "")
     return {"run": _run(run), "apiError": None}
 
 
 async def resolve_search_runs(_root: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
-    inp = _call(info).input
+    inp = _input(info)
     request = info.context.request
     experiment_ids = _strings(inp.get("experimentIds"))
     if not experiment_ids:
@@ -366,29 +400,82 @@ async def resolve_run_experiment(run: dict[str, Any], info: GraphQLResolveInfo) 
 
 
 async def resolve_run_model_versions(run: dict[str, Any], info: GraphQLResolveInfo) -> Any:
-    request = info.context.request
-    run_id = run["info"]["runId"]
-    page = await store(request).search_model_versions(
-        filter_string=f"run_id='{run_id}'", workspace=workspace_of(request),
-        visibility=visibility_of(request))
+    page = await readable_model_versions(
+        info.context.request, filter_string=f"run_id='{run['info']['runId']}'",
+        max_results=None, order_by=[], page_token=None)
     return [_model_version(v) for v in page.items]
+
+
+async def resolve_metric_history_bulk_interval(_root: Any, info: GraphQLResolveInfo,
+                                               **_: Any) -> Any:
+    inp = _input(info)
+    run_ids, key = _strings(inp.get("runIds")), inp.get("metricKey") or ""
+    if not run_ids or not key:
+        return {"metrics": [], "apiError": None}  # stock: no points, and no error
+    # Stock takes the sample's size and step range from /graphql's query string (Flask's
+    # request.args), never from the input: without one, 2,500 points over every step.
+    points = await store(info.context.request).sample_metric_history(
+        run_ids, key, max_results=MAX_INTERVAL_RESULTS)
+    # No NaN guard, as stock's MlflowMetricWithRunId has none: graphql-core's Float makes
+    # a NaN null and adds stock's error.
+    return {"metrics": [{"key": m.key, "value": _stored(m.value), "timestamp": m.timestamp,
+                         "step": m.step, "runId": m.run_id or ""} for m in points],
+            "apiError": None}
+
+
+async def resolve_list_artifacts(_root: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+    inp = _input(info)
+    listing = await run_artifacts(info.context.request,
+                                  inp.get("runId") or inp.get("runUuid") or "", inp.get("path"))
+    return {"rootUri": listing.root_uri, "nextPageToken": "", "apiError": None,
+            "files": [{"path": f.path, "isDir": f.is_dir, "fileSize": f.file_size or 0}
+                      for f in listing.files]}
+
+
+async def resolve_search_model_versions(_root: Any, info: GraphQLResolveInfo,
+                                        **_: Any) -> Any:
+    inp = _input(info)
+    page = await readable_model_versions(
+        info.context.request, filter_string=inp.get("filter") or "",
+        max_results=inp.get("maxResults"), order_by=_strings(inp.get("orderBy")),
+        page_token=inp.get("pageToken"))
+    return {"modelVersions": [_model_version(v) for v in page.items],
+            "nextPageToken": page.next_page_token or "", "apiError": None}
+
+
+async def resolve_search_datasets(_root: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+    inp = _input(info)
+    summaries = await store(info.context.request).search_datasets(
+        _strings(inp.get("experimentIds")))
+    return {"datasetSummaries": [{"experimentId": d.experiment_id, "name": d.name,
+                                  "digest": d.digest, "context": d.context or ""}
+                                 for d in summaries],
+            "apiError": None}
+
+
+def _stored(value: float) -> float:
+    """±inf as stock's store keeps it: the largest float."""
+    return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
 
 
 async def resolve_metric_value(metric: dict[str, Any], _info: GraphQLResolveInfo) -> Any:
     value = metric["value"]
     if math.isnan(value):
         return None  # stock's MlflowMetricExtension: NaN is null, without an error
-    if math.isinf(value):
-        return math.copysign(sys.float_info.max, value)  # what stock's store keeps
-    return value
+    return _stored(value)
 
 
 def _install_resolvers() -> None:
     query, mutation = SCHEMA.query_type, SCHEMA.mutation_type
     assert query is not None and mutation is not None
     query.fields["mlflowGetExperiment"].resolve = _guarded(resolve_get_experiment)
+    query.fields["mlflowGetMetricHistoryBulkInterval"].resolve = _guarded(
+        resolve_metric_history_bulk_interval)
     query.fields["mlflowGetRun"].resolve = _guarded(resolve_get_run)
+    query.fields["mlflowListArtifacts"].resolve = _guarded(resolve_list_artifacts)
+    query.fields["mlflowSearchModelVersions"].resolve = _guarded(resolve_search_model_versions)
     query.fields["mlflowSearchRuns"].resolve = _guarded(resolve_search_runs)
+    mutation.fields["mlflowSearchDatasets"].resolve = _guarded(resolve_search_datasets)
     mutation.fields["mlflowSearchRuns"].resolve = _guarded(resolve_search_runs)
     run_type = SCHEMA.type_map["MlflowRunExtension"]
     metric_type = SCHEMA.type_map["MlflowMetricExtension"]

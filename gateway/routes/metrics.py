@@ -14,7 +14,7 @@ from gateway.parsing import HINT, Field, Message, message_of, missing
 from gateway.routes._common import max_results, require, run_id_of, store
 from gateway.routing import Route
 
-__all__ = ["ROUTES"]
+__all__ = ["MAX_INTERVAL_RESULTS", "ROUTES", "check_interval_runs"]
 
 HISTORY = Message({
     "run_id": Field("string"),
@@ -106,16 +106,22 @@ def _intlike(msg: dict[str, Any], name: str) -> int | None:
     return number
 
 
-def interval_of(msg: dict[str, Any]) -> tuple[list[str], str, int, tuple[int, int] | None]:
-    """(run ids, key, points per run, step range) of a bulk-interval request, checked with
-    stock's messages; shared by the REST route and GraphQL."""
-    run_ids = msg.get("run_ids") or []
-    if not run_ids:
-        raise missing("run_ids")
+def check_interval_runs(run_ids: list[str]) -> None:
+    """Refuse a bulk-interval request for more than 100 runs (REST and GraphQL; stock's
+    GraphQL has no limit)."""
     if len(run_ids) > MAX_BULK_RUN_IDS:
         raise invalid_parameter(
             f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUN_IDS}"
             f" run_ids. Received {len(run_ids)} run_ids." + HINT)
+
+
+def interval_of(msg: dict[str, Any]) -> tuple[list[str], str, int, tuple[int, int] | None]:
+    """(run ids, key, points per run, step range) of a bulk-interval request, checked with
+    stock's messages."""
+    run_ids = msg.get("run_ids") or []
+    if not run_ids:
+        raise missing("run_ids")
+    check_interval_runs(run_ids)
     key = require(msg, "metric_key")
     limit = _intlike(msg, "max_results")
     if limit is None:

@@ -11,7 +11,6 @@ one byte range. They are downloads, so with auth each is audited (``Route.downlo
 
 from __future__ import annotations
 
-import posixpath
 from contextlib import AsyncExitStack
 
 from aiohttp import web
@@ -34,12 +33,7 @@ from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
 from gateway.parsing import Field, Message, message_of
 from gateway.routes._common import require, run_id_of
-from gateway.routes.artifacts import (
-    content_disposition,
-    guess_mime_type,
-    parse_range,
-    send_stream,
-)
+from gateway.routes.artifacts import requested_span, send_file, unsatisfiable
 from gateway.routing import Route
 from gateway.security import workspace_of
 
@@ -136,35 +130,16 @@ async def _stream(request: web.Request, store: ArtifactStore, key: str) -> web.S
         raise MlflowError(f"Artifact path refers to a directory, not a file: '{key}'",
                           "INVALID_PARAMETER_VALUE")
     size = info.file_size or 0
-    offset, length, ranged = 0, None, False
-    range_header = request.headers.get("Range")
-    if range_header is not None and "If-Range" not in request.headers:
-        try:
-            span = parse_range(range_header, size)
-        except ValueError:
-            return web.Response(status=416, text="",
-                                headers={"Content-Range": f"bytes */{size}"})
-        if span is not None:
-            offset, length, ranged = span[0], span[1] - span[0], True
-    if size == 0:
-        offset, length = 0, None
+    try:
+        span = requested_span(request, size)
+    except ValueError:
+        return unsatisfiable(size)
+    offset, length = span or (0, None)
     try:
         async with store.get(key, offset, length) as stream:
-            resp = web.StreamResponse(status=206 if ranged else 200)
-            filename = posixpath.basename(key)
-            resp.headers["Content-Type"] = guess_mime_type(filename)
-            resp.headers["Content-Disposition"] = content_disposition(filename)
-            resp.headers["X-Content-Type-Options"] = "nosniff"
-            resp.headers["Cache-Control"] = "no-cache"
-            resp.headers["Accept-Ranges"] = "bytes"
-            if ranged:
-                last = stream.offset + stream.length - 1
-                resp.headers["Content-Range"] = f"bytes {stream.offset}-{last}/{stream.size}"
-            resp.content_length = stream.length
-            if request.method == "HEAD":
-                await resp.prepare(request)
-                return resp
-            return await send_stream(request, resp, stream, f"preview of {key!r}")
+            return await send_file(request, stream, key, ranged=span is not None,
+                                   what=f"preview of {key!r}",
+                                   headers={"Cache-Control": "no-cache"})
     except be.NotFound:
         raise MlflowError(f"No such artifact: '{key}'", "RESOURCE_DOES_NOT_EXIST") from None
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from auth.access import Access, Action, Ref, ResourceKind
 from backends import errors
 from backends.metadata import registry_validation as rv
-from backends.metadata.entities import Tag
-from backends.metadata.registry_entities import IS_PROMPT_TAG
+from backends.metadata.entities import Page, Tag
+from backends.metadata.registry_entities import IS_PROMPT_TAG, ModelVersion
 from gateway.errors import invalid_parameter
 from gateway.parsing import Field, Message, message_of, missing
 from gateway.render import json_response
@@ -30,7 +30,7 @@ from gateway.security import (
     workspace_of,
 )
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "readable_model_versions"]
 
 _PROMPT_SOURCES = frozenset({"dummy-source", "prompt-template"})
 
@@ -295,15 +295,26 @@ async def get_download_uri(request: web.Request) -> web.Response:
     return json_response({"artifact_uri": uri})
 
 
-async def search_model_versions(request: web.Request) -> web.Response:
-    msg = message_of(request)
-    page = await store(request).search_model_versions(
-        filter_string=msg.get("filter", ""),
-        max_results=_limit(msg.get("max_results"), 200_000, 200_000),
-        order_by=msg.get("order_by", []),
-        page_token=msg.get("page_token") or None,
+async def readable_model_versions(
+    request: web.Request, *, filter_string: str, max_results: int | None,
+    order_by: list[str], page_token: str | None,
+) -> Page[ModelVersion]:
+    """A page of the versions the caller may read in their workspace: what
+    ``model-versions/search`` and GraphQL's ``mlflowSearchModelVersions`` answer."""
+    return await store(request).search_model_versions(
+        filter_string=filter_string,
+        max_results=_limit(max_results, 200_000, 200_000),
+        order_by=order_by,
+        page_token=page_token or None,
         workspace=workspace_of(request), visibility=visibility_of(request),
     )
+
+
+async def search_model_versions(request: web.Request) -> web.Response:
+    msg = message_of(request)
+    page = await readable_model_versions(
+        request, filter_string=msg.get("filter", ""), max_results=msg.get("max_results"),
+        order_by=msg.get("order_by", []), page_token=msg.get("page_token"))
     body: dict[str, Any] = {}
     if page.items:
         body["model_versions"] = [model_version(v) for v in page.items]

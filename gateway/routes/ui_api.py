@@ -1,13 +1,14 @@
-"""What the web UI asks on start and on its GenAI pages, answered as stock answers an
-empty server (``/tmp``-captured in issue 22's research, §6): mlgate has no traces,
-scorers, AI gateway, MCP registry, webhooks or assistant, so each call gets stock's empty
-answer or its feature switched off, never a 404 that would break the page (a 404 from
-gateway-proxy shows an error toast on the runs page).
+"""What the web UI asks on start and on its GenAI pages. mlgate has no traces, scorers, AI
+gateway, MCP registry, webhooks or assistant, so those calls are answered as stock answers an
+empty server (``/tmp``-captured in issue 22's research, §6): stock's empty answer or the
+feature switched off, never a 404 that would break the page (a 404 from gateway-proxy shows
+an error toast on the runs page). search-datasets (the datasets the runs page lists) answers
+from the store.
 
-Access: none of these reveal anything, but with auth stock answers them to authenticated
-callers only, so each needs a caller of the workspace (``_ANY_USER``); search-datasets
-names experiments, and needs READ on each, as stock's ``validate_can_search_datasets``;
-webhooks are for administrators, as on stock.
+Access: none of the empty answers reveal anything, but with auth stock answers them to
+authenticated callers only, so each needs a caller of the workspace (``_ANY_USER``);
+search-datasets names experiments, and needs READ on each, as stock's
+``validate_can_search_datasets``; webhooks are for administrators, as on stock.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
+from gateway.errors import invalid_parameter
 from gateway.parsing import Field, Message, message_of
 from gateway.render import json_response
+from gateway.routes._common import store
 from gateway.routing import HandlerFn, Route
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "check_dataset_experiments"]
 
 AJAX2 = ("/ajax-api/2.0/mlflow",)
 API2 = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -93,6 +96,29 @@ async def trace_metrics(request: web.Request) -> web.Response:
 
 SEARCH_DATASETS = Message({"experiment_ids": Field("string", repeated=True)})
 _EXPERIMENTS = Access(ResourceKind.EXPERIMENT, Action.READ, "experiment_ids")
+MAX_DATASET_EXPERIMENTS = 20
+
+
+def check_dataset_experiments(experiment_ids: list[str]) -> None:
+    """Refuse a search for the datasets of no experiment or of more than 20, as stock."""
+    if not experiment_ids:
+        raise invalid_parameter("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > MAX_DATASET_EXPERIMENTS:
+        raise invalid_parameter(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS}"
+            f" experiment_ids. Received {len(experiment_ids)} experiment_ids.")
+
+
+async def search_datasets(request: web.Request) -> web.Response:
+    """The datasets the experiments' runs used, once per context they were used in."""
+    experiment_ids = message_of(request).get("experiment_ids", [])
+    check_dataset_experiments(experiment_ids)
+    summaries = await store(request).search_datasets(experiment_ids)
+    if not summaries:
+        return json_response({})
+    return json_response({"dataset_summaries": [
+        {"experiment_id": d.experiment_id, "name": d.name, "digest": d.digest}
+        | ({} if d.context is None else {"context": d.context}) for d in summaries]})
 
 ROUTES = [
     Route("GET", "/ui-telemetry", _constant(_TELEMETRY_OFF), _ANY_USER, prefixes=AJAX3),
@@ -103,7 +129,7 @@ ROUTES = [
         {"providers": {}, "projects": {}, "remote_access_allowed": False}), _ANY_USER,
         prefixes=AJAX3),
     Route("GET", "/assistant/providers", _constant(_PROVIDERS), _ANY_USER, prefixes=AJAX3),
-    Route("POST", "/experiments/search-datasets", _constant({}), _EXPERIMENTS,
+    Route("POST", "/experiments/search-datasets", search_datasets, _EXPERIMENTS,
           prefixes=AJAX2, message=SEARCH_DATASETS),
     # No AI gateway (server-info says so): stock's answer without MLFLOW_DEPLOYMENTS_TARGET.
     Route("GET", "/gateway-proxy", _constant({"endpoints": []}), _ANY_USER, prefixes=AJAX2),

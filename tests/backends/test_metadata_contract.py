@@ -21,6 +21,7 @@ from backends.metadata.base import MetadataStore
 from backends.metadata.entities import (
     Dataset,
     DatasetInput,
+    DatasetSummary,
     Metric,
     ModelOutput,
     Param,
@@ -537,6 +538,27 @@ async def test_inputs_deduplicated_per_experiment(metadata_store: MetadataStore)
         await metadata_store.log_inputs(run_id, datasets=[item])
     for run_id in (run_a, run_b):
         assert (await metadata_store.get_run(run_id)).dataset_inputs == (item,)
+
+
+async def test_search_datasets_lists_each_context_once(metadata_store: MetadataStore) -> None:
+    run_a, run_b = await _run(metadata_store, "sd"), await _run(metadata_store, "sd")
+    exp = (await metadata_store.get_run(run_a)).info.experiment_id
+    train, test = Dataset("train", "d1", "local", "{}"), Dataset("test", "d2", "local", "{}")
+    context = "mlflow.data.context"
+    await metadata_store.log_inputs(run_a, datasets=[
+        DatasetInput(train, (Tag(context, "training"),)), DatasetInput(test)])
+    await metadata_store.log_inputs(run_b, datasets=[
+        DatasetInput(train, (Tag(context, "training"),)),
+        DatasetInput(test, (Tag(context, "eval"), Tag("other", "x")))])
+    await metadata_store.log_inputs(await _run(metadata_store, "sd-other"),
+                                    datasets=[DatasetInput(Dataset("elsewhere", "d3", "x", ""))])
+    found = await metadata_store.search_datasets([exp, exp, "987654"])
+    assert sorted(found, key=lambda s: (s.name, s.context or "")) == [
+        DatasetSummary(exp, "test", "d2", None), DatasetSummary(exp, "test", "d2", "eval"),
+        DatasetSummary(exp, "train", "d1", "training")]
+    assert await metadata_store.search_datasets([]) == []
+    with pytest.raises(errors.InvalidArgument, match="Invalid experiment ID 'abc'"):
+        await metadata_store.search_datasets(["abc"])
 
 
 async def test_outputs(metadata_store: MetadataStore) -> None:

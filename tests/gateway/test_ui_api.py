@@ -243,6 +243,35 @@ async def test_empty_answers_as_stock(client: TestClient) -> None:
         assert (resp.status, await resp.json()) == (200, {}), prefix
 
 
+async def test_search_datasets_lists_what_the_runs_used(client: TestClient) -> None:
+    run_id = await _run(client, "datasets")
+    run = await (await client.get(f"{API}/runs/get", params={"run_id": run_id})).json()
+    exp = run["run"]["info"]["experiment_id"]
+    resp = await client.post(f"{API}/runs/log-inputs", json={"run_id": run_id, "datasets": [
+        {"tags": [{"key": "mlflow.data.context", "value": "training"}],
+         "dataset": {"name": "ds1", "digest": "d1", "source_type": "code", "source": "{}"}},
+        {"dataset": {"name": "ds2", "digest": "d2", "source_type": "code", "source": "{}"}}]})
+    assert resp.status == 200, await resp.text()
+
+    async def search(ids: list[str]) -> tuple[int, Any]:
+        resp = await client.post(f"{AJAX}/experiments/search-datasets",
+                                 json={"experiment_ids": ids})
+        return resp.status, await resp.json()
+
+    status, body = await search([exp, "987654"])
+    assert status == 200 and sorted(body["dataset_summaries"], key=lambda d: d["name"]) == [
+        {"experiment_id": exp, "name": "ds1", "digest": "d1", "context": "training"},
+        {"experiment_id": exp, "name": "ds2", "digest": "d2"}]  # no context: none, as stock
+    for ids, message in (  # stock's messages
+            ([], "SearchDatasets request must specify at least one experiment_id."),
+            ([exp] * 21, ("SearchDatasets request cannot specify more than 20 experiment_ids."
+                          " Received 21 experiment_ids.")),
+            (["abc"], "Invalid experiment ID 'abc'. Experiment ID must be a valid integer.")):
+        status, body = await search(ids)
+        assert (status, body["error_code"], body["message"]) == (
+            400, "INVALID_PARAMETER_VALUE", message), ids
+
+
 async def test_empty_answers_need_a_caller_with_auth(world: World) -> None:
     api = world.api
     for method, path, body, want in EMPTY_ANSWERS:
