@@ -246,8 +246,13 @@ def _serving(request: pytest.FixtureRequest, backend: str, workdir: Path, *flags
 @pytest.fixture(scope="module")
 def tracking_site(request: pytest.FixtureRequest, backend: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingSite]:
-    """mlgate without auth, holding :func:`ui_seed.seed_tracking`'s runs and model."""
+    """mlgate without auth, holding :func:`ui_seed.seed_tracking`'s runs and model; with
+    ``MLGATE_UI_URL``, the server already running there (an install to check by hand:
+    ``pytest tests/ui -k "sqlite and not team"``)."""
     workdir = tmp_path_factory.mktemp(f"ui-{backend}")
+    if url := os.environ.get("MLGATE_UI_URL"):
+        yield TrackingSite(url.rstrip("/"), seed_tracking(url.rstrip("/"), workdir / "client"))
+        return
     with _serving(request, backend, workdir) as server:
         yield TrackingSite(server.url, seed_tracking(server.url, workdir / "client"))
 
