@@ -815,6 +815,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         picks = sample_indices(count, buckets)
         if not picks:
             return []
+        # Planned for these picks: a generic plan searches the 320 parameters one by one
+        # for each point instead of hashing them (PostgreSQL, 100k points: 0.4-0.8 s, not 70 ms).
+        await self._plan_for_these_values(db)
         return await db.fetch_rows(
             "SELECT timestamp, step, value, is_nan FROM (SELECT timestamp, step, value, is_nan,"
             " row_number() OVER (ORDER BY step, timestamp, value, is_nan) - 1 AS i"
