@@ -351,7 +351,8 @@ async def body_chunks(request: web.Request, chunk_size: int) -> AsyncIterator[by
         decoder.finish()
 
 
-async def read_json_body(request: web.Request) -> dict[str, Any]:
+async def read_json_body(request: web.Request,
+                         max_size: int = MAX_DECODED_BODY) -> dict[str, Any]:
     """The request's JSON object body (``{}`` when empty). POST and PUT must say
     ``application/json`` as stock's Flask layer requires; any other body is read as JSON
     whatever its label says, and refused when it is not JSON or nests deeper than
@@ -367,11 +368,12 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if decoder is not None:
         raw = await asyncio.get_running_loop().run_in_executor(
-            None, decoder.decode, raw, MAX_DECODED_BODY)
+            None, decoder.decode, raw, max_size)
         if decoder.tail:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_DECODED_BODY,
-                                                actual_size=MAX_DECODED_BODY + 1)
+            raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=max_size + 1)
         decoder.finish()
+    if len(raw) > max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=len(raw))
     if not raw.strip():
         return {}
     try:

@@ -289,6 +289,7 @@ class _OrderKey:
 
 
 def _order_keys(order_by: Sequence[Mapping[str, object]] | None) -> list[_OrderKey]:
+    search.check_order_count(order_by)
     keys: list[_OrderKey] = []
     for entry in normalize_order_by(order_by):
         field_name = str(entry["field_name"])

@@ -58,6 +58,9 @@ MAX_DATASET_SUMMARIES = 1000  # stock's cap on search_datasets
 # ~0.25 ms for 30 log-metric requests; a 5,000-point log-batch stays on the thread).
 _SMALL_BATCH_ROWS = 256
 RUN_NAME_TAG = "mlflow.runName"
+# Each is a bound parameter, and PostgreSQL takes at most 32,767 per statement (40,000 ids
+# were a 500); stock, through psycopg2's client-side binding, has no such bound.
+MAX_SEARCH_EXPERIMENTS = 10_000
 T = TypeVar("T")
 
 
@@ -118,6 +121,13 @@ def stored_value(value: float) -> tuple[float, int]:
 
 def loaded_value(value: float, is_nan: int) -> float:
     return math.nan if is_nan else value
+
+
+def _check_experiment_count(experiment_ids: Sequence[str]) -> None:
+    if len(experiment_ids) > MAX_SEARCH_EXPERIMENTS:
+        raise errors.InvalidArgument(
+            f"The search names {len(experiment_ids)} experiments; at most"
+            f" {MAX_SEARCH_EXPERIMENTS} are allowed.")
 
 
 def series_points(series_id: int, steps: tuple[int, int] | None) -> tuple[str, tuple[int, ...]]:
@@ -836,6 +846,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         page_token: str | None = None,
         visibility: Visibility | None = None,
     ) -> Page[Run]:
+        _check_experiment_count(experiment_ids)
         offset = search.decode_page_token(page_token)
         exp_ids = [self._exp_id(e) for e in experiment_ids]
         await self._maybe_refresh_statistics()
@@ -1169,6 +1180,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
         page_token: str | None = None,
         visibility: Visibility | None = None,
     ) -> Page[LoggedModel]:
+        _check_experiment_count(experiment_ids)
         exp_ids = [self._exp_id(e) for e in experiment_ids]
         offset = logged_model_search.decode_page_token(
             page_token, exp_ids, filter_string, order_by)
