@@ -78,6 +78,16 @@ class _Refused(MlflowError):
         self.target = target
 
 
+class _Hidden(MlflowError):
+    """A 404 for what the request names, for the audit record: ``denied`` when it exists
+    but the caller may not learn that (the answer is the same as for nothing)."""
+
+    def __init__(self, kind: ResourceKind, key: str, by_name: bool, *, denied: bool) -> None:
+        super().__init__(_not_found(kind, key, by_name).message, "RESOURCE_DOES_NOT_EXIST")
+        self.named = (kind.value, key)
+        self.denied = denied
+
+
 _ADMITTED = web.RequestKey("mlgate_admission", Admission)
 _CREATED = web.RequestKey("mlgate_created", str)
 
@@ -194,11 +204,14 @@ def enforcer() -> Middleware:
             response = await handler(request)
         except BaseException as exc:
             status = _status_of(exc)
+            named: tuple[str | None, str | None] = (target.kind, target.id) if target else (None, None)
+            denied = status == 403
             if isinstance(exc, _Refused):
-                target = exc.target
-            sec.audit_record(request, username, workspace, label,
-                             target.kind if target else None, target.id if target else None,
-                             "denied" if status == 403 else "error", status)
+                named = exc.target.kind, exc.target.id
+            elif isinstance(exc, _Hidden):
+                named, denied = exc.named, exc.denied
+            sec.audit_record(request, username, workspace, label, *named,
+                             "denied" if denied else "error", status)
             raise
         status = response.status
         sec.audit_record(request, username, workspace, label, target.kind if target else None,
@@ -256,7 +269,7 @@ async def _admit(sec: Security, request: web.Request, route: Route | None,
                                           resource_type=msg.get("resource_type"))
         if found is None or found.foreign:
             if primary:
-                raise _not_found(kind, key, by_name)
+                raise _Hidden(kind, key, by_name, denied=found is not None)
             # A reference that names nothing readable: refused like an unreadable one, so
             # the answer does not tell which ids exist elsewhere.
             raise MlflowError(f"Permission denied: {kind.value.replace('_', ' ')} '{key}' "
@@ -268,11 +281,11 @@ async def _admit(sec: Security, request: web.Request, route: Route | None,
                     sec, identity, found.resource.workspace) and (
                     action is Action.READ or not is_allowed(
                         identity, Action.READ, found.resource, sec.policy)):
-                raise _not_found(kind, key, by_name)
+                raise _Hidden(kind, key, by_name, denied=True)
             if kind is ResourceKind.ARTIFACT_PATH and found.resource.kind is ResourceKind.SERVER:
                 # A folder of no experiment (administrators only) is answered as missing, as
                 # one of another team's experiment is: which ids exist is not told.
-                raise _not_found(kind, key, by_name)
+                raise _Hidden(kind, key, by_name, denied=True)
             what = access.creates or kind if primary else kind
             raise _Refused("Permission denied: " + refusal(
                 identity, action, what, found.resource.workspace), found)

@@ -10,6 +10,7 @@ and the stock onboarding works; exact status codes only where the issue names on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -22,6 +23,8 @@ from access_world import (
     ADMIN,
     API2,
     API3,
+    KNOWN_FILE,
+    MLGATE,
     Api,
     Reply,
     World,
@@ -439,3 +442,24 @@ async def test_artifact_paths_tell_no_experiment_ids(world: World) -> None:
                                    "b1", workspace=workspace)
             answers.add((reply.status, reply.json().get("error_code")))
         assert len(answers) == 1, (workspace, answers)
+
+
+async def test_hidden_refusals_are_audited_with_what_they_named(world: World) -> None:
+    """b1's preview of a1's run and of a run that does not exist get the same 404; the audit
+    log (administrators only) keeps which run each named and that the first was a refusal."""
+    v, api = world.victim, world.api
+    missing = "0" * 32
+    for run_id in (v.run_id, missing):
+        reply = await api.send("GET", "/get-artifact", "b1", workspace="team-b",
+                               query={"run_id": run_id, "path": KNOWN_FILE})
+        assert reply.status == 404, str(reply)
+    records: list[dict[str, Any]] = []
+    for _ in range(50):  # the audit writer commits in the background
+        records = (await api.ok("GET", f"{MLGATE}/audit",
+                                query={"username": "b1"}))["records"]
+        if len(records) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    previews = {r["resource_id"]: (r["resource_type"], r["outcome"], r["status"])
+                for r in records if r["action"] == "GET /get-artifact"}
+    assert previews == {v.run_id: ("run", "denied", 404), missing: ("run", "error", 404)}

@@ -218,7 +218,8 @@ def _request_for(route: web.AbstractRoute, fx: Fixture) -> tuple[str, dict[str, 
               "resource_type": "experiment", "resource_id": fx.exp,
               "path": f"{fx.exp}/{fx.run}/artifacts/x.txt", "username": "owner",
               "token_id": "0" * 16, "tag_key": "k",
-              "directory": f"{fx.exp}/{fx.run}/artifacts", "experiment_ids": [fx.exp]}
+              "directory": f"{fx.exp}/{fx.run}/artifacts", "experiment_ids": [fx.exp],
+              "run_ids": [fx.run]}
     path = canonical
     in_url = {key for key in values if "{" + key + "}" in path}
     for key in ("path", "directory", "model_id", "tag_key", "username", "token_id"):
