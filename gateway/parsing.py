@@ -404,12 +404,12 @@ def _query_to_obj(query: MultiMapping[str], message: Message) -> dict[str, Any]:
 
 async def read_request(request: web.Request, message: Message, *,
                        body: bool = True) -> dict[str, Any]:
-    """The request parsed into ``message``, as stock reads it: the query string for a GET
+    """The request parsed into ``message``, as stock reads it: the query string for a GET (or HEAD)
     that has one, otherwise the JSON body (``body=False``: the route streams its body, so
     only the query string); then the URL's path variables. A field named twice with
     different values (in the URL and the query or body, or as ``run_id`` and ``run_uuid``)
     is refused, never guessed."""
-    if body and not (request.method == "GET" and request.query_string):
+    if body and not (request.method in ("GET", "HEAD") and request.query_string):
         msg = parse(await read_json_body(request), message)
     elif request.query_string:
         if body and request.body_exists and (await request.read()).strip():

@@ -145,13 +145,15 @@ async def _stream(request: web.Request, store: ArtifactStore, key: str) -> web.S
 
 
 ROUTES = [
-    Route("GET", "/get-artifact", get_run_artifact,
-          Access(ResourceKind.RUN, Action.READ, "run_id"), prefixes=("",), message=RUN_FILE,
-          download=True),
-    Route("GET", "/model-versions/get-artifact", get_model_version_artifact,
-          Access(ResourceKind.REGISTERED_MODEL, Action.READ, "name"), prefixes=("",),
-          message=VERSION_FILE, download=True),
-    Route("GET", "/logged-models/{model_id}/artifacts/files", get_logged_model_artifact,
-          Access(ResourceKind.LOGGED_MODEL, Action.READ, "model_id"),
-          prefixes=("/ajax-api/2.0/mlflow",), message=MODEL_FILE, download=True),
+    Route(method, path, handler, access, prefixes=prefixes, message=message, download=True)
+    for method in ("GET", "HEAD")  # HEAD as stock's Flask answers it on every GET route
+    for path, handler, access, prefixes, message in (
+        ("/get-artifact", get_run_artifact,
+         Access(ResourceKind.RUN, Action.READ, "run_id"), ("",), RUN_FILE),
+        ("/model-versions/get-artifact", get_model_version_artifact,
+         Access(ResourceKind.REGISTERED_MODEL, Action.READ, "name"), ("",), VERSION_FILE),
+        ("/logged-models/{model_id}/artifacts/files", get_logged_model_artifact,
+         Access(ResourceKind.LOGGED_MODEL, Action.READ, "model_id"),
+         ("/ajax-api/2.0/mlflow",), MODEL_FILE),
+    )
 ]

@@ -107,6 +107,8 @@ async def test_get_artifact_as_stock(client: TestClient) -> None:
     past = await client.get("/get-artifact", params={"path": "notes.txt", "run_uuid": run_id},
                             headers={"Range": "bytes=10-"})
     assert past.status == 416 and past.headers["Content-Range"] == "bytes */6"
+    head = await client.head("/get-artifact", params={"path": "notes.txt", "run_id": run_id})
+    assert (head.status, head.headers["Content-Length"], await head.read()) == (200, "6", b"")
 
     async def error(params: dict[str, str]) -> tuple[int, str, str]:
         resp = await client.get("/get-artifact", params=params)
