@@ -12,6 +12,7 @@ from backends.metadata.base import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.batcher import Batcher
 from gateway.errors import BASE_PATH, error_middleware
+from gateway.hosts import allowed_hosts, host_middleware
 from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS, SWEEPER, UI_BUNDLE
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
@@ -28,8 +29,10 @@ def create_app(settings: Settings) -> web.Application:
     from gateway.security import enforcer
 
     secured = settings.auth or settings.workspaces_enabled
+    hosts = allowed_hosts(settings.allowed_hosts)
     app = web.Application(
-        middlewares=[error_middleware, enforcer() if secured else access_middleware],
+        middlewares=[*([] if "*" in hosts else [host_middleware(hosts)]), error_middleware,
+                     enforcer() if secured else access_middleware],
         client_max_size=64 * 1024**2,  # JSON bodies; artifact uploads stream and are not capped
     )
     app[SETTINGS] = settings

@@ -54,6 +54,11 @@ def _env(name: str, mlflow: str | None = None) -> tuple[str, ...]:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Interface to listen on.", _env("HOST", "MLFLOW_HOST")),
     Setting("port", 5000, "Port to listen on.", _env("PORT", "MLFLOW_PORT"), type=int),
+    Setting("allowed_hosts", "", "Host headers the server answers (DNS-rebinding "
+            "protection, as stock's): comma-separated, as sent (with the port), `*` "
+            "wildcards allowed, `*` alone for any. Empty: loopback names and private "
+            "addresses. /health and /version answer any host.",
+            _env("ALLOWED_HOSTS", "MLFLOW_SERVER_ALLOWED_HOSTS")),
     Setting(
         "backend_store_uri",
         "sqlite:///mlgate.db",
@@ -247,6 +252,7 @@ def _coerce(setting: Setting, raw: Any) -> Any:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
+    allowed_hosts: str = ""
     backend_store_uri: str = "sqlite:///mlgate.db"
     artifacts_destination: str = "./mlartifacts"
     default_artifact_root: str | None = None

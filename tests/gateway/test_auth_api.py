@@ -380,7 +380,7 @@ async def test_header_bytes_that_are_not_utf8_are_refused_as_json(server: Server
         assert server.client.port is not None
         reader, writer = await asyncio.open_connection(server.client.host, server.client.port)
         try:
-            writer.write(f"GET {API}/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: x\r\n"
+            writer.write(f"GET {API}/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: localhost\r\n"
                          .encode() + headers + b"Connection: close\r\n\r\n")
             response = await reader.read()
         finally:

@@ -246,7 +246,7 @@ async def _raw_request(client: TestClient, method: str, path: str, body: bytes) 
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
         writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n".encode() + body
         )
         await writer.drain()

@@ -83,7 +83,7 @@ def _health_seconds(server: ServerProcess, timeout: float) -> float:
 @_settings(MLGATE_KEEPALIVE_TIMEOUT="1")
 def test_idle_keepalive_connection_is_closed(server: ServerProcess) -> None:
     with _connect(server) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         waited = _closed_within(sock, 5)
     assert waited is not None, "an idle keep-alive connection was still open after 5 s"
@@ -92,7 +92,7 @@ def test_idle_keepalive_connection_is_closed(server: ServerProcess) -> None:
 
 @_settings(MLGATE_HEADER_TIMEOUT="1", MLGATE_KEEPALIVE_TIMEOUT="30")
 def test_request_head_sent_a_byte_at_a_time_is_cut_off(server: ServerProcess) -> None:
-    head = b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: slowloris\r\n\r\n"
+    head = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slowloris\r\n\r\n"
     with _connect(server) as sock:
         start = time.monotonic()
         for byte in head:
@@ -110,7 +110,7 @@ def test_request_head_sent_a_byte_at_a_time_is_cut_off(server: ServerProcess) ->
 
 def _upload_head(length: int) -> bytes:
     return (f"PUT /api/2.0/mlflow-artifacts/artifacts/0/slow/file.bin HTTP/1.1\r\n"
-            f"Host: x\r\nContent-Length: {length}\r\n\r\n").encode()
+            f"Host: localhost\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
 @_settings(MLGATE_BODY_TIMEOUT="1", MLGATE_KEEPALIVE_TIMEOUT="30")

@@ -300,7 +300,7 @@ async def _one_packet(w: World, method: str, path: str, headers: dict[str, str],
     reader, writer = await asyncio.open_connection(w.client.host, w.client.port)
     try:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(f"{method} {w.fill(path)} HTTP/1.1\r\nHost: x\r\n{head}"
+        writer.write(f"{method} {w.fill(path)} HTTP/1.1\r\nHost: localhost\r\n{head}"
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                      + body)
         response = await asyncio.wait_for(reader.read(), 10)  # never a hang

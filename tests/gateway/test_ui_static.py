@@ -46,7 +46,7 @@ async def _raw_status(client: TestClient, target: str) -> int:
     """The status of ``GET target`` sent as is on the socket, undecoded and unnormalised."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         status_line = await reader.readline()
         await reader.read()
