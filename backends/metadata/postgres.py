@@ -341,6 +341,11 @@ class PostgresMetadataStore(SqlMetadataStore):
             raise ValueError("pool_timeout must be positive")
         return cls(dsn, **kwargs)
 
+    @property
+    def dsn(self) -> str:
+        """The connection string (``mlgate backup`` opens its own connection with it)."""
+        return self._dsn
+
     def _safe(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 

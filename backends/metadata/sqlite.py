@@ -386,6 +386,11 @@ class SqliteMetadataStore(SqlMetadataStore):
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
+    def path(self) -> str:
+        """The metadata database's file (``mlgate backup`` copies it)."""
+        return self._path
+
+    @property
     def audit_path(self) -> str:
         """The audit log's database file: ``<name>-audit<suffix>`` beside the metadata
         database (``mlgate.db`` -> ``mlgate-audit.db``)."""
