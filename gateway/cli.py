@@ -225,5 +225,14 @@ def _add_auth_commands() -> None:
 
 _add_auth_commands()
 
+
+def _add_import_command() -> None:
+    from gateway.cli_import import import_command
+
+    main.add_command(import_command)
+
+
+_add_import_command()
+
 if __name__ == "__main__":
     main()
