@@ -20,6 +20,7 @@ from backends.artifacts.base import ArtifactStore
 from backends.errors import BackendError
 from backends.importer import Importer, Report, compare, open_reader
 from backends.importer.artifacts import ArtifactCopy, copy_tree, tree_size
+from backends.importer.job import check_source, source_counts
 from backends.metadata.sql_store import SqlMetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.cli import _build, _settings_options
@@ -132,9 +133,8 @@ def _print_report(report: Report, copy: ArtifactCopy | None, elapsed: float,
 async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
                    as_json: bool) -> None:
     async with open_reader(source) as reader:
-        importer = Importer(reader, None, _source_key(source))  # type: ignore[arg-type]
-        revision = await importer.check()
-        counts = await importer.source_counts()
+        revision = await check_source(reader)
+        counts = await source_counts(reader)
     files = size = 0
     if artifacts_from and not _same_place(artifacts_from, settings.artifacts_destination):
         store: ArtifactStore = open_artifact_store(
@@ -162,11 +162,11 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
         store = open_metadata_store(settings.backend_store_uri, **options)
         if not isinstance(store, SqlMetadataStore):
             raise click.UsageError("mlgate import writes to sqlite:// and postgresql:// stores")
+        importer = Importer(reader, store, _source_key(source), chunk_rows=chunk_rows,
+                            progress=bars)
+        await check_source(reader)  # before the destination is created
         await store.open()
         try:
-            importer = Importer(reader, store, _source_key(source), chunk_rows=chunk_rows,
-                                progress=bars)
-            await importer.check()
             await importer.run()
             copy = None
             if artifacts_from:

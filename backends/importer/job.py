@@ -23,7 +23,7 @@ from backends.importer.sources import StockReader
 from backends.importer.tables import TABLES, Context, Table, select_list
 from backends.metadata.sql_store import Connection, SqlMetadataStore
 
-__all__ = ["CHUNK_ROWS", "Importer", "Progress"]
+__all__ = ["CHUNK_ROWS", "Importer", "Progress", "check_source", "source_counts"]
 
 CHUNK_ROWS = 50_000
 # Import bookkeeping lives beside mlgate's own tables but outside its versioned schema:
@@ -68,6 +68,27 @@ class _Mark:
     done: bool
 
 
+async def check_source(reader: StockReader) -> str:
+    """The source's Alembic revision; ``InvalidArgument`` when it is not supported."""
+    try:
+        return check_revision(await reader.revision())
+    except ValueError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+
+
+async def source_counts(reader: StockReader) -> dict[str, int]:
+    """Rows per stock table the import reads (absent tables: 0)."""
+    present = await reader.tables()
+    out = {}
+    for table in TABLES:
+        if table.source in present:
+            rows = await reader.fetch(f'SELECT COUNT(*) FROM "{table.source}"')
+            out[table.entity] = int(rows[0][0])
+        else:
+            out[table.entity] = 0
+    return out
+
+
 class Importer:
     """Copies ``reader``'s stock database into ``store`` (both opened by the caller, who
     closes them). ``source_key`` names the source in the progress records."""
@@ -81,32 +102,13 @@ class Importer:
         self.progress: Progress = progress or _Quiet()
         self.postgres = store._dialect.name == "postgres"
 
-    async def check(self) -> str:
-        """The source's Alembic revision; ``InvalidArgument`` when it is not supported."""
-        try:
-            return check_revision(await self.reader.revision())
-        except ValueError as exc:
-            raise errors.InvalidArgument(str(exc)) from None
-
-    async def source_counts(self) -> dict[str, int]:
-        """Rows per stock table the import reads (absent tables: 0)."""
-        present = await self.reader.tables()
-        out = {}
-        for table in TABLES:
-            if table.source in present:
-                rows = await self.reader.fetch(f'SELECT COUNT(*) FROM "{table.source}"')
-                out[table.entity] = int(rows[0][0])
-            else:
-                out[table.entity] = 0
-        return out
-
     async def run(self) -> None:
         """Import every table not yet done. Raises ``Conflict`` when the destination holds
         data that did not come from this source."""
-        await self.check()
+        await check_source(self.reader)
         await self.store._in_tx(self._start)
         present = await self.reader.tables()
-        totals = await self.source_counts()
+        totals = await source_counts(self.reader)
         ctx = Context(reader=self.reader, dialect="postgres" if self.postgres else "sqlite",
                       copy_points=_copy_points if self.postgres else None)
         for table in TABLES:

@@ -115,9 +115,11 @@ class SqliteReader(StockReader):
                    size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
         db = self._conn()
         cur = db.cursor()
-        sql = (f"SELECT rowid, {', '.join(columns)} FROM \"{table}\" WHERE rowid > ?"
-               " ORDER BY rowid")
-        await asyncio.to_thread(cur.execute, sql, (int(after or 0),))
+        # rowid may be 0 or negative (experiments.experiment_id is the rowid, and stock's
+        # Default experiment is 0), so a first scan has no lower bound.
+        where, params = ("WHERE rowid > ?", (int(after),)) if after is not None else ("", ())
+        sql = f"SELECT rowid, {', '.join(columns)} FROM \"{table}\" {where} ORDER BY rowid"
+        await asyncio.to_thread(cur.execute, sql, params)
         try:
             while rows := await asyncio.to_thread(cur.fetchmany, size):
                 yield [(str(r[0]), *r[1:]) for r in rows]

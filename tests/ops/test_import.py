@@ -1,0 +1,265 @@
+"""``mlgate import``: a stock server's data, built with the real ``mlflow`` client, imported
+into a fresh mlgate store; then stock's JSON and mlgate's compared field by field (the ids
+are the same on both sides, so nothing is normalised), and the registered model loaded
+through mlgate.
+
+The stock source is built once per module and per source kind (SQLite, PostgreSQL); the
+stock server keeps running so its answers can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    MLGATE_START_TIMEOUT,
+    ServerProcess,
+    free_port,
+    mlgate_command,
+    start_server,
+    stop_server,
+)
+from pgtools import PgDatabases
+from stock_source import StockSource, build_stock_source
+from test_stock_parity import API, Call, calls, differences, fetch, registry_calls
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mlgate_import(source: str, backend: str, artifacts: Path, *extra: str,
+                  check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "gateway", "import", source, "--backend-store-uri", backend,
+           "--artifacts-destination", str(artifacts), *extra]
+    done = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True,
+                          timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if check and done.returncode != 0:
+        pytest.fail(f"mlgate import failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
+                    pytrace=False)
+    return done
+
+
+def _extra_calls(src: StockSource) -> list[Call]:
+    odd = (("run_id", src.odd_run_id),)
+    return [
+        Call("runs/get odd values", "GET", f"{API}/runs/get", odd),
+        Call("get-history odd", "GET", f"{API}/metrics/get-history",
+             (*odd, ("metric_key", "odd"))),
+        Call("get-history big", "GET", f"{API}/metrics/get-history",
+             (*odd, ("metric_key", "big"), ("max_results", "25000"))),
+        Call("runs/get deleted run", "GET", f"{API}/runs/get",
+             (("run_id", src.deleted_run_id),)),
+        Call("runs/search deleted only", "POST", f"{API}/runs/search",
+             body={"experiment_ids": [src.session.experiment_id],
+                   "run_view_type": "DELETED_ONLY"}),
+        Call("runs/search all", "POST", f"{API}/runs/search",
+             body={"experiment_ids": [src.session.experiment_id, src.models.experiment_id],
+                   "run_view_type": "ALL", "order_by": ["start_time DESC"]}),
+        Call("experiments/search", "POST", f"{API}/experiments/search",
+             body={"max_results": 100}),
+        Call("prompts search", "GET", f"{API}/registered-models/search",
+             (("filter", "tags.`mlflow.prompt.is_prompt` = 'true'"),)),
+        Call("model-versions/search", "GET", f"{API}/model-versions/search"),
+    ]
+
+
+def compare_servers(src: StockSource, mlgate_url: str) -> None:
+    report: list[str] = []
+    every = [*calls(src.session), *registry_calls(src.models), *_extra_calls(src)]
+    for call in every:
+        if call.method == "POST" and call.path.endswith(("/create", "/alias")):
+            continue  # writes: the two servers would then differ
+        lines = list(differences(fetch(src.server.url, call), fetch(mlgate_url, call)))
+        if lines:
+            report.append(f"=== {call.label}: {len(lines)} difference(s)")
+            report.extend("  " + line for line in lines[:30])
+    if report:
+        pytest.fail("mlgate's JSON after import differs from stock's:\n" + "\n".join(report),
+                    pytrace=False)
+
+
+def check_model_loads(src: StockSource, mlgate_url: str) -> None:
+    import mlflow.pyfunc
+    import numpy as np
+    from models_session import MODEL_NAME, features
+    from session import tracking_uri
+
+    X, _ = features()
+    with tracking_uri(mlgate_url):
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+        assert np.array_equal(np.asarray(model.predict(X)), src.models.expected)
+
+
+@pytest.fixture(scope="module")
+def sqlite_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockSource]:
+    src = build_stock_source(tmp_path_factory.mktemp("stock-sqlite"))
+    yield src
+    stop_server(src.server)
+
+
+@pytest.fixture(scope="module")
+def module_pg() -> Iterator[PgDatabases]:
+    databases = PgDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="module")
+def postgres_source(tmp_path_factory: pytest.TempPathFactory,
+                    module_pg: PgDatabases) -> Iterator[StockSource]:
+    dsn = module_pg.create("stock", migrated=False)
+    uri = dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+    src = build_stock_source(tmp_path_factory.mktemp("stock-pg"), uri)
+    yield src
+    stop_server(src.server)
+
+
+def _destination(kind: str, workdir: Path, pg: PgDatabases) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'mlgate.db'}"
+    return pg.create("import", migrated=False)
+
+
+def _serve(workdir: Path, backend: str) -> ServerProcess:
+    port = free_port()
+    return start_server(mlgate_command(port, workdir, backend_store_uri=backend),
+                        f"http://127.0.0.1:{port}", workdir, timeout=MLGATE_START_TIMEOUT,
+                        name="mlgate")
+
+
+@pytest.mark.parametrize("destination", ["sqlite", "postgres"])
+def test_sqlite_source_matches_stock(sqlite_source: StockSource, destination: str,
+                                     tmp_path: Path, module_pg: PgDatabases) -> None:
+    backend = _destination(destination, tmp_path, module_pg)
+    done = mlgate_import(sqlite_source.backend_uri, backend, tmp_path / "mlartifacts",
+                         "--artifacts-from", str(sqlite_source.artifacts), "--json")
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    assert report["counts"]["metric points"]["source"] == 3020
+    assert report["counts"]["deleted runs"] == {"source": 1, "destination": 1}
+    assert report["counts"]["prompts"] == {"source": 1, "destination": 1}
+    server = _serve(tmp_path, backend)
+    try:
+        compare_servers(sqlite_source, server.url)
+        check_model_loads(sqlite_source, server.url)
+    finally:
+        stop_server(server)
+
+
+def test_postgres_source_matches_stock(postgres_source: StockSource, tmp_path: Path,
+                                       module_pg: PgDatabases) -> None:
+    backend = _destination("sqlite", tmp_path, module_pg)
+    done = mlgate_import(postgres_source.backend_uri, backend, tmp_path / "mlartifacts",
+                         "--artifacts-from", str(postgres_source.artifacts), "--json")
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    server = _serve(tmp_path, backend)
+    try:
+        compare_servers(postgres_source, server.url)
+        check_model_loads(postgres_source, server.url)
+    finally:
+        stop_server(server)
+
+
+# -- resuming, dry runs, refusals -------------------------------------------------------------
+
+
+def _grow(db_path: Path, run_id: str, points: int) -> None:
+    """Add ``points`` points of a new metric to a stock SQLite database, as stock's store
+    would write them (a metrics row each and the latest in latest_metrics)."""
+    with sqlite3.connect(db_path) as db:
+        db.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
+            " VALUES ('grown', ?, ?, ?, ?, 0)",
+            [(i / 3, 1_700_000_000_000 + i, run_id, i) for i in range(points)])
+        db.execute("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+                   " VALUES ('grown', ?, ?, ?, 0, ?)",
+                   ((points - 1) / 3, 1_700_000_000_000 + points - 1, points - 1, run_id))
+
+
+def _copied(db_path: Path, entity: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as db:
+            row = db.execute("SELECT copied FROM mlgate_import_progress WHERE entity = ?",
+                             (entity,)).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def test_killed_import_resumes_exactly(sqlite_source: StockSource, tmp_path: Path) -> None:
+    source_db = tmp_path / "stock.db"
+    shutil.copy(sqlite_source.backend_uri.removeprefix("sqlite:///"), source_db)
+    _grow(source_db, sqlite_source.odd_run_id, 200_000)
+    dest_db = tmp_path / "mlgate.db"
+    cmd = [sys.executable, "-m", "gateway", "import", f"sqlite:///{source_db}",
+           "--backend-store-uri", f"sqlite:///{dest_db}",
+           "--artifacts-destination", str(tmp_path / "art"), "--chunk-rows", "2000"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while _copied(dest_db, "metrics") < 20_000:
+        assert proc.poll() is None, "the import finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _copied(dest_db, "metrics")
+    assert 0 < partial < 203_020
+    done = mlgate_import(f"sqlite:///{source_db}", f"sqlite:///{dest_db}", tmp_path / "art",
+                         "--json")
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    assert report["counts"]["metric points"] == {"source": 203_020, "destination": 203_020}
+    assert report["metric_checksum"]["source"] == report["metric_checksum"]["destination"]
+    # A third run finds nothing left to do and changes nothing.
+    again = json.loads(mlgate_import(f"sqlite:///{source_db}", f"sqlite:///{dest_db}",
+                                     tmp_path / "art", "--json").stdout)
+    assert again["counts"] == report["counts"] and again["ok"]
+    assert sum(again["rows_imported"].values()) == 0
+
+
+def test_dry_run_writes_nothing(sqlite_source: StockSource, tmp_path: Path) -> None:
+    dest_db = tmp_path / "mlgate.db"
+    done = mlgate_import(sqlite_source.backend_uri, f"sqlite:///{dest_db}", tmp_path / "art",
+                         "--artifacts-from", str(sqlite_source.artifacts), "--dry-run",
+                         "--json")
+    plan: dict[str, Any] = json.loads(done.stdout)
+    assert plan["rows"]["metrics"] == 3020 and plan["rows"]["runs"] == 6
+    assert plan["artifact_files"] > 0
+    assert not dest_db.exists() and not (tmp_path / "art").exists()
+
+
+def test_unknown_revision_is_refused(sqlite_source: StockSource, tmp_path: Path) -> None:
+    source_db = tmp_path / "stock.db"
+    shutil.copy(sqlite_source.backend_uri.removeprefix("sqlite:///"), source_db)
+    with sqlite3.connect(source_db) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    done = mlgate_import(f"sqlite:///{source_db}", f"sqlite:///{tmp_path / 'm.db'}",
+                         tmp_path / "art", check=False)
+    assert done.returncode != 0
+    assert "'ffffffffffff'" in done.stderr and "MLflow 2.0 to 3.17" in done.stderr
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_destination_with_other_data_is_refused(sqlite_source: StockSource,
+                                                tmp_path: Path) -> None:
+    dest = f"sqlite:///{tmp_path / 'm.db'}"
+    other = tmp_path / "other.db"
+    shutil.copy(sqlite_source.backend_uri.removeprefix("sqlite:///"), other)
+    mlgate_import(sqlite_source.backend_uri, dest, tmp_path / "art")
+    done = mlgate_import(f"sqlite:///{other}", dest, tmp_path / "art", check=False)
+    assert done.returncode != 0 and "did not come from this source" in done.stderr
