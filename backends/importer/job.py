@@ -150,24 +150,30 @@ class Importer:
         if table.prepare is not None:
             await table.prepare(ctx, self.store._in_tx)
         columns = select_list(table, await self.reader.columns(table.source))
-        queue: asyncio.Queue[list[tuple[Any, ...]] | None] = asyncio.Queue(maxsize=1)
+        # The reader ends the queue with None, or with the exception that stopped it.
+        queue: asyncio.Queue[list[tuple[Any, ...]] | BaseException | None] = \
+            asyncio.Queue(maxsize=1)
 
         async def read() -> None:
-            async for rows in self.reader.scan(table.source, columns, mark.position,
-                                               self.chunk_rows):
-                await queue.put(rows)
-            await queue.put(None)
+            try:
+                async for rows in self.reader.scan(table.source, columns, mark.position,
+                                                   self.chunk_rows):
+                    await queue.put(rows)
+            except Exception as exc:  # noqa: BLE001  (handed to the writer, which raises it)
+                await queue.put(exc)
+            else:
+                await queue.put(None)
 
         reader = asyncio.create_task(read())
         try:
             while (rows := await queue.get()) is not None:
+                if isinstance(rows, BaseException):
+                    raise rows
                 await self._write(ctx, table, rows)
                 self.progress.rows_written(table.entity, len(rows))
-            await reader
         finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         await self.store._in_tx(lambda db: db.execute(
             _PROGRESS_UPSERT, (self.source_key, table.entity, None, 0, 1)))
         self.progress.table_finished(table.entity)

@@ -169,9 +169,9 @@ class PostgresReader(StockReader):
         # No ORDER BY: sorting by ctid would read the rest of the table for every chunk.
         # A cursor over one unsynchronized sequential (or TID range) scan yields ctid order.
         sql = (f"SELECT ctid::text, {', '.join(columns)} FROM \"{table}\""
-               " WHERE ctid > $1::tid")
+               " WHERE ctid > $1::text::tid")
         async with self._conn.transaction(isolation="repeatable_read", readonly=True):
-            cursor = await self._conn.cursor(sql, after or "(0,0)", prefetch=size)
+            cursor = await self._conn.cursor(sql, after or "(0,0)")
             while rows := await cursor.fetch(size):
                 yield [tuple(r) for r in rows]
 
