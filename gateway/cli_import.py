@@ -36,10 +36,11 @@ class _Bars:
         self.quiet = quiet
         self._bar: Any = None
         self.rows: dict[str, int] = {}
-        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
 
     def table_started(self, entity: str, total: int, already: int) -> None:
         self.rows[entity] = 0
+        self.seconds[entity] = time.monotonic()
         if self.quiet:
             return
         self._bar = click.progressbar(length=max(total, 1), label=f"{entity:<22}",
@@ -53,6 +54,7 @@ class _Bars:
             self._bar.update(n)
 
     def table_finished(self, entity: str) -> None:
+        self.seconds[entity] = time.monotonic() - self.seconds[entity]
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
@@ -180,6 +182,7 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
         out = report.as_dict()
         out["seconds"] = round(elapsed, 3)
         out["rows_imported"] = bars.rows
+        out["table_seconds"] = {k: round(v, 3) for k, v in bars.seconds.items()}
         if copy is not None:
             out["artifacts"] = vars(copy)
         click.echo(json.dumps(out))

@@ -125,7 +125,7 @@ async def _source_sums(reader: StockReader) -> dict[tuple[str, str], list[int]]:
     columns = ('"run_uuid"', '"key"', '"timestamp"', '"step"', '"value"', '"is_nan"')
     async for rows in reader.scan("metrics", columns, None, 100_000):
         for r in rows:
-            _add(sums, *r[1:])
+            _add(sums, r[0], r[1], r[2], r[3], r[4], r[5])
     return sums
 
 

@@ -54,10 +54,10 @@ class StockReader(ABC):
 
     @abstractmethod
     def scan(self, table: str, columns: Sequence[str], after: str | None,
-             size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+             size: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """The rows of ``table`` after position ``after`` (``None``: from the start), in
-        position order, ``size`` at a time. Each row is ``(position, *columns)``; a
-        position is text to store and pass back as ``after``. ``columns`` are SQL
+        position order, ``size`` at a time. Each row holds ``columns`` and then its
+        position, to pass back (as text) as ``after``. ``columns`` are SQL
         expressions over the table's columns."""
 
     async def revision(self) -> str | None:
@@ -112,17 +112,17 @@ class SqliteReader(StockReader):
         return await asyncio.to_thread(lambda: db.execute(sql).fetchall())
 
     async def scan(self, table: str, columns: Sequence[str], after: str | None,
-                   size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+                   size: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
         db = self._conn()
         cur = db.cursor()
         # rowid may be 0 or negative (experiments.experiment_id is the rowid, and stock's
         # Default experiment is 0), so a first scan has no lower bound.
         where, params = ("WHERE rowid > ?", (int(after),)) if after is not None else ("", ())
-        sql = f"SELECT rowid, {', '.join(columns)} FROM \"{table}\" {where} ORDER BY rowid"
+        sql = f"SELECT {', '.join(columns)}, rowid FROM \"{table}\" {where} ORDER BY rowid"
         await asyncio.to_thread(cur.execute, sql, params)
         try:
             while rows := await asyncio.to_thread(cur.fetchmany, size):
-                yield [(str(r[0]), *r[1:]) for r in rows]
+                yield rows
         finally:
             cur.close()
 
@@ -165,15 +165,15 @@ class PostgresReader(StockReader):
         return [tuple(r) for r in await self._conn.fetch(sql)]
 
     async def scan(self, table: str, columns: Sequence[str], after: str | None,
-                   size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+                   size: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
         # No ORDER BY: sorting by ctid would read the rest of the table for every chunk.
         # A cursor over one unsynchronized sequential (or TID range) scan yields ctid order.
-        sql = (f"SELECT ctid::text, {', '.join(columns)} FROM \"{table}\""
+        sql = (f"SELECT {', '.join(columns)}, ctid::text FROM \"{table}\""
                " WHERE ctid > $1::text::tid")
         async with self._conn.transaction(isolation="repeatable_read", readonly=True):
             cursor = await self._conn.cursor(sql, after or "(0,0)")
             while rows := await cursor.fetch(size):
-                yield [tuple(r) for r in rows]
+                yield rows
 
 
 def open_reader(uri: str) -> StockReader:

@@ -23,7 +23,7 @@ from typing import Any
 from backends.importer.sources import StockReader
 from backends.metadata.sql_store import Connection
 
-__all__ = ["TABLES", "Column", "Context", "Table", "select_list"]
+__all__ = ["TABLES", "Column", "Context", "Rows", "Table", "select_list"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _LOGGED_MODEL_STATUS = {0: "LOGGED_MODEL_STATUS_UNSPECIFIED", 1: "LOGGED_MODEL_PENDING",
@@ -51,7 +51,9 @@ class Context:
     dataset_input: dict[str, tuple[str, str]] = field(default_factory=dict)  # → (run, uuid)
 
 
-Writer = Callable[[Context, Connection, list[tuple[Any, ...]]], Awaitable[None]]
+# A chunk of source rows: the table's columns, then the row's position (ignored here).
+Rows = Sequence[Sequence[Any]]
+Writer = Callable[[Context, Connection, Rows], Awaitable[None]]
 # A table's preparation runs on the event loop (it may read the source), and reaches the
 # destination through the callable it is given, which runs a body in a transaction there.
 OnDestination = Callable[[Callable[[Connection], Coroutine[Any, Any, Any]]], Awaitable[Any]]
@@ -89,13 +91,13 @@ def _point(value: float | None, is_nan: Any) -> tuple[float, int]:
 # -- experiments and runs ------------------------------------------------------------------
 
 
-async def _workspaces(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _workspaces(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, 0)"
         " ON CONFLICT (name) DO NOTHING", [(r[0], r[1] or "") for r in rows])
 
 
-async def _experiments(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _experiments(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO experiments (experiment_id, workspace, name, artifact_location,"
         " lifecycle_stage, creation_time, last_update_time) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -107,14 +109,14 @@ async def _experiments(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]
          for r in rows])
 
 
-async def _experiment_tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _experiment_tags(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
         " ON CONFLICT (experiment_id, key) DO NOTHING",
         [(int(r[2]), r[0], r[1]) for r in rows])
 
 
-async def _runs(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _runs(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time,"
         " end_time, artifact_uri, lifecycle_stage, deleted_time)"
@@ -128,14 +130,14 @@ async def _load_run_experiments(ctx: Context, on_destination: OnDestination) -> 
     ctx.run_experiment = {r[0]: int(r[1]) for r in rows}
 
 
-async def _params(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _params(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO run_params (run_id, key, value, experiment_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (run_id, key) DO NOTHING",
         [(r[2], r[0], r[1], ctx.run_experiment[r[2]]) for r in rows])
 
 
-async def _tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _tags(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)"
         " ON CONFLICT (run_id, key) DO NOTHING", [(r[2], r[0], r[1]) for r in rows])
@@ -144,7 +146,7 @@ async def _tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> No
 # -- metrics -------------------------------------------------------------------------------
 
 
-async def _latest_metrics(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _latest_metrics(ctx: Context, db: Connection, rows: Rows) -> None:
     # Series ids come from the destination in the order inserted: runs/get lists a run's
     # metrics by series id, as stock lists its latest_metrics rows in theirs.
     await db.executemany(
@@ -160,7 +162,7 @@ async def _load_series(ctx: Context, on_destination: OnDestination) -> None:
     ctx.series = {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-async def _missing_series(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _missing_series(ctx: Context, db: Connection, rows: Rows) -> None:
     """Series for points whose run has no latest_metrics row (a source written by something
     other than stock's store): the latest of this chunk's points, raised by later chunks."""
     latest: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -186,7 +188,7 @@ async def _missing_series(ctx: Context, db: Connection, rows: list[tuple[Any, ..
         ctx.series[(run_id, key)] = int(found[0][0])
 
 
-async def _metrics(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _metrics(ctx: Context, db: Connection, rows: Rows) -> None:
     series = ctx.series
     if any((r[5], r[0]) not in series for r in rows):
         await _missing_series(ctx, db, rows)
@@ -203,7 +205,7 @@ async def _metrics(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) ->
 # -- datasets and inputs -------------------------------------------------------------------
 
 
-async def _datasets(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _datasets(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO datasets (experiment_id, name, digest, source_type, source, schema,"
         " profile) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -220,7 +222,7 @@ async def _load_datasets(ctx: Context, on_destination: OnDestination) -> None:
     ctx.dataset_id = {(int(r[0]), r[1], r[2]): int(r[3]) for r in rows}
 
 
-async def _inputs(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _inputs(ctx: Context, db: Connection, rows: Rows) -> None:
     # r: input_uuid, source_type, source_id, destination_type, destination_id, step
     datasets = [r for r in rows if r[1] == "DATASET" and r[3] == "RUN"]
     if datasets:
@@ -259,9 +261,9 @@ async def _load_inputs(ctx: Context, on_destination: OnDestination) -> None:
             " WHERE source_type = 'DATASET' AND destination_type = 'RUN'")}
 
 
-async def _input_tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _input_tags(ctx: Context, db: Connection, rows: Rows) -> None:
     out = []
-    for input_uuid, name, value in rows:
+    for input_uuid, name, value, *_ in rows:
         found = ctx.dataset_input.get(input_uuid)
         if found is not None:  # stock writes tags only for dataset inputs
             run_id, dataset_uuid = found
@@ -274,7 +276,7 @@ async def _input_tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]])
 # -- logged models -------------------------------------------------------------------------
 
 
-async def _logged_models(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _logged_models(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,"
         " creation_timestamp_ms, last_updated_timestamp_ms, status, lifecycle_stage,"
@@ -286,20 +288,20 @@ async def _logged_models(ctx: Context, db: Connection, rows: list[tuple[Any, ...
 
 
 async def _logged_model_params(ctx: Context, db: Connection,
-                               rows: list[tuple[Any, ...]]) -> None:
+                               rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
-        " ON CONFLICT (model_id, key) DO NOTHING", rows)
+        " ON CONFLICT (model_id, key) DO NOTHING", [(r[0], r[1], r[2]) for r in rows])
 
 
-async def _logged_model_tags(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _logged_model_tags(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-        " ON CONFLICT (model_id, key) DO NOTHING", rows)
+        " ON CONFLICT (model_id, key) DO NOTHING", [(r[0], r[1], r[2]) for r in rows])
 
 
 async def _logged_model_metrics(ctx: Context, db: Connection,
-                                rows: list[tuple[Any, ...]]) -> None:
+                                rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
         " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -310,7 +312,7 @@ async def _logged_model_metrics(ctx: Context, db: Connection,
 # -- model registry (prompts are registered models with mlflow.prompt.is_prompt) ------------
 
 
-async def _registered_models(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _registered_models(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO registered_models (workspace, name, creation_timestamp,"
         " last_updated_timestamp, description) VALUES (?, ?, ?, ?, ?)"
@@ -319,7 +321,7 @@ async def _registered_models(ctx: Context, db: Connection, rows: list[tuple[Any,
 
 
 async def _registered_model_tags(ctx: Context, db: Connection,
-                                 rows: list[tuple[Any, ...]]) -> None:
+                                 rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO registered_model_tags (workspace, name, key, value) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (workspace, name, key) DO NOTHING",
@@ -335,7 +337,7 @@ def _model_id(source: str | None) -> str | None:
     return None
 
 
-async def _model_versions(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _model_versions(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO model_versions (workspace, name, version, creation_timestamp,"
         " last_updated_timestamp, description, user_id, current_stage, source,"
@@ -348,14 +350,14 @@ async def _model_versions(ctx: Context, db: Connection, rows: list[tuple[Any, ..
 
 
 async def _model_version_tags(ctx: Context, db: Connection,
-                              rows: list[tuple[Any, ...]]) -> None:
+                              rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO model_version_tags (workspace, name, version, key, value)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version, key) DO NOTHING",
         [(r[4] or "default", r[2], int(r[3]), r[0], r[1]) for r in rows])
 
 
-async def _aliases(ctx: Context, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _aliases(ctx: Context, db: Connection, rows: Rows) -> None:
     await db.executemany(
         "INSERT INTO registered_model_aliases (workspace, name, alias, version)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, alias) DO NOTHING",

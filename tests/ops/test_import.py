@@ -263,3 +263,30 @@ def test_destination_with_other_data_is_refused(sqlite_source: StockSource,
     mlgate_import(sqlite_source.backend_uri, dest, tmp_path / "art")
     done = mlgate_import(f"sqlite:///{other}", dest, tmp_path / "art", check=False)
     assert done.returncode != 0 and "did not come from this source" in done.stderr
+
+
+@pytest.mark.parametrize("destination", ["sqlite", "postgres"])
+def test_import_without_progress_records_writes_nothing_twice(
+        sqlite_source: StockSource, destination: str, tmp_path: Path,
+        module_pg: PgDatabases) -> None:
+    """Every write ignores rows already there: with its progress records reset, a second
+    import reads the whole source again and ends with the same contents (on PostgreSQL the
+    points' COPY then meets existing rows and falls back to inserting around them)."""
+    backend = _destination(destination, tmp_path, module_pg)
+    first = json.loads(mlgate_import(sqlite_source.backend_uri, backend, tmp_path / "art",
+                                     "--json").stdout)
+    reset = "UPDATE mlgate_import_progress SET position = NULL, copied = 0, done = 0"
+    if destination == "sqlite":
+        with sqlite3.connect(tmp_path / "mlgate.db") as db:
+            db.execute(reset)
+    else:
+        import psycopg2  # type: ignore[import-untyped]
+
+        with psycopg2.connect(backend) as conn, conn.cursor() as cur:
+            cur.execute(reset)
+        conn.close()
+    second = json.loads(mlgate_import(sqlite_source.backend_uri, backend, tmp_path / "art",
+                                      "--json").stdout)
+    assert second["ok"], second
+    assert second["counts"] == first["counts"]
+    assert second["rows_imported"]["metrics"] == 3020
