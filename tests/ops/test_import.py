@@ -290,3 +290,93 @@ def test_import_without_progress_records_writes_nothing_twice(
     assert second["ok"], second
     assert second["counts"] == first["counts"]
     assert second["rows_imported"]["metrics"] == 3020
+
+
+# -- older schema revisions --------------------------------------------------------------------
+
+_AT_REVISION = """
+import sys
+import sqlalchemy
+from alembic import command
+from mlflow.store.db.utils import _get_alembic_config
+from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+url, revision = sys.argv[1], sys.argv[2]
+engine = sqlalchemy.create_engine(url)
+InitialBase.metadata.create_all(engine)
+config = _get_alembic_config(url)
+with engine.begin() as connection:
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+"""
+
+
+def _stock_db_at(path: Path, revision: str) -> None:
+    """A stock database at an older Alembic revision, as the MLflow release of that revision
+    created it: the initial tables, then the installed mlflow's migrations up to
+    ``revision``."""
+    subprocess.run([sys.executable, "-c", _AT_REVISION, f"sqlite:///{path}", revision],
+                   check=True, capture_output=True, env={**os.environ,
+                                                         "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def _fill_old(path: Path) -> None:
+    """A little of everything that revision has, written with its own columns."""
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        db.execute("INSERT INTO experiments (experiment_id, name, artifact_location,"
+                   " lifecycle_stage, creation_time, last_update_time) VALUES"
+                   " (0, 'Default', 'mlflow-artifacts:/0', 'active', 1, 1),"
+                   " (1, 'old', 'mlflow-artifacts:/1', 'active', 2, 3)")
+        db.execute("INSERT INTO experiment_tags (key, value, experiment_id) VALUES ('t', 'v', 1)")
+        for run, stage in (("a" * 32, "active"), ("b" * 32, "deleted")):
+            db.execute("INSERT INTO runs (run_uuid, name, source_type, user_id, status,"
+                       " start_time, end_time, lifecycle_stage, artifact_uri, experiment_id)"
+                       " VALUES (?, 'r', 'LOCAL', 'u', 'FINISHED', 5, 6, ?, ?, 1)",
+                       (run, stage, f"mlflow-artifacts:/1/{run}/artifacts"))
+            db.execute("INSERT INTO params (key, value, run_uuid) VALUES ('p', '1', ?)", (run,))
+            db.execute("INSERT INTO tags (key, value, run_uuid) VALUES ('mlflow.runName', 'r', ?)",
+                       (run,))
+            db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
+                           " VALUES ('m', ?, ?, ?, ?, ?)",
+                           [(0.0 if i == 3 else i / 2, 10 + i, run, i, i == 3) for i in range(50)])
+            db.execute("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+                       " VALUES ('m', 24.5, 59, 49, 0, ?)", (run,))
+        db.execute("INSERT INTO registered_models (name, creation_time, last_updated_time)"
+                   " VALUES ('rm', 7, 8)")
+        db.execute("INSERT INTO model_versions (name, version, creation_time, last_updated_time,"
+                   " current_stage, source, run_id, status) VALUES"
+                   " ('rm', 1, 7, 8, 'Production', ?, ?, 'READY')",
+                   (f"mlflow-artifacts:/1/{'a' * 32}/artifacts/model", "a" * 32))
+        if "registered_model_aliases" in tables:
+            db.execute("INSERT INTO registered_model_aliases (alias, version, name)"
+                       " VALUES ('champion', 1, 'rm')")
+        if "datasets" in tables:
+            db.execute("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest,"
+                       " dataset_source_type, dataset_source) VALUES ('d1', 1, 'ds', 'abc',"
+                       " 'local', '{}')")
+            db.execute("INSERT INTO inputs (input_uuid, source_type, source_id,"
+                       " destination_type, destination_id) VALUES ('i1', 'DATASET', 'd1',"
+                       " 'RUN', ?)", ("a" * 32,))
+            db.execute("INSERT INTO input_tags (input_uuid, name, value)"
+                       " VALUES ('i1', 'mlflow.data.context', 'train')")
+
+
+@pytest.mark.parametrize("revision", ["97727af70f4d", "7f2a7d5fae7d", "0584bdc529eb",
+                                      "400f98739977"])
+def test_older_revisions_import(revision: str, tmp_path: Path) -> None:
+    """MLflow 2.0 (97727af70f4d: no aliases, datasets or storage_location yet), 2.3
+    (datasets), the last 2.x schema (0584bdc529eb) and 3.0's (logged models, no inputs.step)."""
+    source = tmp_path / "stock.db"
+    _stock_db_at(source, revision)
+    _fill_old(source)
+    dest = tmp_path / "mlgate.db"
+    report = json.loads(mlgate_import(f"sqlite:///{source}", f"sqlite:///{dest}",
+                                      tmp_path / "art", "--json").stdout)
+    assert report["ok"], report
+    assert report["counts"]["metric points"] == {"source": 100, "destination": 100}
+    assert report["counts"]["deleted runs"] == {"source": 1, "destination": 1}
+    with sqlite3.connect(dest) as db:
+        assert db.execute("SELECT storage_location, model_id FROM model_versions").fetchall() \
+            == [(None, None)]
+        assert db.execute("SELECT name, creation_time FROM experiments ORDER BY 1").fetchall() \
+            == [("Default", 1), ("old", 2)]
