@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from backends.artifacts.base import ArtifactStore
 from backends.errors import BackendError
 from backends.importer import Importer, Report, compare, open_reader
 from backends.importer.artifacts import ArtifactCopy, copy_tree, tree_size
+from backends.importer.filestore import artifact_paths, filestore_root
 from backends.importer.job import check_source, source_counts
 from backends.metadata.sql_store import SqlMetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
@@ -61,27 +63,41 @@ class _Bars:
 
 
 def _source_key(uri: str) -> str:
-    """The source as the progress records name it: the redacted URI without a driver."""
+    """The source as the progress records name it: the redacted URI without a driver, or
+    a FileStore folder's file:// URI."""
+    root = filestore_root(uri)
+    if root is not None:
+        return root.resolve().as_uri()
     scheme, sep, rest = uri.partition("://")
     return redact_uri(scheme.split("+", 1)[0] + sep + rest)
 
 
+def _artifact_plan(source: str, artifacts_from: str | None
+                   ) -> tuple[str | None, Callable[[str], bool]]:
+    """Where the artifacts come from, and which files of it are artifacts: a FileStore
+    keeps them in its own folder, among its metadata files, unless told otherwise."""
+    root = filestore_root(source)
+    if root is not None and (artifacts_from is None or _same_place(artifacts_from, str(root))):
+        return str(root), artifact_paths
+    return artifacts_from, lambda path: True
+
+
 async def _artifacts(settings: Settings, artifacts_from: str, *, dry_run: bool,
-                     quiet: bool) -> ArtifactCopy | None:
+                     quiet: bool, include: Callable[[str], bool]) -> ArtifactCopy | None:
     source = open_artifact_store(artifacts_from, **_same_kind_options(settings, artifacts_from))
     destination = open_artifact_store(settings.artifacts_destination,
                                       **settings.artifact_store_options())
     if _same_place(artifacts_from, settings.artifacts_destination):
         return None  # left where they are
     async with source, destination:
-        _, size = await tree_size(source)
+        _, size = await tree_size(source, include)
         bar: Any = None
         if not quiet:
             bar = click.progressbar(length=max(size, 1), label=f"{'artifact bytes':<22}",
                                     file=sys.stderr)
             bar.__enter__()
         try:
-            return await copy_tree(source, destination, dry_run=dry_run,
+            return await copy_tree(source, destination, dry_run=dry_run, include=include,
                                    on_bytes=bar.update if bar is not None else lambda n: None)
         finally:
             if bar is not None:
@@ -138,11 +154,12 @@ async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
         revision = await check_source(reader)
         counts = await source_counts(reader)
     files = size = 0
+    artifacts_from, include = _artifact_plan(source, artifacts_from)
     if artifacts_from and not _same_place(artifacts_from, settings.artifacts_destination):
         store: ArtifactStore = open_artifact_store(
             artifacts_from, **_same_kind_options(settings, artifacts_from))
         async with store:
-            files, size = await tree_size(store)
+            files, size = await tree_size(store, include)
     if as_json:
         click.echo(json.dumps({"dry_run": True, "revision": revision, "rows": counts,
                                "artifact_files": files, "artifact_bytes": size}))
@@ -171,9 +188,10 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
         try:
             await importer.run()
             copy = None
+            artifacts_from, include = _artifact_plan(source, artifacts_from)
             if artifacts_from:
                 copy = await _artifacts(settings, artifacts_from, dry_run=False,
-                                        quiet=as_json)
+                                        quiet=as_json, include=include)
             elapsed = time.monotonic() - started
             report = await compare(reader, store)
         finally:
@@ -196,7 +214,7 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
 @click.option("--artifacts-from", default=None,
               help="The stock server's artifact root (its --artifacts-destination): a "
                    "folder, s3://bucket/path or wasbs://…; copied into --artifacts-destination "
-                   "unless it is the same place.")
+                   "unless it is the same place. A FileStore's own artifacts come by default.")
 @click.option("--dry-run", is_flag=True, help="Report what would come over; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--chunk-rows", default=50_000, show_default=True,
@@ -206,8 +224,9 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
 def import_command(source: str, artifacts_from: str | None, dry_run: bool, as_json: bool,
                    chunk_rows: int, **flags: Any) -> None:
     """Bring a stock MLflow server's data (SOURCE: its backend store URI, e.g.
-    sqlite:///mlflow.db or postgresql://…) into mlgate's store, keeping every id. Run it
-    again after an interruption: it continues where it stopped."""
+    sqlite:///mlflow.db, postgresql://… or a FileStore folder such as ./mlruns) into
+    mlgate's store, keeping every id. Run it again after an interruption: it continues
+    where it stopped."""
     settings = _build(flags)
     try:
         if dry_run:

@@ -39,11 +39,17 @@ async def walk(store: ArtifactStore, path: str = "") -> AsyncIterator[FileInfo]:
             yield info
 
 
+def _everything(path: str) -> bool:
+    return True
+
+
 async def copy_tree(source: ArtifactStore, destination: ArtifactStore, *,
                     on_bytes: Callable[[int], None] = lambda n: None,
-                    dry_run: bool = False) -> ArtifactCopy:
-    """Copy every file of ``source`` that ``destination`` lacks (or holds at another size).
-    ``on_bytes`` is told the size of each file done or skipped."""
+                    dry_run: bool = False,
+                    include: Callable[[str], bool] = _everything) -> ArtifactCopy:
+    """Copy every file of ``source`` (for which ``include`` holds) that ``destination``
+    lacks (or holds at another size). ``on_bytes`` is told the size of each file done or
+    skipped."""
     result = ArtifactCopy()
     limit = asyncio.Semaphore(_PARALLEL)
 
@@ -66,6 +72,8 @@ async def copy_tree(source: ArtifactStore, destination: ArtifactStore, *,
     pending: set[asyncio.Task[None]] = set()
     try:
         async for info in walk(source):
+            if not include(info.path):
+                continue
             result.files += 1
             result.bytes += info.file_size or 0
             pending.add(asyncio.create_task(one(info)))
@@ -80,10 +88,13 @@ async def copy_tree(source: ArtifactStore, destination: ArtifactStore, *,
     return result
 
 
-async def tree_size(store: ArtifactStore) -> tuple[int, int]:
-    """(files, bytes) under the store's root."""
+async def tree_size(store: ArtifactStore,
+                    include: Callable[[str], bool] = _everything) -> tuple[int, int]:
+    """(files, bytes) under the store's root (those for which ``include`` holds)."""
     files = size = 0
     async for info in walk(store):
+        if not include(info.path):
+            continue
         files += 1
         size += info.file_size or 0
     return files, size

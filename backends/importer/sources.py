@@ -1,7 +1,8 @@
 """Read-only readers of a stock MLflow backend store, one per database kind.
 
 URIs as stock takes them: ``sqlite:///relative.db``, ``sqlite:////abs.db``,
-``postgresql://user@host/db`` (a driver suffix such as ``postgresql+psycopg2://`` is dropped).
+``postgresql://user@host/db`` (a driver suffix such as ``postgresql+psycopg2://`` is dropped);
+a FileStore folder is read through a SQLite copy (:mod:`backends.importer.filestore`).
 
 Every table is read in one pass, in the order its rows lie in the database: SQLite's rowid,
 PostgreSQL's ctid. That order is the one stock itself returns params, tags and latest
@@ -179,6 +180,11 @@ class PostgresReader(StockReader):
 def open_reader(uri: str) -> StockReader:
     """The reader for a stock backend store URI (not connected). Raises ``ValueError`` for
     a URI it cannot read."""
+    from backends.importer.filestore import FileStoreReader, filestore_root
+
+    root = filestore_root(uri)
+    if root is not None:
+        return FileStoreReader(root.as_uri(), root)
     parts = urlsplit(uri)
     scheme = parts.scheme.lower().split("+", 1)[0]
     if scheme == "sqlite":
@@ -190,4 +196,4 @@ def open_reader(uri: str) -> StockReader:
         dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
         return PostgresReader(uri, dsn)
     raise ValueError(f"{redact_uri(uri)!r}: mlgate import reads sqlite:// and "
-                     "postgresql:// stock databases")
+                     "postgresql:// stock databases and FileStore folders (mlruns/)")

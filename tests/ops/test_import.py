@@ -380,3 +380,96 @@ def test_older_revisions_import(revision: str, tmp_path: Path) -> None:
             == [(None, None)]
         assert db.execute("SELECT name, creation_time FROM experiments ORDER BY 1").fetchall() \
             == [("Default", 1), ("old", 2)]
+
+
+# -- FileStore ---------------------------------------------------------------------------------
+
+_FILESTORE_SESSION = """
+import json, math, sys
+import mlflow, mlflow.sklearn, pandas as pd
+from mlflow.tracking import MlflowClient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("filestore")
+X, y = load_iris(return_X_y=True)
+with mlflow.start_run(run_name="train") as run:
+    mlflow.log_params({"C": 1.0, "solver": "lbfgs"})
+    mlflow.set_tag("team/sub", "ml")
+    for i in range(20):
+        mlflow.log_metric("loss", 1 / (i + 1), step=i)
+    mlflow.log_metric("odd", math.nan, step=0)
+    mlflow.log_metric("odd", math.inf, step=1)
+    mlflow.log_input(mlflow.data.from_pandas(pd.DataFrame({"a": [1, 2]}), name="ds"),
+                     context="train")
+    mlflow.log_text("hello", "notes/report.txt")
+    info = mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(X, y), name="model")
+mlflow.register_model(f"models:/{info.model_id}", "fsmodel")
+client = MlflowClient()
+client.set_registered_model_alias("fsmodel", "champion", "1")
+client.set_model_version_tag("fsmodel", "1", "validated", "yes")
+gone = client.create_run(run.info.experiment_id).info.run_id
+client.delete_run(gone)
+history = {k: [[m.timestamp, m.step, m.value] for m in client.get_metric_history(run.info.run_id, k)]
+           for k in ("loss", "odd")}
+print(json.dumps({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                  "deleted": gone, "history": history,
+                  "params": {"C": "1.0", "solver": "lbfgs"}}))
+"""
+
+
+def test_filestore_source(tmp_path: Path) -> None:
+    """A FileStore folder (mlruns/) written by the mlflow client: its runs, metrics, dataset
+    input, artifacts, logged model and registered model come over; artifact URIs inside the
+    folder become mlflow-artifacts: URIs, and the model loads through mlgate."""
+    import math
+
+    import mlflow.pyfunc
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+    from models_session import features
+    from session import tracking_uri
+
+    mlruns = tmp_path / "mlruns"
+    made = subprocess.run(
+        [sys.executable, "-c", _FILESTORE_SESSION, mlruns.as_uri()], check=True,
+        capture_output=True, text=True,
+        env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"})
+    logged = json.loads(made.stdout.strip().splitlines()[-1])
+    backend = f"sqlite:///{tmp_path / 'mlgate.db'}"
+    report = json.loads(mlgate_import(str(mlruns), backend, tmp_path / "mlartifacts",
+                                      "--json").stdout)
+    assert report["ok"], report
+    assert report["counts"]["deleted runs"] == {"source": 1, "destination": 1}
+    assert report["counts"]["aliases"] == {"source": 1, "destination": 1}
+    assert report["artifacts"]["copied_files"] >= 5  # the report and the model's files
+    server = _serve(tmp_path, backend)
+    try:
+        with tracking_uri(server.url):
+            client = MlflowClient()
+            run = client.get_run(logged["run_id"])
+            assert run.info.experiment_id == logged["experiment_id"]
+            assert run.info.artifact_uri == (
+                f"mlflow-artifacts:/{logged['experiment_id']}/{logged['run_id']}/artifacts")
+            assert run.data.params == logged["params"]
+            assert run.data.tags["team/sub"] == "ml"
+            assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["ds"]
+            for key, points in logged["history"].items():
+                # The FileStore appends a point logged twice twice, and keeps inf; a
+                # database (stock's too) keeps the point once, and inf as the largest float.
+                def distinct(rows: list[list[float]]) -> list[tuple[Any, ...]]:
+                    return sorted({(ts, step, "nan" if math.isnan(v)
+                                    else max(-sys.float_info.max, min(v, sys.float_info.max)))
+                                   for ts, step, v in rows}, key=str)
+
+                ours = [[m.timestamp, m.step, m.value]
+                        for m in client.get_metric_history(logged["run_id"], key)]
+                assert distinct(ours) == distinct(points)
+            assert client.get_run(logged["deleted"]).info.lifecycle_stage == "deleted"
+            assert mlflow.artifacts.load_text(f"runs:/{logged['run_id']}/notes/report.txt") \
+                == "hello"
+            X, _ = features()
+            model = mlflow.pyfunc.load_model("models:/fsmodel@champion")
+            assert np.asarray(model.predict(X)).shape == (len(X),)
+    finally:
+        stop_server(server)
