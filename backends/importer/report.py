@@ -23,7 +23,7 @@ _MASK = (1 << 64) - 1
 _SERIES_PER_READ = 200
 
 _PROMPTS = ("SELECT COUNT(*) FROM registered_model_tags"
-            " WHERE key = 'mlflow.prompt.is_prompt' AND LOWER(value) = 'true'")
+            " WHERE \"key\" = 'mlflow.prompt.is_prompt' AND LOWER(value) = 'true'")
 # entity: (stock's count query, mlgate's count query); None where the source lacks the table
 _COUNTS: dict[str, tuple[str, str]] = {
     "experiments": ("SELECT COUNT(*) FROM experiments", "SELECT COUNT(*) FROM experiments"),

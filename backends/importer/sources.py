@@ -1,11 +1,12 @@
 """Read-only readers of a stock MLflow backend store, one per database kind.
 
 URIs as stock takes them: ``sqlite:///relative.db``, ``sqlite:////abs.db``,
-``postgresql://user@host/db`` (a driver suffix such as ``postgresql+psycopg2://`` is dropped);
-a FileStore folder is read through a SQLite copy (:mod:`backends.importer.filestore`).
+``postgresql://user@host/db``, ``mysql://user:password@host:3306/db`` (a driver suffix such
+as ``postgresql+psycopg2://`` or ``mysql+pymysql://`` is dropped); a FileStore folder is read
+through a SQLite copy (:mod:`backends.importer.filestore`).
 
 Every table is read in one pass, in the order its rows lie in the database: SQLite's rowid,
-PostgreSQL's ctid. That order is the one stock itself returns params, tags and latest
+PostgreSQL's ctid (MySQL: its primary key, the order InnoDB keeps rows in). That order is the one stock itself returns params, tags and latest
 metrics in (its queries have no ORDER BY), so the importer writes them in it, and it is the
 resume point: a scan continues after the last position the destination committed. The
 source must not be written to meanwhile (stop the stock server first); PostgreSQL's
@@ -177,6 +178,83 @@ class PostgresReader(StockReader):
                 yield rows
 
 
+class MysqlReader(StockReader):
+    """MySQL or MariaDB through aiomysql (PyMySQL's protocol code on asyncio: pure Python,
+    and the driver stock's own ``mysql+pymysql://`` URIs name). Rows are read in primary
+    key order, on an unbuffered cursor; a row's position is its key as a JSON array."""
+
+    def __init__(self, uri: str, host: str, port: int, user: str, password: str,
+                 database: str) -> None:
+        self.uri = uri
+        self._params = {"host": host, "port": port, "user": user, "password": password,
+                        "db": database}
+        self._conn: Any = None
+
+    async def open(self) -> None:
+        try:
+            import aiomysql
+        except ImportError:
+            raise errors.InvalidArgument(
+                "reading a MySQL source needs aiomysql: pip install 'mlgate[mysql]'") from None
+        try:
+            self._conn = await aiomysql.connect(**self._params, autocommit=True,
+                                                connect_timeout=30)
+        except Exception as exc:  # PyMySQL raises several unrelated types
+            raise errors.Unavailable(
+                f"cannot connect to {redact_uri(self.uri)}: {type(exc).__name__}") from exc
+        async with self._conn.cursor() as cur:
+            # The importer's SQL quotes identifiers with double quotes, as the standard does.
+            await cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def tables(self) -> set[str]:
+        rows = await self.fetch("SELECT table_name FROM information_schema.tables"
+                                " WHERE table_schema = DATABASE()")
+        return {r[0] for r in rows}
+
+    async def columns(self, table: str) -> set[str]:
+        async with self._conn.cursor() as cur:
+            await cur.execute("SELECT column_name FROM information_schema.columns"
+                              " WHERE table_schema = DATABASE() AND table_name = %s", (table,))
+            return {r[0] for r in await cur.fetchall()}
+
+    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        async with self._conn.cursor() as cur:
+            await cur.execute(sql)
+            return list(await cur.fetchall())
+
+    async def _key(self, table: str) -> list[str]:
+        async with self._conn.cursor() as cur:
+            await cur.execute(
+                "SELECT column_name FROM information_schema.key_column_usage"
+                " WHERE table_schema = DATABASE() AND table_name = %s"
+                " AND constraint_name = 'PRIMARY' ORDER BY ordinal_position", (table,))
+            return [r[0] for r in await cur.fetchall()]
+
+    async def scan(self, table: str, columns: Sequence[str], after: str | None,
+                   size: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        import json
+
+        import aiomysql
+
+        key = [f'"{c}"' for c in await self._key(table)]
+        where, params = "", ()
+        if after is not None:
+            values = json.loads(after)
+            where = f"WHERE ({', '.join(key)}) > ({', '.join(['%s'] * len(key))})"
+            params = tuple(values)
+        sql = (f"SELECT {', '.join(columns)}, JSON_ARRAY({', '.join(key)})"
+               f" FROM \"{table}\" {where} ORDER BY {', '.join(key)}")
+        async with self._conn.cursor(aiomysql.SSCursor) as cur:
+            await cur.execute(sql, params or None)
+            while rows := await cur.fetchmany(size):
+                yield rows
+
+
 def open_reader(uri: str) -> StockReader:
     """The reader for a stock backend store URI (not connected). Raises ``ValueError`` for
     a URI it cannot read."""
@@ -195,5 +273,12 @@ def open_reader(uri: str) -> StockReader:
     if scheme in ("postgresql", "postgres"):
         dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
         return PostgresReader(uri, dsn)
-    raise ValueError(f"{redact_uri(uri)!r}: mlgate import reads sqlite:// and "
-                     "postgresql:// stock databases and FileStore folders (mlruns/)")
+    if scheme in ("mysql", "mariadb"):
+        database = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not database:
+            raise ValueError(f"{redact_uri(uri)!r}: expected mysql://user@host/database")
+        return MysqlReader(uri, parts.hostname, parts.port or 3306,
+                           unquote(parts.username or "root"), unquote(parts.password or ""),
+                           database)
+    raise ValueError(f"{redact_uri(uri)!r}: mlgate import reads sqlite://, postgresql:// "
+                     "and mysql:// stock databases and FileStore folders (mlruns/)")

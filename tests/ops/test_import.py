@@ -17,9 +17,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import (
@@ -127,6 +129,41 @@ def postgres_source(tmp_path_factory: pytest.TempPathFactory,
     stop_server(src.server)
 
 
+MYSQL_DSN = os.environ.get("MLGATE_TEST_MYSQL_DSN") or "mysql://root@127.0.0.1:3306"
+
+
+@pytest.fixture(scope="module")
+def mysql_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockSource]:
+    """The seed flow on a stock server over MariaDB (or MySQL) at ``MLGATE_TEST_MYSQL_DSN``
+    (``.ci/run`` installs and starts MariaDB), in a throwaway database."""
+    import pymysql
+
+    parts = urlsplit(MYSQL_DSN)
+    name = f"mlgate_test_import_{uuid.uuid4().hex[:8]}"
+
+    def admin(sql: str) -> None:
+        conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                               user=parts.username or "root", password=parts.password or "")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    try:
+        admin(f"CREATE DATABASE {name}")
+    except pymysql.err.OperationalError as exc:
+        pytest.fail(f"MariaDB/MySQL is not reachable at MLGATE_TEST_MYSQL_DSN={MYSQL_DSN!r} "
+                    f"({exc}); run the tests through .ci/run", pytrace=False)
+    uri = f"mysql+pymysql://{parts.netloc}/{name}"
+    try:
+        src = build_stock_source(tmp_path_factory.mktemp("stock-mysql"), uri)
+        yield src
+        stop_server(src.server)
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {name}")
+
+
 def _destination(kind: str, workdir: Path, pg: PgDatabases) -> str:
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'mlgate.db'}"
@@ -170,6 +207,23 @@ def test_postgres_source_matches_stock(postgres_source: StockSource, tmp_path: P
     try:
         compare_servers(postgres_source, server.url)
         check_model_loads(postgres_source, server.url)
+    finally:
+        stop_server(server)
+
+
+def test_mysql_source_matches_stock(mysql_source: StockSource, tmp_path: Path,
+                                    module_pg: PgDatabases) -> None:
+    backend = _destination("postgres", tmp_path, module_pg)
+    done = mlgate_import(mysql_source.backend_uri, backend, tmp_path / "mlartifacts",
+                         "--artifacts-from", str(mysql_source.artifacts), "--json",
+                         "--chunk-rows", "500")
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    assert report["counts"]["metric points"]["destination"] == 3020
+    server = _serve(tmp_path, backend)
+    try:
+        compare_servers(mysql_source, server.url)
+        check_model_loads(mysql_source, server.url)
     finally:
         stop_server(server)
 
