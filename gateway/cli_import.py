@@ -155,19 +155,24 @@ async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
         counts = await source_counts(reader)
     files = size = 0
     artifacts_from, include = _artifact_plan(source, artifacts_from)
-    if artifacts_from and not _same_place(artifacts_from, settings.artifacts_destination):
+    in_place = bool(artifacts_from) and _same_place(artifacts_from or "",
+                                                    settings.artifacts_destination)
+    if artifacts_from and not in_place:
         store: ArtifactStore = open_artifact_store(
             artifacts_from, **_same_kind_options(settings, artifacts_from))
         async with store:
             files, size = await tree_size(store, include)
     if as_json:
         click.echo(json.dumps({"dry_run": True, "revision": revision, "rows": counts,
-                               "artifact_files": files, "artifact_bytes": size}))
+                               "artifact_files": files, "artifact_bytes": size,
+                               "artifacts_in_place": in_place}))
         return
     click.echo(f"{redact_uri(source)} (Alembic revision {revision}) would bring over:")
     for entity, n in counts.items():
         click.echo(f"  {entity:<24}{n:>12}")
-    if artifacts_from:
+    if in_place:
+        click.echo("  artifacts: left where they are (--artifacts-destination is the same place)")
+    elif artifacts_from:
         click.echo(f"  artifacts: {files} files, {size} bytes")
     click.echo("nothing was written (--dry-run)")
 
