@@ -226,14 +226,15 @@ def _add_auth_commands() -> None:
 _add_auth_commands()
 
 
-def _add_backup_commands() -> None:
+def _add_operations_commands() -> None:
     from gateway.cli_backup import backup_command, restore_command, verify_command
+    from gateway.cli_import import import_command
 
-    for command in (backup_command, restore_command, verify_command):
+    for command in (import_command, backup_command, restore_command, verify_command):
         main.add_command(command)
 
 
-_add_backup_commands()
+_add_operations_commands()
 
 if __name__ == "__main__":
     main()
