@@ -42,6 +42,8 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_artifacts_ctx)
     if secured:
         app.cleanup_ctx.append(_security_ctx)
+    if settings.gc_interval > 0:
+        app.cleanup_ctx.append(_gc_ctx)  # after the artifacts destination: it deletes there
     app[UI_BUNDLE] = bundle = find_bundle(settings.static_dir)
     if bundle is None:
         log.warning("the MLflow web UI is not installed: / explains how to get it "
@@ -119,3 +121,18 @@ async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
         if sweeper is not None:
             await sweeper.close()
         await store.aclose()
+
+
+async def _gc_ctx(app: web.Application) -> AsyncIterator[None]:
+    from gateway.gc import GcSweeper
+
+    settings = app[SETTINGS]
+    older_than_ms = settings.gc_older_than_ms
+    assert older_than_ms is not None  # Settings.validate refused anything else
+    sweeper = GcSweeper(app[METADATA], app.get(ARTIFACTS), settings,
+                        interval=settings.gc_interval, older_than_ms=older_than_ms)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        await sweeper.close()

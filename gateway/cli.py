@@ -228,9 +228,10 @@ _add_auth_commands()
 
 def _add_operations_commands() -> None:
     from gateway.cli_backup import backup_command, restore_command, verify_command
+    from gateway.cli_gc import gc
     from gateway.cli_import import import_command
 
-    for command in (import_command, backup_command, restore_command, verify_command):
+    for command in (import_command, gc, backup_command, restore_command, verify_command):
         main.add_command(command)
 
 

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,22 @@ from backends.registry import (
 )
 from gateway.serving import Limits
 
-__all__ = ["SETTINGS", "ConfigError", "Setting", "Settings"]
+__all__ = ["SETTINGS", "ConfigError", "Setting", "Settings", "duration_ms"]
+
+
+_DURATION = re.compile(r"((?P<days>[.\d]+?)d)?((?P<hours>[.\d]+?)h)?"
+                       r"((?P<minutes>[.\d]+?)m)?((?P<seconds>[.\d]+?)s)?")
+
+
+def duration_ms(text: str) -> int | None:
+    """Stock gc's ``--older-than`` (``1d2h3m4s``, each part optional) in milliseconds, or
+    None when ``text`` is not one."""
+    match = _DURATION.fullmatch(text.strip())
+    try:
+        parts = {k: float(v) for k, v in match.groupdict().items() if v} if match else {}
+        return int(timedelta(**parts).total_seconds() * 1000) if parts else None
+    except (ValueError, OverflowError):
+        return None
 
 
 class ConfigError(ValueError):
@@ -186,6 +202,13 @@ SETTINGS: tuple[Setting, ...] = (
             "gateway process noted (a client's mpu/* upload, or one another server started) "
             "is taken as abandoned and removed by the sweep.", _env("ABANDONED_UPLOAD_AGE"),
             type=float),
+    Setting("gc_interval", 0.0, "Seconds between garbage collections in the server: runs, "
+            "experiments and logged models deleted at least --gc-older-than ago go for good, "
+            "with their artifacts, as `mlgate gc` does (one replica at a time). 0: none.",
+            _env("GC_INTERVAL"), type=float),
+    Setting("gc_older_than", "30d", "How long ago a run, experiment or logged model must have "
+            "been deleted for the server's garbage collection to take it, as `mlgate gc "
+            "--older-than`: 1d2h3m4s, each part optional.", _env("GC_OLDER_THAN")),
     Setting("log_level", "info", "Log level: debug, info, warning, error.", _env("LOG_LEVEL")),
     Setting("auth", False, "Authenticate every request (HTTP Basic or API token) and check "
             "permissions. Without it mlgate only listens on a loopback address unless "
@@ -285,6 +308,8 @@ class Settings:
     max_connections: int = 0
     sweep_interval: float = 10.0
     abandoned_upload_age: float = 86400.0
+    gc_interval: float = 0.0
+    gc_older_than: str = "30d"
     log_level: str = "info"
     auth: bool = False
     insecure_no_auth: bool = False
@@ -360,6 +385,11 @@ class Settings:
             raise ConfigError("--sweep-interval: must be 0 (no sweep) or more")
         if self.abandoned_upload_age <= 0:
             raise ConfigError("--abandoned-upload-age: must be more than 0")
+        if self.gc_interval < 0:
+            raise ConfigError("--gc-interval: must be 0 (no collection) or more")
+        if self.gc_older_than_ms is None:
+            raise ConfigError(f"--gc-older-than: {self.gc_older_than!r} is not a duration "
+                              "such as 30d, 12h or 2d8h5m20s")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
         if self.auth_member_default.upper() not in ("NO_PERMISSIONS", "READ", "USE", "EDIT",
@@ -452,6 +482,11 @@ class Settings:
             raise ConfigError(
                 f"--host {self.host}: refusing to serve without authentication on a "
                 "non-loopback address; add --auth (recommended) or --insecure-no-auth")
+
+    @property
+    def gc_older_than_ms(self) -> int | None:
+        """``gc_older_than`` in milliseconds, None when malformed."""
+        return duration_ms(self.gc_older_than)
 
     def artifact_store_options(self) -> dict[str, Any]:
         """Keyword options for :func:`backends.registry.open_artifact_store` on

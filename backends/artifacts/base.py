@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
-from backends.errors import InvalidArgument, NotImplementedByStore
+from backends.errors import InvalidArgument, NotFound, NotImplementedByStore
 
 __all__ = ["ArtifactStore", "ByteStream", "ChecksumMismatch", "FileInfo", "Leftover",
            "UploadLedger", "UploadedPart"]
@@ -138,6 +138,17 @@ class ArtifactStore(ABC):
     async def delete(self, path: str) -> None:
         """Delete the file, or the directory and everything under it. Raises ``NotFound``
         when nothing is there."""
+
+    async def delete_tree(self, path: str) -> bool:
+        """Delete whatever is at ``path``: a file, or a directory and everything under it,
+        a page of objects per request. Nothing there is no error, so garbage collection can
+        delete a run's folder again after a crash cut the first try short. Returns whether
+        anything was there. ``InvalidArgument`` for the store's root."""
+        try:
+            await self.delete(path)
+        except NotFound:
+            return False
+        return True
 
     # -- what unfinished writes leave behind (swept by gateway/sweeper.py) ---------------
 

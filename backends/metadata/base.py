@@ -34,6 +34,7 @@ from backends.metadata.entities import (
     UploadInFlight,
     ViewType,
 )
+from backends.metadata.gc_base import GcStore
 from backends.metadata.registry_base import RegistryStore
 
 __all__ = ["MetadataStore", "sample_indices"]
@@ -51,7 +52,7 @@ def sample_indices(count: int, buckets: int) -> list[int]:
     return picks
 
 
-class MetadataStore(RegistryStore, AuthStore, ABC):
+class MetadataStore(RegistryStore, AuthStore, GcStore, ABC):
     """Experiments, runs and their data. Open with ``await store.open()`` (or ``async with``);
     whoever opens a store closes it with ``await store.aclose()``."""
 

@@ -46,6 +46,7 @@ from backends.metadata.entities import (
     ViewType,
 )
 from backends.metadata.sql_auth import SqlAuthMixin
+from backends.metadata.sql_gc import SqlGcMixin
 from backends.metadata.sql_registry import SqlRegistryMixin
 from backends.metadata.validation import int64
 
@@ -146,7 +147,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, MetadataStore):
+class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
     _dialect: sql_search.Dialect = sql_search.SQLITE

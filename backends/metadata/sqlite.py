@@ -456,6 +456,16 @@ class SqliteMetadataStore(SqlMetadataStore):
             await self.aclose()
             raise
 
+    async def _after_purge(self) -> None:
+        """Copy the WAL back after each chunk gc deletes (a passive checkpoint: it waits for
+        no one). Otherwise the commit of a request's write that crosses the autocheckpoint
+        threshold copies gc's pages, and requests wait behind it."""
+        if self._writer is None:
+            return
+        async with self._write_lock:
+            with contextlib.suppress(sqlite3.Error):
+                await self._writer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def _maybe_refresh_statistics(self) -> None:
         now = time.monotonic()
         if now - self._stats_checked < _STATS_CHECK_EVERY:

@@ -209,6 +209,22 @@ async def test_delete_missing_is_not_found(artifact_store: ArtifactStore) -> Non
         await artifact_store.delete("nothing/here")
 
 
+async def test_delete_tree_takes_a_run_folder_and_is_idempotent(
+        artifact_store: ArtifactStore) -> None:
+    # What gc deletes: a run's folder, next to a run whose id it prefixes.
+    paths = [f"1/r1/artifacts/f{i}.txt" for i in range(30)] + [
+        "1/r1/artifacts/model/MLmodel", "1/r10/artifacts/a.txt", "1/r1.txt"]
+    for path in paths:
+        await artifact_store.put(path, _chunks(b"x"))
+    assert await artifact_store.delete_tree("1/r1") is True
+    assert await artifact_store.stat("1/r1") is None
+    assert await _paths(artifact_store, "1") == ["1/r1.txt", "1/r10"]
+    assert await artifact_store.delete_tree("1/r1") is False  # a second gc finds nothing
+    assert await artifact_store.delete_tree("1/r1.txt") is True
+    with pytest.raises(errors.InvalidArgument):
+        await artifact_store.delete_tree("")
+
+
 # -- atomicity ---------------------------------------------------------------------------
 
 
