@@ -13,6 +13,7 @@ JSON, elsewhere stock's text). Patterns as stock's
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,33 +22,37 @@ from aiohttp import web
 from gateway.errors import API_PREFIXES, BASE_PATH, error_body
 from gateway.render import json_response
 
-__all__ = ["DEFAULT_ALLOWED_HOSTS", "INVALID_HOST", "allowed_hosts", "host_middleware"]
+__all__ = ["INVALID_HOST", "allowed_hosts", "host_middleware"]
 
 log = logging.getLogger("mlgate")
 
 INVALID_HOST = "Invalid Host header - possible DNS rebinding attack detected"
-_LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")
-# Stock's default: loopback names with any port, and the private address ranges.
-DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = (
-    *_LOOPBACK,
-    *(f"{host.replace('[', '[[]', 1)}:*" for host in _LOOPBACK),
-    "192.168.*",
-    "10.*",
-    *(f"172.{i}.*" for i in range(16, 32)),
-    "fc00:*",
-    "fd00:*",
-)
+def _default_host(host: str) -> bool:
+    """Stock's default list (loopback names with any port, the private ranges), read as
+    addresses: stock's patterns (``10.*``) also let ``10.evil.example``, a name an attacker
+    may point at this machine, through."""
+    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not name or (port and not port.isdigit()):
+        name, port = host, ""
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_unspecified
 
 
 def allowed_hosts(setting: str) -> tuple[str, ...]:
-    """The patterns of ``--allowed-hosts`` (comma-separated; empty: stock's default)."""
-    patterns = tuple(p.strip() for p in setting.split(",") if p.strip())
-    return patterns or DEFAULT_ALLOWED_HOSTS
+    """The patterns of ``--allowed-hosts`` (comma-separated); empty: the default check."""
+    return tuple(p.strip() for p in setting.split(",") if p.strip())
 
 
 def _allowed(patterns: tuple[str, ...], host: str | None) -> bool:
     if not host:
         return False
+    if not patterns:
+        return _default_host(host)
     return any(fnmatch.fnmatchcase(host, p) if "*" in p else host == p for p in patterns)
 
 

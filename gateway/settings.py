@@ -72,8 +72,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 5000, "Port to listen on.", _env("PORT", "MLFLOW_PORT"), type=int),
     Setting("allowed_hosts", "", "Host headers the server answers (DNS-rebinding "
             "protection, as stock's): comma-separated, as sent (with the port), `*` "
-            "wildcards allowed, `*` alone for any. Empty: loopback names and private "
-            "addresses. /health and /version answer any host.",
+            "wildcards allowed, `*` alone for any. Empty: localhost and loopback or private "
+            "IP addresses, any port. /health and /version answer any host.",
             _env("ALLOWED_HOSTS", "MLFLOW_SERVER_ALLOWED_HOSTS")),
     Setting(
         "backend_store_uri",

@@ -41,7 +41,12 @@ async def test_loopback_and_private_hosts_are_answered(aiohttp_client: Any, tmp_
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:5000", "127.0.0.1.evil.example",
-                                  "localhost.evil.example:5000", "172.32.0.1", "8.8.8.8:5000"])
+                                  "localhost.evil.example:5000", "172.32.0.1", "8.8.8.8:5000",
+                                  # names an attacker may point here, which stock's patterns
+                                  # (10.*, localhost:*) let through
+                                  "10.evil.example:5000", "192.168.1.1.evil.example",
+                                  "172.16.0.1.evil.example:5000", "localhost:5000.evil",
+                                  "127.0.0.1:5000@evil"])
 async def test_other_hosts_are_refused(aiohttp_client: Any, tmp_path: Path, host: str) -> None:
     client = await _client(aiohttp_client, tmp_path)
     status, body = await _status(client, f"{API}/experiments/search", host)
