@@ -2,7 +2,9 @@
 
 Passwords use Argon2id (argon2-cffi, the reference implementation's binding): slow and
 salted, because passwords are guessable. Verifying one costs tens of milliseconds, so the
-gateway caches successful verifications briefly.
+gateway caches successful verifications briefly. Hashes imported from stock basic-auth
+(Werkzeug's ``scrypt:`` and ``pbkdf2:`` forms) verify through Werkzeug until the user's
+next login replaces them (:func:`needs_rehash`).
 
 API tokens are 256-bit random secrets, so a slow hash buys nothing: a SHA-256 digest cannot
 be brute-forced back to a secret of that entropy. A token reads ``mlg_<id>_<secret>``; the
@@ -19,10 +21,12 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from werkzeug.security import check_password_hash
 
 __all__ = [
     "TOKEN_PREFIX",
     "hash_password",
+    "needs_rehash",
     "new_token",
     "parse_token",
     "token_digest",
@@ -35,6 +39,7 @@ _TOKEN = re.compile(r"^mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 # RFC 9106's second recommended option (64 MiB would be the first; 19 MiB suits a server
 # verifying for many clients, as OWASP's cheat sheet suggests).
+_WERKZEUG = ("scrypt:", "pbkdf2:")
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
@@ -43,10 +48,23 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
+    if stored_hash.startswith(_WERKZEUG):
+        try:
+            return check_password_hash(stored_hash, password)
+        except ValueError:  # a malformed or unknown method
+            return False
     try:
         return _HASHER.verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """True for a hash that is not Argon2id at today's parameters (an imported one)."""
+    try:
+        return _HASHER.check_needs_rehash(stored_hash)
+    except InvalidHashError:
+        return True
 
 
 def new_token() -> tuple[str, str, str]:

@@ -21,6 +21,7 @@ from backends.artifacts.base import ArtifactStore
 from backends.errors import BackendError
 from backends.importer import Importer, Report, compare, open_reader
 from backends.importer.artifacts import ArtifactCopy, copy_tree, tree_size
+from backends.importer.auth import AuthImport, AuthPlan, import_auth, read_auth
 from backends.importer.filestore import artifact_paths, filestore_root
 from backends.importer.job import check_source, source_counts
 from backends.metadata.sql_store import SqlMetadataStore
@@ -148,11 +149,41 @@ def _print_report(report: Report, copy: ArtifactCopy | None, elapsed: float,
                + (f"; {points} metric points, {points / elapsed:,.0f}/s" if points else ""))
 
 
+async def _auth_plan(auth_db: str | None) -> AuthPlan | None:
+    if auth_db is None:
+        return None
+    async with open_reader(auth_db) as reader:
+        return await read_auth(reader)
+
+
+def _print_auth(plan: AuthPlan, done: AuthImport | None) -> None:
+    counts = plan.counts()
+    click.echo(f"auth (revision {plan.revision}): " + ", ".join(
+        f"{n} {what}" for what, n in counts.items()))
+    if done is not None:
+        click.echo("  added: " + ", ".join(f"{n} {what}" for what, n in done.added.items()))
+        if done.kept_users:
+            click.echo("  already in mlgate, password and admin flag kept: "
+                       + ", ".join(done.kept_users))
+    for row in plan.skipped[:20]:
+        click.echo(f"  skipped (mlgate has no such resource or tier): {row}")
+
+
+def _auth_json(plan: AuthPlan, done: AuthImport | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"revision": plan.revision, "source": plan.counts(),
+                           "skipped": plan.skipped}
+    if done is not None:
+        out["added"] = done.added
+        out["kept_users"] = done.kept_users
+    return out
+
+
 async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, auth_db: str | None) -> None:
     async with open_reader(source) as reader:
         revision = await check_source(reader)
         counts = await source_counts(reader)
+    auth = await _auth_plan(auth_db)
     files = size = 0
     artifacts_from, include = _artifact_plan(source, artifacts_from)
     in_place = bool(artifacts_from) and _same_place(artifacts_from or "",
@@ -163,9 +194,12 @@ async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
         async with store:
             files, size = await tree_size(store, include)
     if as_json:
-        click.echo(json.dumps({"dry_run": True, "revision": revision, "rows": counts,
+        out: dict[str, Any] = {"dry_run": True, "revision": revision, "rows": counts,
                                "artifact_files": files, "artifact_bytes": size,
-                               "artifacts_in_place": in_place}))
+                               "artifacts_in_place": in_place}
+        if auth is not None:
+            out["auth"] = _auth_json(auth, None)
+        click.echo(json.dumps(out))
         return
     click.echo(f"{redact_uri(source)} (Alembic revision {revision}) would bring over:")
     for entity, n in counts.items():
@@ -174,13 +208,17 @@ async def _dry_run(source: str, settings: Settings, artifacts_from: str | None,
         click.echo("  artifacts: left where they are (--artifacts-destination is the same place)")
     elif artifacts_from:
         click.echo(f"  artifacts: {files} files, {size} bytes")
+    if auth is not None:
+        _print_auth(auth, None)
     click.echo("nothing was written (--dry-run)")
 
 
 async def _import(source: str, settings: Settings, artifacts_from: str | None, *,
-                  as_json: bool, chunk_rows: int) -> bool:
+                  as_json: bool, chunk_rows: int, auth_db: str | None) -> bool:
     started = time.monotonic()
     bars = _Bars(quiet=as_json)
+    auth = await _auth_plan(auth_db)  # refused before anything is written
+    auth_done = None
     async with open_reader(source) as reader:
         options = settings.metadata_store_options(one_connection=True)
         store = open_metadata_store(settings.backend_store_uri, **options)
@@ -192,6 +230,8 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
         await store.open()
         try:
             await importer.run()
+            if auth is not None:
+                auth_done = await import_auth(auth, store)
             copy = None
             artifacts_from, include = _artifact_plan(source, artifacts_from)
             if artifacts_from:
@@ -208,9 +248,13 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
         out["table_seconds"] = {k: round(v, 3) for k, v in bars.seconds.items()}
         if copy is not None:
             out["artifacts"] = vars(copy)
+        if auth is not None:
+            out["auth"] = _auth_json(auth, auth_done)
         click.echo(json.dumps(out))
     else:
         _print_report(report, copy, elapsed, bars.rows)
+        if auth is not None:
+            _print_auth(auth, auth_done)
     return report.ok
 
 
@@ -220,14 +264,17 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
               help="The stock server's artifact root (its --artifacts-destination): a "
                    "folder, s3://bucket/path or wasbs://…; copied into --artifacts-destination "
                    "unless it is the same place. A FileStore's own artifacts come by default.")
+@click.option("--auth-db", default=None,
+              help="Stock basic-auth's database (its database_uri, e.g. "
+                   "sqlite:///basic_auth.db): its users, roles and permissions come too.")
 @click.option("--dry-run", is_flag=True, help="Report what would come over; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--chunk-rows", default=50_000, show_default=True,
               help="Rows per read and per write transaction.")
 @_settings_options(("backend_store_uri", "artifacts_destination", "s3_endpoint_url",
                     "azure_api_version", "log_level"))
-def import_command(source: str, artifacts_from: str | None, dry_run: bool, as_json: bool,
-                   chunk_rows: int, **flags: Any) -> None:
+def import_command(source: str, artifacts_from: str | None, auth_db: str | None,
+                   dry_run: bool, as_json: bool, chunk_rows: int, **flags: Any) -> None:
     """Bring a stock MLflow server's data (SOURCE: its backend store URI, e.g.
     sqlite:///mlflow.db, postgresql://… or a FileStore folder such as ./mlruns) into
     mlgate's store, keeping every id. Run it again after an interruption: it continues
@@ -235,10 +282,10 @@ def import_command(source: str, artifacts_from: str | None, dry_run: bool, as_js
     settings = _build(flags)
     try:
         if dry_run:
-            asyncio.run(_dry_run(source, settings, artifacts_from, as_json))
+            asyncio.run(_dry_run(source, settings, artifacts_from, as_json, auth_db))
             return
         ok = asyncio.run(_import(source, settings, artifacts_from, as_json=as_json,
-                                 chunk_rows=chunk_rows))
+                                 chunk_rows=chunk_rows, auth_db=auth_db))
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if not ok:

@@ -53,6 +53,12 @@ class AuthStore(ABC):
         """Change what is given. Raises ``NotFound``."""
 
     @abstractmethod
+    async def replace_password_hash(self, username: str, old_hash: str,
+                                    new_hash: str) -> bool:
+        """Store ``new_hash`` only while the user's hash is still ``old_hash`` (a rehash
+        must not undo a password changed meanwhile); False when it was not."""
+
+    @abstractmethod
     async def delete_user(self, username: str) -> UserRecord:
         """Delete the user with their tokens, memberships and grants. Raises ``NotFound``."""
 

@@ -136,6 +136,14 @@ class SqlAuthMixin(AuthStore):
             raise errors.NotFound(f"User with username={username} not found")
         return _user(row)
 
+    async def replace_password_hash(self, username: str, old_hash: str,
+                                    new_hash: str) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE auth_users SET password_hash = ? WHERE username = ?"
+                " AND password_hash = ? RETURNING user_id", (new_hash, username, old_hash))
+            return await cur.fetchone() is not None
+
     async def delete_user(self, username: str) -> UserRecord:
         async with self._tx() as db:
             cur = await db.execute(

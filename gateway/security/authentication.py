@@ -198,6 +198,10 @@ class Authenticator:
             self._on_failure(request, username)
             raise Unauthenticated(username)
         self._limiter.succeeded(address, username)
+        if hashing.needs_rehash(stored):  # imported from stock: Werkzeug's hash → Argon2id
+            new_hash = await asyncio.get_running_loop().run_in_executor(
+                None, hashing.hash_password, password)
+            await self.store.replace_password_hash(username, stored, new_hash)
         return _Verified(await self.identity_for(user.user_id), None, self._generation)
 
     async def _verify_token(self, request: web.Request, credentials: str) -> _Verified:

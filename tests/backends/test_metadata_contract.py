@@ -847,6 +847,18 @@ async def test_migration_6_gives_existing_params_their_experiment(empty_database
         await store.aclose()
 
 
+async def test_password_hash_replaced_only_while_unchanged(
+        metadata_store: MetadataStore) -> None:
+    """A rehash at login replaces the hash it verified, never one changed meanwhile."""
+    store = metadata_store
+    await store.create_user("ann", "old")
+    assert not await store.replace_password_hash("ann", "other", "new")
+    assert (await store.get_user("ann")).password_hash == "old"
+    assert await store.replace_password_hash("ann", "old", "new")
+    assert (await store.get_user("ann")).password_hash == "new"
+    assert not await store.replace_password_hash("nobody", "old", "new")
+
+
 async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) -> None:
     """MLflow 3.17's roles: a role of one workspace, its permissions (grants whose principal is
     the role, '*' for every resource of a type) and its users."""
