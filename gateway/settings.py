@@ -1,7 +1,8 @@
 """One frozen :class:`Settings`, built once at start from flags and environment.
 
 Every setting is declared once in :data:`SETTINGS` (flag, environment variables, default,
-help); the CLI's options and docs/settings.md's table come from it. Precedence: command-line flag,
+help); the CLI's options, docs/configuration.md's table and deploy/mlgate.env.example come
+from it (``python -m gateway.settings_doc`` writes the last two). Precedence: command-line flag,
 then ``MLGATE_*``, then MLflow's variable where MLflow has one, then the default.
 """
 
@@ -72,8 +73,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 5000, "Port to listen on.", _env("PORT", "MLFLOW_PORT"), type=int),
     Setting("allowed_hosts", "", "Host headers the server answers (DNS-rebinding "
             "protection, as stock's): comma-separated, as sent (with the port), `*` "
-            "wildcards allowed, `*` alone for any. Empty: localhost and loopback or private "
-            "IP addresses, any port. /health and /version answer any host.",
+            "wildcards allowed, `*` alone for any. Empty: `localhost` and literal loopback, "
+            "private (10/8, 172.16/12, 192.168/16, fc00::/7) and unspecified IP addresses, "
+            "with any port: stock's list, read as addresses (stock's `10.*` pattern also "
+            "admits a name like `10.evil.example`). `/health` and `/version` answer any host.",
             _env("ALLOWED_HOSTS", "MLFLOW_SERVER_ALLOWED_HOSTS")),
     Setting(
         "backend_store_uri",
@@ -125,13 +128,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", 1, "Worker processes sharing the port.", _env("WORKERS", "MLFLOW_WORKERS"),
             type=int),
     Setting("static_prefix", None, "A path every route is served under, as stock's: "
-            "--static-prefix /mlflow serves the UI at /mlflow/ and the API at "
-            "/mlflow/api/...; /mlflow redirects to /mlflow/ and paths without the prefix "
-            "are 404. Starts with /, does not end with one.",
+            "`--static-prefix /mlflow` serves the UI at `/mlflow/` and the API at "
+            "`/mlflow/api/...`; `/mlflow` redirects (308) to `/mlflow/` and paths without "
+            "the prefix are 404. Starts with `/`, does not end with one; letters, digits "
+            "and `. _ ~ -` between the slashes.",
             _env("STATIC_PREFIX", "MLFLOW_STATIC_PREFIX")),
     Setting("static_dir", None, "Folder of the MLflow web UI's compiled files (holding "
-            "index.html). Default: mlflow/server/js/build of the installed mlflow "
-            "distribution, else the folder `mlgate ui install` fills.",
+            "`index.html`). Default: `mlflow/server/js/build` of the installed `mlflow` "
+            "distribution, else the folder `mlgate ui install` fills (docs/operations.md, "
+            "\"The web UI\").",
             _env("STATIC_DIR")),
     Setting(
         "truncate_long_values",
@@ -158,15 +163,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_pgbouncer", False, "PostgreSQL is reached through PgBouncer in transaction "
             "pooling mode: disable the prepared-statement cache.", _env("DB_PGBOUNCER"),
             flag="--db-pgbouncer/--no-db-pgbouncer", type=bool),
-    Setting("sqlite_synchronous", "full", "SQLite's synchronous mode: full (every commit "
-            "reaches the disk before it is acknowledged; survives power loss) or normal (WAL "
+    Setting("sqlite_synchronous", "full", "SQLite's synchronous mode: `full` (every commit "
+            "reaches the disk before it is acknowledged; survives power loss) or `normal` (WAL "
             "is synced at checkpoints; survives a crash or kill of mlgate, may lose the last "
             "commits on power loss or an OS crash, and commits are much faster).",
             _env("SQLITE_SYNCHRONOUS")),
     Setting("batch_max_rows", 5000, "Rows (metrics, params, tags) the metric batcher commits "
             "in one transaction at most.", _env("BATCH_MAX_ROWS"), type=int),
     Setting("batch_max_delay_ms", 0.0, "How long the batcher lingers after the oldest pending "
-            "write for more to join its transaction, unless batch_max_rows are pending "
+            "write for more to join its transaction, unless `--batch-max-rows` are pending "
             "first. 0: commit as soon as the previous commit is done (batches still grow "
             "under load).", _env("BATCH_MAX_DELAY_MS"), type=float),
     Setting("batch_writers", 0, "Transactions the metric batcher may have in flight at once. "
@@ -174,7 +179,7 @@ SETTINGS: tuple[Setting, ...] = (
             "on PostgreSQL, whose server then works on two cores.", _env("BATCH_WRITERS"),
             type=int),
     Setting("batch_queue_rows", 100_000, "Rows that may wait for the batcher; beyond it "
-            "requests wait up to batch_queue_timeout, then get 503 with Retry-After.",
+            "requests wait up to `--batch-queue-timeout`, then get 503 with `Retry-After`.",
             _env("BATCH_QUEUE_ROWS"), type=int),
     Setting("batch_queue_timeout", 5.0, "Seconds a write waits for room in a full batcher "
             "queue before it gets 503.", _env("BATCH_QUEUE_TIMEOUT"), type=float),
@@ -190,21 +195,25 @@ SETTINGS: tuple[Setting, ...] = (
             "the gateway waits for one) before the connection is closed. A slow upload "
             "that keeps moving is never cut.", _env("BODY_TIMEOUT"), type=float),
     Setting("max_connections", 0, "Open connections per worker process. At the limit a new "
-            "connection closes the oldest idle one; if none is idle it gets 503. 0: half "
-            "the file descriptors the process may open, less 256.",
+            "connection closes the oldest idle one (logged as `connection limit of N "
+            "reached`); if none is idle it gets 503 `TEMPORARILY_UNAVAILABLE`. 0: half the "
+            "file descriptors the process may open, less 256 (384 under the common "
+            "`ulimit -n 1024`).",
             _env("MAX_CONNECTIONS"), type=int),
     Setting("sweep_interval", 10.0, "Seconds between sweeps of what uploads cut off by a "
             "crash leave in the artifacts destination (staging files, S3 multipart uploads, "
             "Azure staged blocks). A leftover goes once the gateway process that wrote it has "
-            "missed three sweeps' heartbeats. 0: no sweep.", _env("SWEEP_INTERVAL"),
+            "missed three of its heartbeats (one per sweep). 0: no sweep (docs/storage.md, "
+            "\"Leftovers of a crash\").", _env("SWEEP_INTERVAL"),
             type=float),
     Setting("abandoned_upload_age", 86400.0, "Seconds after which an unfinished upload no "
-            "gateway process noted (a client's mpu/* upload, or one another server started) "
+            "live gateway process owns (a client's `mpu/*` upload, or one another server started) "
             "is taken as abandoned and removed by the sweep.", _env("ABANDONED_UPLOAD_AGE"),
             type=float),
     Setting("gc_interval", 0.0, "Seconds between garbage collections in the server: runs, "
-            "experiments and logged models deleted at least --gc-older-than ago go for good, "
-            "with their artifacts, as `mlgate gc` does (one replica at a time). 0: none.",
+            "experiments and logged models deleted at least `--gc-older-than` ago go for good, "
+            "with their artifacts, as `mlgate gc` does; one replica at a time "
+            "(docs/operations.md, \"Garbage collection\"). 0: none.",
             _env("GC_INTERVAL"), type=float),
     Setting("gc_older_than", "30d", "How long ago a run, experiment or logged model must have "
             "been deleted for the server's garbage collection to take it, as `mlgate gc "
@@ -236,10 +245,11 @@ SETTINGS: tuple[Setting, ...] = (
             "from.", _env("AUTH_MAX_FAILURES"), type=int),
     Setting("auth_failure_window", 300.0, "Seconds over which failed logins are counted.",
             _env("AUTH_FAILURE_WINDOW"), type=float),
-    Setting("auth_trusted_proxies", "", "Reverse proxies whose X-Forwarded-For is believed: "
-            "IP addresses or CIDR networks, comma-separated. The client address is then the "
-            "right-most forwarded address that is not a trusted proxy. Empty: the socket's "
-            "peer is the client.", _env("AUTH_TRUSTED_PROXIES")),
+    Setting("auth_trusted_proxies", "", "Reverse proxies whose `X-Forwarded-For` is "
+            "believed: IP addresses or CIDR networks, comma-separated (`10.0.0.0/8, ::1`). "
+            "The client address is then the right-most forwarded address that is not a "
+            "trusted proxy. Empty: the socket's peer is the client.",
+            _env("AUTH_TRUSTED_PROXIES")),
     Setting("auth_default_workspace_open", True, "Every user is a member of the default "
             "workspace, as every user is on stock MLflow: they may create experiments and "
             "registered models there and get MANAGE on them. Off: default is closed like any "

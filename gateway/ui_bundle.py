@@ -102,3 +102,11 @@ def download_wheel(folder: Path) -> Path:
     if done.returncode != 0 or not wheels:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{done.stderr or done.stdout}")
     return wheels[0]
+
+
+if __name__ == "__main__":
+    # `python ui_bundle.py`, the file alone (standard library only): the container image
+    # installs the UI in a layer of its own, before mlgate, as `mlgate ui install` would.
+    with tempfile.TemporaryDirectory(prefix="mlgate-ui-") as tmp:
+        count = install_from_wheel(download_wheel(Path(tmp)), data_dir())
+    print(f"installed the MLflow web UI ({count} files) in {data_dir()}")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
+from backends.metadata.base import MetadataStore
 from gateway import __version__
+from gateway.errors import MlflowError
 from gateway.keys import BATCHER, METADATA, SETTINGS, SWEEPER
 from gateway.render import json_response
 from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
 
-__all__ = ["MLFLOW_COMPAT_VERSION", "ROUTES"]
+__all__ = ["HEALTH_DEADLINE", "MLFLOW_COMPAT_VERSION", "ROUTES"]
 
 # The MLflow version whose wire contract we answer; the client compares against it.
 MLFLOW_COMPAT_VERSION = "3.17.2"
@@ -21,7 +26,38 @@ _PUBLIC = Access(ResourceKind.PUBLIC, Action.READ)
 _ADMIN = Access(ResourceKind.SERVER, Action.READ)  # server-wide figures: all teams
 
 
+# Under a readiness probe's timeout (3 s in deploy/k8s), so the probe sees our 503, not its own
+# timeout.
+HEALTH_DEADLINE = 2.0
+# The read each store is doing for /health right now, shared by every request that comes
+# while it runs: a flood of anonymous probes costs the database one query at a time.
+_health_reads: weakref.WeakKeyDictionary[MetadataStore, asyncio.Task[int]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _retrieve(task: asyncio.Task[int]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so an abandoned read's error is not logged as lost
+
+
 async def health(request: web.Request) -> web.Response:
+    """200 ``OK`` once the metadata store answers a one-row read (its schema version);
+    503 ``TEMPORARILY_UNAVAILABLE`` when it fails or takes more than HEALTH_DEADLINE. The
+    readiness check: a replica whose database is unreachable leaves the load balancer.
+    ``/version`` answers without the store, for liveness."""
+    store = request.app[METADATA]
+    read = _health_reads.get(store)
+    if read is None or read.done():
+        read = _health_reads[store] = asyncio.create_task(store.schema_version())
+        read.add_done_callback(_retrieve)
+    # asyncio.wait rather than asyncio.timeout: the answer never waits for the cancelled
+    # read's cleanup (a rollback on what may be a stalled connection).
+    done, _ = await asyncio.wait({read}, timeout=HEALTH_DEADLINE)
+    if not done or read.cancelled():  # cancelled: an earlier request's read that timed out
+        read.cancel()
+        raise MlflowError(f"The metadata store did not answer within {HEALTH_DEADLINE:g} s.",
+                          "TEMPORARILY_UNAVAILABLE")
+    read.result()  # a backend error becomes its MLflow error (Unavailable: 503)
     return web.Response(text="OK")
 
 
