@@ -21,9 +21,15 @@ from gateway.security.resolution import Resolver
 from gateway.security.watch import AuthWatch
 from gateway.settings import Settings
 
-__all__ = ["SECURITY", "Security", "security_of"]
+__all__ = ["SECURITY", "Security", "policy_of", "security_of"]
 
 log = logging.getLogger("mlgate.auth")
+
+
+def policy_of(settings: Settings) -> Policy:
+    """The permission policy ``settings`` describe (the CLI's team changes judge by it too)."""
+    return Policy(Permission.parse(settings.auth_member_default),
+                  default_workspace_open=settings.auth_default_workspace_open)
 
 
 class Security:
@@ -34,8 +40,7 @@ class Security:
         self.store = store
         self.auth_on = settings.auth
         self.workspaces_on = settings.workspaces_enabled
-        self.policy = Policy(Permission.parse(settings.auth_member_default),
-                             default_workspace_open=settings.auth_default_workspace_open)
+        self.policy = policy_of(settings)
         ttl = settings.auth_cache_seconds
         self._tasks: set[asyncio.Task[None]] = set()
         self.authenticator = Authenticator(
