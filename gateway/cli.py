@@ -217,9 +217,9 @@ def ui_install(wheel: Path | None, dest: Path | None) -> None:
 
 
 def _add_auth_commands() -> None:
-    from gateway.cli_auth import teams, tokens, users
+    from gateway.cli_auth import grants, teams, tokens, users
 
-    for group in (users, tokens, teams):
+    for group in (users, teams, tokens, grants):
         main.add_command(group)
 
 

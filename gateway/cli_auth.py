@@ -1,8 +1,12 @@
-"""Operator commands for authentication: ``mlgate users``, ``mlgate tokens``, ``mlgate teams``.
+"""Operator commands for authentication: ``mlgate users``, ``teams``, ``tokens``, ``grants``.
 
 They open the metadata store directly (migrating it first, as ``serve`` does), so they
-work before the server runs and need no credentials. Passwords are read from
-``MLGATE_ADMIN_PASSWORD`` or prompted for, never taken as an argument.
+work before the server runs and need no credentials. They make their changes through
+:mod:`gateway.accounts`, as the admin API does, so input is checked the same way; running
+servers take each change into account within a second (:mod:`gateway.security.watch`).
+Passwords are read from a prompt (typed twice, not echoed) or, with ``--password-stdin``,
+the first line of standard input; never from an argument, which ``ps`` and shell history
+would show. ``create-admin`` also takes ``MLGATE_ADMIN_PASSWORD``, as ``serve`` does.
 """
 
 from __future__ import annotations
@@ -10,18 +14,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
 from auth import hashing
-from auth.permissions import TeamRole
+from auth.policy import TEAM, USER
 from backends.errors import BackendError
+from backends.metadata.auth_entities import GrantRow
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
+from gateway import accounts
+from gateway.errors import MlflowError
+from gateway.settings import Settings
 
-__all__ = ["MIN_ADMIN_PASSWORD", "bootstrap_admin", "teams", "tokens", "users"]
+__all__ = ["MIN_ADMIN_PASSWORD", "bootstrap_admin", "grants", "teams", "tokens", "users"]
 
 log = logging.getLogger("mlgate")
 
@@ -30,8 +40,16 @@ ADMIN_PASSWORD_ENV = "MLGATE_ADMIN_PASSWORD"
 T = TypeVar("T")
 
 
-def _run(uri: str | None, action: Callable[[MetadataStore], Awaitable[T]]) -> T:
-    from gateway.settings import ConfigError, Settings
+@dataclass(frozen=True)
+class _Ctx:
+    store: MetadataStore
+    settings: Settings
+
+
+def _run(uri: str | None, action: Callable[[_Ctx], Awaitable[T]]) -> T:
+    """Run ``action`` on the store at ``uri`` (or MLGATE_BACKEND_STORE_URI); its errors,
+    and the store's, end the command with their one-line message."""
+    from gateway.settings import ConfigError
 
     try:
         settings = Settings.from_sources({"backend_store_uri": uri})
@@ -43,7 +61,7 @@ def _run(uri: str | None, action: Callable[[MetadataStore], Awaitable[T]]) -> T:
         store = open_metadata_store(settings.backend_store_uri, **options)
         await store.open()
         try:
-            return await action(store)
+            return await action(_Ctx(store, settings))
         finally:
             await store.aclose()
 
@@ -51,6 +69,8 @@ def _run(uri: str | None, action: Callable[[MetadataStore], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except BackendError as exc:
         raise click.ClickException(str(exc)) from None
+    except MlflowError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _store_option(fn: Any) -> Any:
@@ -58,12 +78,32 @@ def _store_option(fn: Any) -> Any:
                         help="Metadata store URI [env: MLGATE_BACKEND_STORE_URI].")(fn)
 
 
+def _password_option(fn: Any) -> Any:
+    return click.option("--password-stdin", "from_stdin", is_flag=True,
+                        help="Read the password from the first line of standard input "
+                             "instead of prompting.")(fn)
+
+
+def _read_password(from_stdin: bool, prompt: str = "Password") -> str:
+    if not from_stdin:
+        password: str = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+        return password
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")  # only the line's end
+    if not password:
+        raise click.UsageError("--password-stdin: standard input holds no password")
+    return password
+
+
+def _check_admin_password(password: str, source: str) -> None:
+    if len(password) < MIN_ADMIN_PASSWORD:
+        raise click.UsageError(f"{source}: an admin password must have at least "
+                               f"{MIN_ADMIN_PASSWORD} characters")
+
+
 async def bootstrap_admin(store: MetadataStore, username: str, password: str) -> bool:
     """Create admin ``username`` unless a user of that name exists. True if created."""
-    if len(password) < MIN_ADMIN_PASSWORD:
-        raise click.UsageError(
-            f"{ADMIN_PASSWORD_ENV}: the admin password must have at least "
-            f"{MIN_ADMIN_PASSWORD} characters")
+    _check_admin_password(password, ADMIN_PASSWORD_ENV)
     try:
         await store.get_user(username)
         return False
@@ -73,28 +113,163 @@ async def bootstrap_admin(store: MetadataStore, username: str, password: str) ->
     return True
 
 
+# -- users ---------------------------------------------------------------------------------
+
+
 @click.group()
 def users() -> None:
     """User accounts (with --auth)."""
 
 
+@users.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@_password_option
+@_store_option
+def create_user(username: str, admin: bool, from_stdin: bool, uri: str | None) -> None:
+    """Create a user; the password is prompted for (or read with --password-stdin)."""
+    password = _read_password(from_stdin)
+    if admin:
+        _check_admin_password(password, "password")
+    _run(uri, lambda c: accounts.create_user(c.store, username, password, is_admin=admin))
+    click.echo(f"{'admin' if admin else 'user'} {username} created")
+
+
 @users.command("create-admin")
 @click.argument("username")
+@_password_option
 @_store_option
-def create_admin(username: str, uri: str | None) -> None:
-    """Create an administrator. The password comes from MLGATE_ADMIN_PASSWORD or a prompt."""
-    password = os.environ.get(ADMIN_PASSWORD_ENV) or click.prompt(
-        "Password", hide_input=True, confirmation_prompt=True)
-    created = _run(uri, lambda s: bootstrap_admin(s, username, password))
+def create_admin(username: str, from_stdin: bool, uri: str | None) -> None:
+    """Create an administrator unless USERNAME exists. The password comes from
+    MLGATE_ADMIN_PASSWORD, --password-stdin or a prompt."""
+    password = (_read_password(True) if from_stdin else os.environ.get(ADMIN_PASSWORD_ENV)
+                or _read_password(False))
+    created = _run(uri, lambda c: bootstrap_admin(c.store, username, password))
     click.echo(f"admin {username} created" if created else f"user {username} already exists")
+
+
+@users.command("set-password")
+@click.argument("username")
+@_password_option
+@_store_option
+def set_password(username: str, from_stdin: bool, uri: str | None) -> None:
+    """Set USERNAME's password; their sessions with the old one end within a second."""
+    password = _read_password(from_stdin, "New password")
+    _run(uri, lambda c: accounts.set_password(c.store, username, password))
+    click.echo(f"password of {username} changed")
+
+
+@users.command("set-admin")
+@click.argument("username")
+@click.option("--on/--off", "is_admin", required=True,
+              help="Make USERNAME an administrator, or no longer one.")
+@_store_option
+def set_admin(username: str, is_admin: bool, uri: str | None) -> None:
+    """Make USERNAME an administrator (--on) or an ordinary user (--off)."""
+    _run(uri, lambda c: accounts.set_admin(c.store, username, is_admin))
+    click.echo(f"{username} is {'an administrator' if is_admin else 'not an administrator'}")
+
+
+@users.command("delete")
+@click.argument("username")
+@click.confirmation_option(prompt="Delete the user with their tokens, memberships and "
+                                  "grants?")
+@_store_option
+def delete_user(username: str, uri: str | None) -> None:
+    """Delete USERNAME with their tokens, team memberships and grants."""
+    _run(uri, lambda c: accounts.delete_user(c.store, username))
+    click.echo(f"user {username} deleted")
 
 
 @users.command("list")
 @_store_option
 def list_users(uri: str | None) -> None:
-    """List users."""
-    for user in _run(uri, lambda s: s.list_users()):
+    """List users: id, name, admin or user."""
+    for user in _run(uri, lambda c: c.store.list_users()):
         click.echo(f"{user.user_id}\t{user.username}\t{'admin' if user.is_admin else 'user'}")
+
+
+# -- teams ---------------------------------------------------------------------------------
+
+
+@click.group()
+def teams() -> None:
+    """Teams: MLflow workspaces and their members."""
+
+
+@teams.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@_store_option
+def create_team(name: str, description: str, uri: str | None) -> None:
+    """Create a team (workspace)."""
+    _run(uri, lambda c: accounts.create_team(c.store, name, description))
+    click.echo(f"team {name} created")
+
+
+@teams.command("delete")
+@click.argument("name")
+@click.confirmation_option(prompt="Delete the team with its members, roles and grants?")
+@_store_option
+def delete_team(name: str, uri: str | None) -> None:
+    """Delete an empty team (no experiments or registered models) with its members, roles
+    and grants."""
+    _run(uri, lambda c: c.store.delete_workspace(name))
+    click.echo(f"team {name} deleted")
+
+
+@teams.command("list")
+@_store_option
+def list_teams(uri: str | None) -> None:
+    """List teams: name and description."""
+    for ws in _run(uri, lambda c: c.store.list_workspaces()):
+        click.echo(f"{ws.name}\t{ws.description}".rstrip("\t"))
+
+
+@teams.command("members")
+@click.argument("name")
+@_store_option
+def list_members(name: str, uri: str | None) -> None:
+    """List the members of team NAME: name and role."""
+
+    async def go(c: _Ctx) -> list[Any]:
+        await c.store.get_workspace(name)
+        return await c.store.list_members(name)
+
+    for user, role in _run(uri, go):
+        click.echo(f"{user.username}\t{role}")
+
+
+@teams.command("add-member")
+@click.argument("name")
+@click.argument("username")
+@click.option("--role", default="member", help="member (the default) or manager.")
+@_store_option
+def add_member(name: str, username: str, role: str, uri: str | None) -> None:
+    """Add USERNAME to team NAME (or change their role)."""
+    _run(uri, lambda c: accounts.add_member(c.store, name, username, role))
+    click.echo(f"{username} is a {role} of {name}")
+
+
+@teams.command("remove-member")
+@click.argument("name")
+@click.argument("username")
+@_store_option
+def remove_member(name: str, username: str, uri: str | None) -> None:
+    """Remove USERNAME from team NAME, with the grants made to them in it."""
+    from gateway.security.state import policy_of
+
+    async def go(c: _Ctx) -> int:
+        _, dropped = await accounts.remove_member(c.store, policy_of(c.settings), name,
+                                                  username)
+        return len(dropped)
+
+    dropped = _run(uri, go)
+    click.echo(f"{username} removed from {name}"
+               + (f" with {dropped} grant(s) there" if dropped else ""))
+
+
+# -- API tokens ----------------------------------------------------------------------------
 
 
 @click.group()
@@ -112,26 +287,26 @@ def tokens() -> None:
 def create_token(username: str, name: str, read_only: bool, workspace: str | None,
                  expires_in_days: float | None, uri: str | None) -> None:
     """Create a token for USERNAME and print it (it is shown only this once)."""
-    from gateway.routes.auth_admin import issue_token
 
-    async def go(store: MetadataStore) -> str:
-        user = await store.get_user(username)
-        token, _ = await issue_token(store, user, name=name, read_only=read_only,
-                                     workspace=workspace, expires_in_days=expires_in_days)
+    async def go(c: _Ctx) -> str:
+        user = await c.store.get_user(username)
+        token, _ = await accounts.issue_token(c.store, user, name=name, read_only=read_only,
+                                              workspace=workspace,
+                                              expires_in_days=expires_in_days)
         return token
 
     click.echo(_run(uri, go))
 
 
 @tokens.command("list")
-@click.option("--username", default=None)
+@click.option("--username", default=None, help="Only this user's tokens.")
 @_store_option
 def list_tokens(username: str | None, uri: str | None) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets): id, user id, name, state, access, workspace."""
 
-    async def go(store: MetadataStore) -> list[Any]:
-        user_id = (await store.get_user(username)).user_id if username else None
-        return list(await store.list_tokens(user_id))
+    async def go(c: _Ctx) -> list[Any]:
+        user_id = (await c.store.get_user(username)).user_id if username else None
+        return list(await c.store.list_tokens(user_id))
 
     for t in _run(uri, go):
         state = "revoked" if t.revoked_at else "active"
@@ -143,65 +318,111 @@ def list_tokens(username: str | None, uri: str | None) -> None:
 @click.argument("token_id")
 @_store_option
 def revoke_token(token_id: str, uri: str | None) -> None:
-    """Revoke a token (running servers notice within --auth-cache-seconds)."""
-    import time
-
-    _run(uri, lambda s: s.revoke_token(token_id, int(time.time() * 1000)))
+    """Revoke a token; running servers refuse it within a second."""
+    _run(uri, lambda c: accounts.revoke_token(c.store, token_id))
     click.echo(f"token {token_id} revoked")
 
 
+# -- grants --------------------------------------------------------------------------------
+
+
+def _principal_options(fn: Any) -> Any:
+    fn = click.option("--team", default=None, help="Grant to every member of this team.")(fn)
+    return click.option("--user", default=None, help="Grant to this user.")(fn)
+
+
+def _workspace_option(fn: Any) -> Any:
+    return click.option("--workspace", default="default", show_default=True,
+                        help="A registered model's workspace (an experiment's is its own).")(fn)
+
+
+async def _principal(store: MetadataStore, user: str | None,
+                     team: str | None) -> tuple[str, str]:
+    """(principal type, principal) of exactly one of --user and --team."""
+    if (user is None) == (team is None):
+        raise click.UsageError("give exactly one of --user and --team")
+    if user is not None:
+        return USER, str((await store.get_user(user)).user_id)
+    assert team is not None
+    await store.get_workspace(team)
+    return TEAM, team
+
+
 @click.group()
-def teams() -> None:
-    """Teams: MLflow workspaces and their members."""
+def grants() -> None:
+    """Grants on experiments and registered models, to users and teams: READ, USE, EDIT,
+    MANAGE, or DENY (which beats every other grant)."""
 
 
-@teams.command("create")
-@click.argument("name")
-@click.option("--description", default="")
+@grants.command("set")
+@_principal_options
+@click.argument("resource_type", metavar="experiment|registered_model")
+@click.argument("resource_id", metavar="ID_OR_NAME")
+@click.argument("permission", metavar="PERMISSION")
+@_workspace_option
 @_store_option
-def create_team(name: str, description: str, uri: str | None) -> None:
-    """Create a team (workspace)."""
-    from gateway.security import WORKSPACE_NAME
+def set_grant(user: str | None, team: str | None, resource_type: str, resource_id: str,
+              permission: str, workspace: str, uri: str | None) -> None:
+    """Give a user or team PERMISSION on an experiment (by id) or a registered model (by
+    name), replacing the grant they had there."""
 
-    if not WORKSPACE_NAME.match(name) or not 2 <= len(name) <= 63:
-        raise click.UsageError(f"invalid team name {name!r}")
-    _run(uri, lambda s: s.create_workspace(name, description))
-    click.echo(f"team {name} created")
+    async def go(c: _Ctx) -> GrantRow:
+        kind, principal = await _principal(c.store, user, team)
+        return await accounts.grant(c.store, kind, principal, resource_type, resource_id,
+                                    permission, workspace=workspace)
+
+    row = _run(uri, go)
+    click.echo(f"{user or team} has {row.permission} on {row.resource_type} "
+               f"{row.resource_id} ({row.workspace})")
 
 
-@teams.command("list")
+@grants.command("revoke")
+@_principal_options
+@click.argument("resource_type", metavar="experiment|registered_model")
+@click.argument("resource_id", metavar="ID_OR_NAME")
+@_workspace_option
 @_store_option
-def list_teams(uri: str | None) -> None:
-    """List teams."""
-    for ws in _run(uri, lambda s: s.list_workspaces()):
-        click.echo(ws.name)
+def revoke_grant(user: str | None, team: str | None, resource_type: str, resource_id: str,
+                 workspace: str, uri: str | None) -> None:
+    """Take back the grant a user or team has on an experiment or registered model."""
+
+    async def go(c: _Ctx) -> bool:
+        kind, principal = await _principal(c.store, user, team)
+        _, found = await accounts.revoke_grant(c.store, kind, principal, resource_type,
+                                               resource_id, workspace=workspace)
+        return found
+
+    if not _run(uri, go):
+        raise click.ClickException(f"{user or team} has no grant on {resource_type} "
+                                   f"{resource_id}")
+    click.echo(f"grant of {user or team} on {resource_type} {resource_id} revoked")
 
 
-@teams.command("add-member")
-@click.argument("name")
-@click.argument("username")
-@click.option("--role", type=click.Choice([r.value for r in TeamRole]), default="member")
+@grants.command("list")
+@_principal_options
+@click.option("--on", "on", nargs=2, default=None, metavar="TYPE ID_OR_NAME",
+              help="The grants on one experiment or registered model, with the role "
+                   "permissions that cover it.")
+@_workspace_option
 @_store_option
-def add_member(name: str, username: str, role: str, uri: str | None) -> None:
-    """Add USERNAME to team NAME (or change their role)."""
+def list_grants(user: str | None, team: str | None, on: tuple[str, str] | None,
+                workspace: str, uri: str | None) -> None:
+    """List grants to a user (--user), to a team (--team), or on a resource (--on):
+    resource type, workspace, resource, principal, permission."""
+    if sum(x is not None for x in (user, team, on)) != 1:
+        raise click.UsageError("give exactly one of --user, --team and --on")
 
-    async def go(store: MetadataStore) -> None:
-        user = await store.get_user(username)
-        await store.set_member(name, user.user_id, role)
+    async def go(c: _Ctx) -> list[tuple[GrantRow, str]]:
+        if on is not None:
+            rtype, rid = accounts.grant_target(*on)
+            ws = await accounts.resource_workspace(c.store, rtype, rid, workspace)
+            rows = await c.store.grants_on(rtype, ws, rid)
+        else:
+            rows = await c.store.grants_of(*await _principal(c.store, user, team))
+        names = {str(u.user_id): u.username for u in await c.store.list_users()}
+        return [(r, names.get(r.principal, r.principal) if r.principal_type == USER
+                 else r.principal) for r in rows]
 
-    _run(uri, go)
-    click.echo(f"{username} is a {role} of {name}")
-
-
-@teams.command("remove-member")
-@click.argument("name")
-@click.argument("username")
-@_store_option
-def remove_member(name: str, username: str, uri: str | None) -> None:
-    """Remove USERNAME from team NAME."""
-
-    async def go(store: MetadataStore) -> bool:
-        user = await store.get_user(username)
-        return await store.remove_member(name, user.user_id)
-
-    click.echo("removed" if _run(uri, go) else f"{username} was not a member of {name}")
+    for row, who in _run(uri, go):
+        click.echo(f"{row.resource_type}\t{row.workspace}\t{row.resource_id}"
+                   f"\t{row.principal_type}:{who}\t{row.permission}")

@@ -5,6 +5,11 @@ gateway needs to find the experiment or model a request touches.
 Stores keep what they are given: hashing passwords and tokens is the caller's job (the
 ``auth`` package), so no secret ever reaches a store in clear. Every method raises
 :mod:`backends.errors` exceptions only.
+
+Every change that could make a server's cached users, tokens, memberships or grants stale
+adds one to the matching counter of :meth:`AuthStore.auth_versions` in its own transaction
+(creating a user or a token does not: nothing cached can contradict it). Servers poll the
+counters, so a change made by any process reaches every one of them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Sequence
 from backends.metadata.auth_entities import (
     AuditRecord,
     AuditRow,
+    AuthVersions,
     GrantRow,
     RoleAssignment,
     RolePermissionRow,
@@ -28,6 +34,10 @@ __all__ = ["AuthStore"]
 
 
 class AuthStore(ABC):
+    @abstractmethod
+    async def auth_versions(self) -> AuthVersions:
+        """The change counters as committed now: one small read, cheap to poll."""
+
     # -- users ---------------------------------------------------------------------------
 
     @abstractmethod

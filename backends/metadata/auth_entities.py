@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AUDIT_FIELDS", "AuditRecord", "AuditRow", "GrantRow", "RoleAssignment",
-           "RolePermissionRow", "RoleRow", "TokenRow", "UserRecord", "Visibility", "WorkspaceRow"]
+__all__ = ["AUDIT_FIELDS", "AuditRecord", "AuditRow", "AuthVersions", "GrantRow",
+           "RoleAssignment", "RolePermissionRow", "RoleRow", "TokenRow", "UserRecord",
+           "Visibility", "WorkspaceRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,17 @@ class RoleAssignment:
     assignment_id: int
     user_id: int
     role_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVersions:
+    """Counters of the changes to the auth tables, by what a change makes stale in a
+    server's caches: a store adds one in the transaction of the change (``auth_versions``)."""
+
+    credentials: int = 0  # a password changed, a user was deleted, a token revoked
+    identities: int = 0  # an admin flag, a team's members, a role or who holds it
+    grants: int = 0  # a grant or a role's permissions
+    workspaces: int = 0  # a team (workspace) was created or deleted
 
 
 @dataclass(frozen=True, slots=True)

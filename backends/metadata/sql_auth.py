@@ -10,6 +10,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from backends import errors
@@ -17,6 +18,7 @@ from backends.metadata.auth_base import AuthStore
 from backends.metadata.auth_entities import (
     AuditRecord,
     AuditRow,
+    AuthVersions,
     GrantRow,
     RoleAssignment,
     RolePermissionRow,
@@ -39,6 +41,7 @@ _ROLE_PERM_COLS = "grant_id, principal, resource_type, resource_id, permission"
 # A role permission on every resource of a type ('*'). Only roles have those: a grant to a
 # user or team on '*' would be on a registered model named '*'.
 _ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
+_SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address")
 
@@ -64,6 +67,15 @@ def _role_permission(row: Any) -> RolePermissionRow:
     return RolePermissionRow(int(row[0]), int(row[1]), row[2], row[3], row[4])
 
 
+async def _changed(db: Any, *scopes: str) -> None:
+    """Add one to the change counters of ``scopes`` in the caller's transaction. Called as
+    its last statement, so the one row's lock is held only until the commit."""
+    if not scopes or not set(scopes) <= set(_SCOPES):
+        raise ValueError(f"unknown auth scopes {scopes}")
+    sets = ", ".join(f"{scope} = {scope} + 1" for scope in scopes)  # names from _SCOPES
+    await db.execute(f"UPDATE auth_versions SET {sets} WHERE id = 1")
+
+
 def _int_id(value: str) -> int | None:
     try:
         return int64(value)
@@ -84,6 +96,12 @@ class SqlAuthMixin(AuthStore):
 
     @abstractmethod
     def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]: ...
+
+    async def auth_versions(self) -> AuthVersions:
+        async with self._read() as db:
+            cur = await db.execute(f"SELECT {', '.join(_SCOPES)} FROM auth_versions")
+            row = await cur.fetchone()
+        return AuthVersions(*(int(v) for v in row))
 
     # -- users ---------------------------------------------------------------------------
 
@@ -132,6 +150,10 @@ class SqlAuthMixin(AuthStore):
                 f" RETURNING {_USER_COLS}",
                 (password_hash, None if is_admin is None else int(is_admin), username))
             row = await cur.fetchone()
+            scopes = [scope for scope, given in (("credentials", password_hash),
+                                                  ("identities", is_admin)) if given is not None]
+            if row is not None and scopes:
+                await _changed(db, *scopes)
         if row is None:
             raise errors.NotFound(f"User with username={username} not found")
         return _user(row)
@@ -158,6 +180,7 @@ class SqlAuthMixin(AuthStore):
                 "DELETE FROM auth_grants WHERE principal_type = 'user' AND principal = ?",
                 (str(user.user_id),))
             await db.execute("DELETE FROM auth_users WHERE user_id = ?", (user.user_id,))
+            await _changed(db, "credentials", "grants")
         return user
 
     # -- teams (workspaces) --------------------------------------------------------------
@@ -170,6 +193,7 @@ class SqlAuthMixin(AuthStore):
                 (name, description, _now()))
             if await cur.fetchone() is None:
                 raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
+            await _changed(db, "workspaces")
         return WorkspaceRow(name, description)
 
     async def get_workspace(self, name: str) -> WorkspaceRow:
@@ -209,6 +233,7 @@ class SqlAuthMixin(AuthStore):
                 "DELETE FROM auth_workspaces WHERE name = ? RETURNING name", (name,))
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"Workspace '{name}' not found.")
+            await _changed(db, "workspaces", "identities", "grants")
 
     async def set_member(self, workspace: str, user_id: int, role: str) -> None:
         async with self._tx() as db:
@@ -224,13 +249,17 @@ class SqlAuthMixin(AuthStore):
                 "INSERT INTO auth_team_members (workspace, user_id, role) VALUES (?, ?, ?)"
                 " ON CONFLICT (workspace, user_id) DO UPDATE SET role = excluded.role",
                 (workspace, user_id, role))
+            await _changed(db, "identities")
 
     async def remove_member(self, workspace: str, user_id: int) -> bool:
         async with self._tx() as db:
             cur = await db.execute(
                 "DELETE FROM auth_team_members WHERE workspace = ? AND user_id = ?"
                 " RETURNING user_id", (workspace, user_id))
-            return await cur.fetchone() is not None
+            if await cur.fetchone() is None:
+                return False
+            await _changed(db, "identities")
+            return True
 
     async def list_members(self, workspace: str) -> list[tuple[UserRecord, str]]:
         async with self._read() as db:
@@ -286,6 +315,7 @@ class SqlAuthMixin(AuthStore):
                 " WHERE token_id = ? RETURNING token_id", (at, token_id))
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"Token '{token_id}' not found")
+            await _changed(db, "credentials")
 
     async def touch_token(self, token_id: str, at: int) -> None:
         async with self._tx() as db:
@@ -302,6 +332,7 @@ class SqlAuthMixin(AuthStore):
                 " DO UPDATE SET permission = excluded.permission",
                 (grant.resource_type, grant.workspace, grant.resource_id,
                  grant.principal_type, grant.principal, grant.permission))
+            await _changed(db, "grants")
 
     async def delete_grant(self, resource_type: str, workspace: str, resource_id: str,
                            principal_type: str, principal: str) -> bool:
@@ -311,7 +342,10 @@ class SqlAuthMixin(AuthStore):
                 " AND resource_id = ? AND principal_type = ? AND principal = ?"
                 " RETURNING grant_id",
                 (resource_type, workspace, resource_id, principal_type, principal))
-            return await cur.fetchone() is not None
+            if await cur.fetchone() is None:
+                return False
+            await _changed(db, "grants")
+            return True
 
     async def grants_on(self, resource_type: str, workspace: str,
                         resource_id: str) -> list[GrantRow]:
@@ -340,6 +374,7 @@ class SqlAuthMixin(AuthStore):
                 "UPDATE auth_grants SET resource_id = ? WHERE resource_type = ?"
                 f" AND workspace = ? AND resource_id = ? AND NOT {_ROLE_WILDCARD}",
                 (new_id, resource_type, workspace, old_id))
+            await _changed(db, "grants")
 
     async def delete_grants_on(self, resource_type: str, workspace: str,
                                resource_id: str) -> None:
@@ -348,6 +383,7 @@ class SqlAuthMixin(AuthStore):
                 "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
                 f" AND resource_id = ? AND NOT {_ROLE_WILDCARD}",
                 (resource_type, workspace, resource_id))
+            await _changed(db, "grants")
 
     # -- roles ---------------------------------------------------------------------------
 
@@ -427,6 +463,7 @@ class SqlAuthMixin(AuthStore):
                              " AND principal = ?", (str(role_id),))
             await db.execute("DELETE FROM auth_role_users WHERE role_id = ?", (role_id,))
             await db.execute("DELETE FROM auth_roles WHERE role_id = ?", (role_id,))
+            await _changed(db, "identities", "grants")
             return role
 
     async def add_role_permission(self, role_id: int, resource_type: str, pattern: str,
@@ -444,7 +481,9 @@ class SqlAuthMixin(AuthStore):
                 f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, 'role', ?, ?)"
                 f" RETURNING {_ROLE_PERM_COLS}",
                 (resource_type, role.workspace, pattern, str(role_id), permission))
-            return _role_permission(await cur.fetchone())
+            row = await cur.fetchone()
+            await _changed(db, "identities", "grants")
+            return _role_permission(row)
 
     async def _role_permission_row(self, db: Any, permission_id: int) -> RolePermissionRow:
         cur = await db.execute(
@@ -465,12 +504,14 @@ class SqlAuthMixin(AuthStore):
             await self._role_permission_row(db, permission_id)
             await db.execute("UPDATE auth_grants SET permission = ? WHERE grant_id = ?",
                              (permission, permission_id))
+            await _changed(db, "identities", "grants")
             return await self._role_permission_row(db, permission_id)
 
     async def remove_role_permission(self, permission_id: int) -> RolePermissionRow:
         async with self._tx() as db:
             found = await self._role_permission_row(db, permission_id)
             await db.execute("DELETE FROM auth_grants WHERE grant_id = ?", (permission_id,))
+            await _changed(db, "identities", "grants")
             return found
 
     async def list_role_permissions(self, role_id: int) -> list[RolePermissionRow]:
@@ -490,6 +531,7 @@ class SqlAuthMixin(AuthStore):
                 "SELECT assignment_id, user_id, role_id FROM auth_role_users"
                 " WHERE role_id = ? AND user_id = ?", (role_id, user_id))
             row = await cur.fetchone()
+            await _changed(db, "identities")
             return RoleAssignment(int(row[0]), int(row[1]), int(row[2]))
 
     async def unassign_role(self, user_id: int, role_id: int) -> bool:
@@ -497,7 +539,10 @@ class SqlAuthMixin(AuthStore):
             cur = await db.execute(
                 "DELETE FROM auth_role_users WHERE role_id = ? AND user_id = ?"
                 " RETURNING assignment_id", (role_id, user_id))
-            return await cur.fetchone() is not None
+            if await cur.fetchone() is None:
+                return False
+            await _changed(db, "identities")
+            return True
 
     async def list_user_roles(self, user_id: int) -> list[RoleRow]:
         async with self._read() as db:

@@ -13,7 +13,6 @@ answers alike whether what was named exists or not.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +41,13 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
+from gateway import accounts
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.parsing import Field, Message, message_of
 from gateway.render import json_response
 from gateway.routes._common import store
 from gateway.routing import Route
-from gateway.security import (
-    WORKSPACE_NAME,
-    Security,
-    identity_of,
-    security_of,
-    workspace_of,
-)
+from gateway.security import Security, identity_of, security_of, workspace_of
 
 __all__ = ["ROUTES"]
 
@@ -86,7 +80,6 @@ _AUDIT = Message({"username": _S, "resource_type": _S, "resource_id": _S,
 _ROLES = Message({"workspace": Field("string", repeated=True)})
 _PERMISSION_REF = Message({"username": Field("string"), "resource_type": Field("string"),
                            "resource_id": Field("string"), "permission": Field("string")})
-_RESOURCE_TYPES = ("experiment", "registered_model")
 
 
 def _security(request: web.Request) -> Security:
@@ -113,10 +106,7 @@ def _user_json(user: UserRecord) -> dict[str, Any]:
 
 
 def _need(msg: dict[str, Any], name: str) -> str:
-    value = msg.get(name)
-    if not value:
-        raise invalid_parameter(f"Missing value for required parameter '{name}'.")
-    return str(value)
+    return accounts.need(msg.get(name), name)
 
 
 def _managed(me: Identity, policy: Policy) -> frozenset[str] | None:
@@ -170,10 +160,8 @@ async def _overseen(request: web.Request, username: str) -> _Overseen:
 async def create_user(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = message_of(request)
-    username, password = msg.get("username"), msg.get("password")
-    if not username or not password:
-        raise invalid_parameter("Username and password cannot be empty.")
-    user = await store(request).create_user(username, hashing.hash_password(password))
+    user = await accounts.create_user(store(request), msg.get("username") or "",
+                                      msg.get("password") or "")
     ws = workspace_of(request)
     me = _me(request)
     if not me.is_admin:  # a workspace manager's new user joins their workspace
@@ -231,8 +219,7 @@ async def update_password(request: web.Request) -> web.Response:
             raise invalid_parameter("New password must differ from the current password.")
     elif not me.is_admin:
         raise _denied("only administrators may change another user's password.")
-    user = await store(request).update_user(username,
-                                            password_hash=hashing.hash_password(password))
+    user = await accounts.set_password(store(request), username, password)
     sec.invalidate_user(user.user_id)
     return json_response({})
 
@@ -240,11 +227,8 @@ async def update_password(request: web.Request) -> web.Response:
 async def update_admin(request: web.Request) -> web.Response:
     sec = _security(request)
     body = message_of(request)
-    username = _need(body, "username")
-    is_admin = body.get("is_admin")
-    if not isinstance(is_admin, bool):
-        raise invalid_parameter("'is_admin' must be true or false.")
-    user = await store(request).update_user(username, is_admin=is_admin)
+    user = await accounts.set_admin(store(request), _need(body, "username"),
+                                    body.get("is_admin"))
     sec.invalidate_user(user.user_id)
     return json_response({})
 
@@ -255,7 +239,7 @@ async def delete_user(request: web.Request) -> web.Response:
     if username == _me(request).username:
         raise MlflowError("Users cannot delete their own account. Ask another admin to "
                           "delete this user instead.", "BAD_REQUEST")
-    user = await store(request).delete_user(username)
+    user = await accounts.delete_user(store(request), username)
     sec.invalidate_user(user.user_id)
     return json_response({})
 
@@ -263,48 +247,17 @@ async def delete_user(request: web.Request) -> web.Response:
 # -- per-user permissions (MLflow 3.17's unified grant API) ----------------------------
 
 
-def _permission(msg: dict[str, Any]) -> Permission:
-    """The request's ``permission``, a level name (400 for anything else)."""
-    try:
-        return Permission.parse(_need(msg, "permission"))
-    except ValueError as exc:
-        raise invalid_parameter(str(exc)) from None
-
-
-def _grant_ref(msg: dict[str, Any], *, with_permission: bool) -> tuple[str, str, Permission]:
-    rtype, rid = _need(msg, "resource_type"), _need(msg, "resource_id")
-    if rtype not in _RESOURCE_TYPES:
-        raise invalid_parameter(f"Invalid resource type '{rtype}'. mlgate grants on: "
-                                f"{', '.join(_RESOURCE_TYPES)}.")
-    permission = Permission.NO_PERMISSIONS
-    if with_permission:
-        permission = _permission(msg)
-        if permission not in GRANTABLE:
-            raise invalid_parameter(f"Permission {permission.name} cannot be granted; use one "
-                                    "of READ, USE, EDIT, MANAGE, DENY.")
-    return rtype, rid, permission
-
-
-async def _grant_workspace(request: web.Request, rtype: str, rid: str) -> str:
-    if rtype == "experiment":
-        ws = await store(request).experiment_workspace(rid)
-        if ws is None:
-            raise MlflowError(f"No Experiment with id={rid} exists", "RESOURCE_DOES_NOT_EXIST")
-        return ws
-    return workspace_of(request)
-
-
 async def _change_grant(request: web.Request, principal_type: str, principal: str,
                         msg: dict[str, Any], *, grant: bool) -> None:
     sec = _security(request)
-    rtype, rid, permission = _grant_ref(msg, with_permission=grant)
-    ws = await _grant_workspace(request, rtype, rid)
+    rtype, rid, ws = msg.get("resource_type"), msg.get("resource_id"), workspace_of(request)
     if grant:
-        await sec.set_grant(GrantRow(rtype, ws, rid, principal_type, principal,
-                                     permission.name))
+        row = await accounts.grant(store(request), principal_type, principal, rtype, rid,
+                                   msg.get("permission"), workspace=ws)
     else:
-        await store(request).delete_grant(rtype, ws, rid, principal_type, principal)
-        sec.invalidate_grants(rtype, ws, rid)
+        row, _ = await accounts.revoke_grant(store(request), principal_type, principal,
+                                             rtype, rid, workspace=ws)
+    sec.invalidate_grants(row.resource_type, row.workspace, row.resource_id)
 
 
 async def grant_user_permission(request: web.Request) -> web.Response:
@@ -326,7 +279,7 @@ async def get_user_permission(request: web.Request) -> web.Response:
     msg = message_of(request)
     username = _need(msg, "username")
     seen = await _overseen(request, username)
-    rtype, rid, _ = _grant_ref(msg, with_permission=False)
+    rtype, rid = accounts.grant_target(msg.get("resource_type"), msg.get("resource_id"))
     if rtype == "experiment":
         ws = await store(request).experiment_workspace(rid)
     else:
@@ -410,13 +363,8 @@ async def list_workspaces(request: web.Request) -> web.Response:
 async def create_workspace(request: web.Request) -> web.Response:
     sec = _workspaces_on(request)
     body = message_of(request)
-    name = _need(body, "name")
-    if not WORKSPACE_NAME.match(name) or not 2 <= len(name) <= 63 \
-            or name in ("workspaces", "api", "ajax-api", "static-files"):
-        raise invalid_parameter(
-            f"Invalid workspace name '{name}': 2-63 lowercase letters, digits and inner "
-            "hyphens, not a reserved name.")
-    row = await store(request).create_workspace(name, str(body.get("description") or ""))
+    row = await accounts.create_team(store(request), _need(body, "name"),
+                                     str(body.get("description") or ""))
     sec.invalidate_workspaces()
     return json_response({"workspace": {"name": row.name, "description": row.description}},
                          status=201)
@@ -462,12 +410,8 @@ async def list_members(request: web.Request) -> web.Response:
 async def add_member(request: web.Request) -> web.Response:
     sec = _security(request)
     body = message_of(request)
-    user = await store(request).get_user(_need(body, "username"))
-    try:
-        role = TeamRole(str(body.get("role") or "member"))
-    except ValueError:
-        raise invalid_parameter("'role' must be member or manager.") from None
-    await store(request).set_member(body["name"], user.user_id, role.value)
+    user = await accounts.add_member(store(request), body["name"], _need(body, "username"),
+                                     body.get("role"))
     sec.invalidate_user(user.user_id)
     return json_response({})
 
@@ -475,20 +419,11 @@ async def add_member(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     sec = _security(request)
     msg = message_of(request)
-    user = await store(request).get_user(msg["username"])
-    team = msg["name"]
-    if not await store(request).remove_member(team, user.user_id):
-        raise MlflowError(f"{user.username} is not a member of {team}.",
-                          "RESOURCE_DOES_NOT_EXIST")
+    user, dropped = await accounts.remove_member(store(request), sec.policy, msg["name"],
+                                                 msg["username"])
     sec.invalidate_user(user.user_id)
-    if role_of(await sec.identity_for(user.user_id), team, sec.policy) is None:
-        # Out of the team, out of its work: the grants made to them there (a creator's
-        # MANAGE among them) go too, or they could still read, change and pass them on.
-        for grant in await store(request).grants_of(USER, str(user.user_id)):
-            if grant.workspace == team:
-                await store(request).delete_grant(grant.resource_type, team,
-                                                  grant.resource_id, USER, grant.principal)
-                sec.invalidate_grants(grant.resource_type, team, grant.resource_id)
+    for grant in dropped:
+        sec.invalidate_grants(grant.resource_type, grant.workspace, grant.resource_id)
     return json_response({})
 
 
@@ -585,7 +520,7 @@ def _assignment_json(a: RoleAssignment) -> dict[str, Any]:
 
 
 def _role_permission_level(msg: dict[str, Any], resource_type: str) -> Permission:
-    permission = _permission(msg)
+    permission = accounts.parse_permission(msg.get("permission"))
     allowed = ({Permission.USE, Permission.MANAGE} if resource_type == "workspace"
                else GRANTABLE)
     if permission not in allowed:
@@ -758,19 +693,6 @@ def _token_json(t: TokenRow) -> dict[str, Any]:
             "revoked_at": t.revoked_at}
 
 
-async def issue_token(store_: Any, user: UserRecord, *, name: str = "",
-                      read_only: bool = False, workspace: str | None = None,
-                      expires_in_days: float | None = None) -> tuple[str, TokenRow]:
-    """Create a token for ``user``; returns (the secret token, shown once; its record)."""
-    token, token_id, digest = hashing.new_token()
-    now = int(time.time() * 1000)
-    expires = None if expires_in_days is None else now + int(expires_in_days * 86_400_000)
-    row = TokenRow(token_id, user.user_id, name, digest, read_only, workspace, now, expires,
-                   None, None)
-    await store_.create_token(row)
-    return token, row
-
-
 async def create_token(request: web.Request) -> web.Response:
     _security(request)
     me = _me(request)
@@ -781,11 +703,9 @@ async def create_token(request: web.Request) -> web.Response:
     if username != me.username and not me.is_admin:
         raise _denied("only administrators may create tokens for other users.")
     expires = body.get("expires_in_days")
-    if expires is not None and not 0 < expires < 1e6:
-        raise invalid_parameter("'expires_in_days' must be a positive number.")
     workspace = body.get("workspace")
     user = await store(request).get_user(username)
-    token, row = await issue_token(
+    token, row = await accounts.issue_token(
         store(request), user, name=str(body.get("name") or ""),
         read_only=bool(body.get("read_only", False)), workspace=workspace or None,
         expires_in_days=None if expires is None else float(expires))
@@ -821,7 +741,7 @@ async def revoke_token(request: web.Request) -> web.Response:
         raise gone from None
     if row.user_id != me.user_id and not me.is_admin:
         raise gone
-    await store(request).revoke_token(token_id, int(time.time() * 1000))
+    await accounts.revoke_token(store(request), token_id)
     sec.invalidate_token(token_id)
     return json_response({})
 

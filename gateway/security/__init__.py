@@ -6,7 +6,8 @@
 - :mod:`~gateway.security.resolution`: the ids a request names to the resources judged;
 - :mod:`~gateway.security.state`: :class:`Security`, the per-process state and the audit;
 - :mod:`~gateway.security.effects`: grants that follow from what a handler did;
-- :mod:`~gateway.security.caches`: the TTL cache they share.
+- :mod:`~gateway.security.caches`: the TTL cache they share;
+- :mod:`~gateway.security.watch`: changes made by other processes, which empty those caches.
 """
 
 from __future__ import annotations

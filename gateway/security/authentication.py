@@ -4,7 +4,8 @@ Verified credentials are cached for ``--auth-cache-seconds`` under a BLAKE2s dig
 Authorization header (never the header or the password): a password costs tens of
 milliseconds to verify, and clients send the same header with every request. Identities
 (a user's teams and roles) and token records are cached the same way; the admin routes
-invalidate what they change in this process at once.
+invalidate what they change in this process at once, and every process drops what a change
+made anywhere covers within a second (:class:`~gateway.security.watch.AuthWatch`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from backends.metadata.auth_entities import TokenRow
 from backends.metadata.base import MetadataStore
 from gateway.security.caches import TTLCache
 
-__all__ = ["Authenticator", "RateLimited", "Unauthenticated"]
+__all__ = ["Authenticator", "RateLimited", "Unauthenticated", "load_identity"]
 
 # Verified against when the user does not exist, so an unknown name costs as much as a
 # wrong password and the timing does not tell them apart.
@@ -92,6 +93,9 @@ class Authenticator:
             self._identities.clear()
             self._tokens.clear()
             self._credentials.clear()
+            # A verification under way may have read what changed: requests from now on
+            # verify afresh instead of waiting for its answer.
+            self._verifying.clear()
             return
         self._identities.discard(user_id)
         self._tokens.drop(lambda _, row: row.user_id == user_id)
@@ -104,28 +108,19 @@ class Authenticator:
     def invalidate_roles(self) -> None:
         self._identities.clear()
         self._generation += 1
+        self._verifying.clear()  # their identities may predate the change
 
     # -- identities ----------------------------------------------------------------------
 
     async def identity_for(self, user_id: int) -> Identity:
         ident = self._identities.get(user_id)
         if ident is None:
+            epoch = self._identities.epoch
             try:
-                user = await self.store.get_user_by_id(user_id)
+                ident = await load_identity(self.store, user_id)
             except be.NotFound:
                 raise Unauthenticated() from None
-            teams = {ws: TeamRole(r) for ws, r in (await self.store.memberships(user_id)).items()}
-            roles = set()
-            for role_id, ws, on_workspace in await self.store.role_memberships(user_id):
-                roles.add(role_id)
-                # A role's workspace permission: USE makes a member, MANAGE a manager.
-                if on_workspace == Permission.MANAGE.name:
-                    teams[ws] = TeamRole.MANAGER
-                elif on_workspace == Permission.USE.name and ws not in teams:
-                    teams[ws] = TeamRole.MEMBER
-            ident = Identity(user.user_id, user.username, user.is_admin,
-                             MappingProxyType(teams), roles=frozenset(roles))
-            self._identities.put(user_id, ident)
+            self._identities.put(user_id, ident, epoch)
         return ident
 
     # -- credentials ---------------------------------------------------------------------
@@ -137,13 +132,16 @@ class Authenticator:
         # surrogates) gets a key too, and is then refused like any other bad credential.
         key = hashlib.blake2s(header.encode("utf-8", "surrogateescape")).digest()
         hit = self._credentials.get(key)
+        # Taken before anything is read: what was read across an invalidation is not cached
+        # (or, across a role change, is reloaded at its next use).
+        epoch, generation = self._credentials.epoch, self._generation
         if hit is not None:
-            if hit.generation != self._generation:
+            if hit.generation != generation:
                 identity = await self.identity_for(hit.identity.user_id)
                 if hit.token is not None:
                     identity = identity.with_scope(hit.token.scope)
-                hit = _Verified(identity, hit.token, self._generation)
-                self._credentials.put(key, hit)
+                hit = _Verified(identity, hit.token, generation)
+                self._credentials.put(key, hit, epoch)
             if hit.token is None or self._usable(hit.token):
                 return hit.identity
             self._credentials.discard(key)  # expired since: the slow path refuses it
@@ -153,28 +151,30 @@ class Authenticator:
             if shared is not None:
                 return shared.identity
             # The first request was refused: this one is checked (and counted) on its own.
-            return (await self._verify(request, header)).identity
+            return (await self._verify(request, header, generation)).identity
         future: asyncio.Future[_Verified | None] = asyncio.get_running_loop().create_future()
         self._verifying[key] = future
         try:
-            verified = await self._verify(request, header)
-            self._credentials.put(key, verified)
+            verified = await self._verify(request, header, generation)
+            self._credentials.put(key, verified, epoch)
             future.set_result(verified)
         finally:
             if not future.done():
                 future.set_result(None)
-            del self._verifying[key]
+            if self._verifying.get(key) is future:  # not cleared and replaced meanwhile
+                del self._verifying[key]
         return verified.identity
 
-    async def _verify(self, request: web.Request, header: str) -> _Verified:
+    async def _verify(self, request: web.Request, header: str, generation: int) -> _Verified:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "basic":
-            return await self._verify_password(request, credentials)
+            return await self._verify_password(request, credentials, generation)
         if scheme.lower() == "bearer":
-            return await self._verify_token(request, credentials)
+            return await self._verify_token(request, credentials, generation)
         raise Unauthenticated()
 
-    async def _verify_password(self, request: web.Request, credentials: str) -> _Verified:
+    async def _verify_password(self, request: web.Request, credentials: str,
+                               generation: int) -> _Verified:
         try:
             username, sep, password = base64.b64decode(
                 credentials.strip(), validate=True).decode().partition(":")
@@ -202,9 +202,10 @@ class Authenticator:
             new_hash = await asyncio.get_running_loop().run_in_executor(
                 None, hashing.hash_password, password)
             await self.store.replace_password_hash(username, stored, new_hash)
-        return _Verified(await self.identity_for(user.user_id), None, self._generation)
+        return _Verified(await self.identity_for(user.user_id), None, generation)
 
-    async def _verify_token(self, request: web.Request, credentials: str) -> _Verified:
+    async def _verify_token(self, request: web.Request, credentials: str,
+                            generation: int) -> _Verified:
         parsed = hashing.parse_token(credentials)
         if parsed is None:
             self._on_failure(request, None)
@@ -216,12 +217,13 @@ class Authenticator:
             raise RateLimited(wait)
         row = self._tokens.get(token_id)
         if row is None:
+            epoch = self._tokens.epoch
             try:
                 row = await self.store.get_token(token_id)
             except be.NotFound:
                 row = None
             if row is not None:
-                self._tokens.put(token_id, row)
+                self._tokens.put(token_id, row, epoch)
         try:
             if row is None:
                 raise InvalidToken("unknown token")
@@ -238,7 +240,7 @@ class Authenticator:
         self._limiter.succeeded(address, name)
         self._touch(token_id)
         identity = await self.identity_for(record.user_id)
-        return _Verified(identity.with_scope(record.scope), record, self._generation)
+        return _Verified(identity.with_scope(record.scope), record, generation)
 
     def _usable(self, token: TokenRecord) -> bool:
         """Not revoked nor expired (since it was cached); a usable token's use is noted."""
@@ -256,3 +258,20 @@ class Authenticator:
             return
         self._touch_due[token_id] = now + _TOUCH_EVERY
         self._spawn(self.store.touch_token(token_id, int(time.time() * 1000)))
+
+
+async def load_identity(store: MetadataStore, user_id: int) -> Identity:
+    """User ``user_id`` as stored now: their teams, with those their roles make them members
+    or managers of, and their roles. Raises ``NotFound``."""
+    user = await store.get_user_by_id(user_id)
+    teams = {ws: TeamRole(r) for ws, r in (await store.memberships(user_id)).items()}
+    roles = set()
+    for role_id, ws, on_workspace in await store.role_memberships(user_id):
+        roles.add(role_id)
+        # A role's workspace permission: USE makes a member, MANAGE a manager.
+        if on_workspace == Permission.MANAGE.name:
+            teams[ws] = TeamRole.MANAGER
+        elif on_workspace == Permission.USE.name and ws not in teams:
+            teams[ws] = TeamRole.MEMBER
+    return Identity(user.user_id, user.username, user.is_admin, MappingProxyType(teams),
+                    roles=frozenset(roles))

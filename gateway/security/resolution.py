@@ -5,7 +5,8 @@ is judged for it (:mod:`auth.policy`), with that resource's workspace and grants
 Which experiment a run or logged model belongs to, and which workspace an experiment
 belongs to, never change, so they are kept until the LRU drops them. Grants and the list of
 workspaces are kept for ``--auth-cache-seconds``; the admin routes invalidate what they
-change in this process at once.
+change in this process at once, and every process drops them within a second of a change
+made anywhere (:class:`~gateway.security.watch.AuthWatch`).
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ class Resolver:
 
     async def workspace_exists(self, name: str) -> bool:
         if self._workspaces.get(name) is None:
+            epoch = self._workspaces.epoch
             try:
                 await self.store.get_workspace(name)
             except be.NotFound:
                 return False
-            self._workspaces.put(name, True)
+            self._workspaces.put(name, True, epoch)
         return True
 
     async def grants(self, resource_type: str, workspace: str,
@@ -76,10 +78,11 @@ class Resolver:
         key = (resource_type, workspace, resource_id)
         found = self._grants.get(key)
         if found is None:
+            epoch = self._grants.epoch
             rows = await self.store.grants_on(resource_type, workspace, resource_id)
             found = tuple(Grant(Principal(r.principal_type, r.principal),
                                 Permission.parse(r.permission)) for r in rows)
-            self._grants.put(key, found)
+            self._grants.put(key, found, epoch)
         return found
 
     async def experiment_workspace(self, experiment_id: str) -> str | None:

@@ -18,11 +18,18 @@ from backends.metadata.base import MetadataStore
 from gateway.audit import AuditLog
 from gateway.security.authentication import Authenticator
 from gateway.security.resolution import Resolver
+from gateway.security.watch import AuthWatch
 from gateway.settings import Settings
 
-__all__ = ["SECURITY", "Security", "security_of"]
+__all__ = ["SECURITY", "Security", "policy_of", "security_of"]
 
 log = logging.getLogger("mlgate.auth")
+
+
+def policy_of(settings: Settings) -> Policy:
+    """The permission policy ``settings`` describe (the CLI's team changes judge by it too)."""
+    return Policy(Permission.parse(settings.auth_member_default),
+                  default_workspace_open=settings.auth_default_workspace_open)
 
 
 class Security:
@@ -33,8 +40,7 @@ class Security:
         self.store = store
         self.auth_on = settings.auth
         self.workspaces_on = settings.workspaces_enabled
-        self.policy = Policy(Permission.parse(settings.auth_member_default),
-                             default_workspace_open=settings.auth_default_workspace_open)
+        self.policy = policy_of(settings)
         ttl = settings.auth_cache_seconds
         self._tasks: set[asyncio.Task[None]] = set()
         self.authenticator = Authenticator(
@@ -44,14 +50,20 @@ class Security:
             spawn=self._spawn)
         self.resolver = Resolver(store, ttl)
         self.audit = AuditLog(store) if self.auth_on else None
+        # Changes made by other processes (nothing is cached without a cache lifetime).
+        self.watch = AuthWatch(store, self.changed_elsewhere) if ttl > 0 else None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self.audit is not None:
             self.audit.start()
+        if self.watch is not None:
+            self.watch.start()
 
     async def close(self) -> None:
+        if self.watch is not None:
+            await self.watch.close()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
         if self.audit is not None:
@@ -87,6 +99,18 @@ class Security:
         user and any resource of its workspace (role changes are rare administration)."""
         self.authenticator.invalidate_roles()
         self.resolver.invalidate_grants()
+
+    def changed_elsewhere(self, scopes: frozenset[str]) -> None:
+        """The store's change counters of ``scopes`` moved (:class:`AuthWatch`): drop
+        everything cached that they cover, whoever made the change."""
+        if "credentials" in scopes:  # passwords, deleted users, revoked tokens
+            self.authenticator.invalidate_user()
+        if "identities" in scopes:  # admin flags, members, roles: who holds what
+            self.authenticator.invalidate_roles()
+        if "grants" in scopes:
+            self.resolver.invalidate_grants()
+        if "workspaces" in scopes:
+            self.resolver.invalidate_workspaces()
 
     # -- what the admin routes ask ------------------------------------------------------
 

@@ -935,6 +935,69 @@ async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) 
     assert await store.grants_of("role", str(other.role_id)) == []
 
 
+async def test_auth_changes_count_what_they_make_stale(metadata_store: MetadataStore) -> None:
+    """Every change a server's caches could hold stale adds one to its counter, in its own
+    transaction (servers poll them); creating a user or a token, a failed change, and a no-op
+    leave them alone."""
+    from backends.metadata.auth_entities import AuthVersions, GrantRow, TokenRow
+
+    store = metadata_store
+    seen = await store.auth_versions()
+    assert seen == AuthVersions(0, 0, 0, 0)
+
+    async def bumped(change: Any) -> set[str]:
+        nonlocal seen
+        await change
+        now = await store.auth_versions()
+        moved = {f for f in ("credentials", "identities", "grants", "workspaces")
+                 if getattr(now, f) != getattr(seen, f)}
+        assert all(getattr(now, f) == getattr(seen, f) + 1 for f in moved), (seen, now)
+        seen = now
+        return moved
+
+    async def fails(change: Any) -> set[str]:
+        with pytest.raises(errors.BackendError):
+            await change
+        return await bumped(asyncio.sleep(0))
+
+    ann = await store.create_user("ann", "h")
+    assert seen == await store.auth_versions()  # a new user: nothing cached to contradict
+    await store.create_token(TokenRow("t1", ann.user_id, "", "d", False, None, 1, None, None,
+                                      None))
+    await store.touch_token("t1", 2)
+    assert seen == await store.auth_versions()
+    assert await bumped(store.create_workspace("team-a")) == {"workspaces"}
+    assert await fails(store.create_workspace("team-a")) == set()
+    assert await bumped(store.set_member("team-a", ann.user_id, "member")) == {"identities"}
+    assert await fails(store.set_member("no-team", ann.user_id, "member")) == set()
+    assert await bumped(store.remove_member("team-a", ann.user_id)) == {"identities"}
+    assert await bumped(store.remove_member("team-a", ann.user_id)) == set()
+    assert await bumped(store.update_user("ann", is_admin=True)) == {"identities"}
+    assert await bumped(store.update_user("ann", password_hash="h2")) == {"credentials"}
+    assert await fails(store.update_user("nobody", is_admin=True)) == set()
+    assert await bumped(store.revoke_token("t1", 3)) == {"credentials"}
+    grant = GrantRow("experiment", "team-a", "7", "user", str(ann.user_id), "READ")
+    assert await bumped(store.set_grant(grant)) == {"grants"}
+    assert await bumped(store.move_grants("experiment", "team-a", "7", "8")) == {"grants"}
+    assert await bumped(store.delete_grant("experiment", "team-a", "8", "user",
+                                           str(ann.user_id))) == {"grants"}
+    assert await bumped(store.delete_grant("experiment", "team-a", "8", "user",
+                                           str(ann.user_id))) == set()
+    assert await bumped(store.delete_grants_on("experiment", "team-a", "8")) == {"grants"}
+    role = await store.create_role("r", "team-a", None)
+    assert seen == await store.auth_versions()  # a role nobody holds changes nobody
+    both = {"identities", "grants"}
+    perm = await store.add_role_permission(role.role_id, "workspace", "*", "USE")
+    assert await bumped(asyncio.sleep(0)) == both
+    assert await bumped(store.update_role_permission(perm.permission_id, "MANAGE")) == both
+    assert await bumped(store.assign_role(ann.user_id, role.role_id)) == {"identities"}
+    assert await bumped(store.unassign_role(ann.user_id, role.role_id)) == {"identities"}
+    assert await bumped(store.remove_role_permission(perm.permission_id)) == both
+    assert await bumped(store.delete_role(role.role_id)) == both
+    assert await bumped(store.delete_workspace("team-a")) == {"workspaces", *both}
+    assert await bumped(store.delete_user("ann")) == {"credentials", "grants"}
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 
