@@ -12,7 +12,17 @@ import click
 
 from backends.errors import BackendError
 from backends.registry import open_artifact_store, open_metadata_store
-from gateway.gc import GcError, GcPlan, GcReport, collect, parse_duration, plan
+from gateway.gc import (
+    BESIDE_SQLITE_SERVER,
+    IN_SERVER,
+    GcError,
+    GcPlan,
+    GcReport,
+    Pace,
+    collect,
+    parse_duration,
+    plan,
+)
 from gateway.settings import ConfigError, Settings
 
 __all__ = ["gc"]
@@ -87,13 +97,22 @@ async def _gc(settings: Settings, older_ms: int | None, run_ids: list[str] | Non
         try:
             with click.progressbar(length=len(todo.runs), label="deleting runs",
                                    file=sys.stderr) as bar:
-                report = await collect(store, artifacts, settings, todo, progress=bar.update)
+                report = await collect(store, artifacts, settings, todo, pace=_pace(settings),
+                                       progress=bar.update)
         finally:
             if artifacts is not None:
                 await artifacts.aclose()
         _print_report(report, as_json)
     finally:
         await store.aclose()
+
+
+def _pace(settings: Settings) -> Pace:
+    """A server may be writing to the same SQLite file; PostgreSQL locks rows, not the
+    database, so the server's pace serves there."""
+    if settings.backend_store_uri.lower().startswith("sqlite"):
+        return BESIDE_SQLITE_SERVER
+    return IN_SERVER
 
 
 def _print_plan(todo: GcPlan, as_json: bool) -> None:

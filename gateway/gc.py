@@ -14,9 +14,9 @@ the API still answers for, and a second collection finishes the job:
 1. its artifact folder (``<experiment>/<run_id>``, ``<experiment>/models/<model_id>``),
    checked again to be deleted just before: files without a row pointing at them would
    be found by no later collection, while a row without files reads as an empty folder;
-2. a run's metric points, ``points_per_batch`` at a time, each chunk its own short write
-   transaction, with a pause after it as long as it took (at most ``MAX_PAUSE``), so the
-   writers serving requests get their turn (SQLite has one writer);
+2. a run's metric points, a chunk at a time, each chunk its own short write transaction,
+   with a pause after it (:class:`Pace`), so the writers serving requests get their turn
+   (SQLite has one writer);
 3. the rows, a few runs per transaction (their points are gone, so it is quick).
 
 Only one process collects at a time for a database: the ``gc`` lease
@@ -49,15 +49,32 @@ from gateway.artifact_paths import (
 from gateway.errors import MlflowError
 from gateway.settings import Settings, duration_ms
 
-__all__ = ["GcError", "GcPlan", "GcReport", "GcSweeper", "collect", "parse_duration", "plan"]
+__all__ = ["BESIDE_SQLITE_SERVER", "IN_SERVER", "GcError", "GcPlan", "GcReport", "GcSweeper",
+           "Pace", "collect", "parse_duration", "plan"]
 
 log = logging.getLogger("mlgate.gc")
 
 LEASE = "gc"
 LEASE_SECONDS = 60.0
-POINTS_PER_BATCH = 2000
 RUNS_PER_BATCH = 50
-MAX_PAUSE = 0.01  # seconds
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How gc shares the writer: ``points`` per chunk, then a pause ``rest`` times as long as
+    the chunk took (its wait for the lock included), at most ``max_pause`` seconds."""
+
+    points: int = 2000
+    rest: float = 1.0
+    max_pause: float = 0.01
+
+
+# In the server, chunks queue fairly behind request writes on the one writer connection.
+IN_SERVER = Pace()
+# From another process on SQLite the server's writer takes the lock back through SQLite's
+# busy handler, whose sleeps grow (1, 2, 5, 10… ms): every chunk costs it more than the
+# chunk, so chunks are small and the server gets the lock two thirds of the time.
+BESIDE_SQLITE_SERVER = Pace(points=1000, rest=2.0, max_pause=0.02)
 _DELETED = "deleted"
 
 
@@ -240,7 +257,7 @@ class _Lease:
 
 
 async def collect(store: MetadataStore, artifacts: ArtifactStore | None, settings: Settings,
-                  todo: GcPlan, *, points_per_batch: int = POINTS_PER_BATCH,
+                  todo: GcPlan, *, pace: Pace = IN_SERVER,
                   progress: Callable[[int], None] | None = None) -> GcReport:
     """Delete what ``todo`` lists, in the order the module docstring gives. ``artifacts`` is
     the open artifacts destination (``None`` when the server does not proxy artifacts).
@@ -256,7 +273,7 @@ async def collect(store: MetadataStore, artifacts: ArtifactStore | None, setting
         pending: list[str] = []
         for run in todo.runs:
             await lease.keep()
-            if await _purge_run(store, folders, roots, run, points_per_batch, report):
+            if await _purge_run(store, folders, roots, run, pace, report):
                 pending.append(run.run_id)
             if len(pending) >= RUNS_PER_BATCH:
                 report.runs += await store.purge_runs(pending)
@@ -287,7 +304,7 @@ async def collect(store: MetadataStore, artifacts: ArtifactStore | None, setting
 
 
 async def _purge_run(store: MetadataStore, folders: _Folders, roots: ServedRoots, run: GcRun,
-                     points_per_batch: int, report: GcReport) -> bool:
+                     pace: Pace, report: GcReport) -> bool:
     """Artifacts, then points; False if the run was restored (or is gone) meanwhile."""
     now = await store.gc_runs(run_ids=[run.run_id])
     if not now or now[0].lifecycle_stage != _DELETED:
@@ -296,13 +313,11 @@ async def _purge_run(store: MetadataStore, folders: _Folders, roots: ServedRoots
                          functools.partial(run_root, run.artifact_uri, roots, run.run_id))
     while True:
         started = time.perf_counter()
-        deleted = await store.purge_run_points(run.run_id, points_per_batch)
+        deleted = await store.purge_run_points(run.run_id, pace.points)
         report.metric_points += deleted
-        if deleted < points_per_batch:
+        if deleted < pace.points:
             return True
-        # As long again (the wait for the lock included, up to a cap) for the writers that
-        # serve requests: SQLite has just one, and another process's retries back off.
-        await asyncio.sleep(min(time.perf_counter() - started, MAX_PAUSE))
+        await asyncio.sleep(min((time.perf_counter() - started) * pace.rest, pace.max_pause))
 
 
 async def _delete_folder(folders: _Folders, report: GcReport, owner: str,

@@ -21,7 +21,7 @@ from backends.metadata.entities import Metric
 from backends.registry import open_artifact_store, open_metadata_store
 from gateway.app import create_app
 from gateway.cli import main
-from gateway.gc import GcError, collect, plan
+from gateway.gc import GcError, Pace, collect, plan
 from gateway.keys import ARTIFACTS, METADATA
 from gateway.settings import Settings
 
@@ -217,7 +217,7 @@ async def test_an_interrupted_gc_is_finished_by_the_next(world: World) -> None:
     world.store.purge_run_points = crash_on_fourth  # type: ignore[method-assign]
     todo = await plan(world.store)
     with pytest.raises(RuntimeError):
-        await collect(world.store, world.artifacts, world.settings, todo, points_per_batch=250)
+        await collect(world.store, world.artifacts, world.settings, todo, pace=Pace(points=250))
     world.store.purge_run_points = real  # type: ignore[method-assign]
     # Half done: the second run lost its files and some points, and still reads as deleted.
     half = await world.store.get_run(runs[1])
