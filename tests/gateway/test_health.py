@@ -8,69 +8,14 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp.test_utils import TestClient
+from tcp_proxy import proxied
 
 from gateway.app import create_app
 from gateway.keys import METADATA
 from gateway.routes.meta import HEALTH_DEADLINE
 from gateway.settings import Settings
-
-
-class StallingProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL. ``stall()`` holds every byte in both
-    directions (a hung network path: connections stay open and nothing arrives),
-    ``flow()`` lets them through again; ``refuse()`` drops everything and stops listening."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def flow(self) -> None:
-        self._flowing.set()
-
-    async def refuse(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
 
 
 async def _health(client: TestClient) -> tuple[int, float, Any]:
@@ -101,11 +46,7 @@ async def test_health_reads_the_store_and_answers_503_once_it_is_closed(
 async def test_health_gives_503_within_its_deadline_while_postgres_stalls_or_refuses(
     aiohttp_client: Any, pg_database: str, tmp_path: Path
 ) -> None:
-    parts = urlsplit(pg_database)
-    proxy = StallingProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    await proxy.start()
-    user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    via_proxy = urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, "", ""))
+    proxy, via_proxy = await proxied(pg_database)
     settings = Settings(backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "a"),
                         db_pool_size=2, db_pool_timeout=5.0)
     client: TestClient = await aiohttp_client(create_app(settings))
@@ -129,11 +70,10 @@ async def test_health_gives_503_within_its_deadline_while_postgres_stalls_or_ref
             await asyncio.sleep(0.2)
         assert status == 200
 
-        await proxy.refuse()
+        await proxy.cut()
         status, took, body = await _health(client)
         assert status == 503, body
         assert took < HEALTH_DEADLINE + 1.0, took
     finally:
-        proxy.flow()
-        await proxy.refuse()
+        await proxy.close()
 

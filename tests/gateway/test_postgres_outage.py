@@ -16,11 +16,12 @@ import random
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 from pgtools import admin_dsn
+from tcp_proxy import proxied
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -28,73 +29,10 @@ from gateway.settings import Settings
 API = "/api/2.0/mlflow"
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL; ``cut()`` drops every connection and stops
-    listening (connections are refused), ``restore()`` listens again on the same port."""
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
-        for w in list(self._writers):
-            w.transport.abort()  # RST, as when a network path or the server goes away
-
-    async def restore(self) -> None:
-        await self.start()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self.cut()
-
-
-async def _proxied(dsn: str) -> tuple[TcpProxy, str]:
-    """A started proxy in front of ``dsn``'s server, and ``dsn`` pointing at the proxy."""
-    parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0] + "@" if len(netloc) == 2 else ""
-    return proxy, urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, "", ""))
-
-
 async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
     aiohttp_client: Any, pg_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await _proxied(pg_database)
+    proxy, via_proxy = await proxied(pg_database)
     pool_timeout = 2.0
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
@@ -185,7 +123,7 @@ async def _terminate_backends(database: str) -> int:
 async def test_restart_under_read_load_answers_only_200_or_503(
     aiohttp_client: Any, pg_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await _proxied(pg_database)
+    proxy, via_proxy = await proxied(pg_database)
     database = urlsplit(pg_database).path.lstrip("/")
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
