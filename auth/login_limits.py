@@ -3,8 +3,9 @@ address it keys on.
 
 A :class:`LoginLimiter` counts failed logins over a sliding window of ``window_seconds``,
 per (client address, user name) and per user name. Before a password is verified the caller
-asks :meth:`LoginLimiter.retry_after`; the attempt is refused (429, not verified, not
-counted) when
+takes a place with :meth:`LoginLimiter.reserve`; an attempt being verified counts as a
+failure until it ends, so guesses sent all at once get no more tries than guesses sent one
+after another. The attempt is refused (429, not verified, not counted) when
 
 1. this address has failed ``max_failures`` times as this name in the window; or
 2. this name has failed ``max_failures`` times in the window from any addresses, unless
@@ -12,7 +13,7 @@ counted) when
    the user is known to use).
 
 Otherwise the password is verified and the caller reports :meth:`~LoginLimiter.failed` or
-:meth:`~LoginLimiter.succeeded`.
+:meth:`~LoginLimiter.succeeded`, and then :meth:`~LoginLimiter.release` in every case.
 
 A correct password is therefore refused only because of failures for that same name: from
 this address (1), or from anywhere while the address is not one the user has logged in
@@ -47,7 +48,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
@@ -63,6 +64,10 @@ class _Pair(NamedTuple):
     username: str
 
 
+# Retry-After for an attempt refused only because others like it are being verified.
+_PENDING_WAIT = 1.0
+
+
 class _Failures(Generic[_K]):
     """The last ``limit`` failure times per key, least recently failed key first."""
 
@@ -73,13 +78,16 @@ class _Failures(Generic[_K]):
     def __contains__(self, key: _K) -> bool:
         return key in self._times
 
-    def wait(self, key: _K, now: float) -> float | None:
-        """Seconds until ``key`` has fewer than ``limit`` failures in the window, or None."""
-        times = self._times.get(key)
-        if times is None or len(times) < self._limit:
+    def wait(self, key: _K, now: float, pending: int = 0) -> float | None:
+        """Seconds until ``key`` has fewer than ``limit`` failures in the window, counting
+        ``pending`` attempts still being verified as failures, or None."""
+        live = [t for t in self._times.get(key, ()) if t > now - self._window]
+        if len(live) + pending < self._limit:
             return None
-        wait = times[0] + self._window - now  # the oldest of the last ``limit`` expires
-        return wait if wait > 0 else None
+        if pending >= self._limit:
+            return _PENDING_WAIT
+        # Failures leave the window oldest first; this one must go before another try.
+        return live[len(live) + pending - self._limit] + self._window - now
 
     def add(self, key: _K, now: float) -> None:
         times = self._times.pop(key, None)
@@ -106,20 +114,43 @@ class LoginLimiter:
         self._by_pair: _Failures[_Pair] = _Failures(max_failures, window_seconds, max_entries)
         self._by_name: _Failures[str] = _Failures(max_failures, window_seconds, max_entries)
         self._known: OrderedDict[_Pair, float] = OrderedDict()  # last success of a pair
+        self._pending_pairs: Counter[_Pair] = Counter()  # attempts being verified
+        self._pending_names: Counter[str] = Counter()
         self._remember, self._max_entries, self._clock = remember_seconds, max_entries, clock
 
     def retry_after(self, address: str, username: str) -> int | None:
-        """Ask before verifying a password: None to go ahead, else the whole seconds (at
-        least 1) to put in ``Retry-After``. A refused attempt is not reported back."""
+        """None when an attempt may be verified now, else the whole seconds (at least 1) to
+        put in ``Retry-After``; attempts being verified count as failures."""
         pair = _Pair(address, username)
-        if username not in self._by_name and pair not in self._by_pair:
+        pending_pair, pending_name = self._pending_pairs[pair], self._pending_names[username]
+        if not pending_name and username not in self._by_name and pair not in self._by_pair:
             return None  # the usual case: no recent failure for this name
         now = self._clock()
-        waits = [self._by_pair.wait(pair, now)]
+        waits = [self._by_pair.wait(pair, now, pending_pair)]
         if not self._is_known(pair, now):
-            waits.append(self._by_name.wait(username, now))
+            waits.append(self._by_name.wait(username, now, pending_name))
         longest = max((w for w in waits if w is not None), default=None)
         return None if longest is None else max(1, math.ceil(longest))
+
+    def reserve(self, address: str, username: str) -> int | None:
+        """Ask before verifying a password: None to go ahead (the attempt now counts as a
+        failure until :meth:`release`), else :meth:`retry_after`'s seconds. A refused
+        attempt is not reported back and holds nothing."""
+        wait = self.retry_after(address, username)
+        if wait is None:
+            self._pending_pairs[_Pair(address, username)] += 1
+            self._pending_names[username] += 1
+        return wait
+
+    def release(self, address: str, username: str) -> None:
+        """The attempt :meth:`reserve` let through has ended (reported or not)."""
+        pair = _Pair(address, username)
+        self._pending_pairs[pair] -= 1
+        if self._pending_pairs[pair] <= 0:
+            del self._pending_pairs[pair]
+        self._pending_names[username] -= 1
+        if self._pending_names[username] <= 0:
+            del self._pending_names[username]
 
     def failed(self, address: str, username: str) -> None:
         """A verified attempt failed: a wrong password or an unknown name."""

@@ -26,7 +26,7 @@ from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.login_limits import LoginLimiter, Network, client_address
 from auth.permissions import Permission, TeamRole
 from backends import errors as be
-from backends.metadata.auth_entities import TokenRow
+from backends.metadata.auth_entities import TokenRow, UserRecord
 from backends.metadata.base import MetadataStore
 from gateway.security.caches import TTLCache
 
@@ -183,9 +183,23 @@ class Authenticator:
         if not sep or not username:
             raise Unauthenticated()
         address = self.client_address(request)
-        wait = self._limiter.retry_after(address, username)
+        wait = self._limiter.reserve(address, username)
         if wait is not None:
             raise RateLimited(wait)
+        try:
+            user, stored = await self._check_password(request, address, username, password)
+        finally:
+            self._limiter.release(address, username)
+        if hashing.needs_rehash(stored):  # imported from stock: Werkzeug's hash → Argon2id
+            new_hash = await asyncio.get_running_loop().run_in_executor(
+                None, hashing.hash_password, password)
+            await self.store.replace_password_hash(username, stored, new_hash)
+        return _Verified(await self.identity_for(user.user_id), None, generation)
+
+    async def _check_password(self, request: web.Request, address: str, username: str,
+                              password: str) -> tuple[UserRecord, str]:
+        """The user and the stored hash that ``password`` matched; reported to the limiter."""
+        user: UserRecord | None
         try:
             user = await self.store.get_user(username)
             stored = user.password_hash
@@ -198,11 +212,7 @@ class Authenticator:
             self._on_failure(request, username)
             raise Unauthenticated(username)
         self._limiter.succeeded(address, username)
-        if hashing.needs_rehash(stored):  # imported from stock: Werkzeug's hash → Argon2id
-            new_hash = await asyncio.get_running_loop().run_in_executor(
-                None, hashing.hash_password, password)
-            await self.store.replace_password_hash(username, stored, new_hash)
-        return _Verified(await self.identity_for(user.user_id), None, generation)
+        return user, stored
 
     async def _verify_token(self, request: web.Request, credentials: str,
                             generation: int) -> _Verified:
@@ -212,9 +222,20 @@ class Authenticator:
             raise Unauthenticated()
         token_id, secret = parsed
         address, name = self.client_address(request), f"token:{token_id}"
-        wait = self._limiter.retry_after(address, name)
+        wait = self._limiter.reserve(address, name)
         if wait is not None:
             raise RateLimited(wait)
+        try:
+            record = await self._check_token(request, address, name, token_id, secret)
+        finally:
+            self._limiter.release(address, name)
+        self._touch(token_id)
+        identity = await self.identity_for(record.user_id)
+        return _Verified(identity.with_scope(record.scope), record, generation)
+
+    async def _check_token(self, request: web.Request, address: str, name: str,
+                           token_id: str, secret: str) -> TokenRecord:
+        """The token ``secret`` matched, usable; reported to the limiter."""
         row = self._tokens.get(token_id)
         if row is None:
             epoch = self._tokens.epoch
@@ -238,9 +259,7 @@ class Authenticator:
             self._on_failure(request, name)
             raise Unauthenticated() from None
         self._limiter.succeeded(address, name)
-        self._touch(token_id)
-        identity = await self.identity_for(record.user_id)
-        return _Verified(identity.with_scope(record.scope), record, generation)
+        return record
 
     def _usable(self, token: TokenRecord) -> bool:
         """Not revoked nor expired (since it was cached); a usable token's use is noted."""

@@ -154,3 +154,26 @@ def test_parse_trusted_proxies() -> None:
     assert parse_trusted_proxies(["10.1.2.3/8"]) == (ipaddress.ip_network("10.0.0.0/8"),)
     with pytest.raises(ValueError, match="'proxy.local'"):
         parse_trusted_proxies("10.0.0.1, proxy.local")
+
+
+def test_attempts_being_verified_count_as_failures() -> None:
+    """Guesses sent at once get no more tries than guesses sent one after another."""
+    clock = Clock()
+    limiter = LoginLimiter(MAX, WINDOW, clock=clock)
+    for _ in range(MAX):
+        assert limiter.reserve(A, "a1") is None
+    assert limiter.reserve(A, "a1") == 1  # all places taken by attempts in flight
+    assert limiter.reserve(B, "a1") == 1  # the name is full too, from anywhere
+    assert limiter.reserve(A, "a2") is None  # other names are not held back
+    limiter.release(A, "a2")
+    for _ in range(MAX - 1):
+        limiter.failed(A, "a1")
+        limiter.release(A, "a1")
+    # MAX - 1 failures and one in flight: wait as if it failed too
+    assert limiter.reserve(A, "a1") == WINDOW
+    limiter.succeeded(A, "a1")
+    limiter.release(A, "a1")
+    assert limiter.reserve(A, "a1") is None  # a1 succeeded from A: only A's own count holds
+    limiter.release(A, "a1")
+    clock.now += WINDOW + 1
+    assert limiter.reserve(B, "a1") is None and limiter.retry_after(B, "a1") is None
