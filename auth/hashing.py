@@ -19,6 +19,7 @@ import hmac
 import re
 import secrets
 
+import argon2
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from werkzeug.security import check_password_hash
@@ -29,6 +30,7 @@ __all__ = [
     "needs_rehash",
     "new_token",
     "parse_token",
+    "password_hash_usable",
     "token_digest",
     "token_matches",
     "verify_password",
@@ -40,6 +42,7 @@ _TOKEN = re.compile(r"^mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 # RFC 9106's second recommended option (64 MiB would be the first; 19 MiB suits a server
 # verifying for many clients, as OWASP's cheat sheet suggests).
 _WERKZEUG = ("scrypt:", "pbkdf2:")
+MAX_PBKDF2_ROUNDS = 2_000_000
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
@@ -47,7 +50,39 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def _werkzeug_cost_ok(stored_hash: str) -> bool:
+    """Whether an imported hash's work factor is within what stock ever chose (Werkzeug's
+    defaults: scrypt N=2^15, r=8, p=1; PBKDF2 up to 1,000,000 rounds), with headroom. A
+    larger one, planted in an imported database, would make each login attempt for that
+    name cost seconds of CPU or gigabytes of memory."""
+    method = stored_hash.split("$", 1)[0].split(":")
+    try:
+        if method[0] == "scrypt":
+            n, r, p = (int(x) for x in method[1:4]) if len(method) == 4 else (2**15, 8, 1)
+            return 0 < n <= 2**16 and 0 < r <= 16 and 0 < p <= 2
+        if method[0] == "pbkdf2":
+            rounds = int(method[2]) if len(method) == 3 else 1_000_000
+            return 0 < rounds <= MAX_PBKDF2_ROUNDS
+    except ValueError:
+        return False
+    return False
+
+
+def password_hash_usable(stored_hash: str) -> bool:
+    """Whether ``stored_hash`` is one that :func:`verify_password` will check: mlgate's own
+    Argon2id, or Werkzeug's scrypt/PBKDF2 (stock basic-auth) at a bounded cost."""
+    if stored_hash.startswith(_WERKZEUG):
+        return _werkzeug_cost_ok(stored_hash)
+    try:
+        params = argon2.extract_parameters(stored_hash)
+    except InvalidHashError:
+        return False
+    return params.memory_cost <= _HASHER.memory_cost and params.time_cost <= _HASHER.time_cost
+
+
 def verify_password(stored_hash: str, password: str) -> bool:
+    if not password_hash_usable(stored_hash):
+        return False
     if stored_hash.startswith(_WERKZEUG):
         try:
             return check_password_hash(stored_hash, password)

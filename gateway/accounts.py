@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 
 from auth import hashing
+from auth.names import MAX_USERNAME, valid_team_name, valid_username
 from auth.permissions import GRANTABLE, Permission, TeamRole
 from auth.policy import USER, Policy, role_of
 from backends.metadata.auth_entities import GrantRow, TokenRow, UserRecord, WorkspaceRow
 from backends.metadata.base import MetadataStore
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.security.authentication import load_identity
-from gateway.security.middleware import WORKSPACE_NAME
 
 __all__ = [
     "RESOURCE_TYPES",
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 RESOURCE_TYPES = ("experiment", "registered_model")  # what grants are on
-# Path segments a workspace name would shadow in the UI's and the API's URLs.
-_RESERVED_TEAM_NAMES = ("workspaces", "api", "ajax-api", "static-files")
 _MAX_TOKEN_DAYS = 1e6
 
 
@@ -58,18 +56,31 @@ def need(value: object, name: str) -> str:
 # -- users ---------------------------------------------------------------------------------
 
 
+MIN_PASSWORD = 12  # stock 3.17's rule, for every user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise invalid_parameter(f"Password must be at least {MIN_PASSWORD} characters.")
+
+
 async def create_user(store: MetadataStore, username: str, password: str, *,
                       is_admin: bool = False) -> UserRecord:
     """Raises ``AlreadyExists`` for a taken name."""
     if not username or not password:
         raise invalid_parameter("Username and password cannot be empty.")
+    _check_password(password)
+    if not valid_username(username):
+        raise invalid_parameter(
+            f"Invalid username: at most {MAX_USERNAME} characters, with no control "
+            "characters and no ':'.")
     return await store.create_user(username, hashing.hash_password(password),
                                    is_admin=is_admin)
 
 
 async def set_password(store: MetadataStore, username: str, password: str) -> UserRecord:
     """Raises ``NotFound``. Checking the current password is the caller's business."""
-    need(password, "password")
+    _check_password(need(password, "password"))
     return await store.update_user(username, password_hash=hashing.hash_password(password))
 
 
@@ -88,8 +99,7 @@ async def delete_user(store: MetadataStore, username: str) -> UserRecord:
 
 
 async def create_team(store: MetadataStore, name: str, description: str = "") -> WorkspaceRow:
-    if not WORKSPACE_NAME.match(name) or not 2 <= len(name) <= 63 \
-            or name in _RESERVED_TEAM_NAMES:
+    if not valid_team_name(name):
         raise invalid_parameter(
             f"Invalid workspace name '{name}': 2-63 lowercase letters, digits and inner "
             "hyphens, not a reserved name.")

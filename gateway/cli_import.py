@@ -163,18 +163,24 @@ def _print_auth(plan: AuthPlan, done: AuthImport | None) -> None:
     if done is not None:
         click.echo("  added: " + ", ".join(f"{n} {what}" for what, n in done.added.items()))
         if done.kept_users:
-            click.echo("  already in mlgate, password and admin flag kept: "
-                       + ", ".join(done.kept_users))
+            click.echo("  already in mlgate, kept as they are (password, admin flag, "
+                       "roles): " + ", ".join(done.kept_users))
+        for row in done.withheld[:20]:
+            click.echo(f"  role not given to an existing mlgate user: {row}")
+    if plan.unusable:
+        click.echo("  stock hash not accepted (set a new password with `mlgate users "
+                   "set-password`): " + ", ".join(plan.unusable))
     for row in plan.skipped[:20]:
         click.echo(f"  skipped (mlgate has no such resource or tier): {row}")
 
 
 def _auth_json(plan: AuthPlan, done: AuthImport | None) -> dict[str, Any]:
     out: dict[str, Any] = {"revision": plan.revision, "source": plan.counts(),
-                           "skipped": plan.skipped}
+                           "skipped": plan.skipped, "unusable_hashes": plan.unusable}
     if done is not None:
         out["added"] = done.added
         out["kept_users"] = done.kept_users
+        out["withheld_roles"] = done.withheld
     return out
 
 

@@ -9,7 +9,11 @@ stock then drops, becomes ``DENY``: dropping it would give the user the default 
 may be more than they had.
 
 Users keep their stock password hashes (Werkzeug's scrypt or PBKDF2); the first successful
-login rehashes to Argon2id. A user already in mlgate keeps mlgate's password and admin flag.
+login rehashes to Argon2id. A hash of another kind, or at a work factor stock never chose
+(which would make every login attempt for the name cost seconds), comes over but never
+verifies: the report names those users, who need a new password. A user already in mlgate
+keeps mlgate's password and admin flag, and gets none of the source's roles: the source
+must not hand an existing account rights it does not have.
 
 Permissions on types mlgate has no room for are skipped and counted: a positive one only
 loses access, and a ``DENY`` on a resource mlgate does not serve (scorers, gateway
@@ -25,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from auth.hashing import password_hash_usable
+from auth.names import valid_team_name, valid_username
 from backends import errors
 from backends.importer.sources import StockReader
 from backends.metadata.auth_base import AuthStore
@@ -70,20 +76,23 @@ class AuthPlan:
     users: list[_User]
     roles: list[_Role]
     skipped: list[str]  # "resource_type pattern PERMISSION (role)" of each skipped row
+    unusable: list[str]  # users whose stock hash mlgate will not check
 
     def counts(self) -> dict[str, int]:
         return {"users": len(self.users), "roles": len(self.roles),
                 "role permissions": sum(len(r.permissions) for r in self.roles),
                 "role assignments": sum(len(r.usernames) for r in self.roles),
-                "skipped permissions": len(self.skipped)}
+                "skipped": len(self.skipped)}
 
 
 @dataclass
 class AuthImport:
-    """What ``import_auth`` wrote: new rows per kind, and users left as they were."""
+    """What ``import_auth`` wrote: new rows per kind, and users left as they were (with the
+    role assignments the source gave them and they did not get)."""
 
     added: dict[str, int]
     kept_users: list[str]
+    withheld: list[str]  # "user → role (workspace)"
 
 
 async def _revision(reader: StockReader) -> str:
@@ -215,6 +224,10 @@ async def read_auth(reader: StockReader) -> AuthPlan:
                  "SELECT id, username, password_hash, is_admin FROM users ORDER BY id")
              if name}
     b = _Builder()
+    for uid, user in list(users.items()):
+        if not valid_username(user.username):  # mlgate could not create it either
+            b.skipped.append(f"user {user.username!r}: not a valid user name")
+            del users[uid]
     if _REVISIONS.index(revision) < _ROLES_ONLY:
         await _legacy(reader, b, users)
     await _roles(reader, b, users)
@@ -223,7 +236,15 @@ async def read_auth(reader: StockReader) -> AuthPlan:
             "the auth database denies access at a level mlgate does not have (runs, logged "
             "models and artifacts follow their experiment, versions their model); remove or "
             "widen these rows and run again: " + "; ".join(b.refused[:20]))
-    return AuthPlan(revision, list(users.values()), list(b.roles.values()), b.skipped)
+    unusable = [u.username for u in users.values() if not password_hash_usable(u.password_hash)]
+    roles = []
+    for role in b.roles.values():
+        if role.workspace == "default" or valid_team_name(role.workspace):
+            roles.append(role)
+        else:  # a team mlgate would not create (reserved, or not a URL-safe name)
+            b.skipped.append(f"role {role.name!r}: workspace {role.workspace!r} is not a "
+                             "valid team name")
+    return AuthPlan(revision, list(users.values()), roles, b.skipped, unusable)
 
 
 async def _ensure_workspaces(store: AuthStore, names: Iterable[str]) -> int:
@@ -243,6 +264,7 @@ async def import_auth(plan: AuthPlan, store: AuthStore) -> AuthImport:
     added = dict.fromkeys(("users", "workspaces", "roles", "role permissions",
                            "role assignments"), 0)
     kept: list[str] = []
+    withheld: list[str] = []
     ids: dict[str, int] = {}
     for user in plan.users:
         try:
@@ -251,8 +273,10 @@ async def import_auth(plan: AuthPlan, store: AuthStore) -> AuthImport:
             added["users"] += 1
         except errors.AlreadyExists:
             record = await store.get_user(user.username)
+            # The same hash: made by an earlier run of this import, so its roles are due.
             if record.password_hash != user.password_hash or record.is_admin != user.is_admin:
                 kept.append(user.username)
+                continue
         ids[user.username] = record.user_id
     added["workspaces"] = await _ensure_workspaces(store, (r.workspace for r in plan.roles))
     existing = {(r.workspace, r.name): r for r in await store.list_roles()}
@@ -269,7 +293,9 @@ async def import_auth(plan: AuthPlan, store: AuthStore) -> AuthImport:
                 added["role permissions"] += 1
         assigned = {a.user_id for a in await store.list_role_users(row.role_id)}
         for username in sorted(role.usernames):
-            if ids[username] not in assigned:
+            if username not in ids:
+                withheld.append(f"{username} → {role.name} ({role.workspace})")
+            elif ids[username] not in assigned:
                 await store.assign_role(ids[username], row.role_id)
                 added["role assignments"] += 1
-    return AuthImport(added, kept)
+    return AuthImport(added, kept, withheld)

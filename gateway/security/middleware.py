@@ -11,7 +11,6 @@ another workspace is answered 404, a missing id 400, a refusal 403; nothing is g
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
@@ -20,6 +19,7 @@ from aiohttp.typedefs import Middleware
 
 from auth.access import Access, Action, ResourceKind, named
 from auth.identity import Identity
+from auth.names import WORKSPACE_NAME
 from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from backends import errors as be
 from backends.metadata.auth_entities import Visibility
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
-WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
 _UNAUTHENTICATED = (

@@ -932,3 +932,11 @@ async def test_concurrent_requests_verify_a_password_once(
                                       for _ in range(3)))
     assert [s for s, _ in statuses] == [401] * 3
     assert calls.count("not-erins-password") == 3
+
+
+@pytest.mark.parametrize("username", ["a:b", "evil\nadmin", "a\u0000b", "x" * 256, "   "])
+async def test_user_names_that_cannot_log_in_or_forge_log_lines_are_refused(
+        server: Server, username: str) -> None:
+    status, data = await server.call("POST", f"{API}/users/create", "root",
+                                     {"username": username, "password": PASSWORD})
+    assert status == 400 and data["error_code"] == "INVALID_PARAMETER_VALUE", data

@@ -213,11 +213,11 @@ def test_cli_and_admin_api_changes_reach_every_worker_within_a_second(
     time.sleep(WITHIN)
     for answer in cluster.on_each_worker(b1_reads()).values():
         assert answer.status == 200, answer
-    cluster.mlgate("users", "set-password", "b1", "--password-stdin", input="b1-new-pass\n")
+    cluster.mlgate("users", "set-password", "b1", "--password-stdin", input="b1-new-password-1\n")
     since = time.monotonic()
     assert_within(cluster.time_change(b1_reads(), lambda a: a.status == 401, since),
                   "users set-password")
-    new = basic("b1", "b1-new-pass")
+    new = basic("b1", "b1-new-password-1")
     for answer in cluster.on_each_worker(b1_reads(new)).values():
         assert answer.status == 200, answer
     cluster.mlgate("users", "delete", "b1", "--yes")

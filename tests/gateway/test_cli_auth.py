@@ -72,11 +72,11 @@ def test_users_create_from_stdin_or_prompt_and_never_from_a_flag(store_uri: str)
                      input="b1 pass word\nignored\n")) == "user b1 created\n"
     assert hashing.verify_password(password_of(store_uri, "b1"), "b1 pass word")
     # The prompt asks twice, does not echo, and asks again when the two differ.
-    result = mlgate(store_uri, "users", "create", "b2", input="one-pw\ntwo-pw\nb2-pw\nb2-pw\n")
+    result = mlgate(store_uri, "users", "create", "b2", input="one-password-1\ntwo-password-1\nb2-password-12\nb2-password-12\n")
     assert ok(result).endswith("Repeat for confirmation: \nuser b2 created\n")
-    assert "one-pw" not in result.output and "b2-pw" not in result.output
+    assert "one-password-1" not in result.output and "b2-password-12" not in result.output
     assert "do not match" in result.output
-    assert hashing.verify_password(password_of(store_uri, "b2"), "b2-pw")
+    assert hashing.verify_password(password_of(store_uri, "b2"), "b2-password-12")
     users = ok(mlgate(store_uri, "users", "list")).splitlines()
     assert [ln.split("\t")[1:] for ln in users] == [["b1", "user"], ["b2", "user"]]
 
@@ -85,7 +85,7 @@ def test_users_create_from_stdin_or_prompt_and_never_from_a_flag(store_uri: str)
     assert fails(mlgate(store_uri, "users", "create", "b3", "--password-stdin", input="\n"),
                  2) == "--password-stdin: standard input holds no password"
     assert fails(mlgate(store_uri, "users", "create", "b1", "--password-stdin",
-                        input="other\n")) == "User 'b1' already exists."
+                        input="other-password-1\n")) == "User 'b1' already exists."
     assert "at least 12 characters" in fails(
         mlgate(store_uri, "users", "create", "boss", "--admin", "--password-stdin",
                input="short\n"), 2)
@@ -107,14 +107,14 @@ def test_create_admin_keeps_its_env_password_and_is_idempotent(store_uri: str) -
 
 
 def test_users_set_password_set_admin_and_delete(store_uri: str) -> None:
-    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="first-pw\n"))
+    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="first-password-1\n"))
     assert ok(mlgate(store_uri, "users", "set-password", "b1",
-                     input="second-pw\nsecond-pw\n")).endswith("password of b1 changed\n")
-    assert hashing.verify_password(password_of(store_uri, "b1"), "second-pw")
-    ok(mlgate(store_uri, "users", "set-password", "b1", "--password-stdin", input="third\n"))
-    assert hashing.verify_password(password_of(store_uri, "b1"), "third")
+                     input="second-password-1\nsecond-password-1\n")).endswith("password of b1 changed\n")
+    assert hashing.verify_password(password_of(store_uri, "b1"), "second-password-1")
+    ok(mlgate(store_uri, "users", "set-password", "b1", "--password-stdin", input="third-password-1\n"))
+    assert hashing.verify_password(password_of(store_uri, "b1"), "third-password-1")
     assert fails(mlgate(store_uri, "users", "set-password", "nobody", "--password-stdin",
-                        input="x\n")) == "User with username=nobody not found"
+                        input="x-password-1234\n")) == "User with username=nobody not found"
 
     assert ok(mlgate(store_uri, "users", "set-admin", "b1", "--on")) \
         == "b1 is an administrator\n"
@@ -141,7 +141,7 @@ def test_users_set_password_set_admin_and_delete(store_uri: str) -> None:
 
 
 def test_teams_members_and_what_leaving_takes(store_uri: str) -> None:
-    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="pw\n"))
+    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="b1-password-12\n"))
     assert ok(mlgate(store_uri, "teams", "create", "team-a", "--description", "A")) \
         == "team team-a created\n"
     assert ok(mlgate(store_uri, "teams", "list")) == "default\nteam-a\tA\n"
@@ -194,7 +194,7 @@ def test_teams_members_and_what_leaving_takes(store_uri: str) -> None:
 
 
 def test_tokens_create_list_and_revoke(store_uri: str) -> None:
-    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="pw\n"))
+    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="b1-password-12\n"))
     token = ok(mlgate(store_uri, "tokens", "create", "b1", "--name", "ci", "--read-only",
                       "--workspace", "default", "--expires-in-days", "2")).strip()
     parsed = hashing.parse_token(token)
@@ -222,7 +222,7 @@ def test_tokens_create_list_and_revoke(store_uri: str) -> None:
 
 
 def test_grants_set_list_and_revoke(store_uri: str) -> None:
-    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="pw\n"))
+    ok(mlgate(store_uri, "users", "create", "b1", "--password-stdin", input="b1-password-12\n"))
     ok(mlgate(store_uri, "teams", "create", "team-a"))
     exp = on_store(store_uri, lambda s: s.create_experiment(
         "e", artifact_root="mlflow-artifacts:", workspace="team-a"))

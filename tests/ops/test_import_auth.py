@@ -109,7 +109,7 @@ def test_roles_database_logs_in_and_grants_hold(source: Source, tmp_path: Path,
     plan = json.loads(mlgate_import(source.tracking, backend, tmp_path / "a", "--auth-db",
                                     auth_uri, "--dry-run", "--json").stdout)["auth"]
     assert plan["source"] == {"users": 3, "roles": 2, "role permissions": 3,
-                              "role assignments": 2, "skipped permissions": 1}
+                              "role assignments": 2, "skipped": 1}
     assert not dest.exists()
     report = json.loads(mlgate_import(source.tracking, backend, tmp_path / "a", "--auth-db",
                                       auth_uri, "--json").stdout)
@@ -212,3 +212,53 @@ def test_unknown_auth_revision_is_refused(source: Source, tmp_path: Path) -> Non
     done = mlgate_import(source.tracking, f"sqlite:///{tmp_path / 'mlgate.db'}",
                          tmp_path / "a", "--auth-db", f"sqlite:///{path}", check=False)
     assert done.returncode != 0 and "'ffffffffffff'" in done.stderr
+
+
+def test_an_untrusted_database_cannot_raise_anyone(source: Source, tmp_path: Path) -> None:
+    """A user mlgate already has gets none of the source's roles; a hash at a cost stock never
+    chose never verifies; names mlgate would refuse are skipped."""
+    import subprocess
+    import sys
+
+    from test_import import REPO
+
+    dest = tmp_path / "mlgate.db"
+    backend = f"sqlite:///{dest}"
+    subprocess.run([sys.executable, "-m", "gateway", "users", "create", "b1",
+                    "--password-stdin", "--backend-store-uri", backend], input="mlgate-password-1\n",
+                   check=True, cwd=REPO, capture_output=True, text=True, timeout=60)
+    auth_path = tmp_path / "basic_auth.db"
+    stock = _auth_store(f"sqlite:///{auth_path}")
+    b1 = stock.create_user("b1", "stock-password-1")  # type: ignore[attr-defined]
+    stock.create_user("slow", "slow-password-1")  # type: ignore[attr-defined]
+    stock.create_user("evil-admin", "evil-password-1")  # type: ignore[attr-defined]
+    managers = stock.create_role("managers", "team-a")  # type: ignore[attr-defined]
+    stock.add_role_permission(managers.id, "workspace", "*", "MANAGE")  # type: ignore[attr-defined]
+    stock.assign_role_to_user(b1.id, managers.id)  # type: ignore[attr-defined]
+    shadow = stock.create_role("shadow", "workspaces")  # type: ignore[attr-defined]
+    stock.add_role_permission(shadow.id, "workspace", "*", "USE")  # type: ignore[attr-defined]
+    with sqlite3.connect(auth_path) as db:
+        db.execute("UPDATE users SET password_hash = 'pbkdf2:sha256:20000000$salt$00'"
+                   " WHERE username = 'slow'")
+        db.execute("UPDATE users SET username = 'evil' || char(10) || 'admin'"
+                   " WHERE username = 'evil-admin'")
+    report = json.loads(mlgate_import(source.tracking, backend, tmp_path / "a", "--auth-db",
+                                      f"sqlite:///{auth_path}", "--json").stdout)["auth"]
+    assert report["kept_users"] == ["b1"]
+    assert report["withheld_roles"] == ["b1 → managers (team-a)"]
+    assert report["unusable_hashes"] == ["slow"]
+    assert "user 'evil\\nadmin': not a valid user name" in report["skipped"]
+    assert ("role 'shadow': workspace 'workspaces' is not a valid team name"
+            in report["skipped"])
+
+    from backends.metadata.sqlite import SqliteMetadataStore
+
+    async def state() -> tuple[list[str], list[str], str]:
+        async with SqliteMetadataStore(str(dest)) as store:
+            user = await store.get_user("b1")
+            return ([r.name for r in await store.list_user_roles(user.user_id)],
+                    [u.username for u in await store.list_users()], user.password_hash)
+
+    roles, usernames, b1_hash = asyncio.run(state())
+    assert roles == [] and "evil\nadmin" not in usernames and "slow" in usernames
+    assert b1_hash.startswith("$argon2id$")  # mlgate's own password stays
