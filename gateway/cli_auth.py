@@ -12,9 +12,11 @@ would show. ``create-admin`` also takes ``MLGATE_ADMIN_PASSWORD``, as ``serve`` 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,7 +26,7 @@ import click
 from auth import hashing
 from auth.policy import TEAM, USER
 from backends.errors import BackendError
-from backends.metadata.auth_entities import GrantRow
+from backends.metadata.auth_entities import AuditRow, GrantRow
 from backends.metadata.base import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import accounts
@@ -56,12 +58,17 @@ def _run(uri: str | None, action: Callable[[_Ctx], Awaitable[T]]) -> T:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
+    context = click.get_current_context(silent=True)
+
     async def go() -> T:
         options = settings.metadata_store_options(one_connection=True)
         store = open_metadata_store(settings.backend_store_uri, **options)
         await store.open()
         try:
-            return await action(_Ctx(store, settings))
+            result = await action(_Ctx(store, settings))
+            if context is not None and context.info_name not in _READ_ONLY:
+                await store.append_audit([_audit_row(context)])
+            return result
         finally:
             await store.aclose()
 
@@ -71,6 +78,26 @@ def _run(uri: str | None, action: Callable[[_Ctx], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
     except MlflowError as exc:
         raise click.ClickException(exc.message) from None
+
+
+_READ_ONLY = ("list", "members")
+
+
+def _audit_row(context: click.Context) -> AuditRow:
+    """A change made here goes into the audit log as the API's do: who ran it (``cli:`` and
+    the OS user), the command, and what it names (never a password: those are not
+    arguments)."""
+    names = [str(context.params[p.name]) for p in context.command.params
+             if isinstance(p, click.Argument) and p.name and context.params.get(p.name)]
+    workspace = context.params.get("workspace")
+    path: list[str] = []
+    at: click.Context | None = context
+    while at is not None and at.parent is not None:  # "users create", without "mlgate"
+        path.insert(0, at.info_name or "")
+        at = at.parent
+    return (int(time.time() * 1000), f"cli:{getpass.getuser()}",
+            str(workspace) if workspace else None, " ".join(path), None,
+            " ".join(names) or None, "ok", None, "local")
 
 
 def _store_option(fn: Any) -> Any:

@@ -136,6 +136,16 @@ def test_users_set_password_set_admin_and_delete(store_uri: str) -> None:
     assert fails(mlgate(store_uri, "users", "delete", "b1", "--yes")) \
         == "User with username=b1 not found"
 
+    # Each change made here is in the audit log, as the API's are; lists and failures not.
+    import getpass
+
+    audit = on_store(store_uri, lambda s: s.query_audit(limit=100))
+    assert {r.username for r in audit} == {f"cli:{getpass.getuser()}"}
+    assert [(r.action, r.resource_id) for r in sorted(audit, key=lambda r: r.ts)] == [
+        ("users create", "b1"), ("users set-password", "b1"), ("users set-password", "b1"),
+        ("users set-admin", "b1"), ("users set-admin", "b1"), ("tokens create", "b1"),
+        ("users delete", "b1")]
+
 
 # -- teams ---------------------------------------------------------------------------------
 
