@@ -14,8 +14,7 @@ from gateway.batcher import Batcher
 from gateway.errors import BASE_PATH, error_middleware
 from gateway.hosts import allowed_hosts, host_middleware
 from gateway.keys import ARTIFACTS, BATCHER, GC_SWEEPER, METADATA, SETTINGS, SWEEPER, UI_BUNDLE
-from gateway.observability import request_id
-from gateway.observability.metrics import METRICS, Metrics, metrics_listener
+from gateway.observability.metrics import METRICS, Metrics, metrics_listener, observer
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
 from gateway.sweeper import MetadataLedger, Sweeper
@@ -34,12 +33,11 @@ def create_app(settings: Settings) -> web.Application:
     hosts = allowed_hosts(settings.allowed_hosts)
     app = web.Application(client_max_size=64 * 1024**2)  # JSON bodies; uploads stream
     metrics = Metrics(app) if settings.metrics else None
-    # The counter outermost, so that it sees every answer, the host check's included.
+    # Request ids and figures outermost, so that every answer has them, the host check's too.
     app.middlewares.extend([
-        *([metrics.middleware()] if metrics is not None else []),
+        observer(metrics.requests if metrics is not None else None),
         *([] if "*" in hosts else [host_middleware(hosts)]), error_middleware,
         enforcer() if secured else access_middleware])
-    app.on_response_prepare.append(request_id.stamp)
     app[SETTINGS] = settings
     if metrics is not None:
         app[METRICS] = metrics

@@ -33,7 +33,6 @@ client retries it). Memory is bounded by the queue, not by the load.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import contextlib
 import logging
@@ -45,8 +44,9 @@ from typing import Protocol
 
 from backends import errors
 from backends.metadata.entities import RunWrite
+from gateway.observability.distribution import Distribution
 
-__all__ = ["BatchWriter", "Batcher", "Distribution", "QueueFull"]
+__all__ = ["BatchWriter", "Batcher", "QueueFull"]
 
 log = logging.getLogger("mlgate.batcher")
 
@@ -74,23 +74,6 @@ class _Pending:
     write: RunWrite
     future: asyncio.Future[None]
     enqueued: float = field(default_factory=time.monotonic)
-
-
-class Distribution:
-    """Every value added since start, in buckets: ``counts[i]`` holds those at most
-    ``bounds[i]`` and above the bound before (the last, those above every bound), and
-    ``total`` their sum; Prometheus' histogram, which the window figures are not."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def add(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
 
 
 @dataclass

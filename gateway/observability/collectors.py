@@ -10,7 +10,7 @@ one writer shows as ``mlgate_metadata_writer_busy``. PostgreSQL reports its pool
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,11 +24,11 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from gateway import __version__
-from gateway.batcher import Distribution
 from gateway.keys import BATCHER, GC_SWEEPER, METADATA, SWEEPER
+from gateway.observability.distribution import Distribution
 from gateway.security.state import SECURITY
 
-__all__ = ["GatewayCollector"]
+__all__ = ["GatewayCollector", "histogram_family"]
 
 # (key in Batcher.stats(), family name, help)
 _BATCHER_COUNTS = (
@@ -102,12 +102,18 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _histogram(name: str, doc: str, dist: Distribution) -> HistogramMetricFamily:
-    buckets, running = [], 0
-    for bound, count in zip((*dist.bounds, float("inf")), dist.counts, strict=True):
-        running += count
-        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
-    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=dist.total)
+def histogram_family(name: str, doc: str,
+                     series: Iterable[tuple[tuple[str, ...], Distribution]],
+                     labels: Sequence[str] = ()) -> HistogramMetricFamily:
+    """A histogram family of ``series`` (label values and their distribution)."""
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, dist in series:
+        buckets, running = [], 0
+        for bound, count in zip((*dist.bounds, float("inf")), dist.counts, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        family.add_metric(list(values), buckets, dist.total)
+    return family
 
 
 def _batcher(stats: Mapping[str, Any], distributions: Mapping[str, Distribution]
@@ -121,7 +127,7 @@ def _batcher(stats: Mapping[str, Any], distributions: Mapping[str, Distribution]
     yield _gauge("mlgate_batcher_queue_capacity_rows", "Rows that may wait before requests "
                  "are held back (--batch-queue-rows).", stats["max_queue_rows"])
     for key, (name, doc) in _BATCHER_DISTRIBUTIONS.items():
-        yield _histogram(name, doc, distributions[key])
+        yield histogram_family(name, doc, [((), distributions[key])])
 
 
 def _metadata(stats: Mapping[str, Any]) -> Iterator[Metric]:

@@ -39,7 +39,9 @@ from gateway.artifact_paths import (
 )
 from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
+from gateway.observability import request_id
 from gateway.observability.metrics import count_bytes
+from gateway.observability.request_id import request_id_of
 from gateway.parsing import Field, Message, body_chunks, message_of, missing
 from gateway.render import json_response
 from gateway.routes._common import run_id_of
@@ -269,6 +271,8 @@ async def send_file(request: web.Request, stream: ByteStream, key: str, *, range
     resp.headers["Content-Disposition"] = content_disposition(filename)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Accept-Ranges"] = "bytes"
+    # Prepared here, not by the middleware that sets it on other responses.
+    resp.headers[request_id.HEADER] = request_id_of(request)
     resp.headers.update(headers)
     if ranged:
         last = stream.offset + stream.length - 1

@@ -210,6 +210,11 @@ async def test_metrics_are_for_administrators(aiohttp_client: Any, tmp_path: Pat
     resp = await client.get("/metrics", headers=basic("alice"))
     assert resp.status == 403
     assert (await resp.json())["error_code"] == "PERMISSION_DENIED"
+    # What the docs tell operators to give Prometheus: an administrator's read-only token.
+    resp = await client.post("/mlgate/v1/tokens", headers=root,
+                             json={"name": "prometheus", "read_only": True})
+    token = (await resp.json())["token"]
+    await scrape(client, {"Authorization": f"Bearer {token}"})
     families, before = await scrape(client, root)
     assert {"mlgate_auth_failed_logins", "mlgate_auth_rate_limited",
             "mlgate_audit_pending_records", "mlgate_audit_dropped_records"} <= families
@@ -447,6 +452,19 @@ def _two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
+def _scrape_when_up(url: str) -> set[str]:
+    """The families of ``url``, once it answers (the other worker may still be starting)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return parse(resp.read().decode())[0]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_serve_reports_where_it_listens_and_logs_json_lines(tmp_path: Path) -> None:
     port, metrics_port = free_port(), _two_free_ports()
     server = start_server(
@@ -461,9 +479,7 @@ def test_serve_reports_where_it_listens_and_logs_json_lines(tmp_path: Path) -> N
         except urllib.error.HTTPError as exc:
             assert exc.code == 404 and exc.headers["X-Request-Id"] == "serve-1"
         for worker in range(2):  # each worker's own listener, each with its own figures
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{metrics_port + worker}/metrics", timeout=10) as resp:
-                families, _ = parse(resp.read().decode())
+            families = _scrape_when_up(f"http://127.0.0.1:{metrics_port + worker}/metrics")
             assert "mlgate_batcher_requests" in families
         deadline = time.monotonic() + 10
         while '"serve-1"' not in server.output() and time.monotonic() < deadline:
