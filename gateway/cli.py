@@ -130,10 +130,6 @@ def _run_worker(settings: Settings, reuse_port: bool, index: int = 0) -> None:
     if settings.metrics_port:
         settings = replace(settings, metrics_port=settings.metrics_port + index)
     _configure_logging(settings.log_level)
-    access_log = None
-    if settings.access_log.lower() != "off":
-        access_log = AccessLog(settings.access_log.lower())
-        access_log.install()
     sock = None
     if reuse_port:
         sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
@@ -142,6 +138,10 @@ def _run_worker(settings: Settings, reuse_port: bool, index: int = 0) -> None:
         sock.bind((settings.host, settings.port))
     app = create_app(settings)
     app.on_startup.append(_settle_heap)  # last: after the stores and pools are open
+    access_log = None
+    if settings.access_log.lower() != "off":
+        access_log = AccessLog(app, settings.access_log.lower())
+        access_log.install()
 
     def started(addresses: Sequence[Any]) -> None:
         if index == 0:

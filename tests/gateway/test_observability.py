@@ -359,7 +359,7 @@ class _LoggedServer(GatewayTestServer):
 
 async def _logged_client(aiohttp_client: Any, app: web.Application, fmt: str
                          ) -> tuple[TestClient, AccessLog]:
-    access = AccessLog(fmt)
+    access = AccessLog(app, fmt)
     client = await aiohttp_client(_LoggedServer(app, access))
     return client, access
 
@@ -403,12 +403,12 @@ async def test_access_log_lines(aiohttp_client: Any, tmp_path: Path, fmt: str,
              anonymous.headers["X-Request-Id"]),
         ]
         for r in records:
-            assert r["client"] == "127.0.0.1" and r["bytes"] > 0 and r["ms"] >= 0
+            assert r["client"] == "127.0.0.1" and r["bytes"] > 0 and r["us"] >= 0
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"])
         assert ok.status == 200
     else:
         prefix = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mlgate\.access \[\d+\] 127\.0\.0\.1 "
-        tail = r" bytes=\d+ ms=\d+\.\d user={} workspace={} request_id={}"
+        tail = r" bytes=\d+ us=\d+ user={} workspace={} request_id={}"
         expected = [
             f'"POST {API}/experiments/create" 200' + tail.format("root", "default", "acc-1"),
             f'"GET {API}/runs/get" 404' + tail.format(
