@@ -13,7 +13,8 @@ from backends.registry import open_artifact_store, open_metadata_store, redact_u
 from gateway.batcher import Batcher
 from gateway.errors import BASE_PATH, error_middleware
 from gateway.hosts import allowed_hosts, host_middleware
-from gateway.keys import ARTIFACTS, BATCHER, METADATA, SETTINGS, SWEEPER, UI_BUNDLE
+from gateway.keys import ARTIFACTS, BATCHER, GC_SWEEPER, METADATA, SETTINGS, SWEEPER, UI_BUNDLE
+from gateway.observability.metrics import METRICS, Metrics, metrics_listener, observer
 from gateway.routing import access_middleware, install
 from gateway.settings import Settings
 from gateway.sweeper import MetadataLedger, Sweeper
@@ -30,12 +31,16 @@ def create_app(settings: Settings) -> web.Application:
 
     secured = settings.auth or settings.workspaces_enabled
     hosts = allowed_hosts(settings.allowed_hosts)
-    app = web.Application(
-        middlewares=[*([] if "*" in hosts else [host_middleware(hosts)]), error_middleware,
-                     enforcer() if secured else access_middleware],
-        client_max_size=64 * 1024**2,  # JSON bodies; artifact uploads stream and are not capped
-    )
+    app = web.Application(client_max_size=64 * 1024**2)  # JSON bodies; uploads stream
+    metrics = Metrics(app) if settings.metrics else None
+    # Request ids and figures outermost, so that every answer has them, the host check's too.
+    app.middlewares.extend([
+        observer(metrics.requests if metrics is not None else None),
+        *([] if "*" in hosts else [host_middleware(hosts)]), error_middleware,
+        enforcer() if secured else access_middleware])
     app[SETTINGS] = settings
+    if metrics is not None:
+        app[METRICS] = metrics
     app.cleanup_ctx.append(_metadata_ctx)
     app.cleanup_ctx.append(_batcher_ctx)  # cleaned up first: drains before the store closes
     if settings.serve_artifacts:
@@ -44,6 +49,8 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_security_ctx)
     if settings.gc_interval > 0:
         app.cleanup_ctx.append(_gc_ctx)  # after the artifacts destination: it deletes there
+    if settings.metrics_port:
+        app.cleanup_ctx.append(metrics_listener)  # last: up once everything it reads is
     app[UI_BUNDLE] = bundle = find_bundle(settings.static_dir)
     if bundle is None:
         log.warning("the MLflow web UI is not installed: / explains how to get it "
@@ -59,7 +66,7 @@ async def _metadata_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.backend_store_uri, **settings.metadata_store_options()
     )
     await store.open()
-    log.info("metadata store: %s", redact_uri(settings.backend_store_uri))
+    log.debug("metadata store: %s", redact_uri(settings.backend_store_uri))
     app[METADATA] = store
     try:
         yield
@@ -110,7 +117,7 @@ async def _artifacts_ctx(app: web.Application) -> AsyncIterator[None]:
                           abandoned_age=settings.abandoned_upload_age,
                           grace=settings.body_timeout + 10)
     await store.open()
-    log.info("artifacts destination: %s", redact_uri(settings.artifacts_destination))
+    log.debug("artifacts destination: %s", redact_uri(settings.artifacts_destination))
     app[ARTIFACTS] = store
     if sweeper is not None:
         sweeper.start()
@@ -132,6 +139,7 @@ async def _gc_ctx(app: web.Application) -> AsyncIterator[None]:
     sweeper = GcSweeper(app[METADATA], app.get(ARTIFACTS), settings,
                         interval=settings.gc_interval, older_than_ms=older_than_ms)
     sweeper.start()
+    app[GC_SWEEPER] = sweeper
     try:
         yield
     finally:

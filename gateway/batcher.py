@@ -44,12 +44,17 @@ from typing import Protocol
 
 from backends import errors
 from backends.metadata.entities import RunWrite
+from gateway.observability.distribution import Distribution
 
 __all__ = ["BatchWriter", "Batcher", "QueueFull"]
 
 log = logging.getLogger("mlgate.batcher")
 
 _WINDOW = 1024  # recent batches kept for the size and wait figures
+# Upper bounds of the cumulative histograms (/metrics): rows per batch, and seconds.
+ROW_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 50_000)
+SECOND_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                 5.0)
 
 
 class BatchWriter(Protocol):
@@ -85,6 +90,10 @@ class _Figures:
         default_factory=lambda: collections.deque(maxlen=_WINDOW))
     commits: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_WINDOW))
+    # Since start, for /metrics: one addition per batch, never per request.
+    size_buckets: Distribution = field(default_factory=lambda: Distribution(ROW_BOUNDS))
+    wait_buckets: Distribution = field(default_factory=lambda: Distribution(SECOND_BOUNDS))
+    commit_buckets: Distribution = field(default_factory=lambda: Distribution(SECOND_BOUNDS))
 
 
 class Batcher:
@@ -211,11 +220,14 @@ class Batcher:
             rows += size
         self._queued_rows -= rows
         self._room.set()
-        now = time.monotonic()
-        self._figures.batches += 1
-        self._figures.rows += rows
-        self._figures.sizes.append(rows)
-        self._figures.waits.append(now - batch[0].enqueued)
+        waited = time.monotonic() - batch[0].enqueued
+        f = self._figures
+        f.batches += 1
+        f.rows += rows
+        f.sizes.append(rows)
+        f.waits.append(waited)
+        f.size_buckets.add(rows)
+        f.wait_buckets.add(waited)
         return batch
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
@@ -237,7 +249,9 @@ class Batcher:
             await self._commit(batch[:half])
             await self._commit(batch[half:])
             return
-        self._figures.commits.append(time.monotonic() - started)
+        took = time.monotonic() - started
+        self._figures.commits.append(took)
+        self._figures.commit_buckets.add(took)
         for p, verdict in zip(batch, verdicts, strict=True):
             if p.future.done():
                 continue
@@ -248,6 +262,13 @@ class Batcher:
                 p.future.set_exception(verdict)
 
     # -- figures -------------------------------------------------------------------------
+
+    @property
+    def distributions(self) -> dict[str, Distribution]:
+        """Rows per batch, and seconds waited and taken by commits, since start."""
+        f = self._figures
+        return {"batch_rows": f.size_buckets, "wait_seconds": f.wait_buckets,
+                "commit_seconds": f.commit_buckets}
 
     def stats(self) -> dict[str, object]:
         f = self._figures

@@ -9,7 +9,8 @@ import logging
 import multiprocessing
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,6 @@ def _configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
-    # aiohttp's access log is verbose and carries query strings; keep it at warning.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Audit records are JSON lines of their own (one logging call carries a batch of them),
     # so their handler adds no prefix, and they do not pass through the root handler.
     add_json_lines_handler()
@@ -79,7 +78,7 @@ def serve(**flags: Any) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     _configure_logging(settings.log_level)
-    log.info("starting mlgate with %s", settings.public_dict())
+    log.debug("starting mlgate with %s", settings.public_dict())
     # Migrate once, in this process, before any worker accepts requests.
     asyncio.run(_upgrade(settings))
     if settings.workers == 1:
@@ -87,8 +86,8 @@ def serve(**flags: Any) -> None:
         return
     # Several processes share the port through SO_REUSEPORT; each runs its own event loop.
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
-             for _ in range(settings.workers)]
+    procs = [ctx.Process(target=_run_worker, args=(settings, True, i), daemon=False)
+             for i in range(settings.workers)]
     for p in procs:
         p.start()
     try:
@@ -121,9 +120,15 @@ async def _settle_heap(app: web.Application) -> None:
     gc.set_threshold(_GC_YOUNG, older, oldest)
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, reuse_port: bool, index: int = 0) -> None:
+    """Serve in this process; worker ``index`` of several has its own metrics listener
+    (``--metrics-port`` + index: each process has its own figures) and logs the start-up
+    lines if it is the first."""
     from gateway.app import create_app
+    from gateway.observability.access_log import AccessLog
 
+    if settings.metrics_port:
+        settings = replace(settings, metrics_port=settings.metrics_port + index)
     _configure_logging(settings.log_level)
     sock = None
     if reuse_port:
@@ -133,11 +138,31 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
         sock.bind((settings.host, settings.port))
     app = create_app(settings)
     app.on_startup.append(_settle_heap)  # last: after the stores and pools are open
+    access_log = None
+    if settings.access_log.lower() != "off":
+        access_log = AccessLog(app, settings.access_log.lower())
+        access_log.install()
+
+    def started(addresses: Sequence[Any]) -> None:
+        if index == 0:
+            for line in _startup_lines(app, addresses):
+                log.info("%s", line)
+
     serving.run(
         app, host=settings.host, port=settings.port, sock=sock,
         limits=settings.connection_limits, shutdown_timeout=settings.shutdown_timeout,
-        started=lambda: log.info("listening on http://%s:%s", settings.host, settings.port),
+        access_log=access_log, started=started,
     )
+
+
+def _startup_lines(app: web.Application, addresses: Sequence[Any]) -> list[str]:
+    from gateway.keys import SETTINGS, UI_BUNDLE
+    from gateway.observability.metrics import METRICS_SITE
+    from gateway.observability.startup import startup_lines
+
+    side = app.get(METRICS_SITE)
+    return startup_lines(app[SETTINGS], addresses, ui_installed=app[UI_BUNDLE] is not None,
+                         metrics_addresses=side.addresses if side is not None else ())
 
 
 async def _upgrade(settings: Settings) -> int:

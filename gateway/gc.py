@@ -345,9 +345,17 @@ class GcSweeper:
         self._interval = interval
         self._older_than_ms = older_than_ms
         self._task: asyncio.Task[None] | None = None
+        self._counts = dict.fromkeys(("sweeps", "skipped", "errors"), 0)
+        self._deleted = dict.fromkeys(("runs", "experiments", "logged_models", "metric_points",
+                                       "artifact_folders"), 0)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mlgate-gc")
+
+    def stats(self) -> dict[str, Any]:
+        """Collections finished, skipped (another replica held the lease) and failed, and
+        what they deleted, since start."""
+        return {**self._counts, "deleted": dict(self._deleted)}
 
     async def close(self) -> None:
         if self._task is not None:
@@ -360,9 +368,12 @@ class GcSweeper:
             await asyncio.sleep(self._interval)
             try:
                 await self.sweep()
+                self._counts["sweeps"] += 1
             except GcError as exc:
+                self._counts["skipped"] += 1
                 log.info("gc sweep skipped: %s", exc)
             except Exception:
+                self._counts["errors"] += 1
                 log.warning("gc sweep failed", exc_info=True)
 
     async def sweep(self) -> GcReport:
@@ -370,6 +381,11 @@ class GcSweeper:
         if not (todo.runs or todo.logged_models or todo.experiments):
             return GcReport()
         report = await collect(self._store, self._artifacts, self._settings, todo)
+        for what, count in (("runs", len(report.runs)), ("experiments", len(report.experiments)),
+                            ("logged_models", len(report.logged_models)),
+                            ("metric_points", report.metric_points),
+                            ("artifact_folders", report.artifact_folders)):
+            self._deleted[what] += count
         log.info("gc sweep deleted %d runs (%d metric points, %d artifact folders), %d "
                  "logged models, %d experiments", len(report.runs), report.metric_points,
                  report.artifact_folders, len(report.logged_models), len(report.experiments))

@@ -25,15 +25,18 @@ import resource
 import signal
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+
+if TYPE_CHECKING:  # gateway.settings imports this module; the access log imports settings
+    from gateway.observability.access_log import AccessLog
 
 __all__ = ["Limits", "run"]
 
@@ -240,17 +243,19 @@ class _Runner(web.AppRunner):
 
 
 def run(app: web.Application, *, host: str, port: int, sock: socket.socket | None,
-        limits: Limits, shutdown_timeout: float,
-        started: Callable[[], None] = lambda: None) -> None:
+        limits: Limits, shutdown_timeout: float, access_log: AccessLog | None = None,
+        started: Callable[[Sequence[Any]], None] = lambda addresses: None) -> None:
     """Serve *app* on *sock*, or on *host*:*port*, until SIGINT or SIGTERM; then shut
-    down gracefully (as :func:`aiohttp.web.run_app`)."""
+    down gracefully (as :func:`aiohttp.web.run_app`). ``access_log``: where each request's
+    line goes (None: nowhere). ``started`` is given the addresses listened on."""
     asyncio.run(_serve(app, host=host, port=port, sock=sock, limits=limits,
-                       shutdown_timeout=shutdown_timeout, started=started))
+                       shutdown_timeout=shutdown_timeout, access_log=access_log,
+                       started=started))
 
 
 async def _serve(app: web.Application, *, host: str, port: int, sock: socket.socket | None,
-                 limits: Limits, shutdown_timeout: float, started: Callable[[], None]
-                 ) -> None:
+                 limits: Limits, shutdown_timeout: float, access_log: AccessLog | None,
+                 started: Callable[[Sequence[Any]], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,14 +263,20 @@ async def _serve(app: web.Application, *, host: str, port: int, sock: socket.soc
     # aiohttp's own keep-alive timer also runs from the previous response and ignores a
     # head in progress; set it past the sum so that it never cuts before ours do.
     # Bodies are decoded by gateway.parsing (see body_chunks), not in aiohttp's parser.
-    runner = _Runner(app, limits=limits, shutdown_timeout=shutdown_timeout, access_log=None,
+    logging_kwargs: dict[str, Any] = {"access_log": None}
+    if access_log is not None:
+        logging_kwargs = {"access_log": logging.getLogger("mlgate.access"),
+                          "access_log_class": access_log.logger_class()}
+    runner = _Runner(app, limits=limits, shutdown_timeout=shutdown_timeout,
                      keepalive_timeout=limits.keepalive_timeout + limits.header_timeout,
-                     auto_decompress=False)
+                     auto_decompress=False, **logging_kwargs)
     await runner.setup()
     try:
         site = web.SockSite(runner, sock) if sock else web.TCPSite(runner, host, port)
         await site.start()
-        started()
+        started(runner.addresses)
         await stop.wait()
     finally:
         await runner.cleanup()
+        if access_log is not None:
+            access_log.flush()

@@ -219,6 +219,21 @@ SETTINGS: tuple[Setting, ...] = (
             "been deleted for the server's garbage collection to take it, as `mlgate gc "
             "--older-than`: 1d2h3m4s, each part optional.", _env("GC_OLDER_THAN")),
     Setting("log_level", "info", "Log level: debug, info, warning, error.", _env("LOG_LEVEL")),
+    Setting("access_log", "text", "One line per request on stderr (logger mlgate.access): "
+            "off, text (key=value after the usual log prefix) or json (one JSON object a "
+            "line). Each names the method, route template (never the raw path), status, "
+            "bytes sent, duration, user, workspace, client address and request id.",
+            _env("ACCESS_LOG")),
+    Setting("metrics", True, "Count requests and serve Prometheus metrics at /metrics "
+            "(administrators only with --auth).", _env("METRICS"),
+            flag="--metrics/--no-metrics", type=bool),
+    Setting("metrics_port", 0, "Also serve /metrics, unauthenticated, on this port of "
+            "--metrics-host: for a scraper that holds no credentials. With --workers N, "
+            "worker i listens on this port + i. 0: no such listener.",
+            _env("METRICS_PORT"), type=int),
+    Setting("metrics_host", "127.0.0.1", "Interface of the --metrics-port listener. Its "
+            "/metrics needs no credentials: bind it where only the scraper reaches it.",
+            _env("METRICS_HOST")),
     Setting("auth", False, "Authenticate every request (HTTP Basic or API token) and check "
             "permissions. Without it mlgate only listens on a loopback address unless "
             "--insecure-no-auth is given.", _env("AUTH"), flag="--auth/--no-auth", type=bool),
@@ -321,6 +336,10 @@ class Settings:
     gc_interval: float = 0.0
     gc_older_than: str = "30d"
     log_level: str = "info"
+    access_log: str = "text"
+    metrics: bool = True
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     auth: bool = False
     insecure_no_auth: bool = False
     enable_workspaces: bool = False
@@ -402,6 +421,7 @@ class Settings:
                               "such as 30d, 12h or 2d8h5m20s")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
+        self._check_observability()
         if self.auth_member_default.upper() not in ("NO_PERMISSIONS", "READ", "USE", "EDIT",
                                                     "MANAGE"):
             raise ConfigError(f"--auth-member-default: unknown permission "
@@ -424,6 +444,23 @@ class Settings:
             if scheme not in ("", "file", "mlflow-artifacts", "s3", "wasbs", "gs", "http",
                               "https", "hdfs", "dbfs", "abfss"):
                 raise ConfigError(f"--default-artifact-root: unsupported scheme {scheme!r}")
+
+    def _check_observability(self) -> None:
+        if self.access_log.lower() not in ("off", "text", "json"):
+            raise ConfigError(f"--access-log: expected off, text or json, got "
+                              f"{self.access_log!r}")
+        if self.metrics_port:
+            if not self.metrics:
+                raise ConfigError("--metrics-port: metrics are off (--no-metrics)")
+            if not 0 < self.metrics_port <= 65536 - self.workers:
+                raise ConfigError(f"--metrics-port: {self.metrics_port} is not a TCP port "
+                                  f"(0: none; with --workers {self.workers}, at most "
+                                  f"{65536 - self.workers})")
+            ours = range(self.metrics_port, self.metrics_port + self.workers)
+            if self.port in ours and self.metrics_host in (self.host, "0.0.0.0", "::"):
+                raise ConfigError("--metrics-port: the API listens on that port")
+        if not self.metrics_host.strip():
+            raise ConfigError("--metrics-host: must not be empty")
 
     def _check_ui(self) -> None:
         prefix = self.static_prefix

@@ -99,15 +99,16 @@ class AuditRecord:
     status: int | None
     client_address: str | None
     audit_id: int | None = None
+    request_id: str | None = None  # the request's X-Request-Id; None in records made before
 
 
 # An audit record as the gateway queues and stores it: AuditRecord's fields in order, without
 # the id the database assigns. Plain tuples of strings and numbers, which the garbage
 # collector stops tracking, so thousands pending between two batches cost it nothing.
 AuditRow = tuple[int, str | None, str | None, str, str | None, str | None, str, int | None,
-                 str | None]
+                 str | None, str | None]
 AUDIT_FIELDS = ("ts", "username", "workspace", "action", "resource_type", "resource_id",
-                "outcome", "status", "client_address")
+                "outcome", "status", "client_address", "request_id")
 
 
 @dataclass(frozen=True, slots=True)

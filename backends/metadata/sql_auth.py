@@ -43,7 +43,7 @@ _ROLE_PERM_COLS = "grant_id, principal, resource_type, resource_id, permission"
 _ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
 _SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
-               " client_address")
+               " client_address, request_id")
 
 
 def _now() -> int:
@@ -623,7 +623,7 @@ class SqlAuthMixin(AuthStore):
     async def _insert_audit(self, db: Any, rows: Sequence[AuditRow]) -> None:
         """The rows' INSERT, inside the audit transaction (PostgreSQL uses COPY)."""
         await db.executemany(
-            f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def _audit_tx(self, body: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
         """A write transaction on the database holding the audit log: the metadata
@@ -660,5 +660,6 @@ class SqlAuthMixin(AuthStore):
         async with self._audit_read() as db:
             cur = await db.execute(sql, (*params, limit, offset))
             return [AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
-                                None if r[7] is None else int(r[7]), r[8], int(r[9]))
+                                None if r[7] is None else int(r[7]), r[8],
+                                audit_id=int(r[10]), request_id=r[9])
                     for r in await cur.fetchall()]

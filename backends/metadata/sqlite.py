@@ -385,6 +385,14 @@ class SqliteMetadataStore(SqlMetadataStore):
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def stats(self) -> dict[str, Any]:
+        """The read connections in use and idle (a read waits for one, with no timeout),
+        and whether the one writer connection is in a transaction."""
+        readers = len(self._all_readers)
+        idle = self._readers.qsize()
+        return {"store": "sqlite", "readers": readers, "in_use": readers - idle, "idle": idle,
+                "writer_busy": self._write_lock.locked()}
+
     @property
     def path(self) -> str:
         """The metadata database's file (``mlgate backup`` copies it)."""
@@ -609,8 +617,11 @@ class SqliteMetadataStore(SqlMetadataStore):
                     await conn.execute(
                         "UPDATE main.audit_indexed SET upto = min(upto,"
                         " (SELECT min(audit_id) FROM meta.audit_log) - 1)")
-                    await conn.execute(
-                        "INSERT OR IGNORE INTO main.audit_log SELECT * FROM meta.audit_log")
+                    # By name: the audit database has columns the old table lacks.
+                    columns = ("audit_id, ts, username, workspace, action, resource_type,"
+                               " resource_id, outcome, status, client_address")
+                    await conn.execute(f"INSERT OR IGNORE INTO main.audit_log ({columns})"
+                                       f" SELECT {columns} FROM meta.audit_log")
                     await conn.execute("DELETE FROM meta.audit_log")
         finally:
             await db.execute("DETACH DATABASE meta")

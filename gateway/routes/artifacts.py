@@ -21,7 +21,12 @@ from aiohttp import web
 from auth.access import Access, Action, ResourceKind
 from backends import errors as be
 from backends.artifacts.base import ArtifactStore, ByteStream, FileInfo, UploadedPart
-from backends.registry import MissingDependency, UnsupportedScheme, open_artifact_store
+from backends.registry import (
+    MissingDependency,
+    UnsupportedScheme,
+    artifact_scheme,
+    open_artifact_store,
+)
 from gateway.artifact_paths import (
     Location,
     join_path,
@@ -34,6 +39,9 @@ from gateway.artifact_paths import (
 )
 from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
+from gateway.observability import request_id
+from gateway.observability.metrics import count_bytes
+from gateway.observability.request_id import request_id_of
 from gateway.parsing import Field, Message, body_chunks, message_of, missing
 from gateway.render import json_response
 from gateway.routes._common import run_id_of
@@ -45,6 +53,7 @@ __all__ = [
     "Listing",
     "capabilities",
     "content_disposition",
+    "destination_scheme",
     "guess_mime_type",
     "parse_range",
     "run_artifacts",
@@ -175,6 +184,12 @@ def _serving(request: web.Request) -> bool:
     return request.app[SETTINGS].serve_artifacts
 
 
+def destination_scheme(request: web.Request) -> str:
+    """The proxied destination's scheme (``file`` for a local folder), as the artifact byte
+    counters are labelled."""
+    return artifact_scheme(request.app[SETTINGS].artifacts_destination) or "file"
+
+
 def _disabled(request: web.Request) -> web.Response:
     """Stock's Flask answer when artifacts are not served: 503 text/html naming the rule."""
     rule = request.match_info.route.resource
@@ -246,15 +261,18 @@ def unsatisfiable(size: int) -> web.Response:
 
 
 async def send_file(request: web.Request, stream: ByteStream, key: str, *, ranged: bool,
-                    what: str, headers: dict[str, str]) -> web.StreamResponse:
+                    what: str, headers: dict[str, str], scheme: str) -> web.StreamResponse:
     """``stream`` (the file at ``key``, or the range of it asked for) as an attachment, with
-    its type guessed from its name; ``headers`` added."""
+    its type guessed from its name; ``headers`` added. ``scheme``: the store's, for the
+    byte counters."""
     resp = web.StreamResponse(status=206 if ranged else 200)
     filename = posixpath.basename(key)
     resp.headers["Content-Type"] = guess_mime_type(filename)
     resp.headers["Content-Disposition"] = content_disposition(filename)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Accept-Ranges"] = "bytes"
+    # Prepared here, not by the middleware that sets it on other responses.
+    resp.headers[request_id.HEADER] = request_id_of(request)
     resp.headers.update(headers)
     if ranged:
         last = stream.offset + stream.length - 1
@@ -263,15 +281,15 @@ async def send_file(request: web.Request, stream: ByteStream, key: str, *, range
     if request.method == "HEAD":
         await resp.prepare(request)
         return resp
-    return await send_stream(request, resp, stream, what)
+    return await send_stream(request, resp, stream, what, scheme)
 
 
 async def send_stream(request: web.Request, resp: web.StreamResponse, stream: ByteStream,
-                      what: str) -> web.StreamResponse:
+                      what: str, scheme: str) -> web.StreamResponse:
     """Send ``stream`` as the body of ``resp`` (headers set)."""
     try:
         await resp.prepare(request)
-        async for chunk in stream:
+        async for chunk in count_bytes(request, scheme, "out", stream):
             await resp.write(chunk)
         await resp.write_eof()
     except ConnectionError:
@@ -295,7 +313,9 @@ async def upload(request: web.Request) -> web.Response:
     key = store_path(path)
     sha256 = _announced_sha256(request)
     try:
-        await _store(request).put(key, body_chunks(request, CHUNK_SIZE), sha256=sha256)
+        await _store(request).put(key, count_bytes(request, destination_scheme(request), "in",
+                                                   body_chunks(request, CHUNK_SIZE)),
+                                  sha256=sha256)
     except ConnectionError:
         # The client went away mid-body (aiohttp raises ConnectionResetError from the
         # stream); the store has already discarded the partial file. Nobody reads this.
@@ -329,7 +349,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             return await send_file(request, stream, key, ranged=span is not None,
                                    what=f"download of {key!r}",
                                    headers={SHA256_HEADER: stream.sha256} if stream.sha256
-                                   else {})
+                                   else {}, scheme=destination_scheme(request))
     except be.InvalidArgument:
         # Offset 0 is always valid, so this is a directory (or the store says so itself).
         info = await store.stat(key)
@@ -460,7 +480,8 @@ async def mpu_upload_part(request: web.Request) -> web.Response:
     if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_PARTS:
         raise MlflowError(f"part_number must be between 1 and {MAX_PARTS}",
                           "INVALID_PARAMETER_VALUE")
-    part = await store.put_part(key, upload_id, int(number), body_chunks(request, CHUNK_SIZE))
+    part = await store.put_part(key, upload_id, int(number), count_bytes(
+        request, destination_scheme(request), "in", body_chunks(request, CHUNK_SIZE)))
     return web.Response(status=200, headers={"ETag": part.etag})
 
 

@@ -766,7 +766,8 @@ async def query_audit(request: web.Request) -> web.Response:
     return json_response({"records": [
         {"id": r.audit_id, "time": r.ts, "username": r.username, "workspace": r.workspace,
          "action": r.action, "resource_type": r.resource_type, "resource_id": r.resource_id,
-         "outcome": r.outcome, "status": r.status, "client_address": r.client_address}
+         "outcome": r.outcome, "status": r.status, "client_address": r.client_address,
+         "request_id": r.request_id}
         for r in rows]})
 
 

@@ -12,6 +12,7 @@ from backends.metadata.base import MetadataStore
 from gateway import __version__
 from gateway.errors import MlflowError
 from gateway.keys import BATCHER, METADATA, SETTINGS, SWEEPER
+from gateway.observability.metrics import metrics_handler
 from gateway.render import json_response
 from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
@@ -101,4 +102,6 @@ ROUTES = [
     Route("GET", "/server-info", server_info, _PUBLIC,
           prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"), body=False),
     Route("GET", "/mlgate/v1/stats", stats, _ADMIN, prefixes=("",), body=False),
+    # Prometheus' scrape; --metrics-port serves it without credentials on its own listener.
+    Route("GET", "/metrics", metrics_handler, _ADMIN, prefixes=("",), body=False),
 ]

@@ -33,7 +33,12 @@ from gateway.errors import MlflowError
 from gateway.keys import ARTIFACTS, METADATA, SETTINGS
 from gateway.parsing import Field, Message, message_of
 from gateway.routes._common import require, run_id_of
-from gateway.routes.artifacts import requested_span, send_file, unsatisfiable
+from gateway.routes.artifacts import (
+    destination_scheme,
+    requested_span,
+    send_file,
+    unsatisfiable,
+)
 from gateway.routing import Route
 from gateway.security import workspace_of
 
@@ -118,11 +123,14 @@ async def _send(request: web.Request, root: Location, relative: str) -> web.Stre
                                   "INVALID_PARAMETER_VALUE") from None
             await stack.enter_async_context(store)
             key = "/".join(target.segments[len(root.segments):])
-        return await _stream(request, store, key)
+        return await _stream(request, store, key,
+                             destination_scheme(request) if root.scheme == "mlflow-artifacts"
+                             else root.scheme)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the with always returns)
 
 
-async def _stream(request: web.Request, store: ArtifactStore, key: str) -> web.StreamResponse:
+async def _stream(request: web.Request, store: ArtifactStore, key: str, scheme: str
+                  ) -> web.StreamResponse:
     info = await store.stat(key)
     if info is None:
         raise MlflowError(f"No such artifact: '{key}'", "RESOURCE_DOES_NOT_EXIST")
@@ -139,7 +147,7 @@ async def _stream(request: web.Request, store: ArtifactStore, key: str) -> web.S
         async with store.get(key, offset, length) as stream:
             return await send_file(request, stream, key, ranged=span is not None,
                                    what=f"preview of {key!r}",
-                                   headers={"Cache-Control": "no-cache"})
+                                   headers={"Cache-Control": "no-cache"}, scheme=scheme)
     except be.NotFound:
         raise MlflowError(f"No such artifact: '{key}'", "RESOURCE_DOES_NOT_EXIST") from None
 

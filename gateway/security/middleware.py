@@ -34,6 +34,7 @@ __all__ = [
     "WORKSPACE_HEADER",
     "WORKSPACE_NAME",
     "Admission",
+    "admission_of",
     "enforcer",
     "identity_of",
     "note_created",
@@ -94,18 +95,21 @@ _CREATED = web.RequestKey("mlgate_created", str)
 # -- what the handlers read --------------------------------------------------------------
 
 
-def _admission(request: web.Request) -> Admission | None:
+def admission_of(request: web.BaseRequest) -> Admission | None:
+    """Who the request came from and in which workspace, once authenticated and its
+    workspace selected (its target once admitted); None before that, or with auth and
+    workspaces off."""
     return request.get(_ADMITTED)
 
 
 def workspace_of(request: web.Request) -> str:
     """The request's workspace (``default`` when workspaces are off or none was sent)."""
-    admitted = _admission(request)
+    admitted = admission_of(request)
     return DEFAULT_WORKSPACE if admitted is None else admitted.workspace
 
 
 def identity_of(request: web.Request) -> Identity | None:
-    admitted = _admission(request)
+    admitted = admission_of(request)
     return None if admitted is None else admitted.identity
 
 
@@ -185,11 +189,15 @@ def enforcer() -> Middleware:
                     {"error_code": "UNAUTHENTICATED", "message": _UNAUTHENTICATED},
                     status=401, headers=_CHALLENGE)
             except RateLimited as exc:
+                sec.rate_limited += 1
                 return web.json_response(
                     {"error_code": "REQUEST_LIMIT_EXCEEDED",
                      "message": "Too many failed logins; try again later."},
                     status=429, headers={"Retry-After": str(exc.retry_after)})
         workspace = DEFAULT_WORKSPACE if exempt else await _workspace(sec, request, identity)
+        # Who asked, before the check: the access log names the caller of a refused request
+        # too. Handlers run only once the full admission below replaces it.
+        request[_ADMITTED] = Admission(identity, workspace, None)
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             return await handler(request)

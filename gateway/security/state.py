@@ -16,6 +16,7 @@ from backends import errors as be
 from backends.metadata.auth_entities import GrantRow, Visibility
 from backends.metadata.base import MetadataStore
 from gateway.audit import AuditLog
+from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator
 from gateway.security.resolution import Resolver
 from gateway.security.watch import AuthWatch
@@ -52,6 +53,10 @@ class Security:
         self.audit = AuditLog(store) if self.auth_on else None
         # Changes made by other processes (nothing is cached without a cache lifetime).
         self.watch = AuthWatch(store, self.changed_elsewhere) if ttl > 0 else None
+        # Since start, for /metrics: logins refused (a wrong password, an unknown or bad
+        # token), and attempts answered 429 by the failed-login limit.
+        self.failed_logins = 0
+        self.rate_limited = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -147,9 +152,10 @@ class Security:
             return
         self.audit.record((int(time.time() * 1000), username, workspace, action,
                            resource_type, resource_id, outcome, status,
-                           self.authenticator.client_address(request)))
+                           self.authenticator.client_address(request), request_id_of(request)))
 
     def _login_failed(self, request: web.Request, username: str | None) -> None:
+        self.failed_logins += 1
         workspace = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
         self.audit_record(request, username, workspace, "login", None, None, "failed", 401)
 

@@ -16,7 +16,8 @@ from backends.metadata.sqlite import SqliteMetadataStore
 
 
 def _row(i: int, resource: str = "r") -> AuditRow:
-    return (1000 + i, "alice", "default", "POST /x", "run", resource, "ok", 200, "127.0.0.1")
+    return (1000 + i, "alice", "default", "POST /x", "run", resource, "ok", 200, "127.0.0.1",
+            f"req-{i}")
 
 
 def _count(path: Path | str) -> int:
@@ -68,13 +69,13 @@ async def test_records_of_the_metadata_database_move_over_once(tmp_path: Path) -
     legacy.executemany(
         "INSERT INTO audit_log (audit_id, ts, username, workspace, action, resource_type,"
         " resource_id, outcome, status, client_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(i + 1, *_row(i)) for i in range(3)])
+        [(i + 1, *_row(i)[:-1]) for i in range(3)])
     legacy.close()
     audit = sqlite3.connect(tmp_path / "mlgate-audit.db", isolation_level=None)
     audit.execute(  # the first record had been copied when a move was cut short
         "INSERT INTO audit_log (audit_id, ts, username, workspace, action, resource_type,"
         " resource_id, outcome, status, client_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (1, *_row(0)))
+        (1, *_row(0)[:-1]))
     audit.close()
 
     store = SqliteMetadataStore.from_uri(uri)
@@ -113,7 +114,7 @@ async def test_users_and_resources_are_found_through_the_bulk_lookup(
         assert len(_lookup_rows(audit_file)) == 12  # a user key and a resource key per row
         await store.append_audit([_row(6, resource="run1"),
                                   (1007, None, "default", "login", None, None, "failed", 401,
-                                   "10.0.0.9")])
+                                   "10.0.0.9", None)])
         assert [r.ts for r in await store.query_audit(resource_id="run1")] == [1001, 1004, 1006]
         assert [r.ts for r in await store.query_audit(username="alice")] == list(range(1000, 1007))
         assert [r.ts for r in await store.query_audit(
@@ -141,7 +142,7 @@ async def test_an_audit_file_of_the_first_schema_is_looked_up_after_the_upgrade(
     old.executemany(
         "INSERT INTO audit_log (ts, username, workspace, action, resource_type, resource_id,"
         " outcome, status, client_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_row(i, resource=f"run{i % 2}") for i in range(4)])
+        [_row(i, resource=f"run{i % 2}")[:-1] for i in range(4)])  # no request ids then
     old.close()
     store = SqliteMetadataStore.from_uri(f"sqlite:///{tmp_path}/mlgate.db")
     await store.open()
@@ -175,7 +176,7 @@ async def test_moved_records_below_the_lookup_mark_are_looked_up(tmp_path: Path)
     legacy.executemany(
         "INSERT INTO audit_log (audit_id, ts, username, workspace, action, resource_type,"
         " resource_id, outcome, status, client_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(i + 1, *_row(100 + i, resource="moved")) for i in range(2)])
+        [(i + 1, *_row(100 + i, resource="moved")[:-1]) for i in range(2)])
     legacy.close()
     store = SqliteMetadataStore.from_uri(uri)
     await store.open()

@@ -34,7 +34,7 @@ async def store(store_uri: str) -> AsyncIterator[MetadataStore]:
 
 def _row(i: int) -> AuditRow:
     return (1_000 + i, "alice", "default", "POST /runs/log-metric", "run", f"r{i}", "ok", 200,
-            "127.0.0.1")
+            "127.0.0.1", f"req-{i}")
 
 
 class _Flaky:
@@ -86,18 +86,18 @@ async def test_every_field_comes_back_as_recorded(store: MetadataStore) -> None:
     integers, absent fields stay NULL, text comes back unchanged, in order."""
     rows: list[AuditRow] = [
         (1_764_412_345_123, "bob", "team-a", "POST /experiments/create", "experiment", "17",
-         "ok", 200, "10.0.0.1"),
-        (2**53 + 1, "bob", None, "login", None, None, "failed", 401, None),
+         "ok", 200, "10.0.0.1", "8c1f0e9d2b3a4c5d6e7f8091a2b3c4d5"),
+        (2**53 + 1, "bob", None, "login", None, None, "failed", 401, None, None),
         (5, 'é "quoted" },{"ts": 1 \n\\', "ü", "GET /x", "artifact", "a/b c.txt", "denied",
-         None, "::1"),
+         None, "::1", "client-id:42/x=+@"),
         # control characters, a lone backslash, and \N and \. (NULL and end of data in
         # COPY's text format)
-        (6, "tab\there", "cr\rlf\r\n", "\\N", "\\.", "\\", "", 0, "\\\\N\t\\."),
+        (6, "tab\there", "cr\rlf\r\n", "\\N", "\\.", "\\", "", 0, "\\\\N\t\\.", "\\N"),
     ]
     await store.append_audit(rows)
     got = await store.query_audit(username=None)
     assert [(r.ts, r.username, r.workspace, r.action, r.resource_type, r.resource_id,
-             r.outcome, r.status, r.client_address) for r in got] == rows
+             r.outcome, r.status, r.client_address, r.request_id) for r in got] == rows
     assert [r.audit_id for r in got] == sorted(r.audit_id for r in got)
     assert [r.ts for r in await store.query_audit(resource_type="artifact",
                                                    resource_id="a/b c.txt")] == [5]
@@ -109,7 +109,7 @@ async def test_a_lone_surrogate_is_stored_replaced(
     """Text that is not Unicode (a lone surrogate) can be stored neither as JSON nor in the
     database; it is replaced, so the record and those after it are not held up."""
     log = AuditLog(store)
-    log.record((1, "eve\ud800", "default", "login", None, None, "failed", 401, None))
+    log.record((1, "eve\ud800", "default", "login", None, None, "failed", 401, None, "r1"))
     log.record(_row(1))
     with caplog.at_level(level, logger="mlgate.audit"):
         await log.flush()
@@ -121,7 +121,7 @@ async def test_a_lone_surrogate_is_stored_replaced(
 
 
 async def test_json_lines_are_one_object_per_record() -> None:
-    rows = [_row(0), (2, 'x},{"ts":3', None, "a", None, "line\nbreak", "ok", None, None)]
+    rows = [_row(0), (2, 'x},{"ts":3', None, "a", None, "line\nbreak", "ok", None, None, None)]
     lines = audit._json_lines(rows).split("\n")
     assert [orjson.loads(line) for line in lines] == [
         dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows]
@@ -136,7 +136,8 @@ def test_json_lines_from_cached_parts_match_a_fresh_encoding(
     rows: list[AuditRow] = [
         (1_700_000_000_000 + i, f"user{i % 4}", "team-ä" if i % 3 else None,
          "POST /runs/log-metric", "run", f'r"{i % 5}\\', "ok" if i % 2 else "denied",
-         200 if i % 2 else 403, "127.0.0.1" if i % 7 else None) for i in range(40)]
+         200 if i % 2 else 403, "127.0.0.1" if i % 7 else None,
+         f"id-{i}" if i % 5 else None) for i in range(40)]
     for _ in range(2):
         assert audit._json_lines(rows).split("\n") == [
             orjson.dumps(dict(zip(AUDIT_FIELDS, row, strict=True))).decode() for row in rows]
@@ -148,7 +149,7 @@ async def test_a_nul_character_does_not_hold_up_the_log(store: MetadataStore) ->
     PostgreSQL's text refuses: that record is stored with U+FFFD in its place there (as is on
     SQLite), and the records after it are stored too instead of waiting behind it."""
     log = AuditLog(store)
-    log.record((1, "eve\x00x", "default", "login", None, "r\x00", "failed", 401, None))
+    log.record((1, "eve\x00x", "default", "login", None, "r\x00", "failed", 401, None, None))
     log.record(_row(2))
     await log.flush()
     stored = await store.query_audit()

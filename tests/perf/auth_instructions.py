@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -65,16 +66,18 @@ def _control(*args: str) -> None:
 
 
 def measure(mode: str, store_uri: str | None, requests: int, keep: Path | None = None,
-            cache_sim: bool = False) -> tuple[float, float, dict[str, float]]:
+            cache_sim: bool = False, extra: Sequence[str] = (), code: str | None = None,
+            label: str | None = None) -> tuple[float, float, dict[str, float]]:
     """(instructions per request in all, on the serving thread, and the serving thread's
     per-request counts of every event callgrind counted: with ``cache_sim`` also its
     simulated cache misses); ``keep``: a folder to copy the serving thread's callgrind
-    profile to, as ``<mode>.cg`` (for callgrind_annotate)."""
+    profile to, as ``<label or mode>.cg`` (for callgrind_annotate). ``extra``: more flags
+    for ``mlgate serve``; ``code``: a checkout to run instead (see ``auth_overhead._start``)."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         proc, url = _start(
-            workdir, mode != "off", ["--sqlite-synchronous", "full"], store_uri,
-            wrapper=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            workdir, mode != "off", ["--sqlite-synchronous", "full", *extra], store_uri,
+            code=code, wrapper=["valgrind", "--tool=callgrind", "--instr-atstart=no",
                      *(["--cache-sim=yes"] if cache_sim else []),
                      "--separate-threads=yes", f"--callgrind-out-file={workdir}/cg.%p"],
             timeout=300)
@@ -110,7 +113,7 @@ def measure(mode: str, store_uri: str | None, requests: int, keep: Path | None =
             # the dump's profile (cg.<pid>.1-01), not the empty one written at exit
             if keep is not None and thread == "01" and counts[0]:
                 keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(part, keep / f"{mode}.cg")
+                shutil.copy(part, keep / f"{label or mode}.cg")
         return sum(threads.values()) / requests, threads.get("01", 0) / requests, serving
 
 
