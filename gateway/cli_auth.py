@@ -97,7 +97,7 @@ def _audit_row(context: click.Context) -> AuditRow:
         at = at.parent
     return (int(time.time() * 1000), f"cli:{getpass.getuser()}",
             str(workspace) if workspace else None, " ".join(path), None,
-            " ".join(names) or None, "ok", None, "local")
+            " ".join(names) or None, "ok", None, "local", None)
 
 
 def _store_option(fn: Any) -> Any:

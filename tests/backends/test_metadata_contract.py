@@ -1007,9 +1007,9 @@ async def test_audit_queries_by_user_resource_and_time(metadata_store: MetadataS
     users = ["alice", "bob", "carol", None]
     rows = [(1000 + i, users[i % 4] if i % 997 else "dave", "default", "POST /runs/log-metric",
              "experiment" if i % 5 == 0 else "run", f"r{i % 7}" if i % 1009 else "rare",
-             "ok", 200, "127.0.0.1") for i in range(24_000)]
-    rows += [(30_000 + i, "erin", None, "GET /artifacts", None, "rare", "denied", 403, None)
-             for i in range(5)]
+             "ok", 200, "127.0.0.1", f"req-{i}") for i in range(24_000)]
+    rows += [(30_000 + i, "erin", None, "GET /artifacts", None, "rare", "denied", 403, None,
+              None) for i in range(5)]
     for start in range(0, len(rows), 3000):
         await metadata_store.append_audit(rows[start:start + 3000])
 

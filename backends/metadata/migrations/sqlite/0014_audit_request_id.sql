@@ -1,0 +1,3 @@
+-- The audit log's request id: on SQLite the audit log lives in its own database, and the
+-- column is added there (sqlite_audit/0003_audit_request_id.sql). This version keeps the
+-- two dialects' schema versions equal.
