@@ -58,6 +58,13 @@ class _Verified:
     token: TokenRecord | None
     generation: int
 
+    @property
+    def limiter_name(self) -> str:
+        """The name its failed attempts are counted under."""
+        if self.token is not None:
+            return f"token:{self.token.token_id}"
+        return self.identity.username
+
 
 class Authenticator:
     def __init__(self, store: MetadataStore, *, ttl: float, max_failures: int,
@@ -136,6 +143,11 @@ class Authenticator:
         # (or, across a role change, is reloaded at its next use).
         epoch, generation = self._credentials.epoch, self._generation
         if hit is not None:
+            # A cached credential is still a login attempt: while its name is locked out,
+            # answering 200 to the right password and 429 to guesses would confirm it.
+            wait = self._limiter.retry_after(self.client_address(request), hit.limiter_name)
+            if wait is not None:
+                raise RateLimited(wait)
             if hit.generation != generation:
                 identity = await self.identity_for(hit.identity.user_id)
                 if hit.token is not None:

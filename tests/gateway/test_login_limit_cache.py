@@ -1,0 +1,68 @@
+"""Regression (attack31): a locked-out name stays locked out for credentials served from the
+verified-credentials cache.
+
+The cache was consulted before the failed-login limiter: while guesses at a user's password
+got 429, the right password (verified earlier, so cached) still got 200 — from any address,
+which told the attacker which guess was right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from access_world import ADMIN, ADMIN_PASSWORD, bearer, seed_admin, settings_for
+from aiohttp.test_utils import TestClient
+from test_auth_api import API, basic, store_uri  # noqa: F401  (the store_uri fixture)
+
+from gateway.app import create_app
+from gateway.security.watch import POLL_INTERVAL
+
+USER_AT = {"X-Forwarded-For": "10.0.0.1"}
+ATTACKER_AT = {"X-Forwarded-For": "10.6.6.6"}
+
+
+async def _client(aiohttp_client: Any, uri: str, tmp_path: Path) -> TestClient:
+    await seed_admin(uri)
+    client = await aiohttp_client(create_app(settings_for(
+        uri, tmp_path, auth_max_failures=3, auth_trusted_proxies="127.0.0.1")))
+    # The auth watch's first read empties the caches; what is verified after it stays.
+    await asyncio.sleep(3 * POLL_INTERVAL)
+    return client
+
+
+async def _status(client: TestClient, headers: dict[str, str], at: dict[str, str]) -> int:
+    resp = await client.get(f"{API}/experiments/get", params={"experiment_id": "0"},
+                            headers={**headers, **at})
+    return resp.status
+
+
+async def test_cached_password_is_rate_limited_like_a_guess(
+        aiohttp_client: Any, store_uri: str, tmp_path: Path) -> None:  # noqa: F811
+    client = await _client(aiohttp_client, store_uri, tmp_path)
+    right = basic(ADMIN, ADMIN_PASSWORD)
+    assert await _status(client, right, USER_AT) == 200  # verified, now cached
+    guesses = [await _status(client, basic(ADMIN, f"guess-{i}"), ATTACKER_AT) for i in range(5)]
+    assert guesses[:3] == [401] * 3 and set(guesses[3:]) == {429}
+    # The right password from the attacker's address is refused like the guesses before it...
+    assert await _status(client, right, ATTACKER_AT) == 429
+    # ...while the user, known at their own address, carries on.
+    assert await _status(client, right, USER_AT) == 200
+    await client.close()
+
+
+async def test_cached_token_is_rate_limited_like_a_guess(
+        aiohttp_client: Any, store_uri: str, tmp_path: Path) -> None:  # noqa: F811
+    client = await _client(aiohttp_client, store_uri, tmp_path)
+    resp = await client.post("/mlgate/v1/tokens", json={},
+                             headers={**basic(ADMIN, ADMIN_PASSWORD), **USER_AT})
+    assert resp.status == 200, await resp.text()
+    token = (await resp.json())["token"]
+    assert await _status(client, bearer(token), USER_AT) == 200  # verified, now cached
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    guesses = [await _status(client, bearer(wrong), ATTACKER_AT) for _ in range(5)]
+    assert guesses[:3] == [401] * 3 and set(guesses[3:]) == {429}
+    assert await _status(client, bearer(token), ATTACKER_AT) == 429
+    assert await _status(client, bearer(token), USER_AT) == 200
+    await client.close()
