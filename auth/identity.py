@@ -60,12 +60,13 @@ class Identity:
     teams: Mapping[str, TeamRole] = field(default_factory=lambda: MappingProxyType({}))
     scope: TokenScope | None = None
     roles: frozenset[int] = frozenset()  # ids of the MLflow roles assigned to the user
+    token_id: str | None = None  # the API token it came with (its rate limits count by it)
 
     def role_in(self, workspace: str) -> TeamRole | None:
         """The team role held in ``workspace``. Permission decisions use
         :func:`auth.policy.role_of`, which also counts an open default workspace."""
         return self.teams.get(workspace)
 
-    def with_scope(self, scope: TokenScope) -> Identity:
+    def with_scope(self, scope: TokenScope, token_id: str | None = None) -> Identity:
         return Identity(self.user_id, self.username, self.is_admin, self.teams, scope,
-                        self.roles)
+                        self.roles, token_id)

@@ -18,12 +18,19 @@ from auth import hashing
 from auth.names import MAX_USERNAME, valid_team_name, valid_username
 from auth.permissions import GRANTABLE, Permission, TeamRole
 from auth.policy import USER, Policy, role_of
-from backends.metadata.auth_entities import GrantRow, TokenRow, UserRecord, WorkspaceRow
+from backends.metadata.auth_entities import (
+    GrantRow,
+    LimitRow,
+    TokenRow,
+    UserRecord,
+    WorkspaceRow,
+)
 from backends.metadata.base import MetadataStore
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.security.authentication import load_identity
 
 __all__ = [
+    "LIMIT_FIELDS",
     "RESOURCE_TYPES",
     "add_member",
     "create_team",
@@ -32,6 +39,7 @@ __all__ = [
     "grant",
     "grant_target",
     "issue_token",
+    "limits_of",
     "need",
     "parse_permission",
     "remove_member",
@@ -39,6 +47,7 @@ __all__ = [
     "revoke_grant",
     "revoke_token",
     "set_admin",
+    "set_limits",
     "set_password",
     "team_role",
 ]
@@ -225,3 +234,31 @@ async def issue_token(store: MetadataStore, user: UserRecord, *, name: str = "",
 async def revoke_token(store: MetadataStore, token_id: str) -> None:
     """Raises ``NotFound``; revoking twice keeps the first time."""
     await store.revoke_token(token_id, int(time.time() * 1000))
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+LIMIT_FIELDS = ("requests_per_second", "rows_per_second", "caller_requests_per_second",
+                "caller_rows_per_second")
+_MAX_RATE = 1e9
+
+
+def limits_of(team: str, values: dict[str, object]) -> LimitRow:
+    """A team's limits from ``values`` (:data:`LIMIT_FIELDS`; one missing takes the
+    server's default, 0 is no limit)."""
+    checked: dict[str, float | None] = {}
+    for name in LIMIT_FIELDS:
+        value = values.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= _MAX_RATE):
+            raise invalid_parameter(f"'{name}' must be a number from 0 (no limit) to "
+                                    f"{_MAX_RATE:g}.")
+        checked[name] = None if value is None else float(value)
+    return LimitRow(team, **checked)
+
+
+async def set_limits(store: MetadataStore, team: str, values: dict[str, object]) -> LimitRow:
+    """Replace ``team``'s limits; raises ``NotFound`` for an unknown team."""
+    row = limits_of(need(team, "name"), values)
+    await store.set_limits(row)
+    return row

@@ -25,7 +25,15 @@ reports per-request refusals (unknown run, changed param) without failing the ot
 if the transaction itself fails, the batch is retried by halves until the culprit is alone.
 A database outage (``Unavailable``) is not bisected: every request of the batch gets it.
 
-Backpressure: at most ``max_queue_rows`` rows wait. A request that does not fit waits up to
+Fair share between workspaces: each request is queued under its workspace (its *share*),
+and a batch takes one request from each share in turn, so a team's request joins the next
+batch however many rows another team has queued. The queue is shared the same way: while
+several shares wait, one may always queue up to its fair part of ``max_queue_rows``
+(``max_queue_rows / shares waiting``), even when a flooding share filled the rest, so a
+flood costs the others at most one batch's commit of latency, never a place in a full
+queue. (The flood's volume itself is the rate limits' job: :mod:`gateway.security.limits`.)
+
+Backpressure: at most ``max_queue_rows`` rows wait (plus one fair part, as above). A request that does not fit waits up to
 ``queue_timeout`` for room, then gets ``QueueFull`` (503 with ``Retry-After``; the MLflow
 client retries it). Memory is bounded by the queue, not by the load.
 """
@@ -116,7 +124,10 @@ class Batcher:
         self._max_queue_rows = max_queue_rows
         self._queue_timeout = queue_timeout
         self._writer_count = writers
-        self._queue: collections.deque[_Pending] = collections.deque()
+        # Pending requests by share, in turn order: the share served longest ago first.
+        self._queues: dict[str, collections.deque[_Pending]] = {}
+        self._share_rows: dict[str, int] = {}
+        self._pending = 0
         self._queued_rows = 0
         self._arrived = asyncio.Event()  # something was queued
         self._room = asyncio.Event()  # rows left the queue
@@ -141,17 +152,23 @@ class Batcher:
 
     # -- the request side ----------------------------------------------------------------
 
-    async def submit(self, write: RunWrite) -> None:
+    async def submit(self, write: RunWrite, share: str = "") -> None:
         """Return once ``write`` is committed; raise the store's refusal of it, or
-        ``Unavailable`` / ``QueueFull``."""
+        ``Unavailable`` / ``QueueFull``. ``share``: whose turn it waits for (a workspace)."""
         if self._closing or not self._writers:
             raise errors.Unavailable("The server is shutting down; retry the request.")
         rows = max(1, write.rows)
-        if not self._fits(rows):
-            await self._wait_for_room(rows)
+        if not self._fits(rows, share):
+            await self._wait_for_room(rows, share)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume)
-        self._queue.append(_Pending(write, future))
+        queue = self._queues.get(share)
+        if queue is None:
+            queue = self._queues[share] = collections.deque()
+            self._share_rows[share] = 0
+        queue.append(_Pending(write, future))
+        self._share_rows[share] += rows
+        self._pending += 1
         self._queued_rows += rows
         self._figures.requests += 1
         self._arrived.set()
@@ -160,13 +177,17 @@ class Batcher:
         # nothing twice.
         await future
 
-    def _fits(self, rows: int) -> bool:
+    def _fits(self, rows: int, share: str) -> bool:
         # A request larger than the whole queue is admitted when the queue is empty.
-        return self._queued_rows + rows <= self._max_queue_rows or not self._queue
+        if self._queued_rows + rows <= self._max_queue_rows or not self._pending:
+            return True
+        mine = self._share_rows.get(share)
+        shares = len(self._queues) + (mine is None)
+        return (mine or 0) + rows <= self._max_queue_rows // shares
 
-    async def _wait_for_room(self, rows: int) -> None:
+    async def _wait_for_room(self, rows: int, share: str) -> None:
         deadline = time.monotonic() + self._queue_timeout
-        while not self._fits(rows):
+        while not self._fits(rows, share):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing:
                 self._figures.queue_full += 1
@@ -180,7 +201,7 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            if not self._queue:
+            if not self._pending:
                 if self._closing:
                     return
                 self._arrived.clear()
@@ -188,7 +209,7 @@ class Batcher:
                 continue
             if self._max_delay and not self._closing:
                 await self._linger()
-                if not self._queue:  # another writer took it meanwhile
+                if not self._pending:  # another writer took it meanwhile
                     continue
             batch = self._take()
             try:
@@ -200,8 +221,8 @@ class Batcher:
                         p.future.set_exception(errors.Unavailable("The write failed; retry."))
 
     async def _linger(self) -> None:
-        deadline = self._queue[0].enqueued + self._max_delay
-        while self._queue and self._queued_rows < self._max_rows and not self._closing:
+        deadline = min(q[0].enqueued for q in self._queues.values()) + self._max_delay
+        while self._pending and self._queued_rows < self._max_rows and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -212,15 +233,28 @@ class Batcher:
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []
         rows = 0
-        while self._queue:
-            size = max(1, self._queue[0].write.rows)
-            if batch and rows + size > self._max_rows:
-                break
-            batch.append(self._queue.popleft())
-            rows += size
+        queues, share_rows = self._queues, self._share_rows
+        taken = True
+        while taken and queues:  # rounds: one request of each share whose next one fits
+            taken = False
+            for share in list(queues):
+                queue = queues[share]
+                size = max(1, queue[0].write.rows)
+                if batch and rows + size > self._max_rows:
+                    continue
+                batch.append(queue.popleft())
+                rows += size
+                taken = True
+                del queues[share]  # its next turn comes after the others'
+                if queue:
+                    queues[share] = queue
+                    share_rows[share] -= size
+                else:
+                    del share_rows[share]
+        self._pending -= len(batch)
         self._queued_rows -= rows
         self._room.set()
-        waited = time.monotonic() - batch[0].enqueued
+        waited = time.monotonic() - min(p.enqueued for p in batch)
         f = self._figures
         f.batches += 1
         f.rows += rows
@@ -273,7 +307,8 @@ class Batcher:
     def stats(self) -> dict[str, object]:
         f = self._figures
         return {
-            "queued_requests": len(self._queue),
+            "queued_requests": self._pending,
+            "queued_shares": len(self._queues),
             "queued_rows": self._queued_rows,
             "max_queue_rows": self._max_queue_rows,
             "max_rows": self._max_rows,

@@ -242,9 +242,9 @@ def ui_install(wheel: Path | None, dest: Path | None) -> None:
 
 
 def _add_auth_commands() -> None:
-    from gateway.cli_auth import grants, teams, tokens, users
+    from gateway.cli_auth import grants, limits, teams, tokens, users
 
-    for group in (users, teams, tokens, grants):
+    for group in (users, teams, tokens, grants, limits):
         main.add_command(group)
 
 

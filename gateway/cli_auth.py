@@ -1,4 +1,5 @@
-"""Operator commands for authentication: ``mlgate users``, ``teams``, ``tokens``, ``grants``.
+"""Operator commands for authentication: ``mlgate users``, ``teams``, ``tokens``, ``grants``,
+``limits``.
 
 They open the metadata store directly (migrating it first, as ``serve`` does), so they
 work before the server runs and need no credentials. They make their changes through
@@ -33,7 +34,8 @@ from gateway import accounts
 from gateway.errors import MlflowError
 from gateway.settings import Settings
 
-__all__ = ["MIN_ADMIN_PASSWORD", "bootstrap_admin", "grants", "teams", "tokens", "users"]
+__all__ = ["MIN_ADMIN_PASSWORD", "bootstrap_admin", "grants", "limits", "teams", "tokens",
+           "users"]
 
 log = logging.getLogger("mlgate")
 
@@ -453,3 +455,59 @@ def list_grants(user: str | None, team: str | None, on: tuple[str, str] | None,
     for row, who in _run(uri, go):
         click.echo(f"{row.resource_type}\t{row.workspace}\t{row.resource_id}"
                    f"\t{row.principal_type}:{who}\t{row.permission}")
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+@click.group()
+def limits() -> None:
+    """Rate limits per team (workspace): requests and metric rows a second."""
+
+
+@limits.command("set")
+@click.argument("name")
+@click.option("--requests", type=float, default=None,
+              help="Requests a second the team may make (0: no limit).")
+@click.option("--rows", type=float, default=None,
+              help="Metric rows a second the team may write (0: no limit).")
+@click.option("--caller-requests", type=float, default=None,
+              help="Requests a second each of its tokens (or users) may make.")
+@click.option("--caller-rows", type=float, default=None,
+              help="Metric rows a second each of its tokens (or users) may write.")
+@_store_option
+def set_limits(name: str, requests: float | None, rows: float | None,
+               caller_requests: float | None, caller_rows: float | None,
+               uri: str | None) -> None:
+    """Set team NAME's limits, replacing all of its earlier ones: a limit not given takes
+    the server's default (--rate-limit-*)."""
+    values: dict[str, object] = {
+        "requests_per_second": requests, "rows_per_second": rows,
+        "caller_requests_per_second": caller_requests, "caller_rows_per_second": caller_rows}
+    _run(uri, lambda c: accounts.set_limits(c.store, name, values))
+    click.echo(f"limits of {name} set")
+
+
+@limits.command("unset")
+@click.argument("name")
+@_store_option
+def unset_limits(name: str, uri: str | None) -> None:
+    """Remove team NAME's own limits: it takes the server's defaults again."""
+    async def go(c: _Ctx) -> None:
+        if not await c.store.delete_limits(name):
+            raise MlflowError(f"team {name} has no limits of its own")
+
+    _run(uri, go)
+    click.echo(f"limits of {name} removed")
+
+
+@limits.command("list")
+@_store_option
+def list_limits(uri: str | None) -> None:
+    """List the teams' own limits (per second; - takes the default, 0 is no limit):
+    team, requests, rows, caller requests, caller rows."""
+    for row in _run(uri, lambda c: c.store.list_limits()):
+        click.echo("\t".join([row.workspace, *(
+            "-" if v is None else f"{v:g}" for v in (
+                row.requests_per_second, row.rows_per_second,
+                row.caller_requests_per_second, row.caller_rows_per_second))]))

@@ -97,10 +97,12 @@ _BACKEND_CODES: Final[list[tuple[type[be.BackendError], str]]] = [
 class MlflowError(Exception):
     """An error to render as MLflow does. ``message`` is shown to the client."""
 
-    def __init__(self, message: str, error_code: str = "INVALID_PARAMETER_VALUE") -> None:
+    def __init__(self, message: str, error_code: str = "INVALID_PARAMETER_VALUE",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.error_code = error_code
+        self.headers = headers  # sent with the answer (a 429's Retry-After)
 
     @property
     def status(self) -> int:
@@ -159,7 +161,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except MlflowError as exc:
         render = request.get(ERROR_RENDERER)
-        return (render or error_response)(exc)
+        response = (render or error_response)(exc)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     except be.BackendError as exc:
         err = from_backend(exc)
         headers = {"Retry-After": "1"} if err.error_code == "TEMPORARILY_UNAVAILABLE" else None

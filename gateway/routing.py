@@ -44,6 +44,9 @@ class Route:
     # A file download although the access is a READ of another resource (a run's file
     # preview): audited as the artifact proxy's downloads are.
     download: bool = False
+    # The metric rows the request writes (log-metric, log-batch), charged to the
+    # workspace's and the caller's row limits (gateway.security.limits).
+    rows: Callable[[dict[str, Any]], int] | None = None
 
 
 ROUTES = web.AppKey("routes", dict[web.AbstractRoute, Route])

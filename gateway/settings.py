@@ -270,6 +270,21 @@ SETTINGS: tuple[Setting, ...] = (
             "registered models there and get MANAGE on them. Off: default is closed like any "
             "team.", _env("AUTH_DEFAULT_WORKSPACE_OPEN"),
             flag="--auth-default-workspace-open/--no-auth-default-workspace-open", type=bool),
+    Setting("rate_limit_requests", 0.0, "Requests a second each workspace may make, across "
+            "all server processes, unless an administrator set its own (`mlgate limits "
+            "set`); more get 429 with `Retry-After`. 0: no limit. Needs --auth or workspaces.",
+            _env("RATE_LIMIT_REQUESTS"), type=float),
+    Setting("rate_limit_rows", 0.0, "Metric rows a second (the metrics of log-metric and "
+            "log-batch) each workspace may write, as --rate-limit-requests.",
+            _env("RATE_LIMIT_ROWS"), type=float),
+    Setting("rate_limit_caller_requests", 0.0, "Requests a second each API token (or user, "
+            "with a password) may make within a workspace, or outside any workspace. 0: no "
+            "limit.", _env("RATE_LIMIT_CALLER_REQUESTS"), type=float),
+    Setting("rate_limit_caller_rows", 0.0, "Metric rows a second each API token (or user) "
+            "may write within a workspace. 0: no limit.", _env("RATE_LIMIT_CALLER_ROWS"),
+            type=float),
+    Setting("rate_limit_burst", 1.0, "Seconds of a rate limit that may be spent at once "
+            "(the token bucket's size).", _env("RATE_LIMIT_BURST"), type=float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -350,6 +365,11 @@ class Settings:
     auth_failure_window: float = 300.0
     auth_trusted_proxies: str = ""
     auth_default_workspace_open: bool = True
+    rate_limit_requests: float = 0.0
+    rate_limit_rows: float = 0.0
+    rate_limit_caller_requests: float = 0.0
+    rate_limit_caller_rows: float = 0.0
+    rate_limit_burst: float = 1.0
 
     @classmethod
     def from_sources(
@@ -430,6 +450,14 @@ class Settings:
                 or self.auth_max_failures < 1:
             raise ConfigError("--auth-cache-seconds must not be negative; "
                               "--auth-failure-window and --auth-max-failures must be positive")
+        if min(self.rate_limit_requests, self.rate_limit_rows, self.rate_limit_caller_requests,
+               self.rate_limit_caller_rows) < 0 or not self.rate_limit_burst > 0:
+            raise ConfigError("--rate-limit-*: limits must not be negative, and "
+                              "--rate-limit-burst must be more than 0")
+        if max(self.rate_limit_requests, self.rate_limit_rows, self.rate_limit_caller_requests,
+               self.rate_limit_caller_rows) > 0 and not self.workspaces_enabled:
+            raise ConfigError("--rate-limit-*: limits are per workspace and per token; "
+                              "they need --auth or --enable-workspaces")
         try:
             parse_trusted_proxies(self.auth_trusted_proxies)
         except ValueError as exc:

@@ -22,6 +22,7 @@ from backends.metadata.auth_entities import (
     AuditRow,
     AuthVersions,
     GrantRow,
+    LimitRow,
     RoleAssignment,
     RolePermissionRow,
     RoleRow,
@@ -243,6 +244,31 @@ class AuthStore(ABC):
     @abstractmethod
     async def registered_model_exists(self, workspace: str, name: str) -> bool:
         """Whether the registered model exists in the workspace."""
+
+    # -- rate limits ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def set_limits(self, row: LimitRow) -> None:
+        """Set a workspace's limits, replacing all of its previous ones; bumps ``limits``.
+        Raises ``NotFound`` for an unknown workspace."""
+
+    @abstractmethod
+    async def delete_limits(self, workspace: str) -> bool:
+        """Remove a workspace's limits (it takes the defaults again); False when it had
+        none. Bumps ``limits`` when it had some."""
+
+    @abstractmethod
+    async def list_limits(self) -> list[LimitRow]:
+        """Every workspace's limits, by workspace name."""
+
+    @abstractmethod
+    async def live_processes(self, process_id: str, now_ms: int, alive_ms: int) -> int:
+        """Record that server process ``process_id`` is alive at ``now_ms``, forget those
+        not seen for ``alive_ms``, and return how many are alive (itself included)."""
+
+    @abstractmethod
+    async def leave_processes(self, process_id: str) -> None:
+        """Forget ``process_id`` (it is stopping), so the others' shares grow at once."""
 
     # -- audit ---------------------------------------------------------------------------
 

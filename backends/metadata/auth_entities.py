@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["AUDIT_FIELDS", "AuditRecord", "AuditRow", "AuthVersions", "GrantRow",
-           "RoleAssignment", "RolePermissionRow", "RoleRow", "TokenRow", "UserRecord",
+           "LimitRow", "RoleAssignment", "RolePermissionRow", "RoleRow", "TokenRow", "UserRecord",
            "Visibility", "WorkspaceRow"]
 
 
@@ -85,6 +85,19 @@ class AuthVersions:
     identities: int = 0  # an admin flag, a team's members, a role or who holds it
     grants: int = 0  # a grant or a role's permissions
     workspaces: int = 0  # a team (workspace) was created or deleted
+    limits: int = 0  # a workspace's rate limits were set or removed
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRow:
+    """A workspace's rate limits, per second across all server processes. None takes the
+    server's default; 0 is no limit. ``caller_*`` apply to each token or user in it."""
+
+    workspace: str
+    requests_per_second: float | None = None
+    rows_per_second: float | None = None
+    caller_requests_per_second: float | None = None
+    caller_rows_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

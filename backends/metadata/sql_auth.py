@@ -20,6 +20,7 @@ from backends.metadata.auth_entities import (
     AuditRow,
     AuthVersions,
     GrantRow,
+    LimitRow,
     RoleAssignment,
     RolePermissionRow,
     RoleRow,
@@ -41,6 +42,8 @@ _ROLE_PERM_COLS = "grant_id, principal, resource_type, resource_id, permission"
 # A role permission on every resource of a type ('*'). Only roles have those: a grant to a
 # user or team on '*' would be on a registered model named '*'.
 _ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
+_LIMIT_COLS = ("workspace, requests_per_second, rows_per_second, caller_requests_per_second,"
+               " caller_rows_per_second")
 _SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address, request_id")
@@ -230,10 +233,14 @@ class SqlAuthMixin(AuthStore):
                              " (SELECT role_id FROM auth_roles WHERE workspace = ?)", (name,))
             await db.execute("DELETE FROM auth_roles WHERE workspace = ?", (name,))
             cur = await db.execute(
+                "DELETE FROM rate_limits WHERE workspace = ? RETURNING workspace", (name,))
+            limited = await cur.fetchone() is not None
+            cur = await db.execute(
                 "DELETE FROM auth_workspaces WHERE name = ? RETURNING name", (name,))
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"Workspace '{name}' not found.")
-            await _changed(db, "workspaces", "identities", "grants")
+            await _changed(db, "workspaces", "identities", "grants",
+                           *(("limits",) if limited else ()))
 
     async def set_member(self, workspace: str, user_id: int, role: str) -> None:
         async with self._tx() as db:
@@ -608,6 +615,57 @@ class SqlAuthMixin(AuthStore):
                 "SELECT 1 FROM registered_models WHERE workspace = ? AND name = ?",
                 (workspace, name))
             return await cur.fetchone() is not None
+
+    # -- rate limits ---------------------------------------------------------------------
+
+    async def set_limits(self, row: LimitRow) -> None:
+        async with self._tx() as db:
+            cur = await db.execute("SELECT 1 FROM auth_workspaces WHERE name = ?",
+                                   (row.workspace,))
+            if await cur.fetchone() is None:
+                raise errors.NotFound(f"Workspace '{row.workspace}' not found.")
+            await db.execute(
+                f"INSERT INTO rate_limits ({_LIMIT_COLS}, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace) DO UPDATE SET"
+                " requests_per_second = excluded.requests_per_second,"
+                " rows_per_second = excluded.rows_per_second,"
+                " caller_requests_per_second = excluded.caller_requests_per_second,"
+                " caller_rows_per_second = excluded.caller_rows_per_second,"
+                " updated_at = excluded.updated_at",
+                (row.workspace, row.requests_per_second, row.rows_per_second,
+                 row.caller_requests_per_second, row.caller_rows_per_second, _now()))
+            await _changed(db, "limits")
+
+    async def delete_limits(self, workspace: str) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM rate_limits WHERE workspace = ? RETURNING workspace", (workspace,))
+            if await cur.fetchone() is None:
+                return False
+            await _changed(db, "limits")
+        return True
+
+    async def list_limits(self) -> list[LimitRow]:
+        async with self._read() as db:
+            cur = await db.execute(f"SELECT {_LIMIT_COLS} FROM rate_limits ORDER BY workspace")
+            return [LimitRow(r[0], *(None if v is None else float(v) for v in r[1:]))
+                    for r in await cur.fetchall()]
+
+    async def live_processes(self, process_id: str, now_ms: int, alive_ms: int) -> int:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO live_processes (process_id, seen_at) VALUES (?, ?)"
+                " ON CONFLICT (process_id) DO UPDATE SET seen_at = excluded.seen_at",
+                (process_id, now_ms))
+            await db.execute("DELETE FROM live_processes WHERE seen_at < ?",
+                             (now_ms - alive_ms,))
+            cur = await db.execute("SELECT COUNT(*) FROM live_processes")
+            row = await cur.fetchone()
+        return int(row[0])
+
+    async def leave_processes(self, process_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM live_processes WHERE process_id = ?", (process_id,))
 
     # -- audit ---------------------------------------------------------------------------
 

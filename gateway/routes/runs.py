@@ -37,7 +37,7 @@ from gateway.routes._common import (
     tags_of,
 )
 from gateway.routing import Route
-from gateway.security import visibility_of
+from gateway.security import visibility_of, workspace_of
 
 __all__ = ["ROUTES"]
 
@@ -189,7 +189,8 @@ async def _log(request: web.Request, run_id: str, *, metrics: Sequence[Metric] =
     checked = validation.validate_batch(
         metrics, params, tags, truncate=settings(request).truncate_long_values
     )
-    await request.app[BATCHER].submit(RunWrite(run_id, checked[0], checked[1], checked[2]))
+    await request.app[BATCHER].submit(RunWrite(run_id, checked[0], checked[1], checked[2]),
+                                      workspace_of(request))
     return render.json_response({})
 
 
@@ -316,12 +317,13 @@ ROUTES = [
     Route("POST", "/runs/delete", delete_run, _on_run(Action.DELETE), message=GET),
     Route("POST", "/runs/restore", restore_run, _on_run(Action.DELETE), message=GET),
     Route("POST", "/runs/log-metric", log_metric, _on_run(_UPDATE, _model_ref("model_id")),
-          message=LOG_METRIC),
+          message=LOG_METRIC, rows=lambda _: 1),
     Route("POST", "/runs/log-parameter", log_param, _on_run(_UPDATE), message=LOG_PARAM),
     Route("POST", "/runs/set-tag", set_tag, _on_run(_UPDATE), message=SET_TAG),
     Route("POST", "/runs/delete-tag", delete_tag, _on_run(_UPDATE), message=DELETE_TAG),
     Route("POST", "/runs/log-batch", log_batch,
-          _on_run(_UPDATE, _model_ref("metrics.model_id")), message=LOG_BATCH),
+          _on_run(_UPDATE, _model_ref("metrics.model_id")), message=LOG_BATCH,
+          rows=lambda msg: len(msg.get("metrics") or ())),
     Route("POST", "/runs/log-inputs", log_inputs,
           _on_run(_UPDATE, Ref(ResourceKind.LOGGED_MODEL, "models.model_id")),
           message=LOG_INPUTS),

@@ -151,7 +151,7 @@ class Authenticator:
             if hit.generation != generation:
                 identity = await self.identity_for(hit.identity.user_id)
                 if hit.token is not None:
-                    identity = identity.with_scope(hit.token.scope)
+                    identity = identity.with_scope(hit.token.scope, hit.token.token_id)
                 hit = _Verified(identity, hit.token, generation)
                 self._credentials.put(key, hit, epoch)
             if hit.token is None or self._usable(hit.token):
@@ -243,7 +243,8 @@ class Authenticator:
             self._limiter.release(address, name)
         self._touch(token_id)
         identity = await self.identity_for(record.user_id)
-        return _Verified(identity.with_scope(record.scope), record, generation)
+        return _Verified(identity.with_scope(record.scope, record.token_id), record,
+                         generation)
 
     async def _check_token(self, request: web.Request, address: str, name: str,
                            token_id: str, secret: str) -> TokenRecord:

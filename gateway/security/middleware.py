@@ -21,6 +21,7 @@ from auth.access import Access, Action, ResourceKind, named
 from auth.identity import Identity
 from auth.names import WORKSPACE_NAME
 from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
+from auth.rate_limits import Verdict
 from backends import errors as be
 from backends.metadata.auth_entities import Visibility
 from gateway.errors import BASE_PATH, MlflowError, from_backend
@@ -198,9 +199,15 @@ def enforcer() -> Middleware:
         # Who asked, before the check: the access log names the caller of a refused request
         # too. Handlers run only once the full admission below replaces it.
         request[_ADMITTED] = Admission(identity, workspace, None)
+        # Rate limits: the request now, its metric rows once its message is parsed.
+        counted = sec.limits.charge(None if exempt else workspace, _caller(identity)) \
+            if sec.limits.active else None
+        if counted is not None and not counted.admitted:
+            raise _over_limit(counted, "requests")
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
-            return await handler(request)
+            counted = _charge_rows(sec, route, request, identity, workspace) or counted
+            return _with_limit(await handler(request), counted)
         username = identity.username if identity else None
         label = _label(request, route)
         target: Target | None = None
@@ -208,7 +215,8 @@ def enforcer() -> Middleware:
             admission = await _admit(sec, request, route, identity, workspace)
             request[_ADMITTED] = admission
             target = admission.target
-            response = await handler(request)
+            counted = _charge_rows(sec, route, request, identity, workspace) or counted
+            response = _with_limit(await handler(request), counted)
         except BaseException as exc:
             status = _status_of(exc)
             named: tuple[str | None, str | None] = (target.kind, target.id) if target else (None, None)
@@ -227,6 +235,48 @@ def enforcer() -> Middleware:
         return response
 
     return enforce
+
+
+def _caller(identity: Identity | None) -> str | None:
+    """Whom the per-caller limits count a request against: its token, else its user."""
+    if identity is None:
+        return None
+    return f"token:{identity.token_id}" if identity.token_id else f"user:{identity.user_id}"
+
+
+def _charge_rows(sec: Security, route: Route | None, request: web.Request,
+                 identity: Identity | None, workspace: str) -> Verdict | None:
+    """Charge the metric rows the parsed message writes; raises the 429 when over."""
+    if route is None or route.rows is None or not sec.limits.active:
+        return None
+    rows = route.rows(message_of(request))
+    verdict = sec.limits.charge(workspace, _caller(identity), rows) if rows > 0 else None
+    if verdict is not None and not verdict.admitted:
+        raise _over_limit(verdict, "metric rows")
+    return verdict
+
+
+def _limit_headers(verdict: Verdict) -> dict[str, str]:
+    """The IETF draft's RateLimit fields: the bucket's size, what is left of it, and the
+    seconds until it is full again."""
+    return {"RateLimit-Limit": str(verdict.limit),
+            "RateLimit-Remaining": str(verdict.remaining),
+            "RateLimit-Reset": str(verdict.reset)}
+
+
+def _over_limit(verdict: Verdict, what: str) -> MlflowError:
+    sec_s = "second" if verdict.retry_after == 1 else "seconds"
+    return MlflowError(
+        f"Too many {what} for this workspace or token: over its rate limit. Retry in "
+        f"{verdict.retry_after} {sec_s}.", "REQUEST_LIMIT_EXCEEDED",
+        {"Retry-After": str(verdict.retry_after), **_limit_headers(verdict)})
+
+
+def _with_limit(response: web.StreamResponse,
+                verdict: Verdict | None) -> web.StreamResponse:
+    if verdict is not None and not response.prepared:  # a download has sent its headers
+        response.headers.update(_limit_headers(verdict))
+    return response
 
 
 async def _workspace(sec: Security, request: web.Request, identity: Identity | None) -> str:

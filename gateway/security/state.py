@@ -18,6 +18,7 @@ from backends.metadata.base import MetadataStore
 from gateway.audit import AuditLog
 from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator
+from gateway.security.limits import RateLimits
 from gateway.security.resolution import Resolver
 from gateway.security.watch import AuthWatch
 from gateway.settings import Settings
@@ -51,8 +52,9 @@ class Security:
             spawn=self._spawn)
         self.resolver = Resolver(store, ttl)
         self.audit = AuditLog(store) if self.auth_on else None
-        # Changes made by other processes (nothing is cached without a cache lifetime).
-        self.watch = AuthWatch(store, self.changed_elsewhere) if ttl > 0 else None
+        self.limits = RateLimits(store, settings)
+        # Changes made by other processes: to what is cached, and to the rate limits.
+        self.watch = AuthWatch(store, self.changed_elsewhere)
         # Since start, for /metrics: logins refused (a wrong password, an unknown or bad
         # token), and attempts answered 429 by the failed-login limit.
         self.failed_logins = 0
@@ -63,12 +65,12 @@ class Security:
     def start(self) -> None:
         if self.audit is not None:
             self.audit.start()
-        if self.watch is not None:
-            self.watch.start()
+        self.watch.start()
+        self.limits.start()
 
     async def close(self) -> None:
-        if self.watch is not None:
-            await self.watch.close()
+        await self.watch.close()
+        await self.limits.close()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
         if self.audit is not None:
@@ -116,6 +118,8 @@ class Security:
             self.resolver.invalidate_grants()
         if "workspaces" in scopes:
             self.resolver.invalidate_workspaces()
+        if "limits" in scopes:
+            self.limits.reload()
 
     # -- what the admin routes ask ------------------------------------------------------
 

@@ -1070,3 +1070,36 @@ async def test_uploads_in_flight_are_noted_until_they_end(
     await metadata_store.end_upload(second.upload_id)
     await metadata_store.end_upload(second.upload_id)  # idempotent
     assert await metadata_store.uploads_in_flight() == [first]
+
+
+async def test_rate_limits_and_live_processes(metadata_store: MetadataStore) -> None:
+    """Limits are set whole per workspace, go with it, and bump their counter; the live
+    process count forgets the silent and the departed."""
+    from backends.metadata.auth_entities import LimitRow
+
+    store = metadata_store
+    await store.create_workspace("team-a")
+    seen = (await store.auth_versions()).limits
+    await store.set_limits(LimitRow("team-a", 10.0, None, 2.5, 0.0))
+    await store.set_limits(LimitRow("default", None, 500.0))
+    assert await store.list_limits() == [LimitRow("default", None, 500.0),
+                                         LimitRow("team-a", 10.0, None, 2.5, 0.0)]
+    await store.set_limits(LimitRow("team-a", rows_per_second=7.0))  # replaces, not merges
+    assert (await store.list_limits())[1] == LimitRow("team-a", None, 7.0)
+    assert (await store.auth_versions()).limits == seen + 3
+    with pytest.raises(errors.NotFound):
+        await store.set_limits(LimitRow("no-team", 1.0))
+    assert await store.delete_limits("default") is True
+    assert await store.delete_limits("default") is False
+    assert (await store.auth_versions()).limits == seen + 4
+    await store.delete_workspace("team-a")
+    assert await store.list_limits() == []
+    assert (await store.auth_versions()).limits == seen + 5
+
+    assert await store.live_processes("p1", 10_000, 3000) == 1
+    assert await store.live_processes("p2", 11_000, 3000) == 2
+    assert await store.live_processes("p1", 11_500, 3000) == 2
+    assert await store.live_processes("p1", 14_500, 3000) == 1  # p2 silent for 3.5 s
+    await store.live_processes("p3", 14_600, 3000)
+    await store.leave_processes("p3")
+    assert await store.live_processes("p1", 14_700, 3000) == 1

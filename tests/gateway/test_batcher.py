@@ -219,6 +219,39 @@ async def test_full_queue_waits_then_refuses(store: MetadataStore) -> None:
     assert batcher.stats()["queue_full_rejections"] == 1
 
 
+async def test_a_flooding_share_leaves_room_and_turns_to_the_others(
+        store: MetadataStore) -> None:
+    """One workspace fills the queue: another's request still gets in (its fair part of
+    the queue) and rides the very next batch instead of waiting behind the flood."""
+    run_a, run_b = await _runs(store, 2)
+    counting = _Counting(store)
+    counting.gate = asyncio.Event()
+    batcher = Batcher(counting, max_rows=10, max_queue_rows=40, queue_timeout=0.1)
+    batcher.start()
+    try:
+        held = asyncio.create_task(batcher.submit(RunWrite(run_a, metrics=[
+            Metric("a", 0.0, 0, i) for i in range(10)]), "team-a"))
+        await asyncio.sleep(0.02)  # taken by the writer, which is now blocked
+        flood = [asyncio.create_task(batcher.submit(RunWrite(run_a, metrics=[
+            Metric("a", 1.0, 0, 100 + i) for i in range(2)]), "team-a")) for i in range(20)]
+        await asyncio.sleep(0.02)
+        assert batcher.stats()["queued_rows"] == 40  # full
+        with pytest.raises(QueueFull):  # team-a is over its part of a full queue
+            await batcher.submit(RunWrite(run_a, metrics=[Metric("a", 2.0, 0, 999)]), "team-a")
+        other = asyncio.create_task(batcher.submit(
+            RunWrite(run_b, metrics=[Metric("b", 1.0, 0, 0)]), "team-b"))
+        await asyncio.sleep(0.02)
+        assert batcher.stats()["queued_rows"] == 41 and not other.done()
+        counting.gate.set()
+        await other
+        # Committed in the first batch after the blocked one, with 9 rows of the flood.
+        assert counting.calls[:2] == [1, 5], counting.calls
+        await asyncio.gather(held, *flood)
+    finally:
+        await batcher.close()
+    assert len(await _history(store, run_b, "b")) == 1
+
+
 async def test_close_drains_and_then_refuses(store: MetadataStore) -> None:
     [run] = await _runs(store, 1)
     counting = _Counting(store)

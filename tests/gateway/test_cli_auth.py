@@ -280,3 +280,22 @@ def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
     message = fails(mlgate(dsn, "users", "list"))
     assert "127.0.0.1" in message or "connect" in message.lower()
     assert fails(mlgate("ftp://x", "users", "list"), 2).startswith("--backend-store-uri")
+
+
+def test_limits_set_list_and_unset(store_uri: str) -> None:
+    ok(mlgate(store_uri, "teams", "create", "team-a"))
+    ok(mlgate(store_uri, "limits", "set", "team-a", "--requests", "50", "--caller-rows", "0"))
+    ok(mlgate(store_uri, "limits", "set", "default", "--rows", "2000.5"))
+    assert ok(mlgate(store_uri, "limits", "list")).splitlines() == [
+        "default\t-\t2000.5\t-\t-", "team-a\t50\t-\t-\t0"]
+    assert fails(mlgate(store_uri, "limits", "set", "team-a", "--rows", "-1")) == (
+        "'rows_per_second' must be a number from 0 (no limit) to 1e+09.")
+    assert fails(mlgate(store_uri, "limits", "set", "nope", "--rows", "1")) == (
+        "Workspace 'nope' not found.")
+    ok(mlgate(store_uri, "limits", "unset", "team-a"))
+    assert fails(mlgate(store_uri, "limits", "unset", "team-a")) == (
+        "team team-a has no limits of its own")
+    assert ok(mlgate(store_uri, "limits", "list")).splitlines() == ["default\t-\t2000.5\t-\t-"]
+    audited = on_store(store_uri, lambda s: s.query_audit())
+    assert [r.action for r in audited if r.action.startswith("limits")] == [
+        "limits set", "limits set", "limits unset"]

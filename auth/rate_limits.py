@@ -1,0 +1,119 @@
+"""Token buckets for the per-workspace and per-caller rate limits: pure arithmetic over
+plain values (the time is passed in), so the rules are tested without a clock or a server.
+
+A bucket holds up to ``burst`` units and refills at ``rate`` units a second. A request that
+costs ``cost`` units is admitted while the bucket holds at least ``min(cost, burst)``, and
+then takes its whole cost, which may leave the level below zero: a log-batch of more rows
+than the burst passes on a full bucket and the debt it leaves holds back what follows, so
+the long-run rate is kept without refusing large batches outright. A refused request takes
+nothing and is told how long until it would pass.
+
+``shared_rate`` divides a limit between the live server processes: each process enforces
+its part in its own memory (:mod:`gateway.security.limits` says why).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Bucket", "Quota", "Verdict", "charge", "charge_all", "full", "idle", "peek", "shared_rate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A limit: ``rate`` units a second, bursts of up to ``burst`` units."""
+
+    rate: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and self.burst > 0):
+            raise ValueError("a quota's rate and burst must be positive")
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A bucket's level as of ``at`` (seconds on the caller's monotonic clock)."""
+
+    level: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of :func:`charge`: what the RateLimit headers report."""
+
+    admitted: bool
+    limit: int  # the burst: units available at once
+    remaining: int  # whole units left after this request (0 when in debt)
+    reset: int  # seconds until the bucket is full again
+    retry_after: int  # seconds until a refused request would pass (0 when admitted)
+
+
+def _refill(bucket: Bucket, quota: Quota, now: float) -> None:
+    if now > bucket.at:
+        bucket.level = min(quota.burst, bucket.level + (now - bucket.at) * quota.rate)
+        bucket.at = now
+
+
+def _verdict(bucket: Bucket, quota: Quota, admitted: bool, retry_after: float) -> Verdict:
+    return Verdict(admitted, max(1, math.floor(quota.burst)),
+                   max(0, math.floor(bucket.level)),
+                   max(0, math.ceil((quota.burst - bucket.level) / quota.rate)),
+                   math.ceil(retry_after) if not admitted else 0)
+
+
+def full(quota: Quota, now: float) -> Bucket:
+    """A new bucket: a caller's first request finds its whole burst."""
+    return Bucket(quota.burst, now)
+
+
+def charge(bucket: Bucket, quota: Quota, cost: float, now: float) -> Verdict:
+    """Take ``cost`` units from ``bucket`` if it holds ``min(cost, burst)``; else take
+    nothing and say when to retry (at least one second: ``Retry-After`` is whole seconds)."""
+    return charge_all(((bucket, quota),), cost, now)
+
+
+def charge_all(buckets: Sequence[tuple[Bucket, Quota]], cost: float, now: float) -> Verdict:
+    """:func:`charge` every bucket, or none when any of them refuses (a request that a
+    caller's limit refuses does not use up its workspace's). The verdict is the refusing
+    bucket's that asks the longest wait, else the admitting bucket with the least left."""
+    refused: Verdict | None = None
+    for bucket, quota in buckets:
+        _refill(bucket, quota, now)
+        need = min(cost, quota.burst)
+        if bucket.level < need:
+            verdict = _verdict(bucket, quota, False, max(1.0, (need - bucket.level) / quota.rate))
+            if refused is None or verdict.retry_after > refused.retry_after:
+                refused = verdict
+    if refused is not None:
+        return refused
+    tightest: Verdict | None = None
+    for bucket, quota in buckets:
+        bucket.level -= cost
+        verdict = _verdict(bucket, quota, True, 0.0)
+        if tightest is None or verdict.remaining * tightest.limit < tightest.remaining * verdict.limit:
+            tightest = verdict
+    if tightest is None:
+        raise ValueError("charge_all needs at least one bucket")
+    return tightest
+
+
+def peek(bucket: Bucket, quota: Quota, now: float) -> Verdict:
+    """The bucket's state for the RateLimit headers, taking nothing."""
+    _refill(bucket, quota, now)
+    return _verdict(bucket, quota, True, 0.0)
+
+
+def idle(bucket: Bucket, quota: Quota, now: float) -> bool:
+    """Whether the bucket is full again, so forgetting it changes nothing."""
+    return bucket.level + max(0.0, now - bucket.at) * quota.rate >= quota.burst
+
+
+def shared_rate(limit: float, processes: int, burst_seconds: float) -> Quota:
+    """One process's part of a limit of ``limit`` units a second enforced by ``processes``
+    processes, with bursts of ``burst_seconds`` of it (at least one unit)."""
+    rate = limit / max(1, processes)
+    return Quota(rate, max(1.0, rate * burst_seconds))
