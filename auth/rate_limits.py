@@ -1,12 +1,13 @@
 """Token buckets for the per-workspace and per-caller rate limits: pure arithmetic over
 plain values (the time is passed in), so the rules are tested without a clock or a server.
 
-A bucket holds up to ``burst`` units and refills at ``rate`` units a second. A request that
-costs ``cost`` units is admitted while the bucket holds at least ``min(cost, burst)``, and
-then takes its whole cost, which may leave the level below zero: a log-batch of more rows
-than the burst passes on a full bucket and the debt it leaves holds back what follows, so
-the long-run rate is kept without refusing large batches outright. A refused request takes
-nothing and is told how long until it would pass.
+A bucket holds up to ``burst`` units and refills at ``rate`` units a second. A request is
+admitted while the bucket holds at least one unit, and then takes its whole cost, which may
+leave the level below zero: a log-batch of more rows than are left (or than the burst)
+passes, and the debt it leaves holds back what follows, so the long-run rate is kept without
+refusing large batches outright. Because the rule does not depend on the cost, a request can
+be refused before its cost is known (:func:`empty`: before a log-batch's body is read). A
+refused request takes nothing and is told how long until it would pass.
 
 ``shared_rate`` divides a limit between the live server processes: each process enforces
 its part in its own memory (:mod:`gateway.security.limits` says why).
@@ -18,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bucket", "Quota", "Verdict", "charge", "charge_all", "full", "idle", "peek", "shared_rate"]
+__all__ = ["Bucket", "Quota", "Verdict", "charge", "charge_all", "empty", "full", "idle", "peek", "shared_rate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,8 @@ def full(quota: Quota, now: float) -> Bucket:
 
 
 def charge(bucket: Bucket, quota: Quota, cost: float, now: float) -> Verdict:
-    """Take ``cost`` units from ``bucket`` if it holds ``min(cost, burst)``; else take
-    nothing and say when to retry (at least one second: ``Retry-After`` is whole seconds)."""
+    """Take ``cost`` units from ``bucket`` if it holds one; else take nothing and say when
+    to retry (at least one second: ``Retry-After`` is whole seconds)."""
     return charge_all(((bucket, quota),), cost, now)
 
 
@@ -80,14 +81,7 @@ def charge_all(buckets: Sequence[tuple[Bucket, Quota]], cost: float, now: float)
     """:func:`charge` every bucket, or none when any of them refuses (a request that a
     caller's limit refuses does not use up its workspace's). The verdict is the refusing
     bucket's that asks the longest wait, else the admitting bucket with the least left."""
-    refused: Verdict | None = None
-    for bucket, quota in buckets:
-        _refill(bucket, quota, now)
-        need = min(cost, quota.burst)
-        if bucket.level < need:
-            verdict = _verdict(bucket, quota, False, max(1.0, (need - bucket.level) / quota.rate))
-            if refused is None or verdict.retry_after > refused.retry_after:
-                refused = verdict
+    refused = empty(buckets, now)
     if refused is not None:
         return refused
     tightest: Verdict | None = None
@@ -99,6 +93,20 @@ def charge_all(buckets: Sequence[tuple[Bucket, Quota]], cost: float, now: float)
     if tightest is None:
         raise ValueError("charge_all needs at least one bucket")
     return tightest
+
+
+def empty(buckets: Sequence[tuple[Bucket, Quota]], now: float) -> Verdict | None:
+    """The refusal of a request now, whatever its cost (a bucket below one unit admits
+    nothing), or None when every bucket would admit it. The refusal is the bucket's that
+    asks the longest wait."""
+    refused: Verdict | None = None
+    for bucket, quota in buckets:
+        _refill(bucket, quota, now)
+        if bucket.level < 1:
+            verdict = _verdict(bucket, quota, False, max(1.0, (1 - bucket.level) / quota.rate))
+            if refused is None or verdict.retry_after > refused.retry_after:
+                refused = verdict
+    return refused
 
 
 def peek(bucket: Bucket, quota: Quota, now: float) -> Verdict:

@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from auth.rate_limits import Bucket, Quota, Verdict, charge_all, full, idle, shared_rate
+from auth.rate_limits import Bucket, Quota, Verdict, charge_all, empty, full, idle, shared_rate
 from backends.metadata.auth_entities import LimitRow
 from backends.metadata.base import MetadataStore
 from gateway.settings import Settings
@@ -153,6 +153,22 @@ class RateLimits:
             return None
         verdict = charge_all(pairs, max(1, rows), now)
         if not verdict.admitted:
+            self.refused += 1
+        return verdict
+
+    def refuses_rows(self, workspace: str, caller: str | None) -> Verdict | None:
+        """The refusal a request writing metric rows would get now, however few, or None:
+        a flood of log-batch is refused before its body is read and parsed."""
+        if not self.active:
+            return None
+        quotas = self._of(workspace)
+        now = time.monotonic()
+        pairs = [(bucket, quota) for key, quota in (
+            (("rows", workspace, ""), quotas.rows), (("rows", workspace, caller or ""),
+                                                     quotas.caller_rows if caller else None))
+            if quota is not None and (bucket := self._buckets.get(key)) is not None]
+        verdict = empty(pairs, now) if pairs else None
+        if verdict is not None:
             self.refused += 1
         return verdict
 

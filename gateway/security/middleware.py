@@ -200,10 +200,16 @@ def enforcer() -> Middleware:
         # too. Handlers run only once the full admission below replaces it.
         request[_ADMITTED] = Admission(identity, workspace, None)
         # Rate limits: the request now, its metric rows once its message is parsed.
-        counted = sec.limits.charge(None if exempt else workspace, _caller(identity)) \
-            if sec.limits.active else None
-        if counted is not None and not counted.admitted:
-            raise _over_limit(counted, "requests")
+        counted = None
+        if sec.limits.active:
+            caller = _caller(identity)
+            counted = sec.limits.charge(None if exempt else workspace, caller)
+            if counted is not None and not counted.admitted:
+                raise _over_limit(counted, "requests")
+            empty = (sec.limits.refuses_rows(workspace, caller)
+                     if route is not None and route.rows is not None else None)
+            if empty is not None:
+                raise _over_limit(empty, "metric rows")
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             counted = _charge_rows(sec, route, request, identity, workspace) or counted

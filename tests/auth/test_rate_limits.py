@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from auth.rate_limits import Bucket, Quota, charge, charge_all, full, idle, peek, shared_rate
+from auth.rate_limits import (
+    Bucket,
+    Quota,
+    charge,
+    charge_all,
+    empty,
+    full,
+    idle,
+    peek,
+    shared_rate,
+)
 
 
 def test_a_full_bucket_admits_its_burst_then_refuses_until_refilled() -> None:
@@ -90,3 +100,15 @@ def test_several_buckets_are_charged_together_or_not_at_all() -> None:
     refused = charge_all(both, 1, 0.0)
     assert not refused.admitted and refused.limit == 2
     assert team_bucket.level == 98  # the caller's refusal used none of the team's
+
+
+def test_an_empty_bucket_refuses_before_the_cost_is_known() -> None:
+    rows = Quota(rate=10, burst=10)
+    bucket = full(rows, 0.0)
+    assert empty([(bucket, rows)], 0.0) is None
+    charge(bucket, rows, 30, 0.0)  # a batch larger than the burst: 20 in debt
+    refused = empty([(bucket, rows)], 1.0)  # 10 back: still 10 in debt
+    assert refused is not None and (refused.admitted, refused.retry_after) == (False, 2)
+    assert empty([(bucket, rows)], 2.1) is None  # one unit back: any batch passes
+    assert charge(bucket, rows, 30, 2.1).admitted
+    assert bucket.level == pytest.approx(-29)
