@@ -12,6 +12,7 @@ another workspace is answered 404, a missing id 400, a refusal 403; nothing is g
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import NamedTuple
 
 from aiohttp import web
@@ -213,7 +214,8 @@ def enforcer() -> Middleware:
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             counted = _charge_rows(sec, route, request, identity, workspace) or counted
-            return _with_limit(await handler(request), counted)
+            async with _pool_share(sec, route, workspace):
+                return _with_limit(await handler(request), counted)
         username = identity.username if identity else None
         label = _label(request, route)
         target: Target | None = None
@@ -222,7 +224,8 @@ def enforcer() -> Middleware:
             request[_ADMITTED] = admission
             target = admission.target
             counted = _charge_rows(sec, route, request, identity, workspace) or counted
-            response = _with_limit(await handler(request), counted)
+            async with _pool_share(sec, route, workspace):
+                response = _with_limit(await handler(request), counted)
         except BaseException as exc:
             status = _status_of(exc)
             named: tuple[str | None, str | None] = (target.kind, target.id) if target else (None, None)
@@ -241,6 +244,19 @@ def enforcer() -> Middleware:
         return response
 
     return enforce
+
+
+def _pool_share(sec: Security, route: Route | None,
+                workspace: str) -> AbstractAsyncContextManager[None]:
+    """The workspace's place among the store's connections (:mod:`.shares`), for a handler
+    that reads or writes the store itself: metric writes go through the batcher's own fair
+    queue, and artifact transfers hold no connection while they stream."""
+    if route is None or route.rows is not None or route.access.resource in _UNPOOLED:
+        return nullcontext()
+    return sec.pool_shares.held(workspace)
+
+
+_UNPOOLED = frozenset({ResourceKind.ARTIFACT_PATH, ResourceKind.PUBLIC})
 
 
 def _caller(identity: Identity | None) -> str | None:

@@ -20,6 +20,7 @@ from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator
 from gateway.security.limits import RateLimits
 from gateway.security.resolution import Resolver
+from gateway.security.shares import PoolShares
 from gateway.security.watch import AuthWatch
 from gateway.settings import Settings
 
@@ -53,6 +54,9 @@ class Security:
         self.resolver = Resolver(store, ttl)
         self.audit = AuditLog(store) if self.auth_on else None
         self.limits = RateLimits(store, settings)
+        self.pool_shares = PoolShares(
+            settings.sqlite_readers if settings.backend_store_uri.startswith("sqlite")
+            else settings.db_pool_size)
         # Changes made by other processes: to what is cached, and to the rate limits.
         self.watch = AuthWatch(store, self.changed_elsewhere)
         # Since start, for /metrics: logins refused (a wrong password, an unknown or bad
