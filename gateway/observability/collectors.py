@@ -80,6 +80,11 @@ class GatewayCollector(Collector):
                            security.failed_logins)
             yield _counter("mlgate_auth_rate_limited", "Login attempts answered 429 by the "
                            "failed-login limit (--auth-max-failures).", security.rate_limited)
+            yield _counter("mlgate_rate_limited_requests", "Requests answered 429 by a "
+                           "workspace's or a caller's rate limit (mlgate limits).",
+                           security.limits.refused)
+            yield _gauge("mlgate_rate_limit_processes", "Server processes alive that share "
+                         "each rate limit (1 while no limit is set).", security.limits.processes)
             if security.audit is not None:
                 yield _gauge("mlgate_audit_pending_records", "Audit records queued and not "
                              "yet stored in the database.", security.audit.pending)

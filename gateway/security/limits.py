@@ -110,7 +110,12 @@ class RateLimits:
             now = time.monotonic()
             for key in [k for k, b in self._buckets.items() if self._idle(k, b, now)]:
                 del self._buckets[key]
-            if not self.active and not self._registered:
+            if not self.active:
+                if self._registered:  # no limit any more: the others stop counting it
+                    self._registered, self._processes = False, 1
+                    self._quotas.clear()
+                    with contextlib.suppress(Exception):
+                        await self._store.leave_processes(self._process_id)
                 continue
             try:
                 count = await self._store.live_processes(

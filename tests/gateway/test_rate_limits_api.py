@@ -79,6 +79,8 @@ async def test_limits_per_workspace_and_token_with_mlflow_shaped_refusals(
         assert resp.status == 200
         assert resp.headers["RateLimit-Limit"] == "2"  # the token's, the tighter one
         assert resp.headers["RateLimit-Remaining"] == "1"
+    metrics = (await api.send("GET", "/metrics")).body.decode()
+    assert "mlgate_rate_limited_requests_total 3.0" in metrics  # t1's, t2's, the header check
     assert (await api.call("DELETE", LIMITS, ADMIN)).status == 204
     assert (await api.call("DELETE", LIMITS, ADMIN)).status == 404
     assert await _statuses(api, t1, 3) == [200, 200, 200]  # the defaults: no team limit
