@@ -7,7 +7,9 @@
 - :mod:`~gateway.security.state`: :class:`Security`, the per-process state and the audit;
 - :mod:`~gateway.security.effects`: grants that follow from what a handler did;
 - :mod:`~gateway.security.caches`: the TTL cache they share;
-- :mod:`~gateway.security.watch`: changes made by other processes, which empty those caches.
+- :mod:`~gateway.security.watch`: changes made by other processes, which empty those caches;
+- :mod:`~gateway.security.limits`: per-workspace and per-caller rate limits;
+- :mod:`~gateway.security.shares`: a fair share of the store's connections per workspace.
 """
 
 from __future__ import annotations

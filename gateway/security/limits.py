@@ -15,6 +15,10 @@ team's requests evenly (round robin does; a single keep-alive connection pinned 
 replica gets ``1/N`` of its limit), and for a second or so after a process starts or stops
 the total may be off by one process's share.
 
+What a request is charged to is what the permission check read: the workspace the
+enforcement point selected, the caller it authenticated, and the rows of the message it
+parsed, which the handler reads too; nothing parses the request a second way.
+
 Limits come from the ``rate_limits`` rows an administrator sets (``mlgate limits set``, or
 ``PUT /mlgate/v1/teams/{name}/limits``), else from the ``--rate-limit-*`` settings; they are
 reloaded when the store's ``limits`` change counter moves (:class:`AuthWatch`), so a change
