@@ -72,6 +72,8 @@ class RateLimits:
         self._registered = False
         self._task: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
+        self._again = False  # a reload was asked for since the last read began
+        self._stale = False  # the last read failed
         self.active = _limited(self._defaults)
         self.refused = 0  # since start, for /metrics
 
@@ -92,25 +94,30 @@ class RateLimits:
 
     def reload(self) -> None:
         """Read the limits again (their counter moved, or this process changed them)."""
+        self._again = True
         if self._reloading is None or self._reloading.done():
             self._reloading = asyncio.create_task(self._reload())
-        else:  # one is under way, and may have read before this change: read once more
-            self._reloading.add_done_callback(lambda _: self.reload())
 
     async def _reload(self) -> None:
-        try:
-            rows = await self._store.list_limits()
-        except Exception as exc:  # noqa: BLE001 - the old limits stay until a read succeeds
-            log.warning("cannot read the rate limits (%s); the previous ones stay", exc)
-            return
-        self._rows = {r.workspace: r for r in rows}
-        self.active = _limited(self._defaults) or any(_limited(r) for r in rows)
-        self._quotas.clear()
+        while self._again:  # a change during a read may not be in it: read once more
+            self._again = False
+            try:
+                rows = await self._store.list_limits()
+            except Exception as exc:  # noqa: BLE001 - the old limits stay until a read works
+                log.warning("cannot read the rate limits (%s); the previous ones stay", exc)
+                self._stale = True  # read again at the next heartbeat
+                return
+            self._rows = {r.workspace: r for r in rows}
+            self.active = _limited(self._defaults) or any(_limited(r) for r in rows)
+            self._quotas.clear()
 
     async def _run(self) -> None:
         failing = False
         while True:
             await asyncio.sleep(HEARTBEAT)
+            if self._stale:
+                self._stale = False
+                self.reload()
             now = time.monotonic()
             for key in [k for k, b in self._buckets.items() if self._idle(k, b, now)]:
                 del self._buckets[key]
