@@ -234,7 +234,19 @@ class Batcher:
         batch: list[_Pending] = []
         rows = 0
         queues, share_rows = self._queues, self._share_rows
-        taken = True
+        taken = len(queues) > 1
+        if not taken:  # one share (always, without workspaces): no turns to take
+            [(share, queue)] = queues.items()
+            while queue:
+                size = max(1, queue[0].write.rows)
+                if batch and rows + size > self._max_rows:
+                    break
+                batch.append(queue.popleft())
+                rows += size
+            if queue:
+                share_rows[share] -= rows
+            else:
+                del queues[share], share_rows[share]
         while taken and queues:  # rounds: one request of each share whose next one fits
             taken = False
             for share in list(queues):
