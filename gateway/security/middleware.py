@@ -204,7 +204,9 @@ def enforcer() -> Middleware:
         counted = None
         if sec.limits.active:
             caller = _caller(identity)
-            counted = sec.limits.charge(None if exempt else workspace, caller)
+            # Server administration (/metrics, the admin API…) is no team's work either.
+            teamless = exempt or route is None or route.access.resource is ResourceKind.SERVER
+            counted = sec.limits.charge(None if teamless else workspace, caller)
             if counted is not None and not counted.admitted:
                 raise _over_limit(counted, "requests")
             empty = (sec.limits.refuses_rows(workspace, caller)
