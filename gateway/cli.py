@@ -21,6 +21,7 @@ from backends.errors import BackendError
 from backends.registry import open_metadata_store, redact_uri
 from gateway import serving
 from gateway.audit import add_json_lines_handler
+from gateway.observability.client_errors import quiet_client_errors
 from gateway.settings import SETTINGS, ConfigError, Settings
 
 __all__ = ["main"]
@@ -60,6 +61,7 @@ def _configure_logging(level: str) -> None:
     # Audit records are JSON lines of their own (one logging call carries a batch of them),
     # so their handler adds no prefix, and they do not pass through the root handler.
     add_json_lines_handler()
+    quiet_client_errors()
 
 
 @click.group()
