@@ -66,3 +66,25 @@ async def test_cached_token_is_rate_limited_like_a_guess(
     assert await _status(client, bearer(token), ATTACKER_AT) == 429
     assert await _status(client, bearer(token), USER_AT) == 200
     await client.close()
+
+
+async def test_a_failed_login_records_only_what_could_name_someone(
+        aiohttp_client: Any, store_uri: str, tmp_path: Path) -> None:  # noqa: F811
+    """Regression (attack24): a failed login's record took the workspace header and the user
+    name as sent, unchecked and of any length. A junk token costs no password hash, so anyone
+    could write several kilobytes of their choosing into every audit row, as fast as the
+    server answers, and file the rows under any team."""
+    client = await _client(aiohttp_client, store_uri, tmp_path)
+    junk = {"Authorization": "Bearer junk", "X-Request-Id": "junk-token"}
+    for workspace in ("w" * 4000, "Team B"):  # the first passes the name pattern, not its length
+        resp = await client.get(f"{API}/experiments/get", params={"experiment_id": "0"},
+                                headers={**junk, "X-MLFLOW-WORKSPACE": workspace})
+        assert resp.status == 401
+    long_name = basic("u" * 3000, "guess")
+    assert await _status(client, {**long_name, "X-MLFLOW-WORKSPACE": "team-b"}, ATTACKER_AT) == 401
+    resp = await client.get("/mlgate/v1/audit", headers=basic(ADMIN, ADMIN_PASSWORD))
+    failed = [r for r in (await resp.json())["records"] if r["action"] == "login"]
+    assert [(r["workspace"], len(r["username"] or "")) for r in failed] == [
+        (None, 0), (None, 0), ("team-b", 255)], failed
+    assert failed[-1]["username"] == "u" * 254 + "\u2026"  # cut, and marked as cut
+    await client.close()
