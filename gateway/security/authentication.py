@@ -257,9 +257,14 @@ class Authenticator:
                 row = None
             if row is not None:
                 self._tokens.put(token_id, row, epoch)
+        if row is None:
+            # Not counted: no account to protect, and such a failure costs no password hash,
+            # so counting it let anyone evict a locked-out name's counter by filling the
+            # limiter's table with made-up ids (a token id is 64 random bits: knowing which
+            # exist tells nothing usable).
+            self._on_failure(request, name)
+            raise Unauthenticated()
         try:
-            if row is None:
-                raise InvalidToken("unknown token")
             record = TokenRecord(row.token_id, row.user_id, row.digest,
                                  TokenScope(row.read_only, row.workspace), row.expires_at,
                                  row.revoked_at is not None)

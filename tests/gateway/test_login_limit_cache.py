@@ -88,3 +88,15 @@ async def test_a_failed_login_records_only_what_could_name_someone(
         (None, 0), (None, 0), ("team-b", 255)], failed
     assert failed[-1]["username"] == "u" * 254 + "\u2026"  # cut, and marked as cut
     await client.close()
+
+
+async def test_made_up_token_ids_hold_no_counter(
+        aiohttp_client: Any, store_uri: str, tmp_path: Path) -> None:  # noqa: F811
+    """Regression (attack24): a failure with a token id that exists nowhere was counted under
+    that id. It costs no password hash, so some 100,000 made-up ids a worker (under two
+    minutes) filled the limiter's table and evicted the counters of locked-out names, which
+    then got their full allowance of guesses again. Such ids now leave no counter."""
+    client = await _client(aiohttp_client, store_uri, tmp_path)
+    made_up = bearer("mlg_0123456789abcdef_" + "A" * 43)
+    assert [await _status(client, made_up, ATTACKER_AT) for _ in range(5)] == [401] * 5
+    await client.close()
