@@ -9,6 +9,7 @@ which told the attacker which guess was right.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -99,4 +100,23 @@ async def test_made_up_token_ids_hold_no_counter(
     client = await _client(aiohttp_client, store_uri, tmp_path)
     made_up = bearer("mlg_0123456789abcdef_" + "A" * 43)
     assert [await _status(client, made_up, ATTACKER_AT) for _ in range(5)] == [401] * 5
+    await client.close()
+
+
+async def test_a_credential_has_one_cache_entry_however_it_is_spelled(
+        aiohttp_client: Any, tmp_path: Path) -> None:
+    """Regression (attack24): the cache was keyed by the Authorization header as sent, so
+    ``bearer  <token>`` (any scheme case, any number of spaces) was a new entry. A token's
+    holder filled the 10,000 entries in seconds, pushing every other client's verified
+    password out of the cache on every worker, so that each of their next requests cost a
+    password hash. The user's row is removed behind the server's back here, so that only the
+    cache can still answer."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    client = await _client(aiohttp_client, uri, tmp_path)
+    credentials = basic(ADMIN, ADMIN_PASSWORD)["Authorization"].split()[1]
+    assert await _status(client, {"Authorization": f"Basic {credentials}"}, USER_AT) == 200
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("DELETE FROM auth_users")
+    for spelling in (f"basic   {credentials} ", f"BASIC {credentials}"):
+        assert await _status(client, {"Authorization": spelling}, USER_AT) == 200, spelling
     await client.close()
