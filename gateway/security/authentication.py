@@ -135,9 +135,14 @@ class Authenticator:
     async def authenticate(self, request: web.Request) -> Identity:
         """The caller's identity; raises :class:`Unauthenticated` or :class:`RateLimited`."""
         header = request.headers.get("Authorization", "")
+        # Keyed as _verify reads it (scheme in any case, spaces around the credentials): one
+        # entry per credential, so a token's holder cannot spell it thousands of ways to push
+        # every other client's verified password out of the cache (each then costs a hash).
+        scheme, _, credentials = header.partition(" ")
+        spelled = f"{scheme.lower()} {credentials.strip()}"
         # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes as
         # surrogates) gets a key too, and is then refused like any other bad credential.
-        key = hashlib.blake2s(header.encode("utf-8", "surrogateescape")).digest()
+        key = hashlib.blake2s(spelled.encode("utf-8", "surrogateescape")).digest()
         hit = self._credentials.get(key)
         # Taken before anything is read: what was read across an invalidation is not cached
         # (or, across a role change, is reloaded at its next use).
@@ -257,9 +262,14 @@ class Authenticator:
                 row = None
             if row is not None:
                 self._tokens.put(token_id, row, epoch)
+        if row is None:
+            # Not counted: no account to protect, and such a failure costs no password hash,
+            # so counting it let anyone evict a locked-out name's counter by filling the
+            # limiter's table with made-up ids (a token id is 64 random bits: knowing which
+            # exist tells nothing usable).
+            self._on_failure(request, name)
+            raise Unauthenticated()
         try:
-            if row is None:
-                raise InvalidToken("unknown token")
             record = TokenRecord(row.token_id, row.user_id, row.digest,
                                  TokenScope(row.read_only, row.workspace), row.expires_at,
                                  row.revoked_at is not None)

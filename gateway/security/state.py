@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from aiohttp import web
 
 from auth.identity import Identity
+from auth.names import MAX_USERNAME, valid_team_name
 from auth.permissions import Permission, TeamRole
 from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
 from backends import errors as be
@@ -156,7 +157,12 @@ class Security:
 
     def _login_failed(self, request: web.Request, username: str | None) -> None:
         self.failed_logins += 1
-        workspace = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
+        # Both are the client's words, checked by nothing yet: a junk token costs no hash, so
+        # unchecked they would put kilobytes of anyone's text in every row, under any team.
+        sent = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
+        workspace = sent if valid_team_name(sent) else None
+        if username is not None and len(username) > MAX_USERNAME:
+            username = username[:MAX_USERNAME - 1] + "\u2026"  # no user has a longer name
         self.audit_record(request, username, workspace, "login", None, None, "failed", 401)
 
 
