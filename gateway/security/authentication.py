@@ -150,7 +150,8 @@ class Authenticator:
         if hit is not None:
             # A cached credential is still a login attempt: while its name is locked out,
             # answering 200 to the right password and 429 to guesses would confirm it.
-            wait = self._limiter.retry_after(self.client_address(request), hit.limiter_name)
+            wait = self._limiter.retry_after(self.client_address(request), hit.limiter_name,
+                                             by_name=hit.token is None)
             if wait is not None:
                 raise RateLimited(wait)
             if hit.generation != generation:
@@ -239,7 +240,9 @@ class Authenticator:
             raise Unauthenticated()
         token_id, secret = parsed
         address, name = self.client_address(request), f"token:{token_id}"
-        wait = self._limiter.reserve(address, name)
+        # Per address only: a token's secret is 256 random bits, so a lockout of its id
+        # protects nothing and would let anyone who saw the id lock its holder out.
+        wait = self._limiter.reserve(address, name, by_name=False)
         if wait is not None:
             raise RateLimited(wait)
         try:
