@@ -394,6 +394,12 @@ async def test_header_bytes_that_are_not_utf8_are_refused_as_json(server: Server
     root = server.headers["root"]["Authorization"].encode()
     status, body = await raw(b"Authorization: " + root + b"\r\nX-MLFLOW-WORKSPACE: t\xffm\r\n")
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    # Regression (attack24): a name no workspace may have, 8 KB of it, was taken as an empty
+    # workspace and written into the access log line and the audit record.
+    await server.add_user("bob")
+    status, body = await server.call("GET", f"{API}/experiments/search", "bob",
+                                     query={"max_results": "10"}, workspace="w" * 8000)
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
 
 
 async def test_creator_gets_manage_and_others_nothing(server: Server) -> None:
