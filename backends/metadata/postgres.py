@@ -35,16 +35,9 @@ from backends.metadata import sql_search
 from backends.metadata._migrations import load_migrations
 from backends.metadata._pg_pool import Pool, PooledConnection
 from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
+from backends.metadata.connection import Connection, Cursor, Row, UniqueViolation
 from backends.metadata.entities import LifecycleStage, Metric, RunWrite
-from backends.metadata.sql_store import (
-    Connection,
-    Cursor,
-    Row,
-    SqlMetadataStore,
-    UniqueViolation,
-    _run_unwritable,
-    stored_value,
-)
+from backends.metadata.sql_store import SqlMetadataStore, _run_unwritable, stored_value
 from backends.registry import redact_uri
 
 __all__ = ["PostgresMetadataStore"]

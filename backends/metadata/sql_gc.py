@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from backends import errors
 from backends.metadata import sql_search
-from backends.metadata.entities import LifecycleStage
+from backends.metadata.entities import LifecycleStage, now_ms
 from backends.metadata.gc_base import GcExperiment, GcLoggedModel, GcRun, GcStore
 from backends.metadata.registry_entities import STAGE_DELETED
 from backends.metadata.validation import int64
@@ -215,8 +215,6 @@ class SqlGcMixin(GcStore):
         return await self._in_tx(body) if ids else []
 
     async def take_lease(self, name: str, holder: str, until_ms: int) -> bool:
-        from backends.metadata.sql_store import now_ms
-
         async def body(db: Any) -> bool:
             cur = await db.execute(
                 "INSERT INTO mlgate_leases (name, holder, until_ms) VALUES (?, ?, ?)"

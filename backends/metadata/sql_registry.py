@@ -21,7 +21,8 @@ from typing import Any
 from backends import errors
 from backends.metadata import registry_search, search
 from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import DEFAULT_WORKSPACE, LifecycleStage, Page, Tag
+from backends.metadata.connection import UniqueViolation
+from backends.metadata.entities import DEFAULT_WORKSPACE, LifecycleStage, Page, Tag, now_ms
 from backends.metadata.registry_base import RegistryStore
 from backends.metadata.registry_entities import (
     ACTIVE_STAGES,
@@ -229,8 +230,6 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, *, tags: Sequence[Tag] = (), description: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import now_ms
-
         now = now_ms()
         async with self._tx() as db:
             cur = await db.execute(
@@ -269,8 +268,6 @@ class SqlRegistryMixin(RegistryStore):
     async def update_registered_model(
         self, name: str, description: str | None, *, workspace: str = DEFAULT_WORKSPACE
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import now_ms
-
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
             await db.execute(
@@ -281,8 +278,6 @@ class SqlRegistryMixin(RegistryStore):
     async def rename_registered_model(
         self, name: str, new_name: str, *, workspace: str = DEFAULT_WORKSPACE
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import UniqueViolation, now_ms
-
         now = now_ms()
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
@@ -409,8 +404,6 @@ class SqlRegistryMixin(RegistryStore):
         description: str | None = None, model_id: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import UniqueViolation, now_ms
-
         is_prompt = any(t.key == IS_PROMPT_TAG and t.value.lower() == "true" for t in tags)
         now = now_ms()
         async with self._tx() as db:
@@ -510,8 +503,6 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, version: str | int, description: str | None, *,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import now_ms
-
         number = _version_number(version)
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
@@ -525,8 +516,6 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, version: str | int, stage: str, *,
         archive_existing_versions: bool = False, workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import now_ms
-
         canonical = _stage(stage)
         if archive_existing_versions and canonical not in ACTIVE_STAGES:
             raise errors.InvalidArgument(
@@ -551,8 +540,6 @@ class SqlRegistryMixin(RegistryStore):
     async def delete_model_version(
         self, name: str, version: str | int, *, workspace: str = DEFAULT_WORKSPACE
     ) -> None:
-        from backends.metadata.sql_store import now_ms
-
         number = _version_number(version)
         now = now_ms()
         async with self._tx() as db:

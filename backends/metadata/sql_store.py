@@ -13,18 +13,18 @@ name on PostgreSQL, because MLflow returns params and tags in the order they wer
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from backends import errors
 from backends.metadata import logged_model_search, search, sql_search
 from backends.metadata.auth_entities import Visibility
 from backends.metadata.base import MetadataStore, sample_indices
+from backends.metadata.connection import Connection, Row, UniqueViolation
 from backends.metadata.entities import (
     DEFAULT_WORKSPACE,
     Dataset,
@@ -44,13 +44,14 @@ from backends.metadata.entities import (
     Tag,
     UploadInFlight,
     ViewType,
+    now_ms,
 )
 from backends.metadata.sql_auth import SqlAuthMixin
 from backends.metadata.sql_gc import SqlGcMixin
 from backends.metadata.sql_registry import SqlRegistryMixin
 from backends.metadata.validation import int64
 
-__all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation", "series_points"]
+__all__ = ["SqlMetadataStore", "series_points"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
@@ -77,38 +78,6 @@ def _child_uri(base: str, *segments: str) -> str:
     if not path.startswith("/"):
         path = "/" + path  # "mlflow-artifacts:" + "1" is "mlflow-artifacts:/1"
     return urlunsplit(parts._replace(path=path))
-
-
-class Row(Protocol):
-    def __getitem__(self, key: int | str, /) -> Any: ...
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    async def fetchone(self) -> Row | None: ...
-
-    async def fetchall(self) -> Iterable[Row]: ...
-
-
-class Connection(Protocol):
-    async def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-
-    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
-
-    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ..., /) -> list[Any]:
-        """Every row of a query as a positional sequence (no access by name): the lean
-        way to read many rows."""
-        ...
-
-
-class UniqueViolation(Exception):
-    """A driver's unique-constraint violation, translated by the connection adapter."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stored_value(value: float) -> tuple[float, int]:

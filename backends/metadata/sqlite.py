@@ -35,13 +35,8 @@ from backends import errors
 from backends.metadata._migrations import load_migrations
 from backends.metadata.auth_entities import AuditRow
 from backends.metadata.base import sample_indices
-from backends.metadata.sql_store import (
-    Connection,
-    Cursor,
-    SqlMetadataStore,
-    UniqueViolation,
-    series_points,
-)
+from backends.metadata.connection import Connection, Cursor, UniqueViolation
+from backends.metadata.sql_store import SqlMetadataStore, series_points
 
 __all__ = ["SqliteMetadataStore"]
 
