@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from backends.artifacts.base import ArtifactStore
-    from backends.metadata.base import MetadataStore
+    from backends.metadata.interface.store import MetadataStore
 
 __all__ = [
     "MissingDependency",
@@ -66,9 +66,9 @@ def register_artifact_scheme(scheme: str, target: str, extra: str | None = None,
     _register(_ARTIFACTS, scheme, target, extra, drivers)
 
 
-register_metadata_scheme("sqlite", "backends.metadata.sqlite:SqliteMetadataStore")
+register_metadata_scheme("sqlite", "backends.metadata.dialects.sqlite:SqliteMetadataStore")
 for _pg in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
-    register_metadata_scheme(_pg, "backends.metadata.postgres:PostgresMetadataStore", "postgres")
+    register_metadata_scheme(_pg, "backends.metadata.dialects.postgres:PostgresMetadataStore", "postgres")
 register_artifact_scheme("", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("file", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3",

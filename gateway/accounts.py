@@ -18,8 +18,8 @@ from auth import hashing
 from auth.names import MAX_USERNAME, valid_team_name, valid_username
 from auth.permissions import GRANTABLE, Permission, TeamRole
 from auth.policy import USER, Policy, role_of
-from backends.metadata.auth_entities import GrantRow, TokenRow, UserRecord, WorkspaceRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import GrantRow, TokenRow, UserRecord, WorkspaceRow
+from backends.metadata.interface.store import MetadataStore
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.security.authentication import load_identity
 

@@ -26,8 +26,8 @@ import click
 from auth import hashing
 from auth.policy import TEAM, USER
 from backends.errors import BackendError
-from backends.metadata.auth_entities import AuditRow, GrantRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import AuditRow, GrantRow
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import accounts
 from gateway.errors import MlflowError

@@ -24,7 +24,7 @@ from backends.importer.artifacts import ArtifactCopy, copy_tree, tree_size
 from backends.importer.auth import AuthImport, AuthPlan, import_auth, read_auth
 from backends.importer.filestore import artifact_paths, filestore_root
 from backends.importer.job import check_source, source_counts
-from backends.metadata.sql_store import SqlMetadataStore
+from backends.metadata.sql.tracking import SqlMetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.cli_options import build_settings, settings_options
 from gateway.settings import Settings

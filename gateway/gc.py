@@ -20,7 +20,7 @@ the API still answers for, and a second collection finishes the job:
 3. the rows, a few runs per transaction (their points are gone, so it is quick).
 
 Only one process collects at a time for a database: the ``gc`` lease
-(:meth:`~backends.metadata.gc_base.GcStore.take_lease`), renewed as it goes.
+(:meth:`~backends.metadata.interface.gc.GcStore.take_lease`), renewed as it goes.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.artifacts.base import ArtifactStore
-from backends.metadata.base import MetadataStore
-from backends.metadata.gc_base import GcExperiment, GcLoggedModel, GcRun
+from backends.metadata.interface.gc import GcExperiment, GcLoggedModel, GcRun
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import artifact_scheme, open_artifact_store
 from gateway.artifact_paths import (
     Location,

@@ -31,8 +31,8 @@ from collections import Counter
 from typing import Any
 
 from backends.artifacts.base import ArtifactStore, Leftover, UploadLedger
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import UploadInFlight
+from backends.metadata.interface.entities import UploadInFlight
+from backends.metadata.interface.store import MetadataStore
 
 __all__ = ["MetadataLedger", "Sweeper"]
 

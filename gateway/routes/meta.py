@@ -8,7 +8,7 @@ import weakref
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.store import MetadataStore
 from gateway.errors import MlflowError
 from gateway.keys import BATCHER, METADATA, SETTINGS, SWEEPER
 from gateway.observability.metrics import metrics_handler

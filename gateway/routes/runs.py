@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from auth.access import Access, Action, Ref, ResourceKind
-from backends.metadata import validation
-from backends.metadata.entities import (
+from backends.metadata.interface import validation
+from backends.metadata.interface.entities import (
     Dataset,
     DatasetInput,
     Metric,

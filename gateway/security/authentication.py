@@ -26,8 +26,8 @@ from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.login_limits import LoginLimiter, Network, client_address
 from auth.permissions import Permission, TeamRole
 from backends import errors as be
-from backends.metadata.auth_entities import TokenRow, UserRecord
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import TokenRow, UserRecord
+from backends.metadata.interface.store import MetadataStore
 from gateway.security.caches import TTLCache
 
 __all__ = ["Authenticator", "RateLimited", "Unauthenticated", "load_identity"]

@@ -13,8 +13,8 @@ from auth.identity import Identity
 from auth.permissions import Permission, TeamRole
 from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
 from backends import errors as be
-from backends.metadata.auth_entities import GrantRow, Visibility
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import GrantRow, Visibility
+from backends.metadata.interface.store import MetadataStore
 from gateway.audit import AuditLog
 from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator

@@ -1,4 +1,4 @@
-"""search_logged_models SQL (backends.metadata.logged_model_search) run on a real SQLite
+"""search_logged_models SQL (backends.metadata.sql.logged_model_search) run on a real SQLite
 database built from our migrations, with a small hand-made data set whose expected answers
 are worked out below from MLflow's SQL store semantics.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from backends.errors import InvalidArgument
-from backends.metadata import logged_model_search as lms
-from backends.metadata import sql_search
+from backends.metadata.sql import logged_model_search as lms
+from backends.metadata.sql import tracking_search as sql_search
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "backends/metadata/migrations/sqlite"
 NAN = math.nan

@@ -1,4 +1,4 @@
-"""The compiled search SQL (backends.metadata.sql_search) run on a real SQLite database
+"""The compiled search SQL (backends.metadata.sql.tracking_search) run on a real SQLite database
 built from our schema, with a small hand-made data set whose expected answers are worked
 out below from MLflow's documented semantics.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from backends.errors import InvalidArgument
-from backends.metadata import sql_search
-from backends.metadata.entities import ViewType
+from backends.metadata.interface.entities import ViewType
+from backends.metadata.sql import tracking_search as sql_search
 
 MIGRATIONS = sorted(
     (Path(__file__).resolve().parents[2] / "backends/metadata/migrations/sqlite").glob("*.sql"))

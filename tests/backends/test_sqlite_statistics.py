@@ -9,9 +9,9 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from backends.metadata import sql_search
-from backends.metadata.entities import ViewType
-from backends.metadata.sqlite import SqliteMetadataStore
+from backends.metadata.dialects.sqlite import SqliteMetadataStore
+from backends.metadata.interface.entities import ViewType
+from backends.metadata.sql import tracking_search as sql_search
 
 ROOT = "mlflow-artifacts:"
 FILTER = "metrics.m > 0.5 and params.p = 'v3'"

@@ -1,7 +1,7 @@
 """The model registry in SQL that SQLite and PostgreSQL both run.
 
-:class:`SqlRegistryMixin` implements :class:`backends.metadata.registry_base.RegistryStore`
-over the connection protocol of :mod:`backends.metadata.sql_store` (``?`` placeholders,
+:class:`SqlRegistryMixin` implements :class:`backends.metadata.interface.registry.RegistryStore`
+over the connection protocol of :mod:`backends.metadata.sql.tracking` (``?`` placeholders,
 ``RETURNING``, ``ON CONFLICT`` with explicit targets). :class:`SqlMetadataStore` inherits it,
 so registry writes share the tracking store's transactions: creating a version from a
 logged model and tagging that model with ``mlflow.modelVersions`` is one transaction.
@@ -19,12 +19,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from backends import errors
-from backends.metadata import registry_search, search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.connection import UniqueViolation
-from backends.metadata.entities import DEFAULT_WORKSPACE, LifecycleStage, Page, Tag, now_ms
-from backends.metadata.registry_base import RegistryStore
-from backends.metadata.registry_entities import (
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import (
+    DEFAULT_WORKSPACE,
+    LifecycleStage,
+    Page,
+    Tag,
+    now_ms,
+)
+from backends.metadata.interface.registry import RegistryStore
+from backends.metadata.interface.registry_entities import (
     ACTIVE_STAGES,
     ALL_STAGES,
     IS_PROMPT_TAG,
@@ -36,7 +40,9 @@ from backends.metadata.registry_entities import (
     RegisteredModelAlias,
     canonical_stage,
 )
-from backends.metadata.validation import int64
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import registry_search, search
+from backends.metadata.sql.connection import UniqueViolation
 
 __all__ = ["SqlRegistryMixin"]
 

@@ -8,7 +8,7 @@ configurations carry are accepted too. Query options go to asyncpg (``sslmode``,
 password may also come from ``PGPASSWORD`` or a ``.pgpass`` file; it never appears in
 messages (:func:`backends.registry.redact_uri`).
 
-Connections come from :class:`backends.metadata._pg_pool.Pool` (SQLAlchemy's pool settings).
+Connections come from :class:`backends.metadata.dialects._pg_pool.Pool` (SQLAlchemy's pool settings).
 Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot; a
 batch of metrics alone (log-metric traffic) is one statement, committed on its own. The
 schema lives in ``migrations/postgres``; it is applied at open under a transaction-level
@@ -31,13 +31,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from backends import errors
-from backends.metadata import sql_search
 from backends.metadata._migrations import load_migrations
-from backends.metadata._pg_pool import Pool, PooledConnection
-from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
-from backends.metadata.connection import Connection, Cursor, Row, UniqueViolation
-from backends.metadata.entities import LifecycleStage, Metric, RunWrite
-from backends.metadata.sql_store import SqlMetadataStore, _run_unwritable, stored_value
+from backends.metadata.dialects._pg_pool import Pool, PooledConnection
+from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
+from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
+from backends.metadata.sql import tracking_search
+from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
+from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
 from backends.registry import redact_uri
 
 __all__ = ["PostgresMetadataStore"]
@@ -104,7 +104,7 @@ class _Cursor:
 
 
 class _Conn:
-    """An asyncpg connection speaking :class:`backends.metadata.sql_store.Connection`."""
+    """An asyncpg connection speaking :class:`backends.metadata.sql.tracking.Connection`."""
 
     __slots__ = ("raw",)
 
@@ -278,7 +278,7 @@ _LOG_METRICS = (
 
 
 class PostgresMetadataStore(SqlMetadataStore):
-    _dialect = sql_search.POSTGRES
+    _dialect = tracking_search.POSTGRES
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.

@@ -33,10 +33,10 @@ import aiosqlite
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.auth_entities import AuditRow
-from backends.metadata.base import sample_indices
-from backends.metadata.connection import Connection, Cursor, UniqueViolation
-from backends.metadata.sql_store import SqlMetadataStore, series_points
+from backends.metadata.interface.auth_entities import AuditRow
+from backends.metadata.interface.store import sample_indices
+from backends.metadata.sql.connection import Connection, Cursor, UniqueViolation
+from backends.metadata.sql.tracking import SqlMetadataStore, series_points
 
 __all__ = ["SqliteMetadataStore"]
 
@@ -62,7 +62,7 @@ def _unique_violations() -> Iterator[None]:
 
 
 class _Conn:
-    """An aiosqlite connection speaking :class:`backends.metadata.sql_store.Connection`:
+    """An aiosqlite connection speaking :class:`backends.metadata.sql.tracking.Connection`:
     unique violations become :class:`UniqueViolation`."""
 
     __slots__ = ("raw",)

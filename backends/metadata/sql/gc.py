@@ -1,4 +1,4 @@
-"""Garbage collection's store methods (:class:`~backends.metadata.gc_base.GcStore`) in SQL
+"""Garbage collection's store methods (:class:`~backends.metadata.interface.gc.GcStore`) in SQL
 that SQLite and PostgreSQL both run. Mixed into ``SqlMetadataStore``."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from backends import errors
-from backends.metadata import sql_search
-from backends.metadata.entities import LifecycleStage, now_ms
-from backends.metadata.gc_base import GcExperiment, GcLoggedModel, GcRun, GcStore
-from backends.metadata.registry_entities import STAGE_DELETED
-from backends.metadata.validation import int64
+from backends.metadata.interface.entities import LifecycleStage, now_ms
+from backends.metadata.interface.gc import GcExperiment, GcLoggedModel, GcRun, GcStore
+from backends.metadata.interface.registry_entities import STAGE_DELETED
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import tracking_search
 
 __all__ = ["SqlGcMixin"]
 
@@ -81,7 +81,7 @@ def _model(r: Any) -> GcLoggedModel:
 class SqlGcMixin(GcStore):
     """Every collection operation, in SQL."""
 
-    _dialect: sql_search.Dialect
+    _dialect: tracking_search.Dialect
 
     @abstractmethod
     async def _in_tx(self, body: Callable[[Any], Coroutine[Any, Any, T]], *,

@@ -1,4 +1,4 @@
-"""Compile parsed searches (:mod:`backends.metadata.search`) into SQL for our schema.
+"""Compile parsed searches (:mod:`backends.metadata.sql.search`) into SQL for our schema.
 
 Filtering, ordering and paging all run in the database. The SQL is plain enough for
 SQLite and PostgreSQL; a :class:`Dialect` supplies what differs (placeholders, ILIKE,
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.errors import InvalidArgument
-from backends.metadata import search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import LifecycleStage, ViewType
-from backends.metadata.visibility import readable_condition, visible_experiment_ids
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import LifecycleStage, ViewType
+from backends.metadata.sql import search
+from backends.metadata.sql.visibility import readable_condition, visible_experiment_ids
 
 __all__ = [
     "POSTGRES",

@@ -1,6 +1,6 @@
 """SQL of the auth tables (:class:`AuthStore`), shared by SQLite and PostgreSQL.
 
-:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql_store.SqlMetadataStore`
+:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql.tracking.SqlMetadataStore`
 and uses its ``_tx()``/``_read()`` connections and ``?`` placeholders.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from backends import errors
-from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth import AuthStore
+from backends.metadata.interface.auth_entities import (
     AuditRecord,
     AuditRow,
     AuthVersions,
@@ -27,7 +27,7 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
-from backends.metadata.validation import int64
+from backends.metadata.interface.validation import int64
 
 T = TypeVar("T")
 

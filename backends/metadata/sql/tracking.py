@@ -21,11 +21,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from backends import errors
-from backends.metadata import logged_model_search, search, sql_search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.base import MetadataStore, sample_indices
-from backends.metadata.connection import Connection, Row, UniqueViolation
-from backends.metadata.entities import (
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import (
     DEFAULT_WORKSPACE,
     Dataset,
     DatasetInput,
@@ -46,10 +43,13 @@ from backends.metadata.entities import (
     ViewType,
     now_ms,
 )
-from backends.metadata.sql_auth import SqlAuthMixin
-from backends.metadata.sql_gc import SqlGcMixin
-from backends.metadata.sql_registry import SqlRegistryMixin
-from backends.metadata.validation import int64
+from backends.metadata.interface.store import MetadataStore, sample_indices
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import logged_model_search, search, tracking_search
+from backends.metadata.sql.auth import SqlAuthMixin
+from backends.metadata.sql.connection import Connection, Row, UniqueViolation
+from backends.metadata.sql.gc import SqlGcMixin
+from backends.metadata.sql.registry import SqlRegistryMixin
 
 __all__ = ["SqlMetadataStore", "series_points"]
 
@@ -119,8 +119,8 @@ def _marks(n: int) -> str:
 class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
-    _dialect: sql_search.Dialect = sql_search.SQLITE
-    # Try sql_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
+    _dialect: tracking_search.Dialect = tracking_search.SQLITE
+    # Try tracking_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
     # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
     _numbers_first_search = False
     _artifact_root: str = "mlflow-artifacts:"
@@ -277,7 +277,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         visibility: Visibility | None = None,
     ) -> Page[Experiment]:
         offset = search.decode_page_token(page_token)
-        sql, params = sql_search.build_search_experiments_sql(
+        sql, params = tracking_search.build_search_experiments_sql(
             self._dialect, workspace, filter_string, view_type, order_by, max_results, offset,
             visibility,
         )
@@ -822,7 +822,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         await self._maybe_refresh_statistics()
         args = (self._dialect, exp_ids, filter_string, view_type, order_by, max_results,
                 offset, visibility)
-        numbers = sql_search.build_search_runs_numbers_sql(*args) \
+        numbers = tracking_search.build_search_runs_numbers_sql(*args) \
             if self._numbers_first_search else None
         async with self._read() as db:
             await self._plan_for_these_values(db)
@@ -830,7 +830,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if numbers is not None:
                 ids = [row[0] for row in await db.fetch_rows(*numbers)]
             if len(ids) <= max_results:  # no fast path, or the page reaches past the numbers
-                sql, params = sql_search.build_search_runs_sql(*args)
+                sql, params = tracking_search.build_search_runs_sql(*args)
                 ids = [row[0] for row in await db.fetch_rows(sql, params)]
             await self._plan_for_page_load(db)
             runs = await self._load_runs(db, ids[:max_results])
@@ -908,7 +908,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 " AND t.dataset_id = i.dataset_id AND t.key = ?"
                 f" WHERE d.experiment_id IN ({_marks(len(exp_ids))})"
                 f" ORDER BY d.dataset_id, t.value LIMIT {MAX_DATASET_SUMMARIES}",
-                (sql_search.DATASET_CONTEXT_TAG, *exp_ids))
+                (tracking_search.DATASET_CONTEXT_TAG, *exp_ids))
         return [DatasetSummary(str(r[1]), r[2], r[3], r[4]) for r in rows]
 
     async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
