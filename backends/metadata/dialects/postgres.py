@@ -35,12 +35,12 @@ from backends.metadata._migrations import load_migrations
 from backends.metadata.dialects._pg_pool import Pool, PooledConnection
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
-from backends.metadata.sql import tracking_search
 from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
+from backends.metadata.sql.dialect import Dialect
 from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
 from backends.registry import redact_uri
 
-__all__ = ["PostgresMetadataStore"]
+__all__ = ["POSTGRES", "PostgresDialect", "PostgresMetadataStore"]
 
 log = logging.getLogger("mlgate.postgres")
 T = TypeVar("T")
@@ -277,8 +277,36 @@ _LOG_METRICS = (
     " SELECT run_id, lifecycle_stage FROM r")
 
 
+class PostgresDialect(Dialect):
+    name = "postgres"
+
+    def placeholder(self, n: int) -> str:
+        return f"${n}"
+
+    def parameter(self, n: int, value: object) -> str:
+        if isinstance(value, float):
+            # asyncpg infers a placeholder's type from its column; a float compared with
+            # a BIGINT column would be refused, so say what it is.
+            return f"CAST(${n} AS DOUBLE PRECISION)"
+        return f"${n}"
+
+    def ilike(self, column: str, placeholder: str) -> str:
+        return f"{column} ILIKE {placeholder}"
+
+    def nulls_as_smallest(self, ascending: bool) -> str:
+        return " NULLS FIRST" if ascending else " NULLS LAST"
+
+    def delete_first_points(self, first_points: str) -> str:
+        # By the rows' physical addresses, which saves a second probe of the primary key
+        # (2,000 points: 12 ms, then 4 ms).
+        return f"DELETE FROM metric_points WHERE ctid = ANY(ARRAY(SELECT ctid {first_points}))"
+
+
+POSTGRES = PostgresDialect()
+
+
 class PostgresMetadataStore(SqlMetadataStore):
-    _dialect = tracking_search.POSTGRES
+    _dialect = POSTGRES
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.

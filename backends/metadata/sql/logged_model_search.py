@@ -47,6 +47,7 @@ from backends.errors import InvalidArgument
 from backends.metadata.interface.auth_entities import Visibility
 from backends.metadata.interface.validation import INT64_MAX
 from backends.metadata.sql import search, tracking_search
+from backends.metadata.sql.dialect import Dialect
 from backends.metadata.sql.visibility import visible_experiment_ids
 
 __all__ = [
@@ -435,7 +436,7 @@ def _order_terms(
 
 
 def build_search_logged_models_sql(
-    dialect: tracking_search.Dialect,
+    dialect: Dialect,
     experiment_ids: Sequence[int],
     filter_string: str | None,
     datasets: Sequence[Mapping[str, object]] | None,

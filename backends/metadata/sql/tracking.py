@@ -48,6 +48,7 @@ from backends.metadata.interface.validation import int64
 from backends.metadata.sql import logged_model_search, search, tracking_search
 from backends.metadata.sql.auth import SqlAuthMixin
 from backends.metadata.sql.connection import Connection, Row, UniqueViolation
+from backends.metadata.sql.dialect import Dialect
 from backends.metadata.sql.gc import SqlGcMixin
 from backends.metadata.sql.registry import SqlRegistryMixin
 
@@ -119,7 +120,7 @@ def _marks(n: int) -> str:
 class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
-    _dialect: tracking_search.Dialect = tracking_search.SQLITE
+    _dialect: Dialect
     # Try tracking_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
     # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
     _numbers_first_search = False
