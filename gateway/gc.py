@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.artifacts.base import ArtifactStore
+from backends.metadata.interface.entities import now_ms
 from backends.metadata.interface.gc import GcExperiment, GcLoggedModel, GcRun
 from backends.metadata.interface.store import MetadataStore
 from backends.registry import artifact_scheme, open_artifact_store
@@ -91,10 +92,6 @@ def parse_duration(text: str) -> int:
     return ms
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass
 class GcPlan:
     """What a collection deletes, and the models it keeps because a version names them."""
@@ -134,7 +131,7 @@ async def plan(store: MetadataStore, *, older_than_ms: int | None = None,
                logged_model_ids: Sequence[str] | None = None) -> GcPlan:
     """What to delete, by stock's rules (see the module docstring). Raises :class:`GcError`
     for a named run, experiment or model that is unknown, not deleted, or too young."""
-    threshold = _now_ms() - (older_than_ms or 0)
+    threshold = now_ms() - (older_than_ms or 0)
     narrowed = any(x is not None for x in (run_ids, experiment_ids, logged_model_ids))
 
     def check(kind: str, ident: str, stage: str, when: int | None) -> None:
@@ -244,7 +241,7 @@ class _Lease:
     async def take(self) -> bool:
         self._renewed = time.monotonic()
         return await self._store.take_lease(
-            LEASE, self.holder, _now_ms() + int(LEASE_SECONDS * 1000))
+            LEASE, self.holder, now_ms() + int(LEASE_SECONDS * 1000))
 
     async def keep(self) -> None:
         """Renew once a sixth of the lease has passed; raise if another process took it."""

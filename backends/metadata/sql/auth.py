@@ -6,7 +6,6 @@ and uses its ``_tx()``/``_read()`` connections and ``?`` placeholders.
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -27,6 +26,7 @@ from backends.metadata.interface.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
+from backends.metadata.interface.entities import now_ms
 from backends.metadata.interface.validation import int64
 
 T = TypeVar("T")
@@ -44,10 +44,6 @@ _ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
 _SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address, request_id")
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _user(row: Any) -> UserRecord:
@@ -112,7 +108,7 @@ class SqlAuthMixin(AuthStore):
                 "INSERT INTO auth_users (username, password_hash, is_admin, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING"
                 f" RETURNING {_USER_COLS}",
-                (username, password_hash, int(is_admin), _now()))
+                (username, password_hash, int(is_admin), now_ms()))
             row = await cur.fetchone()
         if row is None:
             raise errors.AlreadyExists(f"User '{username}' already exists.")
@@ -190,7 +186,7 @@ class SqlAuthMixin(AuthStore):
             cur = await db.execute(
                 "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING RETURNING name",
-                (name, description, _now()))
+                (name, description, now_ms()))
             if await cur.fetchone() is None:
                 raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
             await _changed(db, "workspaces")
