@@ -38,14 +38,13 @@ from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrit
 from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
 from backends.metadata.sql.dialect import Dialect
 from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
-from backends.registry import redact_uri
+from backends.registry import POSTGRES_SCHEMES, redact_uri
 
 __all__ = ["POSTGRES", "PostgresDialect", "PostgresMetadataStore"]
 
 log = logging.getLogger("mlgate.postgres")
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
 # pg_advisory_xact_lock key for migrations: "mlgate" in ASCII.
 _MIGRATION_LOCK = 0x6D6C67617465
 _BEGIN_WRITE = "BEGIN"
@@ -342,7 +341,7 @@ class PostgresMetadataStore(SqlMetadataStore):
     def from_uri(cls, uri: str, **options: Any) -> Self:
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
-        if scheme not in SCHEMES:
+        if scheme not in POSTGRES_SCHEMES:
             raise ValueError(f"not a postgresql URI: {redact_uri(uri)!r}")
         if not parts.hostname and "host=" not in parts.query:
             raise ValueError(f"postgresql URI {redact_uri(uri)!r} names no host")
