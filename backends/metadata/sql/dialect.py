@@ -8,8 +8,9 @@ once with ``?`` placeholders, which a driver that numbers them translates.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
-__all__ = ["Dialect"]
+__all__ = ["Dialect", "OnConflictDialect"]
 
 
 class Dialect(ABC):
@@ -45,5 +46,40 @@ class Dialect(ABC):
         (``first_points`` is the query from its FROM on, with ``?`` for a series id and a
         row limit): what a purge removes in one step."""
 
+    @abstractmethod
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
+               update: Sequence[str], *, when: str = "") -> str:
+        """An INSERT of one row of ``columns`` (``?`` each) into ``table`` that, when a row
+        with the same ``key`` exists, sets that row's ``update`` columns to the new values
+        instead; with ``when``, only if that condition holds. ``when`` names the new row
+        ``{new}`` and the stored one ``{old}``: ``"{new}.step > {old}.step"``."""
+
+    @abstractmethod
+    def insert_ignore(self, table: str, columns: Sequence[str],
+                      key: Sequence[str] = ()) -> str:
+        """An INSERT of one row of ``columns`` that does nothing when the row would violate
+        ``key`` (any unique constraint if ``key`` is empty)."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+class OnConflictDialect(Dialect):
+    """A database with PostgreSQL's ``INSERT ... ON CONFLICT`` (SQLite has it since 3.24)."""
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
+               update: Sequence[str], *, when: str = "") -> str:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+        where = " WHERE " + when.format(new="excluded", old=table) if when else ""
+        return (f"{_insert(table, columns)} ON CONFLICT ({', '.join(key)})"
+                f" DO UPDATE SET {sets}{where}")
+
+    def insert_ignore(self, table: str, columns: Sequence[str],
+                      key: Sequence[str] = ()) -> str:
+        target = f" ({', '.join(key)})" if key else ""
+        return f"{_insert(table, columns)} ON CONFLICT{target} DO NOTHING"
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"

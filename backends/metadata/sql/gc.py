@@ -210,10 +210,11 @@ class SqlGcMixin(GcStore):
     async def take_lease(self, name: str, holder: str, until_ms: int) -> bool:
         async def body(db: Any) -> bool:
             cur = await db.execute(
-                "INSERT INTO mlgate_leases (name, holder, until_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-                " until_ms = excluded.until_ms WHERE mlgate_leases.holder = excluded.holder"
-                " OR mlgate_leases.until_ms < ?", (name, holder, until_ms, now_ms()))
+                self._dialect.upsert(
+                    "mlgate_leases", ("name", "holder", "until_ms"), ("name",),
+                    ("holder", "until_ms"),
+                    when="{old}.holder = {new}.holder OR {old}.until_ms < ?"),
+                (name, holder, until_ms, now_ms()))
             return bool(cur.rowcount)
 
         return await self._in_tx(body, small=True)

@@ -1,8 +1,8 @@
-"""The model registry in SQL that SQLite and PostgreSQL both run.
+"""The model registry in SQL, for every dialect.
 
 :class:`SqlRegistryMixin` implements :class:`backends.metadata.interface.registry.RegistryStore`
-over the connection protocol of :mod:`backends.metadata.sql.tracking` (``?`` placeholders,
-``RETURNING``, ``ON CONFLICT`` with explicit targets). :class:`SqlMetadataStore` inherits it,
+over the connection protocol of :mod:`backends.metadata.sql.connection` (``?`` placeholders,
+``RETURNING``; upserts come from the dialect). :class:`SqlMetadataStore` inherits it,
 so registry writes share the tracking store's transactions: creating a version from a
 logged model and tagging that model with ``mlflow.modelVersions`` is one transaction.
 
@@ -43,6 +43,7 @@ from backends.metadata.interface.registry_entities import (
 from backends.metadata.interface.validation import int64
 from backends.metadata.sql import registry_search, search
 from backends.metadata.sql.connection import UniqueViolation
+from backends.metadata.sql.dialect import Dialect
 
 __all__ = ["SqlRegistryMixin"]
 
@@ -96,6 +97,8 @@ def _parse_models_uri(source: str) -> tuple[str | None, str | None, int | None]:
 
 class SqlRegistryMixin(RegistryStore):
     """Every registry operation, in SQL. Mixed into ``SqlMetadataStore``."""
+
+    _dialect: Dialect
 
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Any]:
@@ -256,9 +259,9 @@ class SqlRegistryMixin(RegistryStore):
                         "model and a prompt with the same name.")
                 raise errors.AlreadyExists(f"{new} (name={name}) already exists.")
             await db.executemany(
-                "INSERT INTO registered_model_tags (workspace, name, key, value)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("registered_model_tags",
+                    ("workspace", "name", "key", "value"), ("workspace", "name", "key"),
+                    ("value",)),
                 [(workspace, name, t.key, t.value) for t in tags])
             return (await self._load_registered_models(db, workspace, [name]))[0]
 
@@ -349,9 +352,10 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
             await db.execute(
-                "INSERT INTO registered_model_tags (workspace, name, key, value)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, key)"
-                " DO UPDATE SET value = excluded.value", (workspace, name, tag.key, tag.value))
+                self._dialect.upsert("registered_model_tags",
+                    ("workspace", "name", "key", "value"), ("workspace", "name", "key"),
+                    ("value",)),
+                (workspace, name, tag.key, tag.value))
 
     async def delete_registered_model_tag(
         self, name: str, key: str, *, workspace: str = DEFAULT_WORKSPACE
@@ -371,9 +375,9 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
             await db.execute(
-                "INSERT INTO registered_model_aliases (workspace, name, alias, version)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, alias)"
-                " DO UPDATE SET version = excluded.version", (workspace, name, alias, number))
+                self._dialect.upsert("registered_model_aliases",
+                    ("workspace", "name", "alias", "version"), ("workspace", "name", "alias"),
+                    ("version",)), (workspace, name, alias, number))
 
     async def delete_registered_model_alias(
         self, name: str, alias: str, *, workspace: str = DEFAULT_WORKSPACE
@@ -455,9 +459,9 @@ class SqlRegistryMixin(RegistryStore):
                 raise errors.Unavailable(
                     f"Model Version creation error (name={name}); retry") from None
             await db.executemany(
-                "INSERT INTO model_version_tags (workspace, name, version, key, value)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("model_version_tags",
+                    ("workspace", "name", "version", "key", "value"),
+                    ("workspace", "name", "version", "key"), ("value",)),
                 [(workspace, name, version, t.key, t.value) for t in tags])
             if model_id and not is_prompt:
                 await self._record_version_on_logged_model(db, model_id, name, version, now)
@@ -491,8 +495,8 @@ class SqlRegistryMixin(RegistryStore):
             if isinstance(existing, list):
                 entries = existing if entry in existing else [*existing, entry]
         await db.execute(
-            "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+            self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                ("model_id", "key"), ("value",)),
             (model_id, MODEL_VERSIONS_TAG, json.dumps(entries)))
         await db.execute(
             "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
@@ -616,9 +620,9 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
             await db.execute(
-                "INSERT INTO model_version_tags (workspace, name, version, key, value)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("model_version_tags",
+                    ("workspace", "name", "version", "key", "value"),
+                    ("workspace", "name", "version", "key"), ("value",)),
                 (workspace, name, number, tag.key, tag.value))
 
     async def delete_model_version_tag(

@@ -1,9 +1,11 @@
-"""The metadata store's logic in SQL that SQLite and PostgreSQL both run.
+"""The metadata store's logic in SQL, for every dialect.
 
 :class:`SqlMetadataStore` implements every operation of :class:`MetadataStore` over a small
-connection protocol (:class:`Connection`: ``execute`` returning a cursor with ``fetchone``,
-``fetchall`` and ``rowcount``; ``executemany``). Statements use ``?`` placeholders; a driver
-whose placeholders differ translates them. Subclasses own connecting, migrating, and the two
+connection protocol (:mod:`backends.metadata.sql.connection`: ``execute`` returning a cursor
+with ``fetchone``, ``fetchall`` and ``rowcount``; ``executemany``). Statements use ``?``
+placeholders; a driver whose placeholders differ translates them. What the databases spell
+differently (upserts, search details) comes from ``_dialect``
+(:class:`backends.metadata.sql.dialect.Dialect`). Subclasses own connecting, migrating, and the two
 ways in: ``_tx()`` (one write transaction) and ``_read()`` (one read snapshot).
 
 Key/value tables are read ``ORDER BY rowid``: SQLite's implicit rowid, and a column of that
@@ -205,8 +207,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                     (_child_uri(artifact_root, str(exp_id)), exp_id),
                 )
             await db.executemany(
-                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("experiment_tags", ("experiment_id", "key", "value"),
+                    ("experiment_id", "key"), ("value",)),
                 [(exp_id, t.key, t.value) for t in tags],
             )
         return str(exp_id)
@@ -344,8 +346,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                     f"Current state is {row['lifecycle_stage']}."
                 )
             await db.execute(
-                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("experiment_tags", ("experiment_id", "key", "value"),
+                    ("experiment_id", "key"), ("value",)),
                 (exp_id, tag.key, tag.value),
             )
 
@@ -547,12 +549,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def restore_run(self, run_id: str) -> None:
         await self._set_run_stage(run_id, LifecycleStage.ACTIVE)
 
-    @staticmethod
-    async def _upsert_tags(db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
+    async def _upsert_tags(self, db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
         """Later rows win, as if each were set in turn."""
         await db.executemany(
-            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            self._dialect.upsert("run_tags", ("run_id", "key", "value"), ("run_id", "key"),
+                ("value",)),
             [(run_id, t.key, t.value) for run_id, t in rows],
         )
         for run_id, t in rows:
@@ -672,14 +673,14 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if best is None or (m.step, m.timestamp, value) > (best[5], best[4], best[2]):
                 latest[(run_id, m.key)] = row
         await db.executemany(
-            "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
-            " latest_timestamp, latest_step) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET latest_value = excluded.latest_value,"
-            " latest_is_nan = excluded.latest_is_nan,"
-            " latest_timestamp = excluded.latest_timestamp, latest_step = excluded.latest_step"
-            " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
-            " > (metric_series.latest_step, metric_series.latest_timestamp,"
-            " metric_series.latest_value)",
+            self._dialect.upsert(
+                "metric_series",
+                ("run_id", "key", "latest_value", "latest_is_nan", "latest_timestamp",
+                 "latest_step"),
+                ("run_id", "key"),
+                ("latest_value", "latest_is_nan", "latest_timestamp", "latest_step"),
+                when="({new}.latest_step, {new}.latest_timestamp, {new}.latest_value)"
+                     " > ({old}.latest_step, {old}.latest_timestamp, {old}.latest_value)"),
             list(latest.values()),
         )
         series: dict[tuple[str, str], int] = {}
@@ -693,8 +694,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             for r in await cur.fetchall():
                 series[(r[0], r[1])] = r[2]
         await db.executemany(
-            "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            self._dialect.insert_ignore("metric_points",
+                ("series_id", "timestamp", "step", "value", "is_nan")),
             [(series[(run_id, key)], ts, step, value, is_nan)
              for run_id, key, value, is_nan, ts, step in prepared],
         )
@@ -865,9 +866,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             for item in datasets:
                 ds = item.dataset
                 await db.execute(
-                    "INSERT INTO datasets (experiment_id, name, digest, source_type, source,"
-                    " schema, profile) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+                    self._dialect.insert_ignore("datasets",
+                        ("experiment_id", "name", "digest", "source_type", "source", "schema",
+                         "profile"),
+                        ("experiment_id", "name", "digest")),
                     (exp_id, ds.name, ds.digest, ds.source_type, ds.source, ds.schema,
                      ds.profile),
                 )
@@ -878,21 +880,20 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 assert ds_row is not None
                 dataset_id = ds_row[0]
                 cur = await db.execute(
-                    "INSERT INTO run_dataset_inputs (run_id, dataset_id, position)"
-                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    self._dialect.insert_ignore("run_dataset_inputs",
+                        ("run_id", "dataset_id", "position")),
                     (run_id, dataset_id, position),
                 )
                 if cur.rowcount:
                     position += 1
                 await db.executemany(
-                    "INSERT INTO run_dataset_input_tags (run_id, dataset_id, key, value)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (run_id, dataset_id, key)"
-                    " DO UPDATE SET value = excluded.value",
+                    self._dialect.upsert("run_dataset_input_tags",
+                        ("run_id", "dataset_id", "key", "value"), ("run_id", "dataset_id", "key"),
+                        ("value",)),
                     [(run_id, dataset_id, t.key, t.value) for t in item.tags],
                 )
             await db.executemany(
-                "INSERT INTO run_model_inputs (run_id, model_id) VALUES (?, ?)"
-                " ON CONFLICT DO NOTHING",
+                self._dialect.insert_ignore("run_model_inputs", ("run_id", "model_id")),
                 [(run_id, m.model_id) for m in models],
             )
 
@@ -916,8 +917,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         async with self._tx() as db:
             await self._active_run(db, run_id)
             await db.executemany(
-                "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES (?, ?, ?)"
-                " ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+                self._dialect.upsert("run_model_outputs", ("run_id", "model_id", "step"),
+                    ("run_id", "model_id"), ("step",)),
                 [(run_id, m.model_id, m.step) for m in models],
             )
 
@@ -926,9 +927,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def heartbeat(self, owner: str, host: str, pid: int, alive_until_ms: int) -> None:
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO mlgate_processes (owner, host, pid, started_ms, alive_until_ms)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner)"
-                " DO UPDATE SET alive_until_ms = excluded.alive_until_ms",
+                self._dialect.upsert("mlgate_processes",
+                    ("owner", "host", "pid", "started_ms", "alive_until_ms"), ("owner",),
+                    ("alive_until_ms",)),
                 (owner, host, pid, now_ms(), alive_until_ms))
 
     async def heartbeats(self) -> dict[str, int]:
@@ -965,8 +966,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
 
     # -- logged models -------------------------------------------------------------------
 
-    @staticmethod
-    async def _insert_model_metrics(db: Connection, rows: Sequence[tuple[str, Metric]]) -> None:
+    async def _insert_model_metrics(self, db: Connection,
+                                    rows: Sequence[tuple[str, Metric]]) -> None:
         """Metrics that name a logged model also go to its metrics (models checked by the
         caller)."""
         linked = []
@@ -978,11 +979,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         if not linked:
             return
         await db.executemany(
-            "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
-            " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (model_id, key, timestamp, step, run_id)"
-            " DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
-            " dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest",
+            self._dialect.upsert("logged_model_metrics",
+                ("model_id", "key", "timestamp", "step", "run_id", "value", "is_nan",
+                 "dataset_name", "dataset_digest"),
+                ("model_id", "key", "timestamp", "step", "run_id"),
+                ("value", "is_nan", "dataset_name", "dataset_digest")),
             linked,
         )
 
@@ -1069,11 +1070,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 (model_id, exp_id, name, location, now, now, model_type, source_run_id),
             )
             await db.executemany(
-                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value", [(model_id, p.key, p.value) for p in params])
+                self._dialect.upsert("logged_model_params", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)), [(model_id, p.key, p.value) for p in params])
             await db.executemany(
-                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)),
                 [(model_id, t.key, t.value) for t in tags])
             return (await self._load_models(db, [model_id]))[0]
 
@@ -1109,8 +1110,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         async with self._tx() as db:
             await self._model_row(db, model_id)
             await db.executemany(
-                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)),
                 [(model_id, t.key, t.value) for t in tags])
             await db.execute("UPDATE logged_models SET last_updated_timestamp_ms = ?"
                              " WHERE model_id = ?", (now_ms(), model_id))
@@ -1137,8 +1138,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                         f"already logged with value='{existing[p.key]}' for model ID="
                         f"'{model_id}'. Attempted logging new value '{p.value}'.")
             await db.executemany(
-                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING", [(model_id, p.key, p.value) for p in params])
+                self._dialect.insert_ignore("logged_model_params", ("model_id", "key", "value")),
+                    [(model_id, p.key, p.value) for p in params])
 
     async def search_logged_models(
         self,
