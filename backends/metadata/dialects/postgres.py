@@ -278,6 +278,11 @@ _LOG_METRICS = (
 
 class PostgresDialect(OnConflictDialect):
     name = "postgres"
+    insertion_order = "rowid"  # an identity column of that name in each key/value table
+
+    def among(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+        # One array parameter: one statement (and one cached plan) whatever the count.
+        return "= ANY(?::text::text[])", [_text_array(values)]
 
     def placeholder(self, n: int) -> str:
         return f"${n}"
@@ -560,9 +565,6 @@ class PostgresMetadataStore(SqlMetadataStore):
             "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
             " set_config('random_page_cost', least(current_setting('random_page_cost')"
             "::float8, 1.1)::text, true)")
-
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]:
-        return "= ANY(?::text::text[])", [_text_array(ids)]
 
     # -- writes ----------------------------------------------------------------------------
 

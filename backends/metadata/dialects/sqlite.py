@@ -332,6 +332,7 @@ def _translate(exc: sqlite3.Error) -> errors.BackendError:
 
 class SqliteDialect(OnConflictDialect):
     name = "sqlite"
+    insertion_order = "rowid"  # the implicit one
 
     def placeholder(self, n: int) -> str:
         return "?"

@@ -28,6 +28,7 @@ from backends.metadata.interface.auth_entities import (
 )
 from backends.metadata.interface.entities import now_ms
 from backends.metadata.interface.validation import int64
+from backends.metadata.sql.dialect import Dialect
 
 T = TypeVar("T")
 
@@ -90,8 +91,10 @@ class SqlAuthMixin(AuthStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Any]: ...
 
-    @abstractmethod
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]: ...
+    _dialect: Dialect
+
+    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[object]]:
+        return self._dialect.among(ids)
 
     async def auth_versions(self) -> AuthVersions:
         async with self._read() as db:

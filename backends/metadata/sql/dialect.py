@@ -17,6 +17,9 @@ class Dialect(ABC):
     """One database's SQL where it differs from the others'."""
 
     name: str  # a label for messages, and the folder of the database's migrations
+    # What orders a key/value table's rows as they were inserted (params and tags are
+    # returned in the order they were logged, as MLflow does).
+    insertion_order: str
 
     @abstractmethod
     def placeholder(self, n: int) -> str:
@@ -26,6 +29,11 @@ class Dialect(ABC):
         """The placeholder for the ``n``-th parameter, bound to ``value``: where the driver
         cannot infer its type from the column, say it."""
         return self.placeholder(n)
+
+    def among(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+        """``(condition, parameters)`` for "the column is one of ``values``", to follow a
+        column name: ``IN (?, ...)`` by default."""
+        return f"IN ({', '.join('?' * len(values))})", values
 
     @abstractmethod
     def ilike(self, column: str, placeholder: str) -> str:

@@ -8,8 +8,8 @@ differently (upserts, search details) comes from ``_dialect``
 (:class:`backends.metadata.sql.dialect.Dialect`). Subclasses own connecting, migrating, and the two
 ways in: ``_tx()`` (one write transaction) and ``_read()`` (one read snapshot).
 
-Key/value tables are read ``ORDER BY rowid``: SQLite's implicit rowid, and a column of that
-name on PostgreSQL, because MLflow returns params and tags in the order they were logged.
+Key/value tables are read in insertion order (the dialect's ``insertion_order``), because
+MLflow returns params and tags in the order they were logged.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 rows[row["experiment_id"]] = row
             cur = await db.execute(
                 "SELECT experiment_id, key, value FROM experiment_tags"
-                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY rowid",
+                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY {self._dialect.insertion_order}",
                 chunk,
             )
             for row in await cur.fetchall():
@@ -401,11 +401,6 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             runs = await self._load_runs(db, [run_id])
         return runs[0]
 
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]:
-        """``(condition, parameters)`` for "the column is one of ``ids``": ``IN (?, ...)``;
-        PostgreSQL binds one array instead."""
-        return f"IN ({_marks(len(ids))})", ids
-
     async def _load_runs(self, db: Connection, run_ids: Sequence[str]) -> list[Run]:
         infos: dict[str, RunInfo] = {}
         params: dict[str, list[Param]] = {}
@@ -417,7 +412,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         # fetch_rows (positional rows) where names are not needed: a search loads up to
         # 1000 runs this way, and SQLite then makes one trip to its thread per query.
         for ids in _chunks(list(run_ids)):
-            marks, chunk = self._among(ids)
+            marks, chunk = self._dialect.among(ids)
             for r in await db.fetch_rows(
                 "SELECT run_id, experiment_id, run_name, user_id, status, start_time, end_time,"
                 f" artifact_uri, lifecycle_stage FROM runs WHERE run_id {marks}", chunk
@@ -435,11 +430,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 )
             for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_params WHERE run_id {marks}"
-                " ORDER BY rowid", chunk):
+                f" ORDER BY {self._dialect.insertion_order}", chunk):
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_tags WHERE run_id {marks}"
-                " ORDER BY rowid", chunk):
+                f" ORDER BY {self._dialect.insertion_order}", chunk):
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             for r in await db.fetch_rows(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
@@ -456,7 +451,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if ds_rows:  # dataset input tags exist only with dataset inputs
                 for r in await db.fetch_rows(
                     "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
-                    f" WHERE run_id {marks} ORDER BY rowid", chunk):
+                    f" WHERE run_id {marks} ORDER BY {self._dialect.insertion_order}", chunk):
                     input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
             for r in ds_rows:
                 ds = Dataset(r["name"], r["digest"], r["source_type"], r["source"],
@@ -619,7 +614,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         """run id -> (lifecycle stage, experiment id), for the runs that exist."""
         states: dict[str, tuple[str, int]] = {}
         for ids in _chunks(sorted(run_ids)):
-            among, chunk = self._among(ids)  # one statement whatever the batch's run count
+            among, chunk = self._dialect.among(ids)  # one statement whatever the batch's run count
             cur = await db.execute(
                 f"SELECT run_id, lifecycle_stage, experiment_id FROM runs WHERE run_id {among}",
                 chunk,
@@ -1006,7 +1001,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             cur = await db.execute(
                 "SELECT model_id, key, value FROM logged_model_params"
-                f" WHERE model_id IN ({marks}) ORDER BY rowid", chunk)
+                f" WHERE model_id IN ({marks}) ORDER BY {self._dialect.insertion_order}", chunk)
             for r in await cur.fetchall():
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             cur = await db.execute(
