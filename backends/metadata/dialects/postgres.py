@@ -36,7 +36,7 @@ from backends.metadata.dialects._pg_pool import Pool, PooledConnection
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
 from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
-from backends.metadata.sql.dialect import OnConflictDialect
+from backends.metadata.sql.dialect import OnConflict, Returning
 from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
 from backends.registry import POSTGRES_SCHEMES, redact_uri
 
@@ -276,7 +276,7 @@ _LOG_METRICS = (
     " SELECT run_id, lifecycle_stage FROM r")
 
 
-class PostgresDialect(OnConflictDialect):
+class PostgresDialect(OnConflict, Returning):
     name = "postgres"
     insertion_order = "rowid"  # an identity column of that name in each key/value table
 

@@ -36,7 +36,7 @@ from backends.metadata._migrations import load_migrations
 from backends.metadata.interface.auth_entities import AuditRow
 from backends.metadata.interface.store import sample_indices
 from backends.metadata.sql.connection import Connection, Cursor, UniqueViolation
-from backends.metadata.sql.dialect import OnConflictDialect
+from backends.metadata.sql.dialect import OnConflict, Returning
 from backends.metadata.sql.tracking import SqlMetadataStore, series_points
 
 __all__ = ["SQLITE", "SqliteDialect", "SqliteMetadataStore"]
@@ -330,7 +330,7 @@ def _translate(exc: sqlite3.Error) -> errors.BackendError:
     return errors.InvalidArgument(f"The request could not be stored: {exc}")
 
 
-class SqliteDialect(OnConflictDialect):
+class SqliteDialect(OnConflict, Returning):
     name = "sqlite"
     insertion_order = "rowid"  # the implicit one
 

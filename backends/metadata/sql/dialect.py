@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["Dialect", "OnConflictDialect"]
+from backends.metadata.sql.connection import Connection
+
+__all__ = ["Dialect", "OnConflict", "Returning"]
 
 
 class Dialect(ABC):
@@ -68,12 +71,22 @@ class Dialect(ABC):
         """An INSERT of one row of ``columns`` that does nothing when the row would violate
         ``key`` (any unique constraint if ``key`` is empty)."""
 
+    @abstractmethod
+    async def insert_returning(self, db: Connection, sql: str, params: Sequence[Any],
+                               column: str) -> Any:
+        """Run the one-row INSERT ``sql`` and return its ``column`` (a generated id)."""
+
+    @abstractmethod
+    async def delete_returning(self, db: Connection, table: str, where: str,
+                               params: Sequence[Any], column: str) -> list[Any]:
+        """Delete the rows of ``table`` that ``where`` selects and return their ``column``."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
 
 
-class OnConflictDialect(Dialect):
-    """A database with PostgreSQL's ``INSERT ... ON CONFLICT`` (SQLite has it since 3.24)."""
+class OnConflict(Dialect):
+    """Upserts as PostgreSQL's ``INSERT ... ON CONFLICT`` (SQLite has it since 3.24)."""
 
     def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
                update: Sequence[str], *, when: str = "") -> str:
@@ -86,6 +99,22 @@ class OnConflictDialect(Dialect):
                       key: Sequence[str] = ()) -> str:
         target = f" ({', '.join(key)})" if key else ""
         return f"{_insert(table, columns)} ON CONFLICT{target} DO NOTHING"
+
+
+class Returning(Dialect):
+    """Generated ids and deleted rows read back with a ``RETURNING`` clause (PostgreSQL;
+    SQLite since 3.35)."""
+
+    async def insert_returning(self, db: Connection, sql: str, params: Sequence[Any],
+                               column: str) -> Any:
+        row = await (await db.execute(f"{sql} RETURNING {column}", params)).fetchone()
+        assert row is not None  # an INSERT without ON CONFLICT makes its row or raises
+        return row[0]
+
+    async def delete_returning(self, db: Connection, table: str, where: str,
+                               params: Sequence[Any], column: str) -> list[Any]:
+        cur = await db.execute(f"DELETE FROM {table} WHERE {where} RETURNING {column}", params)
+        return [r[0] for r in await cur.fetchall()]
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:

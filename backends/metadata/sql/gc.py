@@ -166,10 +166,9 @@ class SqlGcMixin(GcStore):
         async def body(db: Any) -> list[str]:
             gone: list[str] = []
             for chunk in _chunks(ids):
-                cur = await db.execute(
-                    f"DELETE FROM runs WHERE run_id IN ({_marks(len(chunk))})"
-                    f" AND lifecycle_stage = '{_DELETED}' RETURNING run_id", chunk)
-                gone += [r[0] for r in await cur.fetchall()]
+                gone += await self._dialect.delete_returning(
+                    db, "runs", f"run_id IN ({_marks(len(chunk))})"
+                    f" AND lifecycle_stage = '{_DELETED}'", chunk, "run_id")
             return gone
 
         return await self._in_tx(body) if ids else []
@@ -180,13 +179,12 @@ class SqlGcMixin(GcStore):
         async def body(db: Any) -> list[str]:
             gone: list[str] = []
             for chunk in _chunks(ids):
-                cur = await db.execute(
-                    f"DELETE FROM logged_models WHERE model_id IN ({_marks(len(chunk))})"
+                gone += await self._dialect.delete_returning(
+                    db, "logged_models", f"model_id IN ({_marks(len(chunk))})"
                     f" AND (lifecycle_stage = '{_DELETED}' OR experiment_id IN ("
                     " SELECT experiment_id FROM experiments"
                     f" WHERE lifecycle_stage = '{_DELETED}'))"
-                    f" AND NOT {_referenced('logged_models')} RETURNING model_id", chunk)
-                gone += [r[0] for r in await cur.fetchall()]
+                    f" AND NOT {_referenced('logged_models')}", chunk, "model_id")
             return gone
 
         return await self._in_tx(body) if ids else []
@@ -195,15 +193,14 @@ class SqlGcMixin(GcStore):
         ids = _exp_ids(experiment_ids)
 
         async def body(db: Any) -> list[str]:
-            cur = await db.execute(
-                f"DELETE FROM experiments WHERE experiment_id IN ({_marks(len(ids))})"
+            gone = await self._dialect.delete_returning(
+                db, "experiments", f"experiment_id IN ({_marks(len(ids))})"
                 f" AND lifecycle_stage = '{_DELETED}'"
                 " AND NOT EXISTS (SELECT 1 FROM runs r"
                 " WHERE r.experiment_id = experiments.experiment_id)"
                 " AND NOT EXISTS (SELECT 1 FROM logged_models m"
-                " WHERE m.experiment_id = experiments.experiment_id)"
-                " RETURNING experiment_id", ids)
-            return [str(r[0]) for r in await cur.fetchall()]
+                " WHERE m.experiment_id = experiments.experiment_id)", ids, "experiment_id")
+            return [str(i) for i in gone]
 
         return await self._in_tx(body) if ids else []
 

@@ -1,8 +1,8 @@
 """The model registry in SQL, for every dialect.
 
 :class:`SqlRegistryMixin` implements :class:`backends.metadata.interface.registry.RegistryStore`
-over the connection protocol of :mod:`backends.metadata.sql.connection` (``?`` placeholders,
-``RETURNING``; upserts come from the dialect). :class:`SqlMetadataStore` inherits it,
+over the connection protocol of :mod:`backends.metadata.sql.connection` (``?`` placeholders;
+upserts come from the dialect). :class:`SqlMetadataStore` inherits it,
 so registry writes share the tracking store's transactions: creating a version from a
 logged model and tagging that model with ``mlflow.modelVersions`` is one transaction.
 
@@ -242,11 +242,11 @@ class SqlRegistryMixin(RegistryStore):
         now = now_ms()
         async with self._tx() as db:
             cur = await db.execute(
-                "INSERT INTO registered_models (workspace, name, creation_timestamp,"
-                " last_updated_timestamp, description) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (workspace, name) DO NOTHING RETURNING name",
+                self._dialect.insert_ignore("registered_models",
+                    ("workspace", "name", "creation_timestamp", "last_updated_timestamp",
+                     "description"), ("workspace", "name")),
                 (workspace, name, now, now, description))
-            if await cur.fetchone() is None:
+            if cur.rowcount == 0:  # the name is taken
                 existing = (await self._load_registered_models(db, workspace, [name]))[0]
                 new_prompt = any(t.key == IS_PROMPT_TAG and t.value.lower() == "true"
                                  for t in tags)

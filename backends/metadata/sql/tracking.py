@@ -188,19 +188,15 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         now = now_ms()
         async with self._tx() as db:
             try:
-                cur = await db.execute(
+                exp_id = await self._dialect.insert_returning(
+                    db,
                     "INSERT INTO experiments (workspace, name, artifact_location, lifecycle_stage,"
-                    " creation_time, last_update_time) VALUES (?, ?, ?, 'active', ?, ?)"
-                    " RETURNING experiment_id",
-                    (workspace, name, artifact_location or "", now, now),
-                )
+                    " creation_time, last_update_time) VALUES (?, ?, ?, 'active', ?, ?)",
+                    (workspace, name, artifact_location or "", now, now), "experiment_id")
             except UniqueViolation:
                 raise errors.AlreadyExists(
                     f"Experiment(name={name}) already exists. Error: UNIQUE constraint failed"
                 ) from None
-            row = await cur.fetchone()
-            assert row is not None
-            exp_id = row[0]
             if not artifact_location:
                 await db.execute(
                     "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
