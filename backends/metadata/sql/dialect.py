@@ -19,7 +19,7 @@ __all__ = ["Dialect", "OnConflict", "Returning"]
 class Dialect(ABC):
     """One database's SQL where it differs from the others'."""
 
-    name: str  # a label for messages, and the folder of the database's migrations
+    name: str  # a label, for messages
     # What orders a key/value table's rows as they were inserted (params and tags are
     # returned in the order they were logged, as MLflow does).
     insertion_order: str
