@@ -26,8 +26,9 @@ from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.login_limits import LoginLimiter, Network, client_address
 from auth.permissions import Permission, TeamRole
 from backends import errors as be
-from backends.metadata.auth_entities import TokenRow, UserRecord
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import TokenRow, UserRecord
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from gateway.security.caches import TTLCache
 
 __all__ = ["Authenticator", "RateLimited", "Unauthenticated", "load_identity"]
@@ -301,7 +302,7 @@ class Authenticator:
         if now < self._touch_due.get(token_id, 0.0):
             return
         self._touch_due[token_id] = now + _TOUCH_EVERY
-        self._spawn(self.store.touch_token(token_id, int(time.time() * 1000)))
+        self._spawn(self.store.touch_token(token_id, now_ms()))
 
 
 async def load_identity(store: MetadataStore, user_id: int) -> Identity:

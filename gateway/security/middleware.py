@@ -22,7 +22,7 @@ from auth.identity import Identity
 from auth.names import WORKSPACE_NAME, valid_team_name
 from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from backends import errors as be
-from backends.metadata.auth_entities import Visibility
+from backends.metadata.interface.auth_entities import Visibility
 from gateway.errors import BASE_PATH, MlflowError, from_backend
 from gateway.parsing import message_of, missing
 from gateway.routing import API, Route, declared, parse_into

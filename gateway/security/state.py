@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 
 from aiohttp import web
@@ -14,8 +13,9 @@ from auth.names import MAX_USERNAME, valid_team_name
 from auth.permissions import Permission, TeamRole
 from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
 from backends import errors as be
-from backends.metadata.auth_entities import GrantRow, Visibility
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import GrantRow, Visibility
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from gateway.audit import AuditLog
 from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator
@@ -151,7 +151,7 @@ class Security:
                      outcome: str, status: int | None) -> None:
         if self.audit is None:
             return
-        self.audit.record((int(time.time() * 1000), username, workspace, action,
+        self.audit.record((now_ms(), username, workspace, action,
                            resource_type, resource_id, outcome, status,
                            self.authenticator.client_address(request), request_id_of(request)))
 

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 
 from auth import hashing
 from auth.access import Access, Action, ResourceKind
-from backends.metadata.auth_entities import GrantRow
+from backends.metadata.interface.auth_entities import GrantRow
 from backends.registry import open_metadata_store
 from gateway.app import create_app
 from gateway.keys import METADATA

@@ -1,12 +1,11 @@
 """SQL of the auth tables (:class:`AuthStore`), shared by SQLite and PostgreSQL.
 
-:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql_store.SqlMetadataStore`
+:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql.tracking.SqlMetadataStore`
 and uses its ``_tx()``/``_read()`` connections and ``?`` placeholders.
 """
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -14,8 +13,8 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from backends import errors
-from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth import AuthStore
+from backends.metadata.interface.auth_entities import (
     AuditRecord,
     AuditRow,
     AuthVersions,
@@ -27,7 +26,9 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
-from backends.metadata.validation import int64
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql.dialect import Dialect
 
 T = TypeVar("T")
 
@@ -44,10 +45,6 @@ _ROLE_WILDCARD = "(resource_id = '*' AND principal_type = 'role')"
 _SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address, request_id")
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _user(row: Any) -> UserRecord:
@@ -94,8 +91,10 @@ class SqlAuthMixin(AuthStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Any]: ...
 
-    @abstractmethod
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]: ...
+    _dialect: Dialect
+
+    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[object]]:
+        return self._dialect.among(ids)
 
     async def auth_versions(self) -> AuthVersions:
         async with self._read() as db:
@@ -112,7 +111,7 @@ class SqlAuthMixin(AuthStore):
                 "INSERT INTO auth_users (username, password_hash, is_admin, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING"
                 f" RETURNING {_USER_COLS}",
-                (username, password_hash, int(is_admin), _now()))
+                (username, password_hash, int(is_admin), now_ms()))
             row = await cur.fetchone()
         if row is None:
             raise errors.AlreadyExists(f"User '{username}' already exists.")
@@ -190,7 +189,7 @@ class SqlAuthMixin(AuthStore):
             cur = await db.execute(
                 "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING RETURNING name",
-                (name, description, _now()))
+                (name, description, now_ms()))
             if await cur.fetchone() is None:
                 raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
             await _changed(db, "workspaces")

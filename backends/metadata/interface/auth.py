@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth_entities import (
     AuditRecord,
     AuditRow,
     AuthVersions,
