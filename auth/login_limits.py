@@ -118,25 +118,27 @@ class LoginLimiter:
         self._pending_names: Counter[str] = Counter()
         self._remember, self._max_entries, self._clock = remember_seconds, max_entries, clock
 
-    def retry_after(self, address: str, username: str) -> int | None:
+    def retry_after(self, address: str, username: str, *, by_name: bool = True) -> int | None:
         """None when an attempt may be verified now, else the whole seconds (at least 1) to
-        put in ``Retry-After``; attempts being verified count as failures."""
+        put in ``Retry-After``; attempts being verified count as failures. ``by_name=False``
+        applies rule 1 only: for a secret no one can guess (a token's), where closing the
+        name to every address would only let anyone who knows the name lock its holder out."""
         pair = _Pair(address, username)
         pending_pair, pending_name = self._pending_pairs[pair], self._pending_names[username]
         if not pending_name and username not in self._by_name and pair not in self._by_pair:
             return None  # the usual case: no recent failure for this name
         now = self._clock()
         waits = [self._by_pair.wait(pair, now, pending_pair)]
-        if not self._is_known(pair, now):
+        if by_name and not self._is_known(pair, now):
             waits.append(self._by_name.wait(username, now, pending_name))
         longest = max((w for w in waits if w is not None), default=None)
         return None if longest is None else max(1, math.ceil(longest))
 
-    def reserve(self, address: str, username: str) -> int | None:
+    def reserve(self, address: str, username: str, *, by_name: bool = True) -> int | None:
         """Ask before verifying a password: None to go ahead (the attempt now counts as a
         failure until :meth:`release`), else :meth:`retry_after`'s seconds. A refused
         attempt is not reported back and holds nothing."""
-        wait = self.retry_after(address, username)
+        wait = self.retry_after(address, username, by_name=by_name)
         if wait is None:
             self._pending_pairs[_Pair(address, username)] += 1
             self._pending_names[username] += 1

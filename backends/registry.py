@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from backends.artifacts.base import ArtifactStore
-    from backends.metadata.base import MetadataStore
+    from backends.metadata.interface.store import MetadataStore
 
 __all__ = [
+    "AZURE_SCHEMES",
+    "POSTGRES_SCHEMES",
     "MissingDependency",
     "UnsupportedScheme",
     "artifact_scheme",
@@ -66,14 +68,18 @@ def register_artifact_scheme(scheme: str, target: str, extra: str | None = None,
     _register(_ARTIFACTS, scheme, target, extra, drivers)
 
 
-register_metadata_scheme("sqlite", "backends.metadata.sqlite:SqliteMetadataStore")
-for _pg in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
-    register_metadata_scheme(_pg, "backends.metadata.postgres:PostgresMetadataStore", "postgres")
+# The spellings MLflow users write, which the stores' from_uri accept too.
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
+AZURE_SCHEMES = ("wasbs", "wasb", "azure", "az")
+
+register_metadata_scheme("sqlite", "backends.metadata.dialects.sqlite:SqliteMetadataStore")
+for _pg in POSTGRES_SCHEMES:
+    register_metadata_scheme(_pg, "backends.metadata.dialects.postgres:PostgresMetadataStore", "postgres")
 register_artifact_scheme("", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("file", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3",
                          ("aiobotocore", "botocore"))
-for _az in ("wasbs", "wasb", "azure", "az"):
+for _az in AZURE_SCHEMES:
     register_artifact_scheme(_az, "backends.artifacts.azure:AzureArtifactStore", "azure",
                              ("azure.storage.blob", "azure.core"))
 

@@ -12,20 +12,19 @@ what they changed from their own process's caches at once.
 
 from __future__ import annotations
 
-import time
-
 from auth import hashing
 from auth.names import MAX_USERNAME, valid_team_name, valid_username
 from auth.permissions import GRANTABLE, Permission, TeamRole
 from auth.policy import USER, Policy, role_of
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth_entities import (
     GrantRow,
     LimitRow,
     TokenRow,
     UserRecord,
     WorkspaceRow,
 )
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from gateway.errors import MlflowError, invalid_parameter
 from gateway.security.authentication import load_identity
 
@@ -223,7 +222,7 @@ async def issue_token(store: MetadataStore, user: UserRecord, *, name: str = "",
     if expires_in_days is not None and not 0 < expires_in_days < _MAX_TOKEN_DAYS:
         raise invalid_parameter("'expires_in_days' must be a positive number.")
     token, token_id, digest = hashing.new_token()
-    now = int(time.time() * 1000)
+    now = now_ms()
     expires = None if expires_in_days is None else now + int(expires_in_days * 86_400_000)
     row = TokenRow(token_id, user.user_id, name, digest, read_only, workspace, now, expires,
                    None, None)
@@ -233,7 +232,7 @@ async def issue_token(store: MetadataStore, user: UserRecord, *, name: str = "",
 
 async def revoke_token(store: MetadataStore, token_id: str) -> None:
     """Raises ``NotFound``; revoking twice keeps the first time."""
-    await store.revoke_token(token_id, int(time.time() * 1000))
+    await store.revoke_token(token_id, now_ms())
 
 
 # -- rate limits ---------------------------------------------------------------------------

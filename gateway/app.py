@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from backends.artifacts.base import ArtifactStore
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
 from gateway.batcher import Batcher
 from gateway.errors import BASE_PATH, error_middleware

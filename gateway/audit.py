@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
+from backends.metadata.interface.auth import AuthStore
+from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 
 __all__ = ["AuditLog"]
 

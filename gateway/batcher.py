@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from backends import errors
-from backends.metadata.entities import RunWrite
+from backends.metadata.interface.entities import RunWrite
 from gateway.observability.distribution import Distribution
 
 __all__ = ["BatchWriter", "Batcher", "QueueFull"]

@@ -9,7 +9,7 @@ import logging
 import multiprocessing
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,35 +21,13 @@ from backends.errors import BackendError
 from backends.registry import open_metadata_store, redact_uri
 from gateway import serving
 from gateway.audit import add_json_lines_handler
+from gateway.cli_options import build_settings, settings_options
+from gateway.observability.client_errors import quiet_client_errors
 from gateway.settings import SETTINGS, ConfigError, Settings
 
 __all__ = ["main"]
 
 log = logging.getLogger("mlgate")
-
-
-def _settings_options(names: tuple[str, ...]) -> Callable[[Any], Any]:
-    """Click options for the named settings, all defaulting to None (= not given) so the
-    environment and the table's defaults apply in :meth:`Settings.from_sources`."""
-
-    def decorate(fn: Any) -> Any:
-        for s in reversed([s for s in SETTINGS if s.name in names]):
-            help_text = f"{s.help} [env: {', '.join(s.envvars)}; default: {s.default}]"
-            if s.type is bool:
-                fn = click.option(s.option, s.name, default=None, help=help_text)(fn)
-            else:
-                fn = click.option(s.option, s.name, type=s.type, default=None,
-                                  help=help_text)(fn)
-        return fn
-
-    return decorate
-
-
-def _build(flags: dict[str, Any]) -> Settings:
-    try:
-        return Settings.from_sources(flags)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _configure_logging(level: str) -> None:
@@ -60,6 +38,7 @@ def _configure_logging(level: str) -> None:
     # Audit records are JSON lines of their own (one logging call carries a batch of them),
     # so their handler adds no prefix, and they do not pass through the root handler.
     add_json_lines_handler()
+    quiet_client_errors()
 
 
 @click.group()
@@ -69,10 +48,10 @@ def main() -> None:
 
 
 @main.command()
-@_settings_options(tuple(s.name for s in SETTINGS))
+@settings_options(tuple(s.name for s in SETTINGS))
 def serve(**flags: Any) -> None:
     """Serve the MLflow tracking API and the artifact proxy."""
-    settings = _build(flags)
+    settings = build_settings(flags)
     try:
         settings.check_exposure()
     except ConfigError as exc:
@@ -204,10 +183,10 @@ def db() -> None:
 
 @db.command()
 @click.argument("url", required=False)
-@_settings_options(("backend_store_uri",))
+@settings_options(("backend_store_uri",))
 def upgrade(url: str | None, backend_store_uri: str | None) -> None:
     """Bring the metadata database's schema to the newest version."""
-    settings = _build({"backend_store_uri": url or backend_store_uri})
+    settings = build_settings({"backend_store_uri": url or backend_store_uri})
     _configure_logging(settings.log_level)
     version = asyncio.run(_upgrade(settings))
     click.echo(f"{redact_uri(settings.backend_store_uri)} is at schema version {version}")

@@ -17,7 +17,6 @@ import getpass
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,8 +26,9 @@ import click
 from auth import hashing
 from auth.policy import TEAM, USER
 from backends.errors import BackendError
-from backends.metadata.auth_entities import AuditRow, GrantRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import AuditRow, GrantRow
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import accounts
 from gateway.errors import MlflowError
@@ -97,7 +97,7 @@ def _audit_row(context: click.Context) -> AuditRow:
     while at is not None and at.parent is not None:  # "users create", without "mlgate"
         path.insert(0, at.info_name or "")
         at = at.parent
-    return (int(time.time() * 1000), f"cli:{getpass.getuser()}",
+    return (now_ms(), f"cli:{getpass.getuser()}",
             str(workspace) if workspace else None, " ".join(path), None,
             " ".join(names) or None, "ok", None, "local", None)
 

@@ -31,8 +31,9 @@ from backends.registry import (
     redact_uri,
 )
 from gateway.artifact_paths import parse_location, proxied_root_path
+from gateway.cli_options import build_settings
 from gateway.errors import MlflowError
-from gateway.settings import SETTINGS, ConfigError, Settings
+from gateway.settings import SETTINGS, Settings
 
 __all__ = ["backup_command", "restore_command", "verify_command"]
 
@@ -66,13 +67,6 @@ def _common(fn: Any) -> Any:
     fn = click.option("--quiet", is_flag=True, help="No progress bars on stderr.")(fn)
     return click.option("--json", "as_json", is_flag=True,
                         help="Print the report as JSON on stdout.")(fn)
-
-
-def _build(flags: dict[str, Any]) -> Settings:
-    try:
-        return Settings.from_sources(flags)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _store_at(settings: Settings, uri: str) -> ArtifactStore:
@@ -146,7 +140,7 @@ def backup_command(dest: str, with_artifacts: bool, audit: bool, as_json: bool,
     """Back up the metadata store (a consistent snapshot, taken while it serves) and a
     manifest of every artifact with its size and SHA-256 to DEST: a folder, s3://… or
     wasbs://…."""
-    settings = _build(flags)
+    settings = build_settings(flags)
     if _locator(settings)(dest) is not None:
         # Its files would then be listed, and reported orphaned, as artifacts.
         raise click.UsageError(f"DEST {redact_uri(dest)} lies inside the artifacts "
@@ -182,7 +176,7 @@ def restore_command(src: str, backup_id: str | None, force: bool, metadata_only:
                     as_json: bool, quiet: bool, **flags: Any) -> None:
     """Restore a backup from SRC into an empty metadata store and artifacts destination.
     SQLite backups restore into SQLite, PostgreSQL backups into PostgreSQL."""
-    settings = _build(flags)
+    settings = build_settings(flags)
 
     async def go() -> Any:
         async with _store_at(settings, settings.artifacts_destination) as target, \
@@ -215,7 +209,7 @@ def verify_command(sample: float, against: str | None, backup_id: str | None,
     """Re-hash artifacts against their stored SHA-256s, check that artifact folders are
     where the metadata says and that its references hold; report what is missing, corrupt
     or orphaned. Exits 1 on any finding."""
-    settings = _build(flags)
+    settings = build_settings(flags)
 
     async def go() -> Any:
         async with _store_at(settings, settings.artifacts_destination) as store:

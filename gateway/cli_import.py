@@ -24,9 +24,9 @@ from backends.importer.artifacts import ArtifactCopy, copy_tree, tree_size
 from backends.importer.auth import AuthImport, AuthPlan, import_auth, read_auth
 from backends.importer.filestore import artifact_paths, filestore_root
 from backends.importer.job import check_source, source_counts
-from backends.metadata.sql_store import SqlMetadataStore
+from backends.metadata.sql.tracking import SqlMetadataStore
 from backends.registry import open_artifact_store, open_metadata_store, redact_uri
-from gateway.cli import _build, _settings_options
+from gateway.cli_options import build_settings, settings_options
 from gateway.settings import Settings
 
 __all__ = ["import_command"]
@@ -277,7 +277,7 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--chunk-rows", default=50_000, show_default=True,
               help="Rows per read and per write transaction.")
-@_settings_options(("backend_store_uri", "artifacts_destination", "s3_endpoint_url",
+@settings_options(("backend_store_uri", "artifacts_destination", "s3_endpoint_url",
                     "azure_api_version", "log_level"))
 def import_command(source: str, artifacts_from: str | None, auth_db: str | None,
                    dry_run: bool, as_json: bool, chunk_rows: int, **flags: Any) -> None:
@@ -285,7 +285,7 @@ def import_command(source: str, artifacts_from: str | None, auth_db: str | None,
     sqlite:///mlflow.db, postgresql://… or a FileStore folder such as ./mlruns) into
     mlgate's store, keeping every id. Run it again after an interruption: it continues
     where it stopped."""
-    settings = _build(flags)
+    settings = build_settings(flags)
     try:
         if dry_run:
             asyncio.run(_dry_run(source, settings, artifacts_from, as_json, auth_db))

@@ -20,7 +20,7 @@ the API still answers for, and a second collection finishes the job:
 3. the rows, a few runs per transaction (their points are gone, so it is quick).
 
 Only one process collects at a time for a database: the ``gc`` lease
-(:meth:`~backends.metadata.gc_base.GcStore.take_lease`), renewed as it goes.
+(:meth:`~backends.metadata.interface.gc.GcStore.take_lease`), renewed as it goes.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.artifacts.base import ArtifactStore
-from backends.metadata.base import MetadataStore
-from backends.metadata.gc_base import GcExperiment, GcLoggedModel, GcRun
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.gc import GcExperiment, GcLoggedModel, GcRun
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import artifact_scheme, open_artifact_store
 from gateway.artifact_paths import (
     Location,
@@ -91,10 +92,6 @@ def parse_duration(text: str) -> int:
     return ms
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass
 class GcPlan:
     """What a collection deletes, and the models it keeps because a version names them."""
@@ -134,7 +131,7 @@ async def plan(store: MetadataStore, *, older_than_ms: int | None = None,
                logged_model_ids: Sequence[str] | None = None) -> GcPlan:
     """What to delete, by stock's rules (see the module docstring). Raises :class:`GcError`
     for a named run, experiment or model that is unknown, not deleted, or too young."""
-    threshold = _now_ms() - (older_than_ms or 0)
+    threshold = now_ms() - (older_than_ms or 0)
     narrowed = any(x is not None for x in (run_ids, experiment_ids, logged_model_ids))
 
     def check(kind: str, ident: str, stage: str, when: int | None) -> None:
@@ -244,7 +241,7 @@ class _Lease:
     async def take(self) -> bool:
         self._renewed = time.monotonic()
         return await self._store.take_lease(
-            LEASE, self.holder, _now_ms() + int(LEASE_SECONDS * 1000))
+            LEASE, self.holder, now_ms() + int(LEASE_SECONDS * 1000))
 
     async def keep(self) -> None:
         """Renew once a sixth of the lease has passed; raise if another process took it."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from backends.artifacts.base import ArtifactStore
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.store import MetadataStore
 from gateway.batcher import Batcher
 from gateway.gc import GcSweeper
 from gateway.settings import Settings

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from backends.metadata.entities import (
+from backends.metadata.interface.entities import (
     DatasetInput,
     Experiment,
     LoggedModel,

@@ -31,8 +31,8 @@ from collections import Counter
 from typing import Any
 
 from backends.artifacts.base import ArtifactStore, Leftover, UploadLedger
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import UploadInFlight
+from backends.metadata.interface.entities import UploadInFlight, now_ms
+from backends.metadata.interface.store import MetadataStore
 
 __all__ = ["MetadataLedger", "Sweeper"]
 
@@ -46,10 +46,6 @@ RECOVERY_SECONDS = 60.0
 FULL_SWEEP_EVERY = 3600.0
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class MetadataLedger(UploadLedger):
     """Uploads in flight noted in the metadata store, owned by this process."""
 
@@ -61,7 +57,7 @@ class MetadataLedger(UploadLedger):
                     ) -> str:
         upload_id = upload_id or uuid.uuid4().hex
         await self._store.begin_upload(
-            UploadInFlight(upload_id, path, self.owner if owned else "", _now_ms()))
+            UploadInFlight(upload_id, path, self.owner if owned else "", now_ms()))
         return upload_id
 
     async def end(self, upload_id: str) -> None:
@@ -118,7 +114,7 @@ class Sweeper:
 
     async def _heartbeat(self) -> bool:
         """Heartbeat; returns whether this process may now judge others gone."""
-        alive_until = _now_ms() + int(MISSED_HEARTBEATS * self._interval * 1000)
+        alive_until = now_ms() + int(MISSED_HEARTBEATS * self._interval * 1000)
         try:
             await self._metadata.heartbeat(self._owner, socket.gethostname(), os.getpid(),
                                            alive_until)
@@ -131,7 +127,7 @@ class Sweeper:
     async def sweep(self) -> dict[str, int]:
         """One heartbeat and one pass; returns what it removed, by kind."""
         may_judge = await self._heartbeat()
-        now = _now_ms()
+        now = now_ms()
         monotonic = time.monotonic()
         full = self._last_full is None or monotonic - self._last_full >= FULL_SWEEP_EVERY
         old = now - self._abandoned_age_ms

@@ -80,7 +80,7 @@ class PgDatabases:
 
     def _migrated_template(self) -> str:
         if self.template is None:
-            from backends.metadata.postgres import PostgresMetadataStore
+            from backends.metadata.dialects.postgres import PostgresMetadataStore
 
             name = f"{PREFIX}{self.session}_template"
             run_sync(_execute(f'CREATE DATABASE "{name}"'))

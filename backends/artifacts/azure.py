@@ -42,6 +42,7 @@ from backends.artifacts.base import (
     UploadedPart,
 )
 from backends.errors import BackendError, InvalidArgument, NotFound, Unavailable
+from backends.registry import AZURE_SCHEMES
 
 __all__ = ["AzureArtifactStore"]
 
@@ -54,7 +55,6 @@ READ_CHUNK = 4 * MIB  # one ranged GET; the SDK's first GET is otherwise 32 MiB
 YIELD_CHUNK = MIB
 MAX_PROXIED_PART = 512 * MIB
 SHA256_META = "mlgate_sha256"
-_SCHEMES = ("wasbs", "wasb", "azure", "az")
 
 
 def _block_id(upload_id: str, number: int) -> str:
@@ -121,7 +121,7 @@ class AzureArtifactStore(ArtifactStore):
                 f"unknown options for the Azure artifact store: {sorted(set(options) - known)}")
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
-        if scheme not in _SCHEMES or not parts.netloc:
+        if scheme not in AZURE_SCHEMES or not parts.netloc:
             raise ValueError(f"{uri!r} is not a wasbs://container@account.blob.core.windows.net/"
                              "prefix or azure://container/prefix URI")
         account = None

@@ -27,6 +27,7 @@ from backends.backup.layout import (
     read_manifest,
 )
 from backends.errors import NotFound
+from backends.metadata.interface.entities import now_ms
 from backends.registry import open_metadata_store
 
 __all__ = ["BackupReport", "RestoreReport", "backup", "restore"]
@@ -101,8 +102,8 @@ async def backup(*, metadata_uri: str, source: ArtifactStore, dest: ArtifactStor
     started = time.monotonic()
     backup_id = new_backup_id()
     while await dest.stat(f"backups/{backup_id}") is not None:  # two in the same second
-        backup_id = new_backup_id() + f"-{int(time.time() * 1000) % 1000:03d}"
-    manifest = Manifest(id=backup_id, created_ms=int(time.time() * 1000),
+        backup_id = new_backup_id() + f"-{now_ms() % 1000:03d}"
+    manifest = Manifest(id=backup_id, created_ms=now_ms(),
                         dialect=metadata.dialect_of(metadata_uri), schema_version=0,
                         audit=audit, with_artifacts=with_artifacts, source=source_label)
     with tempfile.TemporaryDirectory(prefix="mlgate-backup-") as tmp:

@@ -8,9 +8,10 @@ tree and :mod:`report` compares both sides.
 from __future__ import annotations
 
 from backends.importer.job import Importer
+from backends.importer.readers import open_reader
 from backends.importer.report import Report, compare
 from backends.importer.revisions import SUPPORTED, UnsupportedRevision
-from backends.importer.sources import StockReader, open_reader
+from backends.importer.sources import StockReader
 
 __all__ = ["SUPPORTED", "Importer", "Report", "StockReader", "UnsupportedRevision", "compare",
            "open_reader"]

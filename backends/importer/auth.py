@@ -33,7 +33,7 @@ from auth.hashing import password_hash_usable
 from auth.names import valid_team_name, valid_username
 from backends import errors
 from backends.importer.sources import StockReader
-from backends.metadata.auth_base import AuthStore
+from backends.metadata.interface.auth import AuthStore
 
 __all__ = ["AuthImport", "AuthPlan", "import_auth", "read_auth"]
 

@@ -20,7 +20,8 @@ from backends import errors
 from backends.importer.revisions import check_revision
 from backends.importer.sources import StockReader
 from backends.importer.tables import TABLES, Context, Rows, Table, select_list
-from backends.metadata.sql_store import Connection, SqlMetadataStore
+from backends.metadata.sql.connection import Connection
+from backends.metadata.sql.tracking import SqlMetadataStore
 
 __all__ = ["CHUNK_ROWS", "Importer", "Progress", "check_source", "source_counts"]
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.importer.sources import StockReader
-from backends.metadata.sql_store import Connection, SqlMetadataStore
+from backends.metadata.sql.connection import Connection
+from backends.metadata.sql.tracking import SqlMetadataStore
 
 __all__ = ["Count", "Report", "compare"]
 

@@ -3,7 +3,8 @@
 URIs as stock takes them: ``sqlite:///relative.db``, ``sqlite:////abs.db``,
 ``postgresql://user@host/db``, ``mysql://user:password@host:3306/db`` (a driver suffix such
 as ``postgresql+psycopg2://`` or ``mysql+pymysql://`` is dropped); a FileStore folder is read
-through a SQLite copy (:mod:`backends.importer.filestore`).
+through a SQLite copy (:mod:`backends.importer.filestore`); :mod:`backends.importer.readers`
+chooses the reader for a URI.
 
 Every table is read in one pass, in the order its rows lie in the database: SQLite's rowid,
 PostgreSQL's ctid (MySQL: its primary key, the order InnoDB keeps rows in). That order is the one stock itself returns params, tags and latest
@@ -21,12 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from backends import errors
 from backends.registry import redact_uri
 
-__all__ = ["StockReader", "open_reader"]
+__all__ = ["MysqlReader", "PostgresReader", "SqliteReader", "StockReader"]
 
 
 class StockReader(ABC):
@@ -253,32 +254,3 @@ class MysqlReader(StockReader):
             await cur.execute(sql, params or None)
             while rows := await cur.fetchmany(size):
                 yield rows
-
-
-def open_reader(uri: str) -> StockReader:
-    """The reader for a stock backend store URI (not connected). Raises ``ValueError`` for
-    a URI it cannot read."""
-    from backends.importer.filestore import FileStoreReader, filestore_root
-
-    root = filestore_root(uri)
-    if root is not None:
-        return FileStoreReader(root.as_uri(), root)
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower().split("+", 1)[0]
-    if scheme == "sqlite":
-        path = unquote(parts.path).removeprefix("/")
-        if parts.netloc or not path or path == ":memory:":
-            raise ValueError(f"{uri!r}: expected sqlite:///relative.db or sqlite:////abs.db")
-        return SqliteReader(uri, path)
-    if scheme in ("postgresql", "postgres"):
-        dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
-        return PostgresReader(uri, dsn)
-    if scheme in ("mysql", "mariadb"):
-        database = unquote(parts.path.lstrip("/"))
-        if not parts.hostname or not database:
-            raise ValueError(f"{redact_uri(uri)!r}: expected mysql://user@host/database")
-        return MysqlReader(uri, parts.hostname, parts.port or 3306,
-                           unquote(parts.username or "root"), unquote(parts.password or ""),
-                           database)
-    raise ValueError(f"{redact_uri(uri)!r}: mlgate import reads sqlite://, postgresql:// "
-                     "and mysql:// stock databases and FileStore folders (mlruns/)")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.importer.sources import StockReader
-from backends.metadata.sql_store import Connection
+from backends.metadata.sql.connection import Connection
 
 __all__ = ["TABLES", "Column", "Context", "Rows", "Table", "select_list"]
 

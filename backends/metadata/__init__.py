@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import (
+from backends.metadata.interface.entities import (
     Dataset,
     DatasetInput,
     Experiment,
@@ -17,6 +16,7 @@ from backends.metadata.entities import (
     Tag,
     ViewType,
 )
+from backends.metadata.interface.store import MetadataStore
 
 __all__ = [
     "Dataset",

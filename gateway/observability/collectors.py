@@ -23,10 +23,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway import __version__
 from gateway.keys import BATCHER, GC_SWEEPER, METADATA, SWEEPER
 from gateway.observability.distribution import Distribution
 from gateway.security.state import SECURITY
+from gateway.version import __version__
 
 __all__ = ["GatewayCollector", "histogram_family"]
 

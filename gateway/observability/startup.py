@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends.registry import redact_uri
-from gateway import __version__
 from gateway.settings import Settings
+from gateway.version import __version__
 
 __all__ = ["startup_lines", "url_of"]
 

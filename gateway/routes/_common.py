@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import Tag
+from backends.metadata.interface.entities import Tag
+from backends.metadata.interface.store import MetadataStore
 from gateway.errors import invalid_parameter
 from gateway.keys import METADATA, SETTINGS
 from gateway.parsing import Field, Message, missing

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.metadata.registry_entities import ModelVersion, RegisteredModel
+from backends.metadata.interface.registry_entities import ModelVersion, RegisteredModel
 from gateway.render import tags
 
 __all__ = ["model_version", "registered_model"]

@@ -32,7 +32,7 @@ from auth.policy import (
     role_of,
 )
 from backends import errors as be
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth_entities import (
     GrantRow,
     RoleAssignment,
     RolePermissionRow,

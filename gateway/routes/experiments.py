@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
-from backends.metadata import validation
-from backends.metadata.entities import Tag, ViewType
+from backends.metadata.interface import validation
+from backends.metadata.interface.entities import Tag, ViewType
 from gateway import render
 from gateway.artifact_paths import artifact_location, served_roots
 from gateway.parsing import Field, Message, message_of

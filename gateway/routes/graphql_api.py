@@ -52,8 +52,8 @@ from graphql.execution.values import get_argument_values
 
 from auth.access import Access, Action, Ref, ResourceKind
 from backends import errors as be
-from backends.metadata.entities import Experiment, Run, ViewType
-from backends.metadata.registry_entities import ModelVersion
+from backends.metadata.interface.entities import Experiment, Run, ViewType
+from backends.metadata.interface.registry_entities import ModelVersion
 from gateway.errors import ERROR_RENDERER, MlflowError, from_backend, invalid_parameter
 from gateway.parsing import message_of, read_json_body
 from gateway.routes._common import max_results, store

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
-from backends.metadata.auth_entities import LimitRow
+from backends.metadata.interface.auth_entities import LimitRow
 from gateway import accounts
 from gateway.errors import MlflowError
 from gateway.parsing import Field, Message, message_of

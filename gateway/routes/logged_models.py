@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from auth.access import Access, Action, Ref, ResourceKind
-from backends.metadata import validation
-from backends.metadata.entities import LoggedModelStatus, Param
+from backends.metadata.interface import validation
+from backends.metadata.interface.entities import LoggedModelStatus, Param
 from gateway import render
 from gateway.errors import invalid_parameter
 from gateway.names import random_run_name

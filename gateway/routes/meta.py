@@ -8,14 +8,14 @@ import weakref
 from aiohttp import web
 
 from auth.access import Access, Action, ResourceKind
-from backends.metadata.base import MetadataStore
-from gateway import __version__
+from backends.metadata.interface.store import MetadataStore
 from gateway.errors import MlflowError
 from gateway.keys import BATCHER, METADATA, SETTINGS, SWEEPER
 from gateway.observability.metrics import metrics_handler
 from gateway.render import json_response
 from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
+from gateway.version import __version__
 
 __all__ = ["HEALTH_DEADLINE", "MLFLOW_COMPAT_VERSION", "ROUTES"]
 

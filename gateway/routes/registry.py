@@ -13,9 +13,9 @@ from aiohttp import web
 
 from auth.access import Access, Action, Ref, ResourceKind
 from backends import errors
-from backends.metadata import registry_validation as rv
-from backends.metadata.entities import Page, Tag
-from backends.metadata.registry_entities import IS_PROMPT_TAG, ModelVersion
+from backends.metadata.interface import registry_validation as rv
+from backends.metadata.interface.entities import Page, Tag
+from backends.metadata.interface.registry_entities import IS_PROMPT_TAG, ModelVersion
 from gateway.errors import invalid_parameter
 from gateway.parsing import Field, Message, message_of, missing
 from gateway.render import json_response

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from auth.access import Access, Action, Ref, ResourceKind
-from backends.metadata import validation
-from backends.metadata.entities import (
+from backends.metadata.interface import validation
+from backends.metadata.interface.entities import (
     Dataset,
     DatasetInput,
     Metric,
@@ -21,6 +20,7 @@ from backends.metadata.entities import (
     RunWrite,
     Tag,
     ViewType,
+    now_ms,
 )
 from gateway import render
 from gateway.errors import invalid_parameter
@@ -148,7 +148,7 @@ async def create_run(request: web.Request) -> web.Response:
         str(msg.get("experiment_id") or "0"),
         user_id=msg.get("user_id", ""),
         run_name=run_name,
-        start_time=msg.get("start_time", int(time.time() * 1000)),
+        start_time=msg.get("start_time", now_ms()),
         tags=[t for t in tags if t.key != RUN_NAME_TAG],
     )
     return render.json_response({"run": render.run(run)})

@@ -26,8 +26,9 @@ from auth.identity import Identity, InvalidToken, TokenRecord, TokenScope
 from auth.login_limits import LoginLimiter, Network, client_address
 from auth.permissions import Permission, TeamRole
 from backends import errors as be
-from backends.metadata.auth_entities import TokenRow, UserRecord
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import TokenRow, UserRecord
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from gateway.security.caches import TTLCache
 
 __all__ = ["Authenticator", "RateLimited", "Unauthenticated", "load_identity"]
@@ -135,9 +136,14 @@ class Authenticator:
     async def authenticate(self, request: web.Request) -> Identity:
         """The caller's identity; raises :class:`Unauthenticated` or :class:`RateLimited`."""
         header = request.headers.get("Authorization", "")
+        # Keyed as _verify reads it (scheme in any case, spaces around the credentials): one
+        # entry per credential, so a token's holder cannot spell it thousands of ways to push
+        # every other client's verified password out of the cache (each then costs a hash).
+        scheme, _, credentials = header.partition(" ")
+        spelled = f"{scheme.lower()} {credentials.strip()}"
         # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes as
         # surrogates) gets a key too, and is then refused like any other bad credential.
-        key = hashlib.blake2s(header.encode("utf-8", "surrogateescape")).digest()
+        key = hashlib.blake2s(spelled.encode("utf-8", "surrogateescape")).digest()
         hit = self._credentials.get(key)
         # Taken before anything is read: what was read across an invalidation is not cached
         # (or, across a role change, is reloaded at its next use).
@@ -145,7 +151,8 @@ class Authenticator:
         if hit is not None:
             # A cached credential is still a login attempt: while its name is locked out,
             # answering 200 to the right password and 429 to guesses would confirm it.
-            wait = self._limiter.retry_after(self.client_address(request), hit.limiter_name)
+            wait = self._limiter.retry_after(self.client_address(request), hit.limiter_name,
+                                             by_name=hit.token is None)
             if wait is not None:
                 raise RateLimited(wait)
             if hit.generation != generation:
@@ -234,7 +241,9 @@ class Authenticator:
             raise Unauthenticated()
         token_id, secret = parsed
         address, name = self.client_address(request), f"token:{token_id}"
-        wait = self._limiter.reserve(address, name)
+        # Per address only: a token's secret is 256 random bits, so a lockout of its id
+        # protects nothing and would let anyone who saw the id lock its holder out.
+        wait = self._limiter.reserve(address, name, by_name=False)
         if wait is not None:
             raise RateLimited(wait)
         try:
@@ -258,9 +267,14 @@ class Authenticator:
                 row = None
             if row is not None:
                 self._tokens.put(token_id, row, epoch)
+        if row is None:
+            # Not counted: no account to protect, and such a failure costs no password hash,
+            # so counting it let anyone evict a locked-out name's counter by filling the
+            # limiter's table with made-up ids (a token id is 64 random bits: knowing which
+            # exist tells nothing usable).
+            self._on_failure(request, name)
+            raise Unauthenticated()
         try:
-            if row is None:
-                raise InvalidToken("unknown token")
             record = TokenRecord(row.token_id, row.user_id, row.digest,
                                  TokenScope(row.read_only, row.workspace), row.expires_at,
                                  row.revoked_at is not None)
@@ -289,7 +303,7 @@ class Authenticator:
         if now < self._touch_due.get(token_id, 0.0):
             return
         self._touch_due[token_id] = now + _TOUCH_EVERY
-        self._spawn(self.store.touch_token(token_id, int(time.time() * 1000)))
+        self._spawn(self.store.touch_token(token_id, now_ms()))
 
 
 async def load_identity(store: MetadataStore, user_id: int) -> Identity:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from auth.permissions import Permission
 from auth.policy import USER
-from backends.metadata.auth_entities import GrantRow
+from backends.metadata.interface.auth_entities import GrantRow
 from gateway.security.middleware import identity_of, note_created, workspace_of
 from gateway.security.state import Security, security_of
 

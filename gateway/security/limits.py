@@ -35,8 +35,8 @@ import uuid
 from dataclasses import dataclass
 
 from auth.rate_limits import Bucket, Quota, Verdict, charge_all, empty, full, idle, shared_rate
-from backends.metadata.auth_entities import LimitRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import LimitRow
+from backends.metadata.interface.store import MetadataStore
 from gateway.settings import Settings
 
 __all__ = ["HEARTBEAT", "RateLimits"]

@@ -20,11 +20,11 @@ from aiohttp.typedefs import Middleware
 
 from auth.access import Access, Action, ResourceKind, named
 from auth.identity import Identity
-from auth.names import WORKSPACE_NAME
+from auth.names import WORKSPACE_NAME, valid_team_name
 from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from auth.rate_limits import Verdict
 from backends import errors as be
-from backends.metadata.auth_entities import Visibility
+from backends.metadata.interface.auth_entities import Visibility
 from gateway.errors import BASE_PATH, MlflowError, from_backend
 from gateway.parsing import message_of, missing
 from gateway.routing import API, Route, declared, parse_into
@@ -310,9 +310,10 @@ async def _workspace(sec: Security, request: web.Request, identity: Identity | N
     if not sec.workspaces_on:
         return DEFAULT_WORKSPACE
     name = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
-    if not WORKSPACE_NAME.fullmatch(name):
-        # No workspace has such a name; it may not even be UTF-8 (aiohttp keeps such header
-        # bytes as surrogates, which no database takes and no error message can show).
+    if not valid_team_name(name):
+        # No workspace has such a name (nor 8 KB of one, which the access log and the audit
+        # would keep); it may not even be UTF-8 (aiohttp keeps such header bytes as
+        # surrogates, which no database takes and no error message can show).
         raise MlflowError("The X-MLFLOW-WORKSPACE header names no workspace.",
                           "RESOURCE_DOES_NOT_EXIST")
     if name == DEFAULT_WORKSPACE or (sec.auth_on and not _insider(sec, identity, name)):

@@ -18,8 +18,8 @@ from auth.access import ResourceKind
 from auth.permissions import Permission
 from auth.policy import Grant, Principal, Resource
 from backends import errors as be
-from backends.metadata import registry_validation as rv
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface import registry_validation as rv
+from backends.metadata.interface.store import MetadataStore
 from gateway.artifact_paths import store_path, validate_path
 from gateway.security.caches import TTLCache
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 
 from aiohttp import web
 
 from auth.identity import Identity
+from auth.names import MAX_USERNAME, valid_team_name
 from auth.permissions import Permission, TeamRole
 from auth.policy import DEFAULT_WORKSPACE, Grant, Policy, principals_of, role_of
 from backends import errors as be
-from backends.metadata.auth_entities import GrantRow, Visibility
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import GrantRow, Visibility
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.store import MetadataStore
 from gateway.audit import AuditLog
 from gateway.observability.request_id import request_id_of
 from gateway.security.authentication import Authenticator
@@ -158,13 +159,18 @@ class Security:
                      outcome: str, status: int | None) -> None:
         if self.audit is None:
             return
-        self.audit.record((int(time.time() * 1000), username, workspace, action,
+        self.audit.record((now_ms(), username, workspace, action,
                            resource_type, resource_id, outcome, status,
                            self.authenticator.client_address(request), request_id_of(request)))
 
     def _login_failed(self, request: web.Request, username: str | None) -> None:
         self.failed_logins += 1
-        workspace = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
+        # Both are the client's words, checked by nothing yet: a junk token costs no hash, so
+        # unchecked they would put kilobytes of anyone's text in every row, under any team.
+        sent = request.headers.get("X-MLFLOW-WORKSPACE", "").strip() or DEFAULT_WORKSPACE
+        workspace = sent if valid_team_name(sent) else None
+        if username is not None and len(username) > MAX_USERNAME:
+            username = username[:MAX_USERNAME - 1] + "\u2026"  # no user has a longer name
         self.audit_record(request, username, workspace, "login", None, None, "failed", 401)
 
 

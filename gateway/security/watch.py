@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from backends import errors as be
-from backends.metadata.auth_entities import AuthVersions
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import AuthVersions
+from backends.metadata.interface.store import MetadataStore
 
 __all__ = ["POLL_INTERVAL", "AuthWatch"]
 

@@ -22,7 +22,7 @@ from auth.policy import (
     refusal,
     role_of,
 )
-from backends.metadata import entities
+from backends.metadata.interface import entities
 
 EXP = ResourceKind.EXPERIMENT
 R, C, U, D, M = Action.READ, Action.CREATE, Action.UPDATE, Action.DELETE, Action.MANAGE

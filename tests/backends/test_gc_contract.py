@@ -1,4 +1,4 @@
-"""The garbage collection part of the MetadataStore contract (backends/metadata/gc_base.py),
+"""The garbage collection part of the MetadataStore contract (backends/metadata/interface/gc.py),
 run over every implementation."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from backends import errors
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import Metric, Param, Tag
+from backends.metadata.interface.entities import Metric, Param, Tag
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 
 ROOT = "mlflow-artifacts:"

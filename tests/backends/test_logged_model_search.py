@@ -1,4 +1,4 @@
-"""search_logged_models SQL (backends.metadata.logged_model_search) run on a real SQLite
+"""search_logged_models SQL (backends.metadata.sql.logged_model_search) run on a real SQLite
 database built from our migrations, with a small hand-made data set whose expected answers
 are worked out below from MLflow's SQL store semantics.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from backends.errors import InvalidArgument
-from backends.metadata import logged_model_search as lms
-from backends.metadata import sql_search
+from backends.metadata.dialects.postgres import POSTGRES
+from backends.metadata.dialects.sqlite import SQLITE
+from backends.metadata.sql import logged_model_search as lms
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "backends/metadata/migrations/sqlite"
 NAN = math.nan
@@ -117,7 +118,7 @@ def _search(
     offset: int = 0,
 ) -> list[str]:
     sql, params = lms.build_search_logged_models_sql(
-        sql_search.SQLITE, experiment_ids, filter_string, datasets, order_by, max_results, offset
+        SQLITE, experiment_ids, filter_string, datasets, order_by, max_results, offset
     )
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
@@ -647,7 +648,7 @@ def test_bad_page_size(db: sqlite3.Connection) -> None:
 
 def test_postgres_placeholders_match_parameters() -> None:
     sql, params = lms.build_search_logged_models_sql(
-        sql_search.POSTGRES,
+        POSTGRES,
         [1, 2],
         "name ILIKE 'a%' AND metrics.acc > 0.5 AND params.lr IN ('1', '2') AND creation_time > 5",
         [{"dataset_name": "train", "dataset_digest": "d1"}, {"dataset_name": "eval"}],

@@ -17,8 +17,7 @@ import pytest
 from pgtools import run_sync
 
 from backends import errors
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import (
+from backends.metadata.interface.entities import (
     Dataset,
     DatasetInput,
     DatasetSummary,
@@ -30,7 +29,8 @@ from backends.metadata.entities import (
     UploadInFlight,
     ViewType,
 )
-from backends.metadata.sql_store import SqlMetadataStore
+from backends.metadata.interface.store import MetadataStore
+from backends.metadata.sql.tracking import SqlMetadataStore
 from backends.registry import open_metadata_store
 
 ROOT = "mlflow-artifacts:"
@@ -862,7 +862,7 @@ async def test_password_hash_replaced_only_while_unchanged(
 async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) -> None:
     """MLflow 3.17's roles: a role of one workspace, its permissions (grants whose principal is
     the role, '*' for every resource of a type) and its users."""
-    from backends.metadata.auth_entities import GrantRow
+    from backends.metadata.interface.auth_entities import GrantRow
 
     store = metadata_store
     await store.create_workspace("team-a")
@@ -939,7 +939,7 @@ async def test_auth_changes_count_what_they_make_stale(metadata_store: MetadataS
     """Every change a server's caches could hold stale adds one to its counter, in its own
     transaction (servers poll them); creating a user or a token, a failed change, and a no-op
     leave them alone."""
-    from backends.metadata.auth_entities import AuthVersions, GrantRow, TokenRow
+    from backends.metadata.interface.auth_entities import AuthVersions, GrantRow, TokenRow
 
     store = metadata_store
     seen = await store.auth_versions()
@@ -1075,7 +1075,7 @@ async def test_uploads_in_flight_are_noted_until_they_end(
 async def test_rate_limits_and_live_processes(metadata_store: MetadataStore) -> None:
     """Limits are set whole per workspace, go with it, and bump their counter; the live
     process count forgets the silent and the departed."""
-    from backends.metadata.auth_entities import LimitRow
+    from backends.metadata.interface.auth_entities import LimitRow
 
     store = metadata_store
     await store.create_workspace("team-a")

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from pgtools import admin_dsn
 
-from backends.metadata.postgres import _number_array, _text_array
+from backends.metadata.dialects.postgres import _number_array, _text_array
 
 
 async def test_array_literals_round_trip() -> None:
@@ -41,7 +41,7 @@ async def test_array_literals_round_trip() -> None:
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_floats_never_reach_the_literal(value: float) -> None:
     # stored_value maps NaN to (0, flag) and ±inf to ±max before this is called.
-    from backends.metadata.sql_store import stored_value
+    from backends.metadata.sql.tracking import stored_value
 
     stored, _ = stored_value(value)
     assert math.isfinite(stored)

@@ -18,8 +18,8 @@ import pytest
 from pgtools import admin_dsn
 
 from backends import errors
-from backends.metadata.entities import Metric, RunWrite
-from backends.metadata.postgres import PostgresMetadataStore
+from backends.metadata.dialects.postgres import PostgresMetadataStore
+from backends.metadata.interface.entities import Metric, RunWrite
 
 
 async def _count(app_name: str) -> int:

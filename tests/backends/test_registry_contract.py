@@ -13,8 +13,8 @@ import pytest
 from test_metadata_contract import ROOT, _run, metadata_store
 
 from backends import errors
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import Tag
+from backends.metadata.interface.entities import Tag
+from backends.metadata.interface.store import MetadataStore
 
 __all__ = ["metadata_store"]  # re-exported fixture
 

@@ -1,4 +1,4 @@
-"""The search grammar (backends.metadata.search): what MLflow accepts, and its messages
+"""The search grammar (backends.metadata.sql.search): what MLflow accepts, and its messages
 for what it rejects (mlflow utils/search_utils.py, store/tracking/sqlalchemy_store.py).
 
 MLflow prints sets in hash order; we print them sorted, so the expected messages below
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from backends.errors import InvalidArgument
-from backends.metadata import search
-from backends.metadata.search import Comparison, OrderKey
+from backends.metadata.sql import search
+from backends.metadata.sql.search import Comparison, OrderKey
 
 C = Comparison
 

@@ -1,4 +1,4 @@
-"""The compiled search SQL (backends.metadata.sql_search) run on a real SQLite database
+"""The compiled search SQL (backends.metadata.sql.tracking_search) run on a real SQLite database
 built from our schema, with a small hand-made data set whose expected answers are worked
 out below from MLflow's documented semantics.
 """
@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from backends.errors import InvalidArgument
-from backends.metadata import sql_search
-from backends.metadata.entities import ViewType
+from backends.metadata.dialects.postgres import POSTGRES, PostgresDialect
+from backends.metadata.dialects.sqlite import SQLITE
+from backends.metadata.interface.entities import ViewType
+from backends.metadata.sql import tracking_search as sql_search
+from backends.metadata.sql.dialect import Dialect
 
 MIGRATIONS = sorted(
     (Path(__file__).resolve().parents[2] / "backends/metadata/migrations/sqlite").glob("*.sql"))
@@ -136,12 +139,12 @@ def _runs(
     view_type: ViewType = ViewType.ACTIVE_ONLY,
     max_results: int = 100,
     offset: int = 0,
-    dialect: sql_search.Dialect = sql_search.SQLITE,
+    dialect: Dialect = SQLITE,
 ) -> list[str]:
     sql, params = sql_search.build_search_runs_sql(
         dialect, experiment_ids, filter_string, view_type, order_by, max_results, offset
     )
-    if dialect is sql_search.POSTGRES:
+    if isinstance(dialect, PostgresDialect):
         sql = _as_sqlite(sql, len(params))
     return [row[0] for row in db.execute(sql, params)]
 
@@ -240,7 +243,7 @@ def test_run_filter_postgres_placeholders(
     db: sqlite3.Connection, filter_string: str, expected: list[str]
 ) -> None:
     # SQLite has no ILIKE; everything else in the PostgreSQL text runs here as well.
-    assert _runs(db, filter_string, dialect=sql_search.POSTGRES) == expected
+    assert _runs(db, filter_string, dialect=POSTGRES) == expected
 
 
 RUN_ORDERS: list[tuple[list[str], list[str]]] = [
@@ -273,7 +276,7 @@ RUN_ORDERS: list[tuple[list[str], list[str]]] = [
 @pytest.mark.parametrize(("order_by", "expected"), RUN_ORDERS)
 def test_run_order(db: sqlite3.Connection, order_by: list[str], expected: list[str]) -> None:
     assert _runs(db, "", order_by) == expected
-    assert _runs(db, "", order_by, dialect=sql_search.POSTGRES) == expected
+    assert _runs(db, "", order_by, dialect=POSTGRES) == expected
 
 
 def test_run_view_types_and_experiments(db: sqlite3.Connection) -> None:
@@ -298,7 +301,7 @@ def test_run_name_filter_reads_the_run_name_tag(db: sqlite3.Connection) -> None:
 def test_postgres_text(db: sqlite3.Connection) -> None:
     # What SQLite cannot run for us: ILIKE, and NULL ordering spelled out.
     sql, params = sql_search.build_search_runs_sql(
-        sql_search.POSTGRES, [1], "tags.t ILIKE 'a%' AND start_time > 1.5", ViewType.ALL, [], 5, 0
+        POSTGRES, [1], "tags.t ILIKE 'a%' AND start_time > 1.5", ViewType.ALL, [], 5, 0
     )
     assert "JOIN run_tags f1 ON f1.run_id = runs.run_id WHERE" in sql
     assert "f1.key = $2 AND f1.value ILIKE $3" in sql
@@ -306,7 +309,7 @@ def test_postgres_text(db: sqlite3.Connection) -> None:
     assert "ORDER BY runs.start_time DESC NULLS LAST, runs.run_id ASC LIMIT $5 OFFSET $6" in sql
     assert params == [1, "t", "a%", 1.5, 6, 0]
     sql, _ = sql_search.build_search_experiments_sql(
-        sql_search.POSTGRES, "default", "", ViewType.ALL, ["last_update_time"], 5, 0
+        POSTGRES, "default", "", ViewType.ALL, ["last_update_time"], 5, 0
     )
     assert "last_update_time ASC NULLS FIRST, experiments.experiment_id DESC" in sql
 
@@ -329,19 +332,19 @@ def test_run_pages(db: sqlite3.Connection) -> None:
 def test_run_search_rejects_bad_input() -> None:
     with pytest.raises(InvalidArgument, match=r"Invalid clause\(s\) in filter string: 'OR'"):
         sql_search.build_search_runs_sql(
-            sql_search.SQLITE, [1], "metrics.a > 1 OR metrics.b > 1", ViewType.ALL, [], 10, 0
+            SQLITE, [1], "metrics.a > 1 OR metrics.b > 1", ViewType.ALL, [], 10, 0
         )
     with pytest.raises(InvalidArgument, match="duplicate fields"):
         sql_search.build_search_runs_sql(
-            sql_search.SQLITE, [1], "", ViewType.ALL, ["metrics.a", "metrics.a DESC"], 10, 0
+            SQLITE, [1], "", ViewType.ALL, ["metrics.a", "metrics.a DESC"], 10, 0
         )
     with pytest.raises(InvalidArgument, match="must be a positive integer"):
-        sql_search.build_search_runs_sql(sql_search.SQLITE, [1], "", ViewType.ALL, [], 0, 0)
+        sql_search.build_search_runs_sql(SQLITE, [1], "", ViewType.ALL, [], 0, 0)
 
 
 def test_filter_values_are_bound_not_inlined() -> None:
     sql, params = sql_search.build_search_runs_sql(
-        sql_search.SQLITE, [1], "params.x = 'a'' OR 1=1 --'", ViewType.ALL, ["tags.`t'`"], 10, 0
+        SQLITE, [1], "params.x = 'a'' OR 1=1 --'", ViewType.ALL, ["tags.`t'`"], 10, 0
     )
     assert "OR 1=1" not in sql and "t'" not in sql
     assert "a'' OR 1=1 --" in params and "t'" in params
@@ -359,12 +362,12 @@ def _experiments(
     view_type: ViewType = ViewType.ACTIVE_ONLY,
     max_results: int = 100,
     offset: int = 0,
-    dialect: sql_search.Dialect = sql_search.SQLITE,
+    dialect: Dialect = SQLITE,
 ) -> list[int]:
     sql, params = sql_search.build_search_experiments_sql(
         dialect, workspace, filter_string, view_type, order_by, max_results, offset
     )
-    if dialect is sql_search.POSTGRES:
+    if isinstance(dialect, PostgresDialect):
         sql = _as_sqlite(sql, len(params))
     return [row[0] for row in db.execute(sql, params)]
 
@@ -400,7 +403,7 @@ def test_experiment_filter(
 ) -> None:
     assert _experiments(db, filter_string) == expected
     if "ILIKE" not in filter_string:
-        assert _experiments(db, filter_string, dialect=sql_search.POSTGRES) == expected
+        assert _experiments(db, filter_string, dialect=POSTGRES) == expected
 
 
 EXPERIMENT_ORDERS: list[tuple[list[str], list[int]]] = [
@@ -422,7 +425,7 @@ def test_experiment_order(
     db: sqlite3.Connection, order_by: list[str], expected: list[int]
 ) -> None:
     assert _experiments(db, "", order_by) == expected
-    assert _experiments(db, "", order_by, dialect=sql_search.POSTGRES) == expected
+    assert _experiments(db, "", order_by, dialect=POSTGRES) == expected
 
 
 def test_experiment_view_types_workspaces_and_pages(db: sqlite3.Connection) -> None:
@@ -438,9 +441,9 @@ def test_experiment_view_types_workspaces_and_pages(db: sqlite3.Connection) -> N
 def test_experiment_search_rejects_bad_input() -> None:
     with pytest.raises(InvalidArgument, match="Invalid order_by entity: tag"):
         sql_search.build_search_experiments_sql(
-            sql_search.SQLITE, "default", "", ViewType.ALL, ["tags.x"], 10, 0
+            SQLITE, "default", "", ViewType.ALL, ["tags.x"], 10, 0
         )
     with pytest.raises(InvalidArgument, match="Invalid experiment ID 'x'"):
         sql_search.build_search_experiments_sql(
-            sql_search.SQLITE, "default", "experiment_id = 'x'", ViewType.ALL, [], 10, 0
+            SQLITE, "default", "experiment_id = 'x'", ViewType.ALL, [], 10, 0
         )

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.metadata import sqlite as sqlite_module
 from backends.metadata._migrations import load_migrations
-from backends.metadata.auth_entities import AuditRow
-from backends.metadata.sqlite import SqliteMetadataStore
+from backends.metadata.dialects import sqlite as sqlite_module
+from backends.metadata.dialects.sqlite import SqliteMetadataStore
+from backends.metadata.interface.auth_entities import AuditRow
 
 
 def _row(i: int, resource: str = "r") -> AuditRow:

@@ -9,9 +9,9 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from backends.metadata import sql_search
-from backends.metadata.entities import ViewType
-from backends.metadata.sqlite import SqliteMetadataStore
+from backends.metadata.dialects.sqlite import SQLITE, SqliteMetadataStore
+from backends.metadata.interface.entities import ViewType
+from backends.metadata.sql import tracking_search as sql_search
 
 ROOT = "mlflow-artifacts:"
 FILTER = "metrics.m > 0.5 and params.p = 'v3'"
@@ -61,7 +61,7 @@ async def test_search_refreshes_statistics_for_every_reader(tmp_path: Path) -> N
         exp_id = int(await store.create_experiment("stats", artifact_root=ROOT))
         runs = _fill(path, exp_id, 3000)
         sql, params = sql_search.build_search_runs_sql(
-            sql_search.SQLITE, [exp_id], FILTER, ViewType.ACTIVE_ONLY, ["metrics.m"], 10, 0)
+            SQLITE, [exp_id], FILTER, ViewType.ACTIVE_ONLY, ["metrics.m"], 10, 0)
         # Statistics from open() describe an empty database: every run is walked.
         assert all("runs_experiment_order" in p for p in await _plans(store, sql, params))
 

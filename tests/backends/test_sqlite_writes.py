@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.metadata.entities import Metric, RunWrite
-from backends.metadata.sqlite import SqliteMetadataStore, _SyncConn
+from backends.metadata.dialects.sqlite import SqliteMetadataStore, _SyncConn
+from backends.metadata.interface.entities import Metric, RunWrite
 
 
 @pytest.fixture

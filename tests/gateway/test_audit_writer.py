@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway import audit
 from gateway.audit import AuditLog

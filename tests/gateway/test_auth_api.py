@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 
 from auth import hashing
 from auth.access import Access, Action, ResourceKind
-from backends.metadata.auth_entities import GrantRow
+from backends.metadata.interface.auth_entities import GrantRow
 from backends.registry import open_metadata_store
 from gateway.app import create_app
 from gateway.keys import METADATA
@@ -393,6 +393,12 @@ async def test_header_bytes_that_are_not_utf8_are_refused_as_json(server: Server
         assert (status, body["error_code"]) == (401, "UNAUTHENTICATED")
     root = server.headers["root"]["Authorization"].encode()
     status, body = await raw(b"Authorization: " + root + b"\r\nX-MLFLOW-WORKSPACE: t\xffm\r\n")
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    # Regression (attack24): a name no workspace may have, 8 KB of it, was taken as an empty
+    # workspace and written into the access log line and the audit record.
+    await server.add_user("bob")
+    status, body = await server.call("GET", f"{API}/experiments/search", "bob",
+                                     query={"max_results": "10"}, workspace="w" * 8000)
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from backends import errors as be
-from backends.metadata.auth_entities import AuthVersions, GrantRow
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.auth_entities import AuthVersions, GrantRow
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway.security.caches import TTLCache
 from gateway.security.resolution import Resolver

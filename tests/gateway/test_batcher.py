@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from backends import errors
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import Metric, Param, RunWrite, Tag
+from backends.metadata.interface.entities import Metric, Param, RunWrite, Tag
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway.batcher import Batcher, QueueFull
 

@@ -15,7 +15,7 @@ from access_world import store_uris
 from click.testing import CliRunner, Result
 
 from auth import hashing
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway.cli import main
 
@@ -174,7 +174,7 @@ def test_teams_members_and_what_leaving_takes(store_uri: str) -> None:
 
     # Leaving the team takes the grants made to them in it, as the admin API does.
     async def experiment(store: MetadataStore) -> str:
-        from backends.metadata.auth_entities import GrantRow
+        from backends.metadata.interface.auth_entities import GrantRow
 
         exp = await store.create_experiment("e", artifact_root="mlflow-artifacts:",
                                             workspace="team-a")

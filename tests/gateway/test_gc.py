@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from object_stores import AZURITE_ACCOUNT, ObjectServer, new_bucket, new_container
 
 from backends.artifacts.base import ArtifactStore
-from backends.metadata.base import MetadataStore
-from backends.metadata.entities import Metric
+from backends.metadata.interface.entities import Metric
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_artifact_store, open_metadata_store
 from gateway.app import create_app
 from gateway.cli import main

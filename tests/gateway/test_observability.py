@@ -524,3 +524,23 @@ def test_the_command_line_lists_the_settings() -> None:
                          capture_output=True, text=True).stdout
     for flag in ("--access-log", "--metrics / --no-metrics", "--metrics-port", "--metrics-host"):
         assert flag in out
+
+
+def test_malformed_requests_are_one_access_line_not_an_error_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(mlgate_command(port, tmp_path), f"http://127.0.0.1:{port}", tmp_path,
+                          timeout=60, name="mlgate")
+    try:
+        for raw in (b"GET /health HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\n\r\n",
+                    b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(raw)
+                assert conn.recv(100).startswith(b"HTTP/1.0 400 ")
+        deadline = time.monotonic() + 10
+        while server.output().count('"UNKNOWN (unmatched)" 400') < 2:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    output = server.output()
+    assert "Traceback" not in output and " ERROR " not in output, output

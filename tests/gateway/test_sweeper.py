@@ -18,7 +18,7 @@ import pytest
 from object_stores import open_test_store
 
 from backends.artifacts.base import ArtifactStore, Leftover
-from backends.metadata.base import MetadataStore
+from backends.metadata.interface.store import MetadataStore
 from backends.registry import open_metadata_store
 from gateway.sweeper import MetadataLedger, Sweeper
 

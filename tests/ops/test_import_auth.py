@@ -79,7 +79,7 @@ def serve(tmp_path: Path) -> Iterator[object]:
 
 
 def _password_hash(db: Path, username: str) -> str:
-    from backends.metadata.sqlite import SqliteMetadataStore
+    from backends.metadata.dialects.sqlite import SqliteMetadataStore
 
     async def read() -> str:
         async with SqliteMetadataStore(str(db)) as store:
@@ -251,7 +251,7 @@ def test_an_untrusted_database_cannot_raise_anyone(source: Source, tmp_path: Pat
     assert ("role 'shadow': workspace 'workspaces' is not a valid team name"
             in report["skipped"])
 
-    from backends.metadata.sqlite import SqliteMetadataStore
+    from backends.metadata.dialects.sqlite import SqliteMetadataStore
 
     async def state() -> tuple[list[str], list[str], str]:
         async with SqliteMetadataStore(str(dest)) as store:

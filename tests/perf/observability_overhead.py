@@ -28,7 +28,15 @@ pairs' ratios.
 ``--instructions N`` counts instead the instructions of N requests per mode under callgrind
 (``auth_instructions.py``'s harness, 16 concurrent clients): the figure that does not drift
 with what else the machine runs (needs ``valgrind``; the access-log lines' writes happen on
-the serving thread and are counted, the scrapes are not).
+the serving thread and are counted, the scrapes are not). Its figures overstate what works
+in batches on a timer (the access log's and the audit log's writes, the metric batcher):
+under valgrind the server runs ~50 times slower, so each batch carries fewer requests.
+
+``--sample S`` samples instead the serving thread of each mode's server under the wrk
+load for S seconds with py-spy (250 Hz) and prints the share of samples spent in the
+observability code itself: the access log (formatting and writing), counting the request,
+its id, the scrapes. A sampled share is not moved by what else the machine runs, which on a
+busy 2-core machine moves req/s by more than the few percent at stake.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -79,6 +88,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="CHECKOUT", default=None)
     parser.add_argument("--instructions", metavar="N", type=int, default=0)
     parser.add_argument("--together", action="store_true")
+    parser.add_argument("--sample", metavar="S", type=float, default=0)
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m in MODES]
     if "off" not in modes:
@@ -87,6 +97,9 @@ def main() -> None:
         modes.append("base")
     if args.instructions:
         count_instructions(args, modes)
+        return
+    if args.sample:
+        sample_shares(args, modes)
         return
     dbs = {m: asyncio.run(_fresh_pg(args.pg)) if args.pg else None for m in modes}
     results: dict[str, list[Sample]] = {m: [] for m in modes}
@@ -192,6 +205,89 @@ def count_instructions(args: argparse.Namespace, modes: list[str]) -> None:
     for mode, (total, serving) in counts.items():
         print(f"{mode:6} {total:9.0f} {serving:9.0f} {serving / counts['off'][1]:7.3f}")
 
+
+# Where a sampled stack is in observability code: (file, function or None for any). The
+# request's own middleware (observe_request, identify) wraps the whole request, so it counts
+# only when it is the innermost frame.
+_OBSERVABILITY = (
+    ("access_log.py", None), ("request_id.py", None), ("collectors.py", None),
+    ("prometheus_client", None), ("logging/__init__.py", None),
+    ("web_protocol.py", "log_access"), ("metrics.py", "observe"),
+    ("metrics.py", "metrics_handler"), ("distribution.py", None),
+)
+_OUTERMOST = ("observe_request", "identify")
+
+
+def _frame_is_observability(frame: str) -> bool:
+    function, _, where = frame.partition(" (")
+    function = function.rsplit(".", 1)[-1]
+    return any(path in where and (name is None or function == name)
+               for path, name in _OBSERVABILITY)
+
+
+def sample_shares(args: argparse.Namespace, modes: list[str]) -> None:
+    """py-spy's samples of each mode's serving thread under the load, in turn."""
+    print(f"log-metric, {args.clients} clients, {args.sample:.0f} s per mode"
+          f"{', auth on' if args.auth else ''}: share of the serving thread's samples in "
+          f"observability code ({time.strftime('%F %T')})")
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            metrics_port = free_port() if mode in ("text", "json", "metrics") else None
+            extra = list(MODES[mode]) + (["--metrics-port", str(metrics_port)]
+                                         if metrics_port else [])
+            proc, url = _start(workdir, args.auth, extra)
+            try:
+                if args.auth:
+                    auth, _, runs = _member(url, args.runs)
+                else:
+                    auth, runs = None, _runs(url, None, args.runs)
+                out = workdir / "samples.txt"
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "-p",
+                     str(proc.pid), "-d", str(round(args.sample)), "-r", "250", "-f", "raw",
+                     "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stop = threading.Event()
+                scraper = None
+                if metrics_port:
+                    scraper = threading.Thread(target=_scraping, args=(metrics_port, stop))
+                    scraper.start()
+                try:
+                    sample = _wrk(url, workdir, runs, auth, args.clients, args.sample,
+                                  proc.pid)
+                finally:
+                    stop.set()
+                    if scraper:
+                        scraper.join()
+                spy.wait(60)
+                lines = out.read_text().splitlines()
+            finally:
+                _stop(proc)
+        total, by_place = _shares(lines)
+        inside = sum(by_place.values())
+        print(f"\n{mode:5} {sample.result.rps:.0f} req/s, {total} samples: "
+              f"{100 * inside / max(total, 1):.2f}% in observability code")
+        for where, n in sorted(by_place.items(), key=lambda kv: -kv[1]):
+            print(f"  {100 * n / max(total, 1):5.2f}%  {where}")
+
+
+def _shares(lines: list[str]) -> tuple[int, dict[str, int]]:
+    """(the serving thread's samples, those in observability code by innermost place)."""
+    total = 0
+    by_place: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        frames, n = stack.split(";"), int(count)
+        if not any("gateway/serving.py" in f for f in frames):
+            continue  # another thread (SQLite's, the executor's): not the event loop's
+        total += n
+        hit = next((f for f in frames if _frame_is_observability(f)), None)
+        if hit is None and frames[-1].split(" (")[0].rsplit(".", 1)[-1] in _OUTERMOST:
+            hit = frames[-1]
+        if hit is not None:
+            place = hit.partition(" (")[2].split(":")[0] + " " + hit.split(" (")[0]
+            by_place[place] = by_place.get(place, 0) + n
+    return total, by_place
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ configurations carry are accepted too. Query options go to asyncpg (``sslmode``,
 password may also come from ``PGPASSWORD`` or a ``.pgpass`` file; it never appears in
 messages (:func:`backends.registry.redact_uri`).
 
-Connections come from :class:`backends.metadata._pg_pool.Pool` (SQLAlchemy's pool settings).
+Connections come from :class:`backends.metadata.dialects._pg_pool.Pool` (SQLAlchemy's pool settings).
 Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot; a
 batch of metrics alone (log-metric traffic) is one statement, committed on its own. The
 schema lives in ``migrations/postgres``; it is applied at open under a transaction-level
@@ -31,28 +31,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from backends import errors
-from backends.metadata import sql_search
 from backends.metadata._migrations import load_migrations
-from backends.metadata._pg_pool import Pool, PooledConnection
-from backends.metadata.auth_entities import AUDIT_FIELDS, AuditRow
-from backends.metadata.entities import LifecycleStage, Metric, RunWrite
-from backends.metadata.sql_store import (
-    Connection,
-    Cursor,
-    Row,
-    SqlMetadataStore,
-    UniqueViolation,
-    _run_unwritable,
-    stored_value,
-)
-from backends.registry import redact_uri
+from backends.metadata.dialects._pg_pool import Pool, PooledConnection
+from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
+from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
+from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
+from backends.metadata.sql.dialect import OnConflict, Returning
+from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
+from backends.registry import POSTGRES_SCHEMES, redact_uri
 
-__all__ = ["PostgresMetadataStore"]
+__all__ = ["POSTGRES", "PostgresDialect", "PostgresMetadataStore"]
 
 log = logging.getLogger("mlgate.postgres")
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
 # pg_advisory_xact_lock key for migrations: "mlgate" in ASCII.
 _MIGRATION_LOCK = 0x6D6C67617465
 _BEGIN_WRITE = "BEGIN"
@@ -111,7 +103,7 @@ class _Cursor:
 
 
 class _Conn:
-    """An asyncpg connection speaking :class:`backends.metadata.sql_store.Connection`."""
+    """An asyncpg connection speaking :class:`backends.metadata.sql.tracking.Connection`."""
 
     __slots__ = ("raw",)
 
@@ -284,8 +276,41 @@ _LOG_METRICS = (
     " SELECT run_id, lifecycle_stage FROM r")
 
 
+class PostgresDialect(OnConflict, Returning):
+    name = "postgres"
+    insertion_order = "rowid"  # an identity column of that name in each key/value table
+
+    def among(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+        # One array parameter: one statement (and one cached plan) whatever the count.
+        return "= ANY(?::text::text[])", [_text_array(values)]
+
+    def placeholder(self, n: int) -> str:
+        return f"${n}"
+
+    def parameter(self, n: int, value: object) -> str:
+        if isinstance(value, float):
+            # asyncpg infers a placeholder's type from its column; a float compared with
+            # a BIGINT column would be refused, so say what it is.
+            return f"CAST(${n} AS DOUBLE PRECISION)"
+        return f"${n}"
+
+    def ilike(self, column: str, placeholder: str) -> str:
+        return f"{column} ILIKE {placeholder}"
+
+    def nulls_as_smallest(self, ascending: bool) -> str:
+        return " NULLS FIRST" if ascending else " NULLS LAST"
+
+    def delete_first_points(self, first_points: str) -> str:
+        # By the rows' physical addresses, which saves a second probe of the primary key
+        # (2,000 points: 12 ms, then 4 ms).
+        return f"DELETE FROM metric_points WHERE ctid = ANY(ARRAY(SELECT ctid {first_points}))"
+
+
+POSTGRES = PostgresDialect()
+
+
 class PostgresMetadataStore(SqlMetadataStore):
-    _dialect = sql_search.POSTGRES
+    _dialect = POSTGRES
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.
@@ -321,7 +346,7 @@ class PostgresMetadataStore(SqlMetadataStore):
     def from_uri(cls, uri: str, **options: Any) -> Self:
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
-        if scheme not in SCHEMES:
+        if scheme not in POSTGRES_SCHEMES:
             raise ValueError(f"not a postgresql URI: {redact_uri(uri)!r}")
         if not parts.hostname and "host=" not in parts.query:
             raise ValueError(f"postgresql URI {redact_uri(uri)!r} names no host")
@@ -540,9 +565,6 @@ class PostgresMetadataStore(SqlMetadataStore):
             "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
             " set_config('random_page_cost', least(current_setting('random_page_cost')"
             "::float8, 1.1)::text, true)")
-
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]:
-        return "= ANY(?::text::text[])", [_text_array(ids)]
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Field names follow MLflow's protobuf names so rendering is a straight mapping.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -31,7 +32,14 @@ __all__ = [
     "Tag",
     "UploadInFlight",
     "ViewType",
+    "now_ms",
 ]
+
+
+def now_ms() -> int:
+    """Now as MLflow stores every timestamp: milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
 
 T = TypeVar("T")
 

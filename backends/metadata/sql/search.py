@@ -1,6 +1,6 @@
 """MLflow's search grammar for runs and experiments: filters, order_by and page tokens.
 
-Pure parsing, no I/O and no SQL; :mod:`backends.metadata.sql_search` compiles the result.
+Pure parsing, no I/O and no SQL; :mod:`backends.metadata.sql.tracking_search` compiles the result.
 Input that MLflow rejects raises :class:`backends.errors.InvalidArgument` with MLflow's
 message (mlflow ``utils/search_utils.py`` and ``store/tracking/sqlalchemy_store.py``).
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
 from backends.errors import InvalidArgument
-from backends.metadata.validation import INT64_MAX, INT64_MIN, int64
+from backends.metadata.interface.validation import INT64_MAX, INT64_MIN, int64
 
 __all__ = [
     "MAX_CLAUSES",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backends.metadata.entities import DEFAULT_WORKSPACE, Tag
+from backends.metadata.interface.entities import DEFAULT_WORKSPACE, Tag
 
 __all__ = [
     "ACTIVE_STAGES",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends.errors import InvalidArgument
-from backends.metadata.entities import DatasetInput, Metric, Param, Tag
+from backends.metadata.interface.entities import DatasetInput, Metric, Param, Tag
 
 __all__ = [
     "INT64_MAX",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth_entities import (
     AuditRecord,
     AuditRow,
     AuthVersions,
@@ -262,8 +262,8 @@ class AuthStore(ABC):
         """Every workspace's limits, by workspace name."""
 
     @abstractmethod
-    async def live_processes(self, process_id: str, now_ms: int, alive_ms: int) -> int:
-        """Record that server process ``process_id`` is alive at ``now_ms``, forget those
+    async def live_processes(self, process_id: str, at_ms: int, alive_ms: int) -> int:
+        """Record that server process ``process_id`` is alive at ``at_ms``, forget those
         not seen for ``alive_ms``, and return how many are alive (itself included)."""
 
     @abstractmethod

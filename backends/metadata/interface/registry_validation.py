@@ -13,7 +13,7 @@ import re
 import urllib.parse
 
 from backends.errors import InvalidArgument
-from backends.metadata.validation import invalid_value
+from backends.metadata.interface.validation import invalid_value
 
 __all__ = [
     "is_local_uri",

@@ -1,5 +1,5 @@
 """What garbage collection (``mlgate gc``) needs of a metadata store, part of every
-:class:`~backends.metadata.base.MetadataStore`.
+:class:`~backends.metadata.interface.store.MetadataStore`.
 
 Collection deletes for good what the API only marked deleted: runs, experiments and logged
 models. It reads the candidates (:meth:`GcStore.gc_runs` …), then removes each one in short

@@ -1,31 +1,30 @@
-"""The metadata store's logic in SQL that SQLite and PostgreSQL both run.
+"""The metadata store's logic in SQL, for every dialect.
 
 :class:`SqlMetadataStore` implements every operation of :class:`MetadataStore` over a small
-connection protocol (:class:`Connection`: ``execute`` returning a cursor with ``fetchone``,
-``fetchall`` and ``rowcount``; ``executemany``). Statements use ``?`` placeholders; a driver
-whose placeholders differ translates them. Subclasses own connecting, migrating, and the two
+connection protocol (:mod:`backends.metadata.sql.connection`: ``execute`` returning a cursor
+with ``fetchone``, ``fetchall`` and ``rowcount``; ``executemany``). Statements use ``?``
+placeholders; a driver whose placeholders differ translates them. What the databases spell
+differently (upserts, search details) comes from ``_dialect``
+(:class:`backends.metadata.sql.dialect.Dialect`). Subclasses own connecting, migrating, and the two
 ways in: ``_tx()`` (one write transaction) and ``_read()`` (one read snapshot).
 
-Key/value tables are read ``ORDER BY rowid``: SQLite's implicit rowid, and a column of that
-name on PostgreSQL, because MLflow returns params and tags in the order they were logged.
+Key/value tables are read in insertion order (the dialect's ``insertion_order``), because
+MLflow returns params and tags in the order they were logged.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from backends import errors
-from backends.metadata import logged_model_search, search, sql_search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.base import MetadataStore, sample_indices
-from backends.metadata.entities import (
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import (
     DEFAULT_WORKSPACE,
     Dataset,
     DatasetInput,
@@ -44,13 +43,18 @@ from backends.metadata.entities import (
     Tag,
     UploadInFlight,
     ViewType,
+    now_ms,
 )
-from backends.metadata.sql_auth import SqlAuthMixin
-from backends.metadata.sql_gc import SqlGcMixin
-from backends.metadata.sql_registry import SqlRegistryMixin
-from backends.metadata.validation import int64
+from backends.metadata.interface.store import MetadataStore, sample_indices
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import logged_model_search, search, tracking_search
+from backends.metadata.sql.auth import SqlAuthMixin
+from backends.metadata.sql.connection import Connection, Row, UniqueViolation
+from backends.metadata.sql.dialect import Dialect
+from backends.metadata.sql.gc import SqlGcMixin
+from backends.metadata.sql.registry import SqlRegistryMixin
 
-__all__ = ["Connection", "Cursor", "Row", "SqlMetadataStore", "UniqueViolation", "series_points"]
+__all__ = ["SqlMetadataStore", "series_points"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
@@ -77,38 +81,6 @@ def _child_uri(base: str, *segments: str) -> str:
     if not path.startswith("/"):
         path = "/" + path  # "mlflow-artifacts:" + "1" is "mlflow-artifacts:/1"
     return urlunsplit(parts._replace(path=path))
-
-
-class Row(Protocol):
-    def __getitem__(self, key: int | str, /) -> Any: ...
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    async def fetchone(self) -> Row | None: ...
-
-    async def fetchall(self) -> Iterable[Row]: ...
-
-
-class Connection(Protocol):
-    async def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-
-    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
-
-    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ..., /) -> list[Any]:
-        """Every row of a query as a positional sequence (no access by name): the lean
-        way to read many rows."""
-        ...
-
-
-class UniqueViolation(Exception):
-    """A driver's unique-constraint violation, translated by the connection adapter."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stored_value(value: float) -> tuple[float, int]:
@@ -150,8 +122,8 @@ def _marks(n: int) -> str:
 class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore):
     """Every metadata operation, in SQL. Subclasses provide connections."""
 
-    _dialect: sql_search.Dialect = sql_search.SQLITE
-    # Try sql_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
+    _dialect: Dialect
+    # Try tracking_search.build_search_runs_numbers_sql first when ordering by a metric (needs an
     # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
     _numbers_first_search = False
     _artifact_root: str = "mlflow-artifacts:"
@@ -216,27 +188,23 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         now = now_ms()
         async with self._tx() as db:
             try:
-                cur = await db.execute(
+                exp_id = await self._dialect.insert_returning(
+                    db,
                     "INSERT INTO experiments (workspace, name, artifact_location, lifecycle_stage,"
-                    " creation_time, last_update_time) VALUES (?, ?, ?, 'active', ?, ?)"
-                    " RETURNING experiment_id",
-                    (workspace, name, artifact_location or "", now, now),
-                )
+                    " creation_time, last_update_time) VALUES (?, ?, ?, 'active', ?, ?)",
+                    (workspace, name, artifact_location or "", now, now), "experiment_id")
             except UniqueViolation:
                 raise errors.AlreadyExists(
                     f"Experiment(name={name}) already exists. Error: UNIQUE constraint failed"
                 ) from None
-            row = await cur.fetchone()
-            assert row is not None
-            exp_id = row[0]
             if not artifact_location:
                 await db.execute(
                     "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
                     (_child_uri(artifact_root, str(exp_id)), exp_id),
                 )
             await db.executemany(
-                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("experiment_tags", ("experiment_id", "key", "value"),
+                    ("experiment_id", "key"), ("value",)),
                 [(exp_id, t.key, t.value) for t in tags],
             )
         return str(exp_id)
@@ -254,7 +222,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 rows[row["experiment_id"]] = row
             cur = await db.execute(
                 "SELECT experiment_id, key, value FROM experiment_tags"
-                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY rowid",
+                f" WHERE experiment_id IN ({_marks(len(chunk))}) ORDER BY {self._dialect.insertion_order}",
                 chunk,
             )
             for row in await cur.fetchall():
@@ -308,7 +276,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         visibility: Visibility | None = None,
     ) -> Page[Experiment]:
         offset = search.decode_page_token(page_token)
-        sql, params = sql_search.build_search_experiments_sql(
+        sql, params = tracking_search.build_search_experiments_sql(
             self._dialect, workspace, filter_string, view_type, order_by, max_results, offset,
             visibility,
         )
@@ -374,8 +342,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                     f"Current state is {row['lifecycle_stage']}."
                 )
             await db.execute(
-                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("experiment_tags", ("experiment_id", "key", "value"),
+                    ("experiment_id", "key"), ("value",)),
                 (exp_id, tag.key, tag.value),
             )
 
@@ -429,11 +397,6 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             runs = await self._load_runs(db, [run_id])
         return runs[0]
 
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]:
-        """``(condition, parameters)`` for "the column is one of ``ids``": ``IN (?, ...)``;
-        PostgreSQL binds one array instead."""
-        return f"IN ({_marks(len(ids))})", ids
-
     async def _load_runs(self, db: Connection, run_ids: Sequence[str]) -> list[Run]:
         infos: dict[str, RunInfo] = {}
         params: dict[str, list[Param]] = {}
@@ -445,7 +408,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         # fetch_rows (positional rows) where names are not needed: a search loads up to
         # 1000 runs this way, and SQLite then makes one trip to its thread per query.
         for ids in _chunks(list(run_ids)):
-            marks, chunk = self._among(ids)
+            marks, chunk = self._dialect.among(ids)
             for r in await db.fetch_rows(
                 "SELECT run_id, experiment_id, run_name, user_id, status, start_time, end_time,"
                 f" artifact_uri, lifecycle_stage FROM runs WHERE run_id {marks}", chunk
@@ -463,11 +426,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 )
             for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_params WHERE run_id {marks}"
-                " ORDER BY rowid", chunk):
+                f" ORDER BY {self._dialect.insertion_order}", chunk):
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_tags WHERE run_id {marks}"
-                " ORDER BY rowid", chunk):
+                f" ORDER BY {self._dialect.insertion_order}", chunk):
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             for r in await db.fetch_rows(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
@@ -484,7 +447,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if ds_rows:  # dataset input tags exist only with dataset inputs
                 for r in await db.fetch_rows(
                     "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags"
-                    f" WHERE run_id {marks} ORDER BY rowid", chunk):
+                    f" WHERE run_id {marks} ORDER BY {self._dialect.insertion_order}", chunk):
                     input_tags.setdefault((r[0], r[1]), []).append(Tag(r[2], r[3]))
             for r in ds_rows:
                 ds = Dataset(r["name"], r["digest"], r["source_type"], r["source"],
@@ -577,12 +540,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def restore_run(self, run_id: str) -> None:
         await self._set_run_stage(run_id, LifecycleStage.ACTIVE)
 
-    @staticmethod
-    async def _upsert_tags(db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
+    async def _upsert_tags(self, db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
         """Later rows win, as if each were set in turn."""
         await db.executemany(
-            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            self._dialect.upsert("run_tags", ("run_id", "key", "value"), ("run_id", "key"),
+                ("value",)),
             [(run_id, t.key, t.value) for run_id, t in rows],
         )
         for run_id, t in rows:
@@ -648,7 +610,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         """run id -> (lifecycle stage, experiment id), for the runs that exist."""
         states: dict[str, tuple[str, int]] = {}
         for ids in _chunks(sorted(run_ids)):
-            among, chunk = self._among(ids)  # one statement whatever the batch's run count
+            among, chunk = self._dialect.among(ids)  # one statement whatever the batch's run count
             cur = await db.execute(
                 f"SELECT run_id, lifecycle_stage, experiment_id FROM runs WHERE run_id {among}",
                 chunk,
@@ -702,14 +664,14 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if best is None or (m.step, m.timestamp, value) > (best[5], best[4], best[2]):
                 latest[(run_id, m.key)] = row
         await db.executemany(
-            "INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
-            " latest_timestamp, latest_step) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET latest_value = excluded.latest_value,"
-            " latest_is_nan = excluded.latest_is_nan,"
-            " latest_timestamp = excluded.latest_timestamp, latest_step = excluded.latest_step"
-            " WHERE (excluded.latest_step, excluded.latest_timestamp, excluded.latest_value)"
-            " > (metric_series.latest_step, metric_series.latest_timestamp,"
-            " metric_series.latest_value)",
+            self._dialect.upsert(
+                "metric_series",
+                ("run_id", "key", "latest_value", "latest_is_nan", "latest_timestamp",
+                 "latest_step"),
+                ("run_id", "key"),
+                ("latest_value", "latest_is_nan", "latest_timestamp", "latest_step"),
+                when="({new}.latest_step, {new}.latest_timestamp, {new}.latest_value)"
+                     " > ({old}.latest_step, {old}.latest_timestamp, {old}.latest_value)"),
             list(latest.values()),
         )
         series: dict[tuple[str, str], int] = {}
@@ -723,8 +685,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             for r in await cur.fetchall():
                 series[(r[0], r[1])] = r[2]
         await db.executemany(
-            "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            self._dialect.insert_ignore("metric_points",
+                ("series_id", "timestamp", "step", "value", "is_nan")),
             [(series[(run_id, key)], ts, step, value, is_nan)
              for run_id, key, value, is_nan, ts, step in prepared],
         )
@@ -853,7 +815,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         await self._maybe_refresh_statistics()
         args = (self._dialect, exp_ids, filter_string, view_type, order_by, max_results,
                 offset, visibility)
-        numbers = sql_search.build_search_runs_numbers_sql(*args) \
+        numbers = tracking_search.build_search_runs_numbers_sql(*args) \
             if self._numbers_first_search else None
         async with self._read() as db:
             await self._plan_for_these_values(db)
@@ -861,7 +823,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             if numbers is not None:
                 ids = [row[0] for row in await db.fetch_rows(*numbers)]
             if len(ids) <= max_results:  # no fast path, or the page reaches past the numbers
-                sql, params = sql_search.build_search_runs_sql(*args)
+                sql, params = tracking_search.build_search_runs_sql(*args)
                 ids = [row[0] for row in await db.fetch_rows(sql, params)]
             await self._plan_for_page_load(db)
             runs = await self._load_runs(db, ids[:max_results])
@@ -895,9 +857,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             for item in datasets:
                 ds = item.dataset
                 await db.execute(
-                    "INSERT INTO datasets (experiment_id, name, digest, source_type, source,"
-                    " schema, profile) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+                    self._dialect.insert_ignore("datasets",
+                        ("experiment_id", "name", "digest", "source_type", "source", "schema",
+                         "profile"),
+                        ("experiment_id", "name", "digest")),
                     (exp_id, ds.name, ds.digest, ds.source_type, ds.source, ds.schema,
                      ds.profile),
                 )
@@ -908,21 +871,20 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 assert ds_row is not None
                 dataset_id = ds_row[0]
                 cur = await db.execute(
-                    "INSERT INTO run_dataset_inputs (run_id, dataset_id, position)"
-                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    self._dialect.insert_ignore("run_dataset_inputs",
+                        ("run_id", "dataset_id", "position")),
                     (run_id, dataset_id, position),
                 )
                 if cur.rowcount:
                     position += 1
                 await db.executemany(
-                    "INSERT INTO run_dataset_input_tags (run_id, dataset_id, key, value)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (run_id, dataset_id, key)"
-                    " DO UPDATE SET value = excluded.value",
+                    self._dialect.upsert("run_dataset_input_tags",
+                        ("run_id", "dataset_id", "key", "value"), ("run_id", "dataset_id", "key"),
+                        ("value",)),
                     [(run_id, dataset_id, t.key, t.value) for t in item.tags],
                 )
             await db.executemany(
-                "INSERT INTO run_model_inputs (run_id, model_id) VALUES (?, ?)"
-                " ON CONFLICT DO NOTHING",
+                self._dialect.insert_ignore("run_model_inputs", ("run_id", "model_id")),
                 [(run_id, m.model_id) for m in models],
             )
 
@@ -939,15 +901,15 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 " AND t.dataset_id = i.dataset_id AND t.key = ?"
                 f" WHERE d.experiment_id IN ({_marks(len(exp_ids))})"
                 f" ORDER BY d.dataset_id, t.value LIMIT {MAX_DATASET_SUMMARIES}",
-                (sql_search.DATASET_CONTEXT_TAG, *exp_ids))
+                (tracking_search.DATASET_CONTEXT_TAG, *exp_ids))
         return [DatasetSummary(str(r[1]), r[2], r[3], r[4]) for r in rows]
 
     async def log_outputs(self, run_id: str, models: Sequence[ModelOutput]) -> None:
         async with self._tx() as db:
             await self._active_run(db, run_id)
             await db.executemany(
-                "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES (?, ?, ?)"
-                " ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+                self._dialect.upsert("run_model_outputs", ("run_id", "model_id", "step"),
+                    ("run_id", "model_id"), ("step",)),
                 [(run_id, m.model_id, m.step) for m in models],
             )
 
@@ -956,9 +918,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def heartbeat(self, owner: str, host: str, pid: int, alive_until_ms: int) -> None:
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO mlgate_processes (owner, host, pid, started_ms, alive_until_ms)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner)"
-                " DO UPDATE SET alive_until_ms = excluded.alive_until_ms",
+                self._dialect.upsert("mlgate_processes",
+                    ("owner", "host", "pid", "started_ms", "alive_until_ms"), ("owner",),
+                    ("alive_until_ms",)),
                 (owner, host, pid, now_ms(), alive_until_ms))
 
     async def heartbeats(self) -> dict[str, int]:
@@ -995,8 +957,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
 
     # -- logged models -------------------------------------------------------------------
 
-    @staticmethod
-    async def _insert_model_metrics(db: Connection, rows: Sequence[tuple[str, Metric]]) -> None:
+    async def _insert_model_metrics(self, db: Connection,
+                                    rows: Sequence[tuple[str, Metric]]) -> None:
         """Metrics that name a logged model also go to its metrics (models checked by the
         caller)."""
         linked = []
@@ -1008,11 +970,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         if not linked:
             return
         await db.executemany(
-            "INSERT INTO logged_model_metrics (model_id, key, timestamp, step, run_id, value,"
-            " is_nan, dataset_name, dataset_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (model_id, key, timestamp, step, run_id)"
-            " DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,"
-            " dataset_name = excluded.dataset_name, dataset_digest = excluded.dataset_digest",
+            self._dialect.upsert("logged_model_metrics",
+                ("model_id", "key", "timestamp", "step", "run_id", "value", "is_nan",
+                 "dataset_name", "dataset_digest"),
+                ("model_id", "key", "timestamp", "step", "run_id"),
+                ("value", "is_nan", "dataset_name", "dataset_digest")),
             linked,
         )
 
@@ -1035,7 +997,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             cur = await db.execute(
                 "SELECT model_id, key, value FROM logged_model_params"
-                f" WHERE model_id IN ({marks}) ORDER BY rowid", chunk)
+                f" WHERE model_id IN ({marks}) ORDER BY {self._dialect.insertion_order}", chunk)
             for r in await cur.fetchall():
                 params.setdefault(r[0], []).append(Param(r[1], r[2]))
             cur = await db.execute(
@@ -1099,11 +1061,11 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 (model_id, exp_id, name, location, now, now, model_type, source_run_id),
             )
             await db.executemany(
-                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value", [(model_id, p.key, p.value) for p in params])
+                self._dialect.upsert("logged_model_params", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)), [(model_id, p.key, p.value) for p in params])
             await db.executemany(
-                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)),
                 [(model_id, t.key, t.value) for t in tags])
             return (await self._load_models(db, [model_id]))[0]
 
@@ -1139,8 +1101,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         async with self._tx() as db:
             await self._model_row(db, model_id)
             await db.executemany(
-                "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                    ("model_id", "key"), ("value",)),
                 [(model_id, t.key, t.value) for t in tags])
             await db.execute("UPDATE logged_models SET last_updated_timestamp_ms = ?"
                              " WHERE model_id = ?", (now_ms(), model_id))
@@ -1167,8 +1129,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                         f"already logged with value='{existing[p.key]}' for model ID="
                         f"'{model_id}'. Attempted logging new value '{p.value}'.")
             await db.executemany(
-                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING", [(model_id, p.key, p.value) for p in params])
+                self._dialect.insert_ignore("logged_model_params", ("model_id", "key", "value")),
+                    [(model_id, p.key, p.value) for p in params])
 
     async def search_logged_models(
         self,

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.errors import InvalidArgument
-from backends.metadata import search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.registry_entities import IS_PROMPT_TAG, STAGE_DELETED
-from backends.metadata.validation import int64
-from backends.metadata.visibility import readable_condition
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.registry_entities import IS_PROMPT_TAG, STAGE_DELETED
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import search
+from backends.metadata.sql.visibility import readable_condition
 
 __all__ = [
     "MAX_MODEL_VERSIONS",

@@ -1,12 +1,11 @@
 """SQL of the auth tables (:class:`AuthStore`), shared by SQLite and PostgreSQL.
 
-:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql_store.SqlMetadataStore`
+:class:`SqlAuthMixin` is inherited by :class:`~backends.metadata.sql.tracking.SqlMetadataStore`
 and uses its ``_tx()``/``_read()`` connections and ``?`` placeholders.
 """
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -14,8 +13,8 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from backends import errors
-from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import (
+from backends.metadata.interface.auth import AuthStore
+from backends.metadata.interface.auth_entities import (
     AuditRecord,
     AuditRow,
     AuthVersions,
@@ -28,7 +27,9 @@ from backends.metadata.auth_entities import (
     UserRecord,
     WorkspaceRow,
 )
-from backends.metadata.validation import int64
+from backends.metadata.interface.entities import now_ms
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql.dialect import Dialect
 
 T = TypeVar("T")
 
@@ -47,10 +48,6 @@ _LIMIT_COLS = ("workspace, requests_per_second, rows_per_second, caller_requests
 _SCOPES = tuple(f.name for f in fields(AuthVersions))
 _AUDIT_COLS = ("ts, username, workspace, action, resource_type, resource_id, outcome, status,"
                " client_address, request_id")
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _user(row: Any) -> UserRecord:
@@ -97,8 +94,10 @@ class SqlAuthMixin(AuthStore):
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Any]: ...
 
-    @abstractmethod
-    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[Any]]: ...
+    _dialect: Dialect
+
+    def _among(self, ids: Sequence[str]) -> tuple[str, Sequence[object]]:
+        return self._dialect.among(ids)
 
     async def auth_versions(self) -> AuthVersions:
         async with self._read() as db:
@@ -115,7 +114,7 @@ class SqlAuthMixin(AuthStore):
                 "INSERT INTO auth_users (username, password_hash, is_admin, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING"
                 f" RETURNING {_USER_COLS}",
-                (username, password_hash, int(is_admin), _now()))
+                (username, password_hash, int(is_admin), now_ms()))
             row = await cur.fetchone()
         if row is None:
             raise errors.AlreadyExists(f"User '{username}' already exists.")
@@ -193,7 +192,7 @@ class SqlAuthMixin(AuthStore):
             cur = await db.execute(
                 "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING RETURNING name",
-                (name, description, _now()))
+                (name, description, now_ms()))
             if await cur.fetchone() is None:
                 raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
             await _changed(db, "workspaces")
@@ -633,7 +632,7 @@ class SqlAuthMixin(AuthStore):
                 " caller_rows_per_second = excluded.caller_rows_per_second,"
                 " updated_at = excluded.updated_at",
                 (row.workspace, row.requests_per_second, row.rows_per_second,
-                 row.caller_requests_per_second, row.caller_rows_per_second, _now()))
+                 row.caller_requests_per_second, row.caller_rows_per_second, now_ms()))
             await _changed(db, "limits")
 
     async def delete_limits(self, workspace: str) -> bool:
@@ -651,14 +650,14 @@ class SqlAuthMixin(AuthStore):
             return [LimitRow(r[0], *(None if v is None else float(v) for v in r[1:]))
                     for r in await cur.fetchall()]
 
-    async def live_processes(self, process_id: str, now_ms: int, alive_ms: int) -> int:
+    async def live_processes(self, process_id: str, at_ms: int, alive_ms: int) -> int:
         async with self._tx() as db:
             await db.execute(
                 "INSERT INTO live_processes (process_id, seen_at) VALUES (?, ?)"
                 " ON CONFLICT (process_id) DO UPDATE SET seen_at = excluded.seen_at",
-                (process_id, now_ms))
+                (process_id, at_ms))
             await db.execute("DELETE FROM live_processes WHERE seen_at < ?",
-                             (now_ms - alive_ms,))
+                             (at_ms - alive_ms,))
             cur = await db.execute("SELECT COUNT(*) FROM live_processes")
             row = await cur.fetchone()
         return int(row[0])

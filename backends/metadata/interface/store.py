@@ -2,7 +2,7 @@
 
 Stores validate what needs stored state (a run must be active, a param may not change);
 request-shaped validation (key syntax, lengths, limits) lives in
-:mod:`backends.metadata.validation` and runs before a store is called.
+:mod:`backends.metadata.interface.validation` and runs before a store is called.
 All methods raise :mod:`backends.errors` exceptions, never driver exceptions.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 from backends.errors import BackendError
-from backends.metadata.auth_base import AuthStore
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import (
+from backends.metadata.interface.auth import AuthStore
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import (
     DEFAULT_WORKSPACE,
     DatasetInput,
     DatasetSummary,
@@ -34,8 +34,8 @@ from backends.metadata.entities import (
     UploadInFlight,
     ViewType,
 )
-from backends.metadata.gc_base import GcStore
-from backends.metadata.registry_base import RegistryStore
+from backends.metadata.interface.gc import GcStore
+from backends.metadata.interface.registry import RegistryStore
 
 __all__ = ["MetadataStore", "sample_indices"]
 
@@ -128,7 +128,7 @@ class MetadataStore(RegistryStore, AuthStore, GcStore, ABC):
         workspace: str = DEFAULT_WORKSPACE,
         visibility: Visibility | None = None,
     ) -> Page[Experiment]:
-        """Filter and order in the database (grammar of :mod:`backends.metadata.search`).
+        """Filter and order in the database (grammar of :mod:`backends.metadata.sql.search`).
         With ``visibility``, only experiments it lets the caller read (part of the query,
         so pages are full). Raises ``InvalidArgument`` for a bad filter, order_by or page
         token."""

@@ -1,8 +1,8 @@
-"""The model registry interface, part of every :class:`~backends.metadata.base.MetadataStore`.
+"""The model registry interface, part of every :class:`~backends.metadata.interface.store.MetadataStore`.
 
 Registered models and their versions live in a workspace (``default`` unless given); names
 are unique per workspace. Request-shaped validation (names, aliases, tag lengths, sources)
-runs before a store is called (:mod:`backends.metadata.registry_validation`). Methods raise
+runs before a store is called (:mod:`backends.metadata.interface.registry_validation`). Methods raise
 :mod:`backends.errors`: ``NotFound`` for an unknown model or version, ``AlreadyExists`` for
 a taken name, ``InvalidArgument`` for input that contradicts stored state.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import DEFAULT_WORKSPACE, Page, Tag
-from backends.metadata.registry_entities import ModelVersion, RegisteredModel
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import DEFAULT_WORKSPACE, Page, Tag
+from backends.metadata.interface.registry_entities import ModelVersion, RegisteredModel
 
 __all__ = ["RegistryStore"]
 

@@ -1,7 +1,7 @@
-"""Compile parsed searches (:mod:`backends.metadata.search`) into SQL for our schema.
+"""Compile parsed searches (:mod:`backends.metadata.sql.search`) into SQL for our schema.
 
 Filtering, ordering and paging all run in the database. The SQL is plain enough for
-SQLite and PostgreSQL; a :class:`Dialect` supplies what differs (placeholders, ILIKE,
+SQLite and PostgreSQL; a :class:`~backends.metadata.sql.dialect.Dialect` supplies what differs (placeholders, ILIKE,
 NULL ordering, which columns SQLite may start from). A filter comparing a param, tag or
 metric value joins that row, and ordering by one left-joins it: the row is unique per
 (run, key), so a run still appears once, and the planner may start from a selective
@@ -19,55 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.errors import InvalidArgument
-from backends.metadata import search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import LifecycleStage, ViewType
-from backends.metadata.visibility import readable_condition, visible_experiment_ids
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import LifecycleStage, ViewType
+from backends.metadata.sql import search
+from backends.metadata.sql.dialect import Dialect
+from backends.metadata.sql.visibility import readable_condition, visible_experiment_ids
 
 __all__ = [
-    "POSTGRES",
-    "SQLITE",
-    "Dialect",
     "build_search_experiments_sql",
     "build_search_runs_sql",
 ]
 
 RUN_NAME_TAG = "mlflow.runName"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the SQL we send to SQLite and to PostgreSQL."""
-
-    name: str  # "sqlite" | "postgres"
-
-    def placeholder(self, n: int) -> str:
-        """The placeholder for the ``n``-th (1-based) parameter."""
-        return "?" if self.name == "sqlite" else f"${n}"
-
-    def ilike(self, column: str, placeholder: str) -> str:
-        """A case-insensitive LIKE."""
-        if self.name == "sqlite":
-            return f"lower({column}) LIKE lower({placeholder})"
-        return f"{column} ILIKE {placeholder}"
-
-    def nulls_as_smallest(self, ascending: bool) -> str:
-        """Suffix for an ORDER BY term so NULLs sort as SQLite sorts them: smallest."""
-        if self.name == "sqlite":
-            return ""
-        return " NULLS FIRST" if ascending else " NULLS LAST"
-
-    def unindexed(self, column: str) -> str:
-        """``column`` in a form the planner will not start a search from. SQLite keeps no
-        value statistics, so it would walk a metric's value range across every experiment
-        instead of the experiment's runs; ``+column`` stops that. PostgreSQL estimates
-        ranges itself."""
-        return f"+{column}" if self.name == "sqlite" else column
-
-
-SQLITE = Dialect("sqlite")
-POSTGRES = Dialect("postgres")
 
 
 @dataclass
@@ -79,12 +43,7 @@ class _Params:
 
     def add(self, value: object) -> str:
         self.values.append(value)
-        placeholder = self.dialect.placeholder(len(self.values))
-        if self.dialect.name == "postgres" and isinstance(value, float):
-            # asyncpg infers a placeholder's type from its column; a float compared with
-            # a BIGINT column would be refused, so say what it is.
-            return f"CAST({placeholder} AS DOUBLE PRECISION)"
-        return placeholder
+        return self.dialect.parameter(len(self.values), value)
 
     def add_list(self, values: Sequence[object]) -> str:
         return "(" + ", ".join(self.add(value) for value in values) + ")"

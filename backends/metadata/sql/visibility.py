@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backends.metadata.auth_entities import Visibility
+from backends.metadata.interface.auth_entities import Visibility
 
 __all__ = ["readable_condition", "visible_experiment_ids"]
 

@@ -33,17 +33,13 @@ import aiosqlite
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.auth_entities import AuditRow
-from backends.metadata.base import sample_indices
-from backends.metadata.sql_store import (
-    Connection,
-    Cursor,
-    SqlMetadataStore,
-    UniqueViolation,
-    series_points,
-)
+from backends.metadata.interface.auth_entities import AuditRow
+from backends.metadata.interface.store import sample_indices
+from backends.metadata.sql.connection import Connection, Cursor, UniqueViolation
+from backends.metadata.sql.dialect import OnConflict, Returning
+from backends.metadata.sql.tracking import SqlMetadataStore, series_points
 
-__all__ = ["SqliteMetadataStore"]
+__all__ = ["SQLITE", "SqliteDialect", "SqliteMetadataStore"]
 
 T = TypeVar("T")
 
@@ -67,7 +63,7 @@ def _unique_violations() -> Iterator[None]:
 
 
 class _Conn:
-    """An aiosqlite connection speaking :class:`backends.metadata.sql_store.Connection`:
+    """An aiosqlite connection speaking :class:`backends.metadata.sql.tracking.Connection`:
     unique violations become :class:`UniqueViolation`."""
 
     __slots__ = ("raw",)
@@ -334,7 +330,35 @@ def _translate(exc: sqlite3.Error) -> errors.BackendError:
     return errors.InvalidArgument(f"The request could not be stored: {exc}")
 
 
+class SqliteDialect(OnConflict, Returning):
+    name = "sqlite"
+    insertion_order = "rowid"  # the implicit one
+
+    def placeholder(self, n: int) -> str:
+        return "?"
+
+    def ilike(self, column: str, placeholder: str) -> str:
+        return f"lower({column}) LIKE lower({placeholder})"
+
+    def nulls_as_smallest(self, ascending: bool) -> str:
+        return ""  # SQLite's own order
+
+    def unindexed(self, column: str) -> str:
+        # SQLite keeps no value statistics, so it would walk a metric's value range across
+        # every experiment instead of the experiment's runs; "+column" stops that.
+        return f"+{column}"
+
+    def delete_first_points(self, first_points: str) -> str:
+        # By the primary key's columns (DELETE ... LIMIT is not in every build).
+        return ("DELETE FROM metric_points WHERE (series_id, timestamp, step, value, is_nan)"
+                f" IN (SELECT series_id, timestamp, step, value, is_nan {first_points})")
+
+
+SQLITE = SqliteDialect()
+
+
 class SqliteMetadataStore(SqlMetadataStore):
+    _dialect = SQLITE
     _stats_at = 0.0  # time.monotonic() of the last statistics refresh
     _stats_runs = 0  # max(rowid) of runs then
     _stats_checked = 0.0  # time.monotonic() of the last check

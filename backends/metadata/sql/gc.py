@@ -1,4 +1,4 @@
-"""Garbage collection's store methods (:class:`~backends.metadata.gc_base.GcStore`) in SQL
+"""Garbage collection's store methods (:class:`~backends.metadata.interface.gc.GcStore`) in SQL
 that SQLite and PostgreSQL both run. Mixed into ``SqlMetadataStore``."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from backends import errors
-from backends.metadata import sql_search
-from backends.metadata.entities import LifecycleStage
-from backends.metadata.gc_base import GcExperiment, GcLoggedModel, GcRun, GcStore
-from backends.metadata.registry_entities import STAGE_DELETED
-from backends.metadata.validation import int64
+from backends.metadata.interface.entities import LifecycleStage, now_ms
+from backends.metadata.interface.gc import GcExperiment, GcLoggedModel, GcRun, GcStore
+from backends.metadata.interface.registry_entities import STAGE_DELETED
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql.dialect import Dialect
 
 __all__ = ["SqlGcMixin"]
 
@@ -41,18 +41,11 @@ _MODEL_COLS = ("m.model_id, m.experiment_id, m.artifact_location, m.lifecycle_st
 # A deleted run's series, and the first points of one series in primary key order. The
 # ORDER BY makes each planner walk the key: on 10M points with stale statistics PostgreSQL
 # took a join of the run's series to the whole table for a hash join and a sequential
-# scan (1-2 s a chunk). SQLite then looks each listed row up by its key (a LIMIT on the
-# DELETE itself is not in every build); PostgreSQL goes by the rows' physical addresses,
-# which saves that second probe (2,000 points: 12 ms, then 4 ms).
+# scan (1-2 s a chunk). How the DELETE finds the listed rows is the dialect's.
 _RUN_SERIES = ("SELECT s.series_id FROM runs r JOIN metric_series s ON s.run_id = r.run_id"
                f" WHERE r.run_id = ? AND r.lifecycle_stage = '{_DELETED}' ORDER BY s.series_id")
 _FIRST_POINTS = ("FROM metric_points WHERE series_id = ?"
                  " ORDER BY timestamp, step, value, is_nan LIMIT ?")
-_PURGE_POINTS = {
-    "sqlite": "DELETE FROM metric_points WHERE (series_id, timestamp, step, value, is_nan)"
-              f" IN (SELECT series_id, timestamp, step, value, is_nan {_FIRST_POINTS})",
-    "postgres": f"DELETE FROM metric_points WHERE ctid = ANY(ARRAY(SELECT ctid {_FIRST_POINTS}))",
-}
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
@@ -81,7 +74,7 @@ def _model(r: Any) -> GcLoggedModel:
 class SqlGcMixin(GcStore):
     """Every collection operation, in SQL."""
 
-    _dialect: sql_search.Dialect
+    _dialect: Dialect
 
     @abstractmethod
     async def _in_tx(self, body: Callable[[Any], Coroutine[Any, Any, T]], *,
@@ -151,7 +144,7 @@ class SqlGcMixin(GcStore):
         return [_model(r) for r in rows]
 
     async def purge_run_points(self, run_id: str, limit: int) -> int:
-        purge = _PURGE_POINTS[self._dialect.name]
+        purge = self._dialect.delete_first_points(_FIRST_POINTS)
 
         async def body(db: Any) -> int:
             left = limit
@@ -173,10 +166,9 @@ class SqlGcMixin(GcStore):
         async def body(db: Any) -> list[str]:
             gone: list[str] = []
             for chunk in _chunks(ids):
-                cur = await db.execute(
-                    f"DELETE FROM runs WHERE run_id IN ({_marks(len(chunk))})"
-                    f" AND lifecycle_stage = '{_DELETED}' RETURNING run_id", chunk)
-                gone += [r[0] for r in await cur.fetchall()]
+                gone += await self._dialect.delete_returning(
+                    db, "runs", f"run_id IN ({_marks(len(chunk))})"
+                    f" AND lifecycle_stage = '{_DELETED}'", chunk, "run_id")
             return gone
 
         return await self._in_tx(body) if ids else []
@@ -187,13 +179,12 @@ class SqlGcMixin(GcStore):
         async def body(db: Any) -> list[str]:
             gone: list[str] = []
             for chunk in _chunks(ids):
-                cur = await db.execute(
-                    f"DELETE FROM logged_models WHERE model_id IN ({_marks(len(chunk))})"
+                gone += await self._dialect.delete_returning(
+                    db, "logged_models", f"model_id IN ({_marks(len(chunk))})"
                     f" AND (lifecycle_stage = '{_DELETED}' OR experiment_id IN ("
                     " SELECT experiment_id FROM experiments"
                     f" WHERE lifecycle_stage = '{_DELETED}'))"
-                    f" AND NOT {_referenced('logged_models')} RETURNING model_id", chunk)
-                gone += [r[0] for r in await cur.fetchall()]
+                    f" AND NOT {_referenced('logged_models')}", chunk, "model_id")
             return gone
 
         return await self._in_tx(body) if ids else []
@@ -202,27 +193,25 @@ class SqlGcMixin(GcStore):
         ids = _exp_ids(experiment_ids)
 
         async def body(db: Any) -> list[str]:
-            cur = await db.execute(
-                f"DELETE FROM experiments WHERE experiment_id IN ({_marks(len(ids))})"
+            gone = await self._dialect.delete_returning(
+                db, "experiments", f"experiment_id IN ({_marks(len(ids))})"
                 f" AND lifecycle_stage = '{_DELETED}'"
                 " AND NOT EXISTS (SELECT 1 FROM runs r"
                 " WHERE r.experiment_id = experiments.experiment_id)"
                 " AND NOT EXISTS (SELECT 1 FROM logged_models m"
-                " WHERE m.experiment_id = experiments.experiment_id)"
-                " RETURNING experiment_id", ids)
-            return [str(r[0]) for r in await cur.fetchall()]
+                " WHERE m.experiment_id = experiments.experiment_id)", ids, "experiment_id")
+            return [str(i) for i in gone]
 
         return await self._in_tx(body) if ids else []
 
     async def take_lease(self, name: str, holder: str, until_ms: int) -> bool:
-        from backends.metadata.sql_store import now_ms
-
         async def body(db: Any) -> bool:
             cur = await db.execute(
-                "INSERT INTO mlgate_leases (name, holder, until_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-                " until_ms = excluded.until_ms WHERE mlgate_leases.holder = excluded.holder"
-                " OR mlgate_leases.until_ms < ?", (name, holder, until_ms, now_ms()))
+                self._dialect.upsert(
+                    "mlgate_leases", ("name", "holder", "until_ms"), ("name",),
+                    ("holder", "until_ms"),
+                    when="{old}.holder = {new}.holder OR {old}.until_ms < ?"),
+                (name, holder, until_ms, now_ms()))
             return bool(cur.rowcount)
 
         return await self._in_tx(body, small=True)

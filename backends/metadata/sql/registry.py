@@ -1,8 +1,8 @@
-"""The model registry in SQL that SQLite and PostgreSQL both run.
+"""The model registry in SQL, for every dialect.
 
-:class:`SqlRegistryMixin` implements :class:`backends.metadata.registry_base.RegistryStore`
-over the connection protocol of :mod:`backends.metadata.sql_store` (``?`` placeholders,
-``RETURNING``, ``ON CONFLICT`` with explicit targets). :class:`SqlMetadataStore` inherits it,
+:class:`SqlRegistryMixin` implements :class:`backends.metadata.interface.registry.RegistryStore`
+over the connection protocol of :mod:`backends.metadata.sql.connection` (``?`` placeholders;
+upserts come from the dialect). :class:`SqlMetadataStore` inherits it,
 so registry writes share the tracking store's transactions: creating a version from a
 logged model and tagging that model with ``mlflow.modelVersions`` is one transaction.
 
@@ -19,11 +19,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from backends import errors
-from backends.metadata import registry_search, search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.entities import DEFAULT_WORKSPACE, LifecycleStage, Page, Tag
-from backends.metadata.registry_base import RegistryStore
-from backends.metadata.registry_entities import (
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.entities import (
+    DEFAULT_WORKSPACE,
+    LifecycleStage,
+    Page,
+    Tag,
+    now_ms,
+)
+from backends.metadata.interface.registry import RegistryStore
+from backends.metadata.interface.registry_entities import (
     ACTIVE_STAGES,
     ALL_STAGES,
     IS_PROMPT_TAG,
@@ -35,7 +40,10 @@ from backends.metadata.registry_entities import (
     RegisteredModelAlias,
     canonical_stage,
 )
-from backends.metadata.validation import int64
+from backends.metadata.interface.validation import int64
+from backends.metadata.sql import registry_search, search
+from backends.metadata.sql.connection import UniqueViolation
+from backends.metadata.sql.dialect import Dialect
 
 __all__ = ["SqlRegistryMixin"]
 
@@ -89,6 +97,8 @@ def _parse_models_uri(source: str) -> tuple[str | None, str | None, int | None]:
 
 class SqlRegistryMixin(RegistryStore):
     """Every registry operation, in SQL. Mixed into ``SqlMetadataStore``."""
+
+    _dialect: Dialect
 
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Any]:
@@ -229,16 +239,14 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, *, tags: Sequence[Tag] = (), description: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import now_ms
-
         now = now_ms()
         async with self._tx() as db:
             cur = await db.execute(
-                "INSERT INTO registered_models (workspace, name, creation_timestamp,"
-                " last_updated_timestamp, description) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (workspace, name) DO NOTHING RETURNING name",
+                self._dialect.insert_ignore("registered_models",
+                    ("workspace", "name", "creation_timestamp", "last_updated_timestamp",
+                     "description"), ("workspace", "name")),
                 (workspace, name, now, now, description))
-            if await cur.fetchone() is None:
+            if cur.rowcount == 0:  # the name is taken
                 existing = (await self._load_registered_models(db, workspace, [name]))[0]
                 new_prompt = any(t.key == IS_PROMPT_TAG and t.value.lower() == "true"
                                  for t in tags)
@@ -251,9 +259,9 @@ class SqlRegistryMixin(RegistryStore):
                         "model and a prompt with the same name.")
                 raise errors.AlreadyExists(f"{new} (name={name}) already exists.")
             await db.executemany(
-                "INSERT INTO registered_model_tags (workspace, name, key, value)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("registered_model_tags",
+                    ("workspace", "name", "key", "value"), ("workspace", "name", "key"),
+                    ("value",)),
                 [(workspace, name, t.key, t.value) for t in tags])
             return (await self._load_registered_models(db, workspace, [name]))[0]
 
@@ -269,8 +277,6 @@ class SqlRegistryMixin(RegistryStore):
     async def update_registered_model(
         self, name: str, description: str | None, *, workspace: str = DEFAULT_WORKSPACE
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import now_ms
-
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
             await db.execute(
@@ -281,8 +287,6 @@ class SqlRegistryMixin(RegistryStore):
     async def rename_registered_model(
         self, name: str, new_name: str, *, workspace: str = DEFAULT_WORKSPACE
     ) -> RegisteredModel:
-        from backends.metadata.sql_store import UniqueViolation, now_ms
-
         now = now_ms()
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
@@ -348,9 +352,10 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._rm_row(db, workspace, name)
             await db.execute(
-                "INSERT INTO registered_model_tags (workspace, name, key, value)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, key)"
-                " DO UPDATE SET value = excluded.value", (workspace, name, tag.key, tag.value))
+                self._dialect.upsert("registered_model_tags",
+                    ("workspace", "name", "key", "value"), ("workspace", "name", "key"),
+                    ("value",)),
+                (workspace, name, tag.key, tag.value))
 
     async def delete_registered_model_tag(
         self, name: str, key: str, *, workspace: str = DEFAULT_WORKSPACE
@@ -370,9 +375,9 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
             await db.execute(
-                "INSERT INTO registered_model_aliases (workspace, name, alias, version)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (workspace, name, alias)"
-                " DO UPDATE SET version = excluded.version", (workspace, name, alias, number))
+                self._dialect.upsert("registered_model_aliases",
+                    ("workspace", "name", "alias", "version"), ("workspace", "name", "alias"),
+                    ("version",)), (workspace, name, alias, number))
 
     async def delete_registered_model_alias(
         self, name: str, alias: str, *, workspace: str = DEFAULT_WORKSPACE
@@ -409,8 +414,6 @@ class SqlRegistryMixin(RegistryStore):
         description: str | None = None, model_id: str | None = None,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import UniqueViolation, now_ms
-
         is_prompt = any(t.key == IS_PROMPT_TAG and t.value.lower() == "true" for t in tags)
         now = now_ms()
         async with self._tx() as db:
@@ -456,9 +459,9 @@ class SqlRegistryMixin(RegistryStore):
                 raise errors.Unavailable(
                     f"Model Version creation error (name={name}); retry") from None
             await db.executemany(
-                "INSERT INTO model_version_tags (workspace, name, version, key, value)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("model_version_tags",
+                    ("workspace", "name", "version", "key", "value"),
+                    ("workspace", "name", "version", "key"), ("value",)),
                 [(workspace, name, version, t.key, t.value) for t in tags])
             if model_id and not is_prompt:
                 await self._record_version_on_logged_model(db, model_id, name, version, now)
@@ -492,8 +495,8 @@ class SqlRegistryMixin(RegistryStore):
             if isinstance(existing, list):
                 entries = existing if entry in existing else [*existing, entry]
         await db.execute(
-            "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+            self._dialect.upsert("logged_model_tags", ("model_id", "key", "value"),
+                ("model_id", "key"), ("value",)),
             (model_id, MODEL_VERSIONS_TAG, json.dumps(entries)))
         await db.execute(
             "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
@@ -510,8 +513,6 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, version: str | int, description: str | None, *,
         workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import now_ms
-
         number = _version_number(version)
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
@@ -525,8 +526,6 @@ class SqlRegistryMixin(RegistryStore):
         self, name: str, version: str | int, stage: str, *,
         archive_existing_versions: bool = False, workspace: str = DEFAULT_WORKSPACE,
     ) -> ModelVersion:
-        from backends.metadata.sql_store import now_ms
-
         canonical = _stage(stage)
         if archive_existing_versions and canonical not in ACTIVE_STAGES:
             raise errors.InvalidArgument(
@@ -551,8 +550,6 @@ class SqlRegistryMixin(RegistryStore):
     async def delete_model_version(
         self, name: str, version: str | int, *, workspace: str = DEFAULT_WORKSPACE
     ) -> None:
-        from backends.metadata.sql_store import now_ms
-
         number = _version_number(version)
         now = now_ms()
         async with self._tx() as db:
@@ -623,9 +620,9 @@ class SqlRegistryMixin(RegistryStore):
         async with self._tx() as db:
             await self._mv_row(db, workspace, name, number)
             await db.execute(
-                "INSERT INTO model_version_tags (workspace, name, version, key, value)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version, key)"
-                " DO UPDATE SET value = excluded.value",
+                self._dialect.upsert("model_version_tags",
+                    ("workspace", "name", "version", "key", "value"),
+                    ("workspace", "name", "version", "key"), ("value",)),
                 (workspace, name, number, tag.key, tag.value))
 
     async def delete_model_version_tag(

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from backends.errors import InvalidArgument
-from backends.metadata import search, sql_search
-from backends.metadata.auth_entities import Visibility
-from backends.metadata.validation import INT64_MAX
-from backends.metadata.visibility import visible_experiment_ids
+from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.interface.validation import INT64_MAX
+from backends.metadata.sql import search, tracking_search
+from backends.metadata.sql.dialect import Dialect
+from backends.metadata.sql.visibility import visible_experiment_ids
 
 __all__ = [
     "Comparison",
@@ -342,7 +343,7 @@ def _datasets(datasets: Sequence[Mapping[str, object]] | None) -> list[tuple[str
 
 
 def _dataset_condition(
-    params: sql_search._Params, alias: str, datasets: Sequence[tuple[str, str | None]]
+    params: tracking_search._Params, alias: str, datasets: Sequence[tuple[str, str | None]]
 ) -> str:
     terms = []
     for name, digest in datasets:
@@ -353,14 +354,14 @@ def _dataset_condition(
     return "(" + " OR ".join(terms) + ")"
 
 
-def _compare(params: sql_search._Params, column: str, op: str, value: FilterValue) -> str:
+def _compare(params: tracking_search._Params, column: str, op: str, value: FilterValue) -> str:
     if value == ():
         return "1 = 0" if op == "IN" else "1 = 1"
-    return sql_search._compare(params, column, op, value)
+    return tracking_search._compare(params, column, op, value)
 
 
 def _condition(
-    params: sql_search._Params, c: Comparison, datasets: Sequence[tuple[str, str | None]]
+    params: tracking_search._Params, c: Comparison, datasets: Sequence[tuple[str, str | None]]
 ) -> str:
     if c.entity == "attribute":
         column = _column_sql(c.key)
@@ -380,12 +381,12 @@ def _condition(
     if math.isnan(c.value):
         value = "1 = 0"  # nothing compares with NaN, as in MLflow's SQLite store
     else:
-        value = sql_search._compare(params, "m.value", c.op, c.value)
+        value = tracking_search._compare(params, "m.value", c.op, c.value)
         # NaN is stored as 0 with a flag: it fails every comparison except "!=".
         if c.op == "!=":
-            value = f"({value} OR {sql_search._flag('m.is_nan', True)})"
+            value = f"({value} OR {tracking_search._flag('m.is_nan', True)})"
         else:
-            value = f"{value} AND {sql_search._flag('m.is_nan', False)}"
+            value = f"{value} AND {tracking_search._flag('m.is_nan', False)}"
     sql = (
         "EXISTS (SELECT 1 FROM logged_model_metrics m WHERE m.model_id = logged_models.model_id"
         f" AND m.key = {key} AND {value}"
@@ -396,7 +397,7 @@ def _condition(
 
 
 def _order_terms(
-    params: sql_search._Params, keys: Sequence[_OrderKey]
+    params: tracking_search._Params, keys: Sequence[_OrderKey]
 ) -> tuple[list[str], list[str]]:
     """(LEFT JOINs, ORDER BY terms) for the requested keys plus MLflow's tie-breakers."""
     joins: list[str] = []
@@ -424,7 +425,7 @@ def _order_terms(
         # Numbers, then NaN, then models without the metric, whatever the direction.
         terms.append(
             f"CASE WHEN {alias}.model_id IS NULL THEN 2"
-            f" WHEN {sql_search._flag(f'{alias}.is_nan', True)} THEN 1 ELSE 0 END"
+            f" WHEN {tracking_search._flag(f'{alias}.is_nan', True)} THEN 1 ELSE 0 END"
         )
         terms.append(f"{alias}.value {direction}")
     if not any(k.column == "creation_timestamp_ms" for k in keys):
@@ -435,7 +436,7 @@ def _order_terms(
 
 
 def build_search_logged_models_sql(
-    dialect: sql_search.Dialect,
+    dialect: Dialect,
     experiment_ids: Sequence[int],
     filter_string: str | None,
     datasets: Sequence[Mapping[str, object]] | None,
@@ -458,9 +459,9 @@ def build_search_logged_models_sql(
     dataset_filters = _datasets(datasets)
     comparisons = parse_filter(filter_string)
     order_keys = _order_keys(order_by)
-    sql_search._check_page(max_results, offset)
+    tracking_search._check_page(max_results, offset)
 
-    params = sql_search._Params(dialect)
+    params = tracking_search._Params(dialect)
     joins, order_terms = _order_terms(params, order_keys)
     where: list[str] = []
     if experiment_ids:
