@@ -28,7 +28,7 @@ __all__ = ["ADMIN", "ADMIN_PASSWORD", "Balancer", "Replica", "Reply", "basic", "
            "stop_all"]
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-123"
-DRAIN_SECONDS = 1.5  # several of HAProxy's 200 ms checks, on a busy machine too
+DRAIN_SECONDS = 2.5  # many of HAProxy's 200 ms checks, on a busy machine too
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -55,12 +55,12 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
         server.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
 
+        # 503 well before the listener closes (DRAIN after the signal).
         status, _, body = _call(port, "GET", "/health")
-        while status == 200 and time.monotonic() < signalled + DRAIN:
+        while status == 200 and time.monotonic() < signalled + DRAIN / 2:
             status, _, body = _call(port, "GET", "/health")
         assert status == 503, body
         assert body["error_code"] == "TEMPORARILY_UNAVAILABLE" and "draining" in body["message"]
-        assert time.monotonic() - signalled < 0.5
 
         # New connections are still served, and told not to come back on the same one.
         status, headers, body = _call(port, "POST", f"{API}/runs/log-batch", {
