@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from conftest import free_port, mlgate_command, start_server, stop_server
 
 DRAIN = 1.5
@@ -93,5 +94,34 @@ def test_sigterm_drains_then_stops(tmp_path: Path) -> None:
         assert _call(port, "GET", UPLOAD)[2] == BODY
         history = _call(port, "GET", f"{API}/metrics/get-history?run_id={run_id}&metric_key=m")
         assert [m["value"] for m in history[2]["metrics"]] == [1.5]
+    finally:
+        stop_server(server)
+
+
+def _listens(proc: psutil.Process, port: int) -> bool:
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+               for c in proc.net_connections(kind="tcp"))
+
+
+def test_sigterm_to_serve_with_workers_drains_every_worker(tmp_path: Path) -> None:
+    """A container's stop signal reaches only ``mlgate serve``, the workers' parent: it
+    passes SIGTERM on, so the workers drain and exit rather than outlive it."""
+    port = free_port()
+    cmd = mlgate_command(port, tmp_path, "--workers", "2", "--drain-seconds", str(DRAIN))
+    server = start_server(cmd, f"http://127.0.0.1:{port}", tmp_path, timeout=30, name="mlgate")
+    try:
+        parent = psutil.Process(server.proc.pid)
+        deadline = time.monotonic() + 30
+        while len(workers := [c for c in parent.children() if _listens(c, port)]) < 2:
+            assert time.monotonic() < deadline, "the two workers never listened"
+            time.sleep(0.1)
+        server.proc.send_signal(signal.SIGTERM)  # the parent alone, not its process group
+        signalled = time.monotonic()
+        answers = {_call(port, "GET", "/health")[0] for _ in range(20)}
+        assert answers == {503}, answers  # both workers drain (each has half the sockets)
+        assert time.monotonic() - signalled < DRAIN
+        assert server.proc.wait(DRAIN + 10) == 0, server.output()
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, alive
     finally:
         stop_server(server)
