@@ -36,7 +36,8 @@ MIGRATED = re.compile(r"migrated \S+ to schema version (\d+)")
 
 
 async def test_admin_bootstrap_racing_itself_creates_one_admin(pg_database: str) -> None:
-    """Two bootstraps at once, as two replicas' starts do: both succeed, one admin."""
+    """Four bootstraps at once, as replicas starting together run them: all succeed, one
+    admin."""
     store = PostgresMetadataStore.from_uri(pg_database, pool_size=2)
     await store.open()
     try:
