@@ -5,6 +5,7 @@ was in flight finishes, the metric batcher's rows are stored, and the process ex
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
@@ -109,6 +110,7 @@ def test_sigterm_to_serve_with_workers_drains_every_worker(tmp_path: Path) -> No
     port = free_port()
     cmd = mlgate_command(port, tmp_path, "--workers", "2", "--drain-seconds", str(DRAIN))
     server = start_server(cmd, f"http://127.0.0.1:{port}", tmp_path, timeout=30, name="mlgate")
+    workers: list[psutil.Process] = []
     try:
         parent = psutil.Process(server.proc.pid)
         deadline = time.monotonic() + 30
@@ -128,3 +130,6 @@ def test_sigterm_to_serve_with_workers_drains_every_worker(tmp_path: Path) -> No
         assert not alive, alive
     finally:
         stop_server(server)
+        for worker in workers:  # left behind by a parent that died alone
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
