@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,13 @@ def serve(**flags: Any) -> None:
              for i in range(settings.workers)]
     for p in procs:
         p.start()
+    # A container's stop signal reaches only this process: pass it on, so that the workers
+    # drain and finish their requests instead of dying with us.
+    def forward(signum: int, frame: Any) -> None:
+        for p in procs:
+            p.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
     try:
         for p in procs:
             p.join()
@@ -130,7 +138,7 @@ def _run_worker(settings: Settings, reuse_port: bool, index: int = 0) -> None:
     serving.run(
         app, host=settings.host, port=settings.port, sock=sock,
         limits=settings.connection_limits, shutdown_timeout=settings.shutdown_timeout,
-        access_log=access_log, started=started,
+        drain_seconds=settings.drain_seconds, access_log=access_log, started=started,
     )
 
 

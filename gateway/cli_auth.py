@@ -25,7 +25,7 @@ import click
 
 from auth import hashing
 from auth.policy import TEAM, USER
-from backends.errors import BackendError
+from backends.errors import AlreadyExists, BackendError
 from backends.metadata.interface.auth_entities import AuditRow, GrantRow
 from backends.metadata.interface.entities import now_ms
 from backends.metadata.interface.store import MetadataStore
@@ -131,14 +131,20 @@ def _check_admin_password(password: str, source: str) -> None:
 
 
 async def bootstrap_admin(store: MetadataStore, username: str, password: str) -> bool:
-    """Create admin ``username`` unless a user of that name exists. True if created."""
+    """Create admin ``username`` unless a user of that name exists. True if created.
+
+    Replicas started together all get here at once: whichever loses the insert finds the
+    user made, as a later start does, and carries on."""
     _check_admin_password(password, ADMIN_PASSWORD_ENV)
     try:
         await store.get_user(username)
         return False
     except BackendError:
         pass
-    await store.create_user(username, hashing.hash_password(password), is_admin=True)
+    try:
+        await store.create_user(username, hashing.hash_password(password), is_admin=True)
+    except AlreadyExists:
+        return False
     return True
 
 

@@ -15,11 +15,19 @@ connections, so idle or slow clients can take every file descriptor. Here:
 
 The limit sits below the descriptor limit so that ``accept()`` never fails: asyncio
 stops accepting for a second after an ``EMFILE``, and new clients would wait that long.
+
+At SIGTERM (or SIGINT) the server first drains for ``drain_seconds``: it keeps listening and
+serving, but ``/health`` answers 503 (see :class:`Readiness`) so a load balancer's health
+check takes the replica out, and every response says ``Connection: close`` so keep-alive
+clients reconnect, through the balancer, to another replica. Then it stops listening, lets
+requests in flight finish for up to ``shutdown_timeout``, and the app's cleanup drains the
+metric batcher. A second SIGINT (Ctrl-C) cuts the drain short.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import signal
@@ -35,7 +43,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["Limits", "run"]
+__all__ = ["READINESS", "Limits", "Readiness", "run"]
 
 log = logging.getLogger("mlgate")
 
@@ -75,6 +83,25 @@ class Limits:
         return self.max_connections
 
 
+class Readiness:
+    """Whether this process is going away: set at SIGTERM, read by ``/health``."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    async def on_response_prepare(self, request: web.BaseRequest,
+                                  response: web.StreamResponse) -> None:
+        if self.draining:
+            # Tell the client before it reuses the connection, rather than closing it
+            # under a request the client may already be sending. (The hook runs after
+            # aiohttp wrote its own Connection header, so set both.)
+            response.force_close()
+            response.headers["Connection"] = "close"
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
 class _Connection(RequestHandler):
     """aiohttp's connection, timing the request head and body as well as idleness."""
 
@@ -97,6 +124,17 @@ class _Connection(RequestHandler):
         now = self._last_read = self._clock()
         if not self._busy and self._head_since is None:
             self._head_since = now
+        if self._busy and (self._close or self._force_close) and self.transport is not None:
+            # Shutting down: aiohttp drops what arrives from here on, so an upload still
+            # streaming in would hang until --shutdown-timeout and fail. Take the body of
+            # the request in progress; the connection still closes after its answer.
+            closing, forced = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = closing or self._close, forced or self._force_close
+            return
         super().data_received(data)
 
     def request_started(self, payload: StreamReader) -> None:
@@ -250,23 +288,35 @@ class AccessLog(Protocol):
 
 
 def run(app: web.Application, *, host: str, port: int, sock: socket.socket | None,
-        limits: Limits, shutdown_timeout: float, access_log: AccessLog | None = None,
+        limits: Limits, shutdown_timeout: float, drain_seconds: float = 0.0,
+        access_log: AccessLog | None = None,
         started: Callable[[Sequence[Any]], None] = lambda addresses: None) -> None:
-    """Serve *app* on *sock*, or on *host*:*port*, until SIGINT or SIGTERM; then shut
-    down gracefully (as :func:`aiohttp.web.run_app`). ``access_log``: where each request's
-    line goes (None: nowhere). ``started`` is given the addresses listened on."""
+    """Serve *app* on *sock*, or on *host*:*port*, until SIGINT or SIGTERM; then drain for
+    ``drain_seconds`` (see the module docstring) and shut down gracefully (as
+    :func:`aiohttp.web.run_app`). ``access_log``: where each request's line goes (None:
+    nowhere). ``started`` is given the addresses listened on."""
+    readiness = app.setdefault(READINESS, Readiness())
+    app.on_response_prepare.append(readiness.on_response_prepare)
     asyncio.run(_serve(app, host=host, port=port, sock=sock, limits=limits,
-                       shutdown_timeout=shutdown_timeout, access_log=access_log,
-                       started=started))
+                       shutdown_timeout=shutdown_timeout, drain_seconds=drain_seconds,
+                       readiness=readiness, access_log=access_log, started=started))
 
 
 async def _serve(app: web.Application, *, host: str, port: int, sock: socket.socket | None,
-                 limits: Limits, shutdown_timeout: float, access_log: AccessLog | None,
+                 limits: Limits, shutdown_timeout: float, drain_seconds: float,
+                 readiness: Readiness, access_log: AccessLog | None,
                  started: Callable[[Sequence[Any]], None]) -> None:
     stop = asyncio.Event()
+    interrupted = asyncio.Event()  # SIGINT: Ctrl-C, which a second time skips the drain
+
+    def on_signal(sig: signal.Signals) -> None:
+        if sig == signal.SIGINT and stop.is_set():
+            interrupted.set()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     # aiohttp's own keep-alive timer also runs from the previous response and ignores a
     # head in progress; set it past the sum so that it never cuts before ours do.
     # Bodies are decoded by gateway.parsing (see body_chunks), not in aiohttp's parser.
@@ -283,6 +333,15 @@ async def _serve(app: web.Application, *, host: str, port: int, sock: socket.soc
         await site.start()
         started(runner.addresses)
         await stop.wait()
+        readiness.draining = True
+        if drain_seconds > 0:
+            log.info("stopping: /health answers 503 for %g s (--drain-seconds) while "
+                     "requests are still served, then in-flight requests get up to %g s",
+                     drain_seconds, shutdown_timeout)
+            # A repeated SIGTERM does not shorten it: a supervisor that signals the whole
+            # process group and `serve --workers`, which passes its SIGTERM on, send two.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(interrupted.wait(), drain_seconds)
     finally:
         await runner.cleanup()
         if access_log is not None:

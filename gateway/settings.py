@@ -185,6 +185,11 @@ SETTINGS: tuple[Setting, ...] = (
             "queue before it gets 503.", _env("BATCH_QUEUE_TIMEOUT"), type=float),
     Setting("shutdown_timeout", 30.0, "Seconds to finish in-flight requests on SIGTERM.",
             _env("SHUTDOWN_TIMEOUT"), type=float),
+    Setting("drain_seconds", 0.0, "Seconds between SIGTERM and closing the listener: "
+            "requests are still served but `/health` answers 503 (draining), so a load "
+            "balancer's health check takes the replica out first. A second Ctrl-C ends the "
+            "wait (docs/scale.md, \"Stopping a replica\").", _env("DRAIN_SECONDS"),
+            type=float),
     Setting("keepalive_timeout", 5.0, "Seconds an open connection may wait for its next "
             "request (no byte of it yet) before it is closed.", _env("KEEPALIVE_TIMEOUT"),
             type=float),
@@ -342,6 +347,7 @@ class Settings:
     batch_queue_rows: int = 100_000
     batch_queue_timeout: float = 5.0
     shutdown_timeout: float = 30.0
+    drain_seconds: float = 0.0
     keepalive_timeout: float = 5.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -427,6 +433,8 @@ class Settings:
         if min(self.keepalive_timeout, self.header_timeout, self.body_timeout) <= 0:
             raise ConfigError("--keepalive-timeout, --header-timeout and --body-timeout must "
                               "be more than 0")
+        if self.drain_seconds < 0:
+            raise ConfigError("--drain-seconds: must be 0 (no drain) or more")
         if self.max_connections < 0:
             raise ConfigError("--max-connections: must be 0 (from the descriptor limit) or "
                               "more")

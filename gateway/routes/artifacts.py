@@ -451,7 +451,7 @@ async def mpu_create(request: web.Request) -> web.Response:
     else:
         marker = "/mpu/create/"
         base = request.path[: request.path.index(marker)]
-        origin = f"{request.scheme}://{request.host}"
+        origin = f"{_client_scheme(request)}://{request.host}"
         quoted = urllib.parse.quote(key)
         headers = {}
         if "Authorization" in request.headers:
@@ -463,6 +463,14 @@ async def mpu_create(request: web.Request) -> web.Response:
             credentials.append({"url": f"{origin}{base}/mpu/upload/{quoted}?{query}",
                                 "part_number": n, "headers": headers})
     return json_response({"upload_id": upload_id, "credentials": credentials})
+
+
+def _client_scheme(request: web.Request) -> str:
+    """The scheme the client called with: a load balancer that terminates TLS says it in
+    ``X-Forwarded-Proto``. Taken from anyone: it only shapes the URLs handed back to the
+    caller who sent it, as ``Host`` does."""
+    sent = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return sent if sent in ("http", "https") else request.scheme
 
 
 async def mpu_upload_part(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from gateway.observability.metrics import metrics_handler
 from gateway.render import json_response
 from gateway.routes.artifacts import capabilities
 from gateway.routing import Route
+from gateway.serving import READINESS
 from gateway.version import __version__
 
 __all__ = ["HEALTH_DEADLINE", "MLFLOW_COMPAT_VERSION", "ROUTES"]
@@ -44,8 +45,13 @@ def _retrieve(task: asyncio.Task[int]) -> None:
 async def health(request: web.Request) -> web.Response:
     """200 ``OK`` once the metadata store answers a one-row read (its schema version);
     503 ``TEMPORARILY_UNAVAILABLE`` when it fails or takes more than HEALTH_DEADLINE. The
-    readiness check: a replica whose database is unreachable leaves the load balancer.
-    ``/version`` answers without the store, for liveness."""
+    readiness check: a replica whose database is unreachable leaves the load balancer, and
+    so does one that is stopping (503 from SIGTERM on, gateway/serving.py). ``/version``
+    answers without the store, for liveness."""
+    readiness = request.app.get(READINESS)
+    if readiness is not None and readiness.draining:
+        raise MlflowError("This server is draining: it is shutting down.",
+                          "TEMPORARILY_UNAVAILABLE")
     store = request.app[METADATA]
     read = _health_reads.get(store)
     if read is None or read.done():

@@ -10,12 +10,19 @@ PgBouncer's transaction mode does not carry), a reconnect path, and this poll an
 catch notifications sent while it was reconnecting; SQLite has nothing like it. The cache
 lifetime stays long (``--auth-cache-seconds``): a short one would verify passwords again
 (tens of milliseconds of Argon2 each) all the time, and still leave a window.
+
+While the counters cannot be read, this process cannot know what changed: the caches are
+then emptied every :data:`BLIND_TTL` seconds (a short lifetime) until a read succeeds. What
+a cache spares (a lookup, a hash) needs the database anyway, so an outage costs little
+more; a replica cut off from the database keeps no revoked token working for long on what
+it can still serve without it (artifacts in an object store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -23,13 +30,15 @@ from backends import errors as be
 from backends.metadata.interface.auth_entities import AuthVersions
 from backends.metadata.interface.store import MetadataStore
 
-__all__ = ["POLL_INTERVAL", "AuthWatch"]
+__all__ = ["BLIND_TTL", "POLL_INTERVAL", "AuthWatch"]
 
 log = logging.getLogger("mlgate.auth")
 
 # Seconds between reads. A change is dropped from every cache at most this long after it
 # commits, plus one read: well within the second we promise.
 POLL_INTERVAL = 0.25
+# Seconds an entry may live in the caches while the counters cannot be read.
+BLIND_TTL = 1.0
 SCOPES = frozenset(f.name for f in fields(AuthVersions))
 
 
@@ -40,10 +49,11 @@ class AuthWatch:
     read reports every scope: anything cached before it may predate a change."""
 
     def __init__(self, store: MetadataStore, changed: Callable[[frozenset[str]], None],
-                 interval: float = POLL_INTERVAL) -> None:
+                 interval: float = POLL_INTERVAL, blind_ttl: float = BLIND_TTL) -> None:
         self._store = store
         self._changed = changed
         self._interval = interval
+        self._blind_ttl = blind_ttl
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -58,21 +68,24 @@ class AuthWatch:
     async def _run(self) -> None:
         seen: AuthVersions | None = None
         failing = False
+        known_at = time.monotonic()  # when the caches were last known to be current
         while True:
             try:
                 now = await self._store.auth_versions()
             except Exception as exc:  # the watch must outlive any one failed read
-                # The caches stay: dropping them would send every request to the database
-                # it cannot reach. What changed meanwhile is seen once a read succeeds.
                 if not failing:
-                    log.warning("cannot read auth changes made elsewhere (%s); they take "
-                                "effect here once the database answers", exc,
-                                exc_info=not isinstance(exc, be.BackendError))
+                    log.warning("cannot read auth changes made elsewhere (%s); caches are "
+                                "kept at most %g s until the database answers", exc,
+                                self._blind_ttl, exc_info=not isinstance(exc, be.BackendError))
                 failing = True
+                if time.monotonic() - known_at >= self._blind_ttl:
+                    self._changed(SCOPES)
+                    known_at = time.monotonic()
             else:
                 if failing:
                     log.info("reading auth changes made elsewhere again")
                 failing = False
+                known_at = time.monotonic()
                 if seen is None:
                     self._changed(SCOPES)
                 elif now != seen:

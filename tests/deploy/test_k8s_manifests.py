@@ -119,6 +119,22 @@ def test_probes_resources_and_grace() -> None:
     resources = container["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"])
     assert "memory" in resources["limits"]
-    shutdown = float(_resources()["ConfigMap"]["data"]["MLGATE_SHUTDOWN_TIMEOUT"])
+    config = _resources()["ConfigMap"]["data"]
+    stopping = float(config["MLGATE_SHUTDOWN_TIMEOUT"]) + float(config["MLGATE_DRAIN_SECONDS"])
     grace = _resources()["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace > shutdown
+    assert grace > stopping
+
+
+def test_replicas_roll_and_survive_disruptions_one_at_a_time() -> None:
+    """Two replicas; an update brings a new pod up before an old one goes; the disruption
+    budget covers the Deployment's pods and leaves room for one to move."""
+    resources = _resources()
+    deployment, budget = resources["Deployment"], resources["PodDisruptionBudget"]
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = spec["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert 1 <= budget["spec"]["minAvailable"] < spec["replicas"]
+    assert float(resources["ConfigMap"]["data"]["MLGATE_DRAIN_SECONDS"]) > 0

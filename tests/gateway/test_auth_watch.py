@@ -1,11 +1,12 @@
 """The auth caches and their watch over a real store (SQLite; PostgreSQL where it matters):
 a change made through another store connection (another process, the CLI) is reported to
 the watch and emptied from the caches; a lookup that raced an invalidation does not put its
-old answer back; a store that cannot be read leaves the caches alone until it can."""
+old answer back; while the store cannot be read the caches are emptied every short while."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -103,25 +104,34 @@ class _Unreachable:
         return await self.store.auth_versions()
 
 
-async def test_unreadable_counters_keep_the_caches_and_changes_meanwhile_are_seen(
+async def test_unreadable_counters_give_the_caches_a_short_life_and_changes_are_seen(
         stores: tuple[MetadataStore, MetadataStore], caplog: pytest.LogCaptureFixture) -> None:
     here, there = stores
     flaky = _Unreachable(here)
-    reports: list[frozenset[str]] = []
-    watch = AuthWatch(flaky, reports.append, interval=0.05)  # type: ignore[arg-type]
+    reports: list[tuple[float, frozenset[str]]] = []
+    watch = AuthWatch(flaky, lambda scopes: reports.append((time.monotonic(), scopes)),  # type: ignore[arg-type]
+                      interval=0.02, blind_ttl=0.3)
     flaky.back = True
     watch.start()
     try:
         await _until(lambda: len(reports) == 1, 2)
         flaky.back = False
-        await asyncio.sleep(0.2)
+        blind_from = time.monotonic()
         await there.create_workspace("team-a")  # while this process cannot read
-        await asyncio.sleep(0.2)
-        assert len(reports) == 1
+        await asyncio.sleep(1.0)
+        # Blind: everything is dropped once the caches may be blind_ttl old, and again
+        # every blind_ttl, not at every failed read.
+        blind = reports[1:]
+        assert 2 <= len(blind) <= 4 and all(scopes == SCOPES for _, scopes in blind)
+        assert blind[0][0] - blind_from >= 0.25
+        assert all(b[0] - a[0] >= 0.29 for a, b in itertools.pairwise(blind))
         assert "cannot read auth changes" in caplog.text
         flaky.back = True
-        await _until(lambda: len(reports) == 2, 2)
-        assert reports[1] == {"workspaces"}
+        count = len(reports)
+        await _until(lambda: len(reports) == count + 1, 2)
+        assert reports[-1][1] == {"workspaces"}  # what changed meanwhile, once it can read
+        await asyncio.sleep(0.5)
+        assert len(reports) == count + 1  # reading again: no more blind drops
     finally:
         await watch.close()
 

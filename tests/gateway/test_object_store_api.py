@@ -184,6 +184,16 @@ async def test_mpu_in_proxy_mode_goes_through_the_gateway(
     assert await resp.read() == b"".join(parts)
     resp = await client.get(f"{A}/presigned/1/r/artifacts/sub/big.bin")
     assert resp.status == 501
+    # Behind a balancer that terminates TLS, the parts' URLs keep the client's scheme.
+    resp = await client.post(f"{A}/mpu/create/1/r", json={"path": "g", "num_parts": 2},
+                             headers={"X-Forwarded-Proto": "https"})
+    assert resp.status == 200, await resp.text()
+    urls = [c["url"] for c in (await resp.json())["credentials"]]
+    https = "https" + base.removeprefix("http")
+    assert all(u.startswith(f"{https}{A}/mpu/upload/") for u in urls), urls
+    resp = await client.post(f"{A}/mpu/create/1/r", json={"path": "g", "num_parts": 1},
+                             headers={"X-Forwarded-Proto": "javascript"})
+    assert (await resp.json())["credentials"][0]["url"].startswith(base), "only http(s)"
 
 
 async def test_mpu_abort_leaves_nothing(make_client: Callable[..., Awaitable[Client]]) -> None:
