@@ -70,8 +70,19 @@ class AuthWatch:
         failing = False
         known_at = time.monotonic()  # when the caches were last known to be current
         while True:
+            started = time.monotonic()
+            read = asyncio.ensure_future(self._store.auth_versions())
             try:
-                now = await self._store.auth_versions()
+                # A link that drops packets gives no error, only a read that waits (up to
+                # the driver's timeout): as blind as a failed one once it is blind_ttl old.
+                while not (await asyncio.wait({read}, timeout=max(
+                        0.0, max(started, known_at) + self._blind_ttl - time.monotonic())))[0]:
+                    self._changed(SCOPES)
+                    known_at = time.monotonic()
+                now = read.result()
+            except asyncio.CancelledError:
+                read.cancel()
+                raise
             except Exception as exc:  # the watch must outlive any one failed read
                 if not failing:
                     log.warning("cannot read auth changes made elsewhere (%s); caches are "

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from backends import errors as be
@@ -193,3 +194,27 @@ async def test_security_drops_its_caches_when_another_process_changes_them(
         assert teams == {"team-a": "manager"}
     finally:
         await sec.close()
+
+
+async def test_a_counter_read_that_hangs_is_as_blind_as_one_that_fails(
+        pg_database: str) -> None:
+    """A replica cut off from PostgreSQL by a link that drops packets gets no error, only a
+    read that waits (up to the driver's command timeout, 60 s): the caches must still be
+    dropped every blind_ttl, or a revoked token keeps working meanwhile. A lock on the
+    counters stands in for the silent link."""
+    here = await _opened(pg_database)
+    reports: list[float] = []
+    watch = AuthWatch(here, lambda _: reports.append(time.monotonic()),
+                      interval=0.02, blind_ttl=0.3)
+    holder = await asyncpg.connect(pg_database, timeout=10)
+    watch.start()
+    try:
+        await _until(lambda: len(reports) == 1, 2)
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE auth_versions IN ACCESS EXCLUSIVE MODE")
+            await asyncio.sleep(1.0)
+            assert len(reports) >= 3, "the caches outlived a read that does not answer"
+    finally:
+        await watch.close()
+        await holder.close()
+        await here.aclose()
