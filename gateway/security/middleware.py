@@ -206,11 +206,16 @@ def enforcer() -> Middleware:
             caller = _caller(identity)
             # Server administration (/metrics, the admin API…) is no team's work either.
             teamless = exempt or route is None or route.access.resource is ResourceKind.SERVER
-            counted = sec.limits.charge(None if teamless else workspace, caller)
+            # Nor is an outsider's: anyone may name any team in the header, and must neither
+            # spend its budget nor learn from its limit that it exists.
+            outsider = sec.auth_on and not _insider(sec, identity, workspace)
+            team = None if teamless or outsider else workspace
+            counted = sec.limits.charge(team, caller)
             if counted is not None and not counted.admitted:
                 raise _over_limit(counted, "requests")
-            empty = (sec.limits.refuses_rows(workspace, caller)
-                     if route is not None and route.rows is not None else None)
+            empty = (sec.limits.refuses_rows(team, caller)
+                     if team is not None and route is not None and route.rows is not None
+                     else None)
             if empty is not None:
                 raise _over_limit(empty, "metric rows")
         if not _audited(sec, route, request):
