@@ -202,21 +202,29 @@ def enforcer() -> Middleware:
         request[_ADMITTED] = Admission(identity, workspace, None)
         # Rate limits: the request now, its metric rows once its message is parsed.
         counted = None
+        # Anyone may name any team in the header: an outsider's request must neither spend
+        # that team's budget nor learn from its limit that it exists, nor take a place in
+        # its (or a made-up name's) share of the store's connections.
+        outsider = sec.auth_on and not _insider(sec, identity, workspace)
+        share = f"user:{identity.user_id}" if outsider and identity is not None else workspace
         if sec.limits.active:
             caller = _caller(identity)
             # Server administration (/metrics, the admin API…) is no team's work either.
             teamless = exempt or route is None or route.access.resource is ResourceKind.SERVER
-            counted = sec.limits.charge(None if teamless else workspace, caller)
+            # Nor is an outsider's (above).
+            team = None if teamless or outsider else workspace
+            counted = sec.limits.charge(team, caller)
             if counted is not None and not counted.admitted:
                 raise _over_limit(counted, "requests")
-            empty = (sec.limits.refuses_rows(workspace, caller)
-                     if route is not None and route.rows is not None else None)
+            empty = (sec.limits.refuses_rows(team, caller)
+                     if team is not None and route is not None and route.rows is not None
+                     else None)
             if empty is not None:
                 raise _over_limit(empty, "metric rows")
         if not _audited(sec, route, request):
             request[_ADMITTED] = await _admit(sec, request, route, identity, workspace)
             counted = _charge_rows(sec, route, request, identity, workspace) or counted
-            async with _pool_share(sec, route, workspace):
+            async with _pool_share(sec, route, share):
                 return _with_limit(await handler(request), counted)
         username = identity.username if identity else None
         label = _label(request, route)
@@ -226,7 +234,7 @@ def enforcer() -> Middleware:
             request[_ADMITTED] = admission
             target = admission.target
             counted = _charge_rows(sec, route, request, identity, workspace) or counted
-            async with _pool_share(sec, route, workspace):
+            async with _pool_share(sec, route, share):
                 response = _with_limit(await handler(request), counted)
         except BaseException as exc:
             status = _status_of(exc)
@@ -249,13 +257,13 @@ def enforcer() -> Middleware:
 
 
 def _pool_share(sec: Security, route: Route | None,
-                workspace: str) -> AbstractAsyncContextManager[None]:
-    """The workspace's place among the store's connections (:mod:`.shares`), for a handler
+                share: str) -> AbstractAsyncContextManager[None]:
+    """The workspace's (an outsider's: their own) place among the store's connections (:mod:`.shares`), for a handler
     that reads or writes the store itself: metric writes go through the batcher's own fair
     queue, and artifact transfers hold no connection while they stream."""
     if route is None or route.rows is not None or route.access.resource in _UNPOOLED:
         return nullcontext()
-    return sec.pool_shares.held(workspace)
+    return sec.pool_shares.held(share)
 
 
 _UNPOOLED = frozenset({ResourceKind.ARTIFACT_PATH, ResourceKind.PUBLIC})

@@ -107,3 +107,24 @@ async def test_a_limit_set_through_one_process_holds_in_another_within_a_second(
     # Once both have counted each other (a heartbeat a second), each holds half: 2 a second.
     await asyncio.sleep(2 * HEARTBEAT)
     assert await _statuses(other, token, 3) == [200, 200, 429]
+
+
+async def test_an_outsider_naming_a_team_is_not_charged_to_it_nor_told_its_limit(
+        aiohttp_client: Any, tmp_path: Path) -> None:
+    """Team B's member sends requests with ``X-MLFLOW-WORKSPACE: team-a``: they are refused
+    or find nothing, and must neither spend team-a's budget (which would lock team-a out)
+    nor show team-a's limit, which tells that team-a exists."""
+    uri = f"sqlite:///{tmp_path}/limits.db"
+    await seed_admin(uri)
+    api = await _server(aiohttp_client, uri, tmp_path)
+    for team in ("team-a", "team-b"):
+        await api.ok("POST", f"{API3}/workspaces", body={"name": team})
+    await api.add_user("a1", team="team-a")
+    await api.add_user("b1", team="team-b")
+    await api.ok("PUT", LIMITS, ADMIN, {"requests_per_second": 2})
+    outsider = bearer((await api.token("b1"))[0])
+    async with api.client.post(f"{API}/experiments/search", json={"max_results": 1},
+                               headers={**outsider, "X-MLFLOW-WORKSPACE": "team-a"}) as resp:
+        assert "RateLimit-Limit" not in resp.headers
+    await _statuses(api, outsider, 4)
+    assert await _statuses(api, "a1", 2) == [200, 200]
