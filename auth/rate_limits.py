@@ -59,11 +59,20 @@ def _refill(bucket: Bucket, quota: Quota, now: float) -> None:
         bucket.at = now
 
 
+# Seconds at most in Retry-After and RateLimit-Reset: the mlflow client sleeps for what
+# Retry-After says, and an absurd limit (1e-300 a second) would say hundreds of digits.
+MAX_WAIT = 3600
+
+
 def _verdict(bucket: Bucket, quota: Quota, admitted: bool, retry_after: float) -> Verdict:
     return Verdict(admitted, max(1, math.floor(quota.burst)),
                    max(0, math.floor(bucket.level)),
-                   max(0, math.ceil((quota.burst - bucket.level) / quota.rate)),
-                   math.ceil(retry_after) if not admitted else 0)
+                   _seconds((quota.burst - bucket.level) / quota.rate),
+                   _seconds(retry_after) if not admitted else 0)
+
+
+def _seconds(wait: float) -> int:
+    return max(0, min(MAX_WAIT, math.ceil(wait))) if math.isfinite(wait) else MAX_WAIT
 
 
 def full(quota: Quota, now: float) -> Bucket:

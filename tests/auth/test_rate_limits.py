@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auth.rate_limits import (
+    MAX_WAIT,
     Bucket,
     Quota,
     charge,
@@ -112,3 +113,14 @@ def test_an_empty_bucket_refuses_before_the_cost_is_known() -> None:
     assert empty([(bucket, rows)], 2.1) is None  # one unit back: any batch passes
     assert charge(bucket, rows, 30, 2.1).admitted
     assert bucket.level == pytest.approx(-29)
+
+
+def test_waits_are_capped_for_absurdly_small_limits() -> None:
+    """Regression (attack25): the client sleeps for Retry-After; a limit an administrator
+    set to 1e-300 a second made it a 300-digit number."""
+    quota = Quota(rate=1e-300, burst=1e-300)
+    bucket = full(quota, now=0.0)
+    charge(bucket, quota, 1, now=0.0)
+    refused = charge(bucket, quota, 1, now=0.0)
+    assert not refused.admitted
+    assert refused.retry_after == MAX_WAIT and 0 <= refused.reset <= MAX_WAIT
