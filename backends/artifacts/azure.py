@@ -186,7 +186,9 @@ class AzureArtifactStore(ArtifactStore):
                 "set AZURE_STORAGE_CONNECTION_STRING")
         self._client = self._service.get_container_client(self.container)
         async with self._translating(""):
-            await self._client.get_container_properties()
+            # One retry at start-up (15 s), not the SDK's three (~60 s): a wrong endpoint
+            # should stop the server while its operator still watches.
+            await self._client.get_container_properties(retry_total=1)
 
     async def aclose(self) -> None:
         service, self._service = self._service, None

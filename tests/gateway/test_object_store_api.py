@@ -275,7 +275,7 @@ async def test_unreachable_azure_is_unavailable() -> None:
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
     store = open_artifact_store("azure://container/p", connection_string=conn)
     with pytest.raises(errors.Unavailable):
-        await asyncio.wait_for(store.open(), 120)
+        await asyncio.wait_for(store.open(), 40)
     await store.aclose()
 
 
