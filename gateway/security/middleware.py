@@ -258,9 +258,10 @@ def enforcer() -> Middleware:
 
 def _pool_share(sec: Security, route: Route | None,
                 share: str) -> AbstractAsyncContextManager[None]:
-    """The workspace's (an outsider's: their own) place among the store's connections (:mod:`.shares`), for a handler
-    that reads or writes the store itself: metric writes go through the batcher's own fair
-    queue, and artifact transfers hold no connection while they stream."""
+    """The workspace's (an outsider's: their own) place among the store's connections
+    (:mod:`.shares`), for a handler that reads or writes the store itself: metric writes go
+    through the batcher's own fair queue, and artifact transfers hold no connection while
+    they stream."""
     if route is None or route.rows is not None or route.access.resource in _UNPOOLED:
         return nullcontext()
     return sec.pool_shares.held(share)

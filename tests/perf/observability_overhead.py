@@ -76,6 +76,22 @@ def _scraping(port: int, stop: threading.Event) -> None:
             resp.read()
 
 
+def _scraped_load(url: str, workdir: Path, runs: list[str], auth: str | None, clients: int,
+                  duration: float, pid: int, metrics_port: int | None) -> Sample:
+    """The wrk load, with ``/metrics`` on ``metrics_port`` (if any) scraped meanwhile."""
+    stop = threading.Event()
+    scraper = None
+    if metrics_port:
+        scraper = threading.Thread(target=_scraping, args=(metrics_port, stop))
+        scraper.start()
+    try:
+        return _wrk(url, workdir, runs, auth, clients, duration, pid)
+    finally:
+        stop.set()
+        if scraper:
+            scraper.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=64)
@@ -125,17 +141,8 @@ def main() -> None:
                 servers[mode] = (url, workdir, runs, auth, proc.pid, metrics_port)
             def run(mode: str) -> Sample:
                 url, workdir, runs, auth, pid, metrics_port = servers[mode]
-                stop = threading.Event()
-                scraper = None
-                if metrics_port:
-                    scraper = threading.Thread(target=_scraping, args=(metrics_port, stop))
-                    scraper.start()
-                try:
-                    sample = _wrk(url, workdir, runs, auth, args.clients, args.duration, pid)
-                finally:
-                    stop.set()
-                    if scraper:
-                        scraper.join()
+                sample = _scraped_load(url, workdir, runs, auth, args.clients, args.duration,
+                                       pid, metrics_port)
                 results[mode].append(sample)
                 print(f"  {mode:5} {sample.result.rps:9.0f}/s p50 {sample.result.p50_ms:6.2f}"
                       f" ms p99 {sample.result.p99_ms:6.2f} ms cpu {sample.cpu_us:6.1f} us"
@@ -247,18 +254,8 @@ def sample_shares(args: argparse.Namespace, modes: list[str]) -> None:
                     [str(Path(sys.executable).with_name("py-spy")), "record", "-p",
                      str(proc.pid), "-d", str(round(args.sample)), "-r", "250", "-f", "raw",
                      "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                stop = threading.Event()
-                scraper = None
-                if metrics_port:
-                    scraper = threading.Thread(target=_scraping, args=(metrics_port, stop))
-                    scraper.start()
-                try:
-                    sample = _wrk(url, workdir, runs, auth, args.clients, args.sample,
-                                  proc.pid)
-                finally:
-                    stop.set()
-                    if scraper:
-                        scraper.join()
+                sample = _scraped_load(url, workdir, runs, auth, args.clients, args.sample,
+                                       proc.pid, metrics_port)
                 spy.wait(60)
                 lines = out.read_text().splitlines()
             finally:
