@@ -33,9 +33,9 @@ several shares wait, one may always queue up to its fair part of ``max_queue_row
 flood costs the others at most one batch's commit of latency, never a place in a full
 queue. (The flood's volume itself is the rate limits' job: :mod:`gateway.security.limits`.)
 
-Backpressure: at most ``max_queue_rows`` rows wait (plus one fair part, as above). A request that does not fit waits up to
-``queue_timeout`` for room, then gets ``QueueFull`` (503 with ``Retry-After``; the MLflow
-client retries it). Memory is bounded by the queue, not by the load.
+Backpressure: at most ``max_queue_rows`` rows wait (plus one fair part, as above). A
+request that does not fit waits up to ``queue_timeout`` for room, then gets ``QueueFull``
+(503 with ``Retry-After``; the MLflow client retries it). Memory is bounded by the queue, not by the load.
 """
 
 from __future__ import annotations
