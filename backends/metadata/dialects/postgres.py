@@ -8,7 +8,7 @@ configurations carry are accepted too. Query options go to asyncpg (``sslmode``,
 password may also come from ``PGPASSWORD`` or a ``.pgpass`` file; it never appears in
 messages (:func:`backends.registry.redact_uri`).
 
-Connections come from :class:`backends.metadata.dialects._pg_pool.Pool` (SQLAlchemy's pool settings).
+Connections come from :class:`backends.metadata.dialects._pool.Pool` (SQLAlchemy's pool settings).
 Writes run in READ COMMITTED transactions, reads in a REPEATABLE READ READ ONLY snapshot; a
 batch of metrics alone (log-metric traffic) is one statement, committed on its own. The
 schema lives in ``migrations/postgres``; it is applied at open under a transaction-level
@@ -17,14 +17,10 @@ advisory lock, so replicas starting together migrate once.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import random
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,12 +28,13 @@ import asyncpg
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.dialects._pg_pool import Pool, PooledConnection
+from backends.metadata.dialects._pool import Pool
+from backends.metadata.dialects._pooled import PooledSqlStore
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
 from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
 from backends.metadata.sql.dialect import OnConflict, Returning
-from backends.metadata.sql.tracking import SqlMetadataStore, _run_unwritable, stored_value
+from backends.metadata.sql.tracking import _run_unwritable, stored_value
 from backends.registry import POSTGRES_SCHEMES, redact_uri
 
 __all__ = ["POSTGRES", "PostgresDialect", "PostgresMetadataStore"]
@@ -55,8 +52,6 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # not available.
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "55P03", "58")
 _INVALID_CLASSES = ("22", "23")
-# During an outage every request tries to connect; one log line per this many seconds.
-_CONNECT_LOG_INTERVAL = 10.0
 
 
 # -- SQL translation -------------------------------------------------------------------
@@ -138,15 +133,6 @@ class _Conn:
 # -- errors --------------------------------------------------------------------------------
 
 
-class _ConnectFailed(errors.Unavailable):
-    """No connection could be opened. ``detail`` (the redacted URI and the driver's reason)
-    is for the log and the start-up message, not for clients."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("The metadata store is unavailable; retry the request.")
-        self.detail = detail
-
-
 def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) -> bool:
     """Whether ``exc`` means the connection (or the server behind it) is gone, or left in a
     state no statement can follow."""
@@ -167,7 +153,6 @@ def _is_disconnect(exc: BaseException, raw: asyncpg.Connection | None = None) ->
     return False
 
 
-_RACE_TRIES = 5
 # deadlock_detected, serialization_failure, unique_violation.
 _RACE_STATES = frozenset({"40P01", "40001", "23505"})
 
@@ -309,8 +294,13 @@ class PostgresDialect(OnConflict, Returning):
 POSTGRES = PostgresDialect()
 
 
-class PostgresMetadataStore(SqlMetadataStore):
+class PostgresMetadataStore(PooledSqlStore):
     _dialect = POSTGRES
+    _store_label = "postgresql"
+    _begin_write = _BEGIN_WRITE
+    _begin_read = _BEGIN_READ
+    _connect_errors = (asyncpg.PostgresError, asyncpg.InterfaceError)
+    _log = log
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.
@@ -339,8 +329,6 @@ class PostgresMetadataStore(SqlMetadataStore):
         self._max_overflow = max_overflow
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
-        self._pool: Pool | None = None
-        self._connect_failure_logged = -_CONNECT_LOG_INTERVAL
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
@@ -371,56 +359,24 @@ class PostgresMetadataStore(SqlMetadataStore):
         """The connection string (``mlgate backup`` opens its own connection with it)."""
         return self._dsn
 
-    def _safe(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
-
-    async def _connect(self, timeout: float) -> asyncpg.Connection:
-        try:
-            raw: asyncpg.Connection = await asyncpg.connect(
-                self._dsn,
-                timeout=timeout,
-                command_timeout=self._command_timeout,
-                # PgBouncer in transaction mode cannot keep named prepared statements.
-                statement_cache_size=0 if self._pgbouncer else 100,
-                server_settings={"application_name": self._application_name},
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # Clients are told only that the store is down: the database's address and the
-            # driver's reason (host, port, user, database) are for the operator.
-            detail = f"{redact_uri(self._dsn)}: {self._safe(str(exc)) or type(exc).__name__}"
-            now = time.monotonic()
-            if now - self._connect_failure_logged >= _CONNECT_LOG_INTERVAL:
-                self._connect_failure_logged = now
-                log.warning("cannot connect to the database %s (further failures within "
-                            "%g s are not logged)", detail, _CONNECT_LOG_INTERVAL)
-            raise _ConnectFailed(detail) from None
+    async def _open_raw(self, timeout: float) -> asyncpg.Connection:
+        raw: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=timeout,
+            command_timeout=self._command_timeout,
+            # PgBouncer in transaction mode cannot keep named prepared statements.
+            statement_cache_size=0 if self._pgbouncer else 100,
+            server_settings={"application_name": self._application_name},
+        )
         return raw
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._pool = Pool(self._connect, pool_size=self._pool_size,
-                          max_overflow=self._max_overflow, pool_recycle=self._pool_recycle,
-                          pool_timeout=self._pool_timeout)
-        try:
-            await self._migrate()
-            await self._pool.fill()
-        except _ConnectFailed as exc:  # at start the operator reads where and why
-            await self.aclose()
-            raise errors.Unavailable(f"Cannot connect to the database {exc.detail}") from None
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.aclose()
-
-    def stats(self) -> dict[str, Any]:
-        if self._pool is None:
-            return {"store": "postgresql", "open": 0}
-        return {"store": "postgresql", **self._pool.stats()}
+        await self._open_pool(Pool(self._connect, pool_size=self._pool_size,
+                                   max_overflow=self._max_overflow,
+                                   pool_recycle=self._pool_recycle,
+                                   pool_timeout=self._pool_timeout))
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
@@ -455,94 +411,31 @@ class PostgresMetadataStore(SqlMetadataStore):
             row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
             return int(row[0]) if row else 0
 
-    # -- transactions --------------------------------------------------------------------
+    # -- driver hooks ----------------------------------------------------------------------
 
-    async def _begin(self, begin: str) -> PooledConnection:
-        """A pooled connection inside a fresh transaction. A connection found dead at BEGIN
-        (nothing sent yet, so retrying is safe) retires the pool's older connections and
-        the next one is tried."""
-        if self._pool is None:
-            raise errors.Unavailable("the metadata store is closed")
-        timeout = self._pool.pool_timeout
-        conn, _ = await self._retrying(lambda c: c.raw.execute(begin, timeout=timeout),
-                                       keep_on_server_error=False)
-        return conn
+    def _adapter(self, raw: asyncpg.Connection) -> _Conn:
+        return _Conn(raw)
 
-    async def _retrying(self, op: Callable[[PooledConnection], Awaitable[T]], *,
-                        keep_on_server_error: bool) -> tuple[PooledConnection, T]:
-        """``op`` on a pooled connection, which the caller then holds. Only for operations
-        safe to repeat: a connection found dead retires the pool's older connections and
-        ``op`` is tried on another (up to three tries). Any other failure gives the
-        connection back (closed, unless ``keep_on_server_error`` and the server refused
-        the statement: then nothing is left open on it) and raises."""
-        pool = self._pool
-        if pool is None:
-            raise errors.Unavailable("the metadata store is closed")
-        for attempt in range(3):
-            conn = await pool.acquire()
-            try:
-                return conn, await op(conn)
-            except BaseException as exc:
-                lost = _is_disconnect(exc, conn.raw) if isinstance(exc, Exception) else True
-                refused = isinstance(exc, asyncpg.PostgresError) and not lost
-                pool.release(conn, discard=not (keep_on_server_error and refused))
-                if not isinstance(exc, Exception):
-                    raise
-                if lost:
-                    pool.invalidate()
-                    if attempt < 2 and not isinstance(exc, TimeoutError):
-                        continue
-                raise _translate(exc, conn.raw) from exc
-        raise AssertionError("unreachable")
+    async def _raw_execute(self, raw: asyncpg.Connection, sql: str, timeout: float) -> None:
+        await raw.execute(sql, timeout=timeout)
 
-    async def _finish(self, conn: PooledConnection, sql: str) -> None:
-        """COMMIT or ROLLBACK and return the connection; a failure retires it."""
-        pool = self._pool
-        assert pool is not None
-        try:
-            if conn.raw.is_closed():
-                raise asyncpg.ConnectionDoesNotExistError("connection is closed")
-            await conn.raw.execute(sql, timeout=pool.pool_timeout)
-        except BaseException as exc:
-            pool.release(conn, discard=True)
-            if isinstance(exc, Exception) and _is_disconnect(exc, conn.raw):
-                pool.invalidate()
-            raise
-        pool.release(conn)
+    def _is_disconnect(self, exc: BaseException, raw: Any = None) -> bool:
+        return _is_disconnect(exc, raw)
 
-    @asynccontextmanager
-    async def _session(self, begin: str) -> AsyncIterator[_Conn]:
-        conn = await self._begin(begin)
-        try:
-            yield _Conn(conn.raw)
-        except BaseException as exc:
-            try:
-                await self._finish(conn, "ROLLBACK")
-            except BaseException:  # the original error matters more
-                log.debug("rollback failed; the connection was discarded", exc_info=True)
-            if isinstance(exc, Exception):
-                translated = _translate(exc, conn.raw)
-                if translated is not exc:
-                    raise translated from exc
-            raise
-        try:
-            await self._finish(conn, "COMMIT")
-        except Exception as exc:
-            raise _translate(exc, conn.raw) from exc
+    def _is_refusal(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.PostgresError)
+
+    def _translate(self, exc: BaseException, raw: Any = None) -> BaseException:
+        return _translate(exc, raw)
+
+    def _lost_race(self, exc: BaseException | None) -> bool:
+        return _lost_race(exc)
 
     async def _insert_audit(self, db: Any, rows: Sequence[AuditRow]) -> None:
         """COPY: measured in the server process (1,500-row transactions, the log's three
         indexes), 7.8 us of CPU per row against 13.4 for executemany, whose every row is a
         statement of its own. The server shares the machine's cores with the gateway."""
         await db.raw.copy_records_to_table("audit_log", records=rows, columns=AUDIT_FIELDS)
-
-    def _tx(self) -> AbstractAsyncContextManager[_Conn]:
-        """One READ COMMITTED write transaction."""
-        return self._session(_BEGIN_WRITE)
-
-    def _read(self) -> AbstractAsyncContextManager[_Conn]:
-        """One REPEATABLE READ, READ ONLY snapshot."""
-        return self._session(_BEGIN_READ)
 
     async def _plan_for_these_values(self, db: Connection) -> None:
         # asyncpg prepares every statement, and after five runs PostgreSQL may switch it to
@@ -568,25 +461,6 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def log_batches(self, writes: Sequence[RunWrite]) -> list[errors.BackendError | None]:
-        """One batch, tried again (up to five times in all) when its transaction lost a
-        race with a concurrent one: a deadlock, a serialization failure, or a param that
-        another transaction inserted after this one checked for it. The batch was rolled
-        back, so trying again is safe, and the next try sees the other write. The batcher
-        has two transactions in flight (``batch_writers``), and several gateways may share
-        the database, so such races happen in normal operation; without this, the whole
-        batch would get 503."""
-        for attempt in range(_RACE_TRIES):
-            try:
-                return await self._log_batches_once(writes)
-            except errors.Unavailable as exc:
-                if attempt + 1 == _RACE_TRIES or not _lost_race(exc.__cause__):
-                    raise
-                log.debug("a batch lost a race with a concurrent transaction; trying again")
-                # A moment apart, so that the same racers do not meet again at once.
-                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-        raise AssertionError("unreachable")
-
     async def _log_batches_once(
         self, writes: Sequence[RunWrite]
     ) -> list[errors.BackendError | None]:
@@ -597,7 +471,7 @@ class PostgresMetadataStore(SqlMetadataStore):
         so a 30-request batch took ~4 ms to commit. Batches with params, tags or metrics
         naming a logged model take the general path."""
         if any(w.params or w.tags or any(m.model_id for m in w.metrics) for w in writes):
-            return await super().log_batches(writes)
+            return await super()._log_batches_once(writes)
         arrays = _metric_arrays([(w.run_id, m) for w in writes for m in w.metrics])
         rows = await self._fetch_idempotent(
             _LOG_METRICS, *arrays, _text_array(sorted({w.run_id for w in writes})))

@@ -1,9 +1,10 @@
-"""A small connection pool with SQLAlchemy's QueuePool semantics, for the PostgreSQL store.
+"""A small connection pool with SQLAlchemy's QueuePool semantics, for the network stores
+(PostgreSQL, MySQL/MariaDB).
 
-asyncpg's own ``Pool`` keeps a fixed ``max_size`` of connection holders, has no notion of
-overflow connections that are closed as soon as they are returned, recycles by query count
-and idle time rather than by age, and counts none of the figures operators ask for. So this
-pool is a thin layer over ``asyncpg.connect``:
+The drivers' own pools (asyncpg's, aiomysql's) keep a fixed number of connections, have no
+notion of overflow connections that are closed as soon as they are returned, recycle by
+query count or idle time rather than by age, and count none of the figures operators ask
+for. So this pool is a thin layer over a driver's ``connect``:
 
 - ``pool_size`` connections are kept; up to ``max_overflow`` more are opened under a burst
   and closed when they are returned while ``pool_size`` connections are already idle;
@@ -26,27 +27,35 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncpg
+from typing import Any, Protocol
 
 from backends import errors
 
-__all__ = ["Pool", "PooledConnection"]
+__all__ = ["Pool", "PooledConnection", "RawConnection"]
 
 _CLOSE_TIMEOUT = 2.0
 
 
+class RawConnection(Protocol):
+    """What the pool needs of a driver's connection (asyncpg's has it; others are wrapped)."""
+
+    def is_closed(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+    async def close(self, *, timeout: float | None = None) -> None: ...
+
+
 @dataclass(eq=False)
 class PooledConnection:
-    raw: asyncpg.Connection
+    raw: Any  # the driver's connection, a RawConnection
     created: float = field(default_factory=time.monotonic)
 
 
 class Pool:
     def __init__(
         self,
-        connect: Callable[[float], Awaitable[asyncpg.Connection]],
+        connect: Callable[[float], Awaitable[RawConnection]],
         *,
         pool_size: int,
         max_overflow: int,
@@ -184,7 +193,7 @@ class Pool:
                 waiter.set_result(None)
                 return
 
-    async def _close_raw(self, raw: asyncpg.Connection, *, terminate: bool) -> None:
+    async def _close_raw(self, raw: RawConnection, *, terminate: bool) -> None:
         self._counts["closed"] += 1
         if terminate or raw.is_closed():
             raw.terminate()
