@@ -46,6 +46,16 @@ class Dialect(ABC):
     def nulls_as_smallest(self, ascending: bool) -> str:
         """Suffix for an ORDER BY term so that NULLs sort as the smallest values."""
 
+    def cast_text(self, expr: str) -> str:
+        """``expr`` (an integer column, such as an id) as a string, to compare with a text
+        column or pattern: ``CAST(expr AS TEXT)`` by default."""
+        return f"CAST({expr} AS TEXT)"
+
+    def cast_int(self, expr: str) -> str:
+        """``expr`` (a 0/1 INTEGER or a BOOLEAN column) as an integer, to compare with 0
+        or 1: ``CAST(expr AS INTEGER)`` by default."""
+        return f"CAST({expr} AS INTEGER)"
+
     def unindexed(self, column: str) -> str:
         """``column`` in a form the planner will not start a search from (for a planner
         that would pick a bad index for lack of value statistics)."""
