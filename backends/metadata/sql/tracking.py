@@ -677,9 +677,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         series: dict[tuple[str, str], int] = {}
         pairs = sorted(latest)
         for chunk in _chunks(pairs, _CHUNK // 2):
+            # A list of row values, not IN (VALUES ...), which MySQL 8 spells VALUES ROW().
             cur = await db.execute(
                 "SELECT run_id, key, series_id FROM metric_series WHERE (run_id, key) IN"
-                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                f" ({', '.join(['(?, ?)'] * len(chunk))})",
                 [v for pair in chunk for v in pair],
             )
             for r in await cur.fetchall():
