@@ -678,10 +678,13 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         pairs = sorted(latest)
         for chunk in _chunks(pairs, _CHUNK // 2):
             # A list of row values, not IN (VALUES ...), which MySQL 8 spells VALUES ROW().
+            # SQLite would check the list against every entry of the (run_id, key) index;
+            # the runs' own condition makes it search that index by run.
+            among, runs = self._dialect.among(sorted({run_id for run_id, _ in chunk}))
             cur = await db.execute(
-                "SELECT run_id, key, series_id FROM metric_series WHERE (run_id, key) IN"
-                f" ({', '.join(['(?, ?)'] * len(chunk))})",
-                [v for pair in chunk for v in pair],
+                f"SELECT run_id, key, series_id FROM metric_series WHERE run_id {among}"
+                f" AND (run_id, key) IN ({', '.join(['(?, ?)'] * len(chunk))})",
+                [*runs, *(v for pair in chunk for v in pair)],
             )
             for r in await cur.fetchall():
                 series[(r[0], r[1])] = r[2]
