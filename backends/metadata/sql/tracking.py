@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -153,6 +153,19 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def _maybe_refresh_statistics(self) -> None:
         """Called before a run search: a store whose planner needs fresh statistics
         refreshes them here (SQLite). The default does nothing."""
+
+    # -- where `mlgate import` (backends.importer) writes differently ---------------------
+
+    # Writes imported metric points (series_id, timestamp, step, value, is_nan) in the
+    # caller's transaction, skipping those already stored, faster than INSERTs do; None:
+    # the importer INSERTs them.
+    _copy_imported_points: Callable[[Connection, list[tuple[Any, ...]]],
+                                    Awaitable[None]] | None = None
+
+    async def _follow_explicit_ids(self, db: Connection) -> None:
+        """Make the experiment ids the database generates next follow those an import
+        wrote explicitly. The default does nothing: SQLite's AUTOINCREMENT (and MySQL's
+        AUTO_INCREMENT) follow explicit ids by themselves."""
 
     async def _ensure_default_experiment(self, db: Connection) -> None:
         cur = await db.execute("SELECT 1 FROM experiments WHERE experiment_id = 0")
