@@ -337,6 +337,7 @@ POSTGRES = PostgresDialect()
 
 class PostgresMetadataStore(SqlMetadataStore):
     _dialect = POSTGRES
+    backup_format = "postgresql"
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.

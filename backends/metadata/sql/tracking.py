@@ -127,6 +127,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
     _numbers_first_search = False
     _artifact_root: str = "mlflow-artifacts:"
+    # How `mlgate backup` (backends.backup) snapshots the store: "sqlite" (its files) or
+    # "postgresql" (COPY of each table); None: it cannot, and refuses the store.
+    backup_format: str | None = None
 
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Connection]:
