@@ -79,7 +79,8 @@ class Dialect(ABC):
     def insert_ignore(self, table: str, columns: Sequence[str],
                       key: Sequence[str] = ()) -> str:
         """An INSERT of one row of ``columns`` that does nothing when the row would violate
-        ``key`` (any unique constraint if ``key`` is empty)."""
+        ``key`` (any unique constraint if ``key`` is empty). Its rowcount is 1 when it
+        inserted and 0 when it did nothing: callers tell a taken name by it."""
 
     @abstractmethod
     async def insert_returning(self, db: Connection, sql: str, params: Sequence[Any],
