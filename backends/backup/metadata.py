@@ -58,7 +58,13 @@ _HAS_RUNS_TABLE = ("SELECT count(*) FROM information_schema.tables"
 
 
 def dialect_of(uri: str) -> str:
-    return "sqlite" if metadata_scheme(uri) == "sqlite" else "postgresql"
+    """How the store at ``uri`` is backed up: ``sqlite`` or ``postgresql`` (also the
+    manifest's ``dialect``). Raises ``InvalidArgument`` for a store backup cannot take."""
+    found = getattr(open_metadata_store(uri), "backup_format", None)
+    if found not in ("sqlite", "postgresql"):
+        raise InvalidArgument(f"backup and restore take sqlite:// and postgresql:// stores,"
+                              f" not {metadata_scheme(uri)}://")
+    return str(found)
 
 
 def _sqlite_paths(uri: str) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from backends import errors
 from backends.importer.revisions import check_revision
@@ -100,7 +100,6 @@ class Importer:
         self.source_key = source_key
         self.chunk_rows = chunk_rows
         self.progress: Progress = progress or _Quiet()
-        self.postgres = store._dialect.name == "postgres"
 
     async def run(self) -> None:
         """Import every table not yet done. Raises ``Conflict`` when the destination holds
@@ -109,14 +108,12 @@ class Importer:
         await self.store._in_tx(self._start)
         present = await self.reader.tables()
         totals = await source_counts(self.reader)
-        ctx = Context(reader=self.reader, dialect="postgres" if self.postgres else "sqlite",
-                      copy_points=_copy_points if self.postgres else None)
+        ctx = Context(reader=self.reader, copy_points=self.store._copy_imported_points)
         for table in TABLES:
             if table.source not in present:
                 continue
             await self._table(ctx, table, totals[table.entity])
-        if self.postgres:
-            await self.store._in_tx(_advance_sequences)
+        await self.store._in_tx(self.store._follow_explicit_ids)
 
     async def _start(self, db: Connection) -> None:
         await db.execute(_PROGRESS_DDL)
@@ -187,38 +184,3 @@ class Importer:
                              (self.source_key, table.entity, last, len(rows), 0))
 
         await self.store._in_tx(body)
-
-
-async def _copy_points(db: Connection, points: list[tuple[Any, ...]]) -> None:
-    """PostgreSQL: COPY the points straight into metric_points (232k points/s against 162k
-    through a staging table). COPY cannot skip rows already there, so when one is (a chunk
-    whose progress record was lost, a point logged meanwhile), the savepoint is rolled back
-    and the chunk goes through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``."""
-    import asyncpg
-
-    raw = db.raw  # type: ignore[attr-defined]
-    columns = ("series_id", "timestamp", "step", "value", "is_nan")
-    # The store began the chunk's transaction with a plain BEGIN, so asyncpg's nested
-    # transaction() is not available; the savepoint is spelled out.
-    await raw.execute("SAVEPOINT mlgate_import_copy")
-    try:
-        await raw.copy_records_to_table("metric_points", records=points, columns=columns)
-    except asyncpg.UniqueViolationError:
-        await raw.execute("ROLLBACK TO SAVEPOINT mlgate_import_copy")
-    else:
-        await raw.execute("RELEASE SAVEPOINT mlgate_import_copy")
-        return
-    await raw.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS mlgate_import_points"
-        " (LIKE metric_points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-    await raw.copy_records_to_table("mlgate_import_points", records=points, columns=columns)
-    await raw.execute("INSERT INTO metric_points SELECT * FROM mlgate_import_points"
-                      " ON CONFLICT DO NOTHING")
-
-
-async def _advance_sequences(db: Connection) -> None:
-    """PostgreSQL: experiment ids were written explicitly, so the identity's sequence is
-    moved past them (SQLite's AUTOINCREMENT follows explicit ids by itself)."""
-    await db.execute(
-        "SELECT setval(pg_get_serial_sequence('experiments', 'experiment_id'),"
-        " GREATEST(m, 1), m >= 1) FROM (SELECT MAX(experiment_id) AS m FROM experiments) e")

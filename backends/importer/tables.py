@@ -42,7 +42,6 @@ class Context:
     """Lookups shared by the tables' writers; filled by their ``prepare`` steps."""
 
     reader: StockReader
-    dialect: str  # "sqlite" or "postgres": the destination's
     copy_points: Callable[[Connection, list[tuple[Any, ...]]], Awaitable[None]] | None = None
     run_experiment: dict[str, int] = field(default_factory=dict)
     series: dict[tuple[str, str], int] = field(default_factory=dict)

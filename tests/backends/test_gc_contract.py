@@ -159,6 +159,7 @@ async def test_lease_is_held_by_one_holder_until_it_expires(
     assert await s.take_lease("gc", "a", now + 60_000)
     assert not await s.take_lease("gc", "b", now + 60_000)
     assert await s.take_lease("gc", "a", now + 120_000)  # renewed
+    assert await s.take_lease("gc", "a", now + 120_000)  # renewed to the time it had
     assert await s.take_lease("other", "b", now + 60_000)
     await s.release_lease("gc", "b")  # not b's: nothing happens
     assert not await s.take_lease("gc", "b", now + 60_000)

@@ -859,6 +859,29 @@ async def test_password_hash_replaced_only_while_unchanged(
     assert not await store.replace_password_hash("nobody", "old", "new")
 
 
+async def test_auth_changes_that_change_nothing_still_find_their_row(
+        metadata_store: MetadataStore) -> None:
+    """Setting what is already stored is not "not found" (MySQL counts such rows as
+    unchanged); revoking twice keeps the first time."""
+    from backends.metadata.interface.auth_entities import TokenRow
+
+    store = metadata_store
+    ann = await store.create_user("ann", "h")
+    assert await store.update_user("ann", password_hash="h", is_admin=False) == ann
+    assert await store.replace_password_hash("ann", "h", "h")
+    await store.create_token(TokenRow("t1", ann.user_id, "", "d", False, None, 1, None, None,
+                                      None))
+    await store.revoke_token("t1", 5)
+    await store.revoke_token("t1", 5)
+    await store.revoke_token("t1", 9)
+    assert (await store.get_token("t1")).revoked_at == 5
+    with pytest.raises(errors.NotFound):
+        await store.revoke_token("t2", 5)
+    with pytest.raises(errors.AlreadyExists):
+        await store.create_user("ann", "other")
+    assert await store.get_user("ann") == ann
+
+
 async def test_roles_permissions_and_assignments(metadata_store: MetadataStore) -> None:
     """MLflow 3.17's roles: a role of one workspace, its permissions (grants whose principal is
     the role, '*' for every resource of a type) and its users."""

@@ -6,6 +6,7 @@ orphaned one. SQLite and PostgreSQL, artifacts on local disk and on S3 (moto).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +27,9 @@ from conftest import (
     stop_server,
 )
 from object_stores import AZURITE_ACCOUNT, ObjectServer, _s3_client
+
+from backends.metadata.dialects.sqlite import SqliteMetadataStore
+from backends.registry import open_metadata_store
 
 # The e2e sessions (tests/e2e/) seed the stores backed up here.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -267,6 +271,34 @@ def test_exported_members() -> None:
 
     assert backends.backup.__all__ == sorted(backends.backup.__all__)
     assert all(hasattr(backends.backup, name) for name in backends.backup.__all__)
+
+
+class _NoBackups(SqliteMetadataStore):
+    """A store backup knows nothing of (an SQLite store under another scheme)."""
+
+    backup_format = None
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> Any:
+        return super().from_uri("sqlite" + uri.removeprefix("nobackups"), **options)
+
+
+async def test_a_store_backup_does_not_know_is_refused(tmp_path: Path) -> None:
+    """Refused by name, not taken for one of the stores it knows."""
+    from backends.backup import metadata, no_progress
+    from backends.errors import InvalidArgument
+    from backends.registry import register_metadata_scheme
+
+    with contextlib.suppress(ValueError):  # registered by an earlier run in this process
+        register_metadata_scheme("nobackups", f"{__name__}:_NoBackups")
+    uri = f"nobackups:///{tmp_path / 'm.db'}"
+    store = open_metadata_store(uri)
+    await store.open()
+    await store.aclose()
+    with pytest.raises(InvalidArgument, match="not nobackups://"):
+        await metadata.holds_data(uri)
+    with pytest.raises(InvalidArgument, match="not nobackups://"):
+        await metadata.dump(uri, tmp_path / "out", audit=True, progress=no_progress)
 
 
 async def test_verify_reports_broken_references(tmp_path: Path) -> None:

@@ -261,6 +261,32 @@ _LOG_METRICS = (
     " SELECT run_id, lifecycle_stage FROM r")
 
 
+async def _copy_imported_points(db: Connection, points: list[tuple[Any, ...]]) -> None:
+    """COPY the points straight into metric_points (232k points/s against 162k through a
+    staging table). COPY cannot skip rows already there, so when one is (a chunk whose
+    progress record was lost, a point logged meanwhile), the savepoint is rolled back and
+    the chunk goes through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``."""
+    assert isinstance(db, _Conn)
+    raw = db.raw
+    columns = ("series_id", "timestamp", "step", "value", "is_nan")
+    # The store began the chunk's transaction with a plain BEGIN, so asyncpg's nested
+    # transaction() is not available; the savepoint is spelled out.
+    await raw.execute("SAVEPOINT mlgate_import_copy")
+    try:
+        await raw.copy_records_to_table("metric_points", records=points, columns=columns)
+    except asyncpg.UniqueViolationError:
+        await raw.execute("ROLLBACK TO SAVEPOINT mlgate_import_copy")
+    else:
+        await raw.execute("RELEASE SAVEPOINT mlgate_import_copy")
+        return
+    await raw.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS mlgate_import_points"
+        " (LIKE metric_points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    await raw.copy_records_to_table("mlgate_import_points", records=points, columns=columns)
+    await raw.execute("INSERT INTO metric_points SELECT * FROM mlgate_import_points"
+                      " ON CONFLICT DO NOTHING")
+
+
 class PostgresDialect(OnConflict, Returning):
     name = "postgres"
     insertion_order = "rowid"  # an identity column of that name in each key/value table
@@ -301,6 +327,7 @@ class PostgresMetadataStore(PooledSqlStore):
     _begin_read = _BEGIN_READ
     _connect_errors = (asyncpg.PostgresError, asyncpg.InterfaceError)
     _log = log
+    backup_format = "postgresql"
     _numbers_first_search = True
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.
@@ -489,6 +516,14 @@ class PostgresMetadataStore(PooledSqlStore):
         self._pool.release(conn)
         records: list[asyncpg.Record] = rows
         return records
+
+    _copy_imported_points = staticmethod(_copy_imported_points)
+
+    async def _follow_explicit_ids(self, db: Connection) -> None:
+        # The identity's sequence does not move past explicit ids by itself.
+        await db.execute(
+            "SELECT setval(pg_get_serial_sequence('experiments', 'experiment_id'),"
+            " GREATEST(m, 1), m >= 1) FROM (SELECT MAX(experiment_id) AS m FROM experiments) e")
 
     async def _insert_metrics(
         self, db: Connection, rows: Sequence[tuple[str, Metric]]

@@ -359,6 +359,7 @@ SQLITE = SqliteDialect()
 
 class SqliteMetadataStore(SqlMetadataStore):
     _dialect = SQLITE
+    backup_format = "sqlite"
     _stats_at = 0.0  # time.monotonic() of the last statistics refresh
     _stats_runs = 0  # max(rowid) of runs then
     _stats_checked = 0.0  # time.monotonic() of the last check

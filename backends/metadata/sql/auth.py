@@ -110,14 +110,17 @@ class SqlAuthMixin(AuthStore):
     async def create_user(self, username: str, password_hash: str, *,
                           is_admin: bool = False) -> UserRecord:
         async with self._tx() as db:
+            # A concurrent creation of the same name makes this one insert nothing.
             cur = await db.execute(
-                "INSERT INTO auth_users (username, password_hash, is_admin, created_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING"
-                f" RETURNING {_USER_COLS}",
+                self._dialect.insert_ignore(
+                    "auth_users", ("username", "password_hash", "is_admin", "created_at"),
+                    ("username",)),
                 (username, password_hash, int(is_admin), now_ms()))
+            if cur.rowcount != 1:
+                raise errors.AlreadyExists(f"User '{username}' already exists.")
+            cur = await db.execute(
+                f"SELECT {_USER_COLS} FROM auth_users WHERE username = ?", (username,))
             row = await cur.fetchone()
-        if row is None:
-            raise errors.AlreadyExists(f"User '{username}' already exists.")
         return _user(row)
 
     async def get_user(self, username: str) -> UserRecord:
@@ -146,11 +149,14 @@ class SqlAuthMixin(AuthStore):
     async def update_user(self, username: str, *, password_hash: str | None = None,
                           is_admin: bool | None = None) -> UserRecord:
         async with self._tx() as db:
-            cur = await db.execute(
+            # Then read back (MySQL has no UPDATE ... RETURNING, and its rowcount counts
+            # changed rows, not matched ones).
+            await db.execute(
                 "UPDATE auth_users SET password_hash = COALESCE(?, password_hash),"
-                " is_admin = COALESCE(?, is_admin) WHERE username = ?"
-                f" RETURNING {_USER_COLS}",
+                " is_admin = COALESCE(?, is_admin) WHERE username = ?",
                 (password_hash, None if is_admin is None else int(is_admin), username))
+            cur = await db.execute(
+                f"SELECT {_USER_COLS} FROM auth_users WHERE username = ?", (username,))
             row = await cur.fetchone()
             scopes = [scope for scope, given in (("credentials", password_hash),
                                                   ("identities", is_admin)) if given is not None]
@@ -163,9 +169,15 @@ class SqlAuthMixin(AuthStore):
     async def replace_password_hash(self, username: str, old_hash: str,
                                     new_hash: str) -> bool:
         async with self._tx() as db:
-            cur = await db.execute(
+            await db.execute(
                 "UPDATE auth_users SET password_hash = ? WHERE username = ?"
-                " AND password_hash = ? RETURNING user_id", (new_hash, username, old_hash))
+                " AND password_hash = ?", (new_hash, username, old_hash))
+            # Whether it holds new_hash now, not the rowcount: MySQL counts a row set to
+            # the value it had (old_hash == new_hash) as unchanged. A salted hash that
+            # another writer stored is never this one.
+            cur = await db.execute(
+                "SELECT 1 FROM auth_users WHERE username = ? AND password_hash = ?",
+                (username, new_hash))
             return await cur.fetchone() is not None
 
     async def delete_user(self, username: str) -> UserRecord:
@@ -190,10 +202,10 @@ class SqlAuthMixin(AuthStore):
     async def create_workspace(self, name: str, description: str = "") -> WorkspaceRow:
         async with self._tx() as db:
             cur = await db.execute(
-                "INSERT INTO auth_workspaces (name, description, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO NOTHING RETURNING name",
+                self._dialect.insert_ignore(
+                    "auth_workspaces", ("name", "description", "created_at"), ("name",)),
                 (name, description, now_ms()))
-            if await cur.fetchone() is None:
+            if cur.rowcount != 1:
                 raise errors.AlreadyExists(f"Workspace '{name}' already exists.")
             await _changed(db, "workspaces")
         return WorkspaceRow(name, description)
@@ -227,16 +239,15 @@ class SqlAuthMixin(AuthStore):
             await db.execute("DELETE FROM auth_team_members WHERE workspace = ?", (name,))
             await db.execute(
                 "DELETE FROM auth_grants WHERE principal_type = 'role' AND principal IN"
-                " (SELECT CAST(role_id AS TEXT) FROM auth_roles WHERE workspace = ?)", (name,))
+                f" (SELECT {self._dialect.cast_text('role_id')} FROM auth_roles"
+                " WHERE workspace = ?)", (name,))
             await db.execute("DELETE FROM auth_role_users WHERE role_id IN"
                              " (SELECT role_id FROM auth_roles WHERE workspace = ?)", (name,))
             await db.execute("DELETE FROM auth_roles WHERE workspace = ?", (name,))
-            cur = await db.execute(
-                "DELETE FROM rate_limits WHERE workspace = ? RETURNING workspace", (name,))
-            limited = await cur.fetchone() is not None
-            cur = await db.execute(
-                "DELETE FROM auth_workspaces WHERE name = ? RETURNING name", (name,))
-            if await cur.fetchone() is None:
+            cur = await db.execute("DELETE FROM rate_limits WHERE workspace = ?", (name,))
+            limited = cur.rowcount > 0
+            cur = await db.execute("DELETE FROM auth_workspaces WHERE name = ?", (name,))
+            if cur.rowcount == 0:
                 raise errors.NotFound(f"Workspace '{name}' not found.")
             await _changed(db, "workspaces", "identities", "grants",
                            *(("limits",) if limited else ()))
@@ -252,17 +263,17 @@ class SqlAuthMixin(AuthStore):
             if row[1] is None:
                 raise errors.NotFound(f"User with id={user_id} not found")
             await db.execute(
-                "INSERT INTO auth_team_members (workspace, user_id, role) VALUES (?, ?, ?)"
-                " ON CONFLICT (workspace, user_id) DO UPDATE SET role = excluded.role",
+                self._dialect.upsert("auth_team_members", ("workspace", "user_id", "role"),
+                                     ("workspace", "user_id"), ("role",)),
                 (workspace, user_id, role))
             await _changed(db, "identities")
 
     async def remove_member(self, workspace: str, user_id: int) -> bool:
         async with self._tx() as db:
             cur = await db.execute(
-                "DELETE FROM auth_team_members WHERE workspace = ? AND user_id = ?"
-                " RETURNING user_id", (workspace, user_id))
-            if await cur.fetchone() is None:
+                "DELETE FROM auth_team_members WHERE workspace = ? AND user_id = ?",
+                (workspace, user_id))
+            if cur.rowcount == 0:
                 return False
             await _changed(db, "identities")
             return True
@@ -316,9 +327,12 @@ class SqlAuthMixin(AuthStore):
 
     async def revoke_token(self, token_id: str, at: int) -> None:
         async with self._tx() as db:
-            cur = await db.execute(
+            await db.execute(
                 "UPDATE auth_tokens SET revoked_at = COALESCE(revoked_at, ?)"
-                " WHERE token_id = ? RETURNING token_id", (at, token_id))
+                " WHERE token_id = ?", (at, token_id))
+            # Not the rowcount: revoking a revoked token changes nothing, which MySQL
+            # counts as no row.
+            cur = await db.execute("SELECT 1 FROM auth_tokens WHERE token_id = ?", (token_id,))
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"Token '{token_id}' not found")
             await _changed(db, "credentials")
@@ -333,9 +347,10 @@ class SqlAuthMixin(AuthStore):
     async def set_grant(self, grant: GrantRow) -> None:
         async with self._tx() as db:
             await db.execute(
-                f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (resource_type, workspace, resource_id, principal_type, principal)"
-                " DO UPDATE SET permission = excluded.permission",
+                self._dialect.upsert(
+                    "auth_grants", _GRANT_COLS.split(", "),
+                    ("resource_type", "workspace", "resource_id", "principal_type", "principal"),
+                    ("permission",)),
                 (grant.resource_type, grant.workspace, grant.resource_id,
                  grant.principal_type, grant.principal, grant.permission))
             await _changed(db, "grants")
@@ -345,10 +360,9 @@ class SqlAuthMixin(AuthStore):
         async with self._tx() as db:
             cur = await db.execute(
                 "DELETE FROM auth_grants WHERE resource_type = ? AND workspace = ?"
-                " AND resource_id = ? AND principal_type = ? AND principal = ?"
-                " RETURNING grant_id",
+                " AND resource_id = ? AND principal_type = ? AND principal = ?",
                 (resource_type, workspace, resource_id, principal_type, principal))
-            if await cur.fetchone() is None:
+            if cur.rowcount == 0:
                 return False
             await _changed(db, "grants")
             return True
@@ -428,11 +442,10 @@ class SqlAuthMixin(AuthStore):
             if await cur.fetchone() is not None:
                 raise errors.AlreadyExists(
                     f"Role '{name}' already exists in workspace '{workspace}'.")
-            cur = await db.execute(
-                "INSERT INTO auth_roles (name, workspace, description) VALUES (?, ?, ?)"
-                " RETURNING role_id", (name, workspace, description))
-            row = await cur.fetchone()
-            return RoleRow(int(row[0]), name, workspace, description)
+            role_id = await self._dialect.insert_returning(
+                db, "INSERT INTO auth_roles (name, workspace, description) VALUES (?, ?, ?)",
+                (name, workspace, description), "role_id")
+            return RoleRow(int(role_id), name, workspace, description)
 
     async def get_role(self, role_id: int) -> RoleRow:
         async with self._read() as db:
@@ -483,13 +496,12 @@ class SqlAuthMixin(AuthStore):
             if await cur.fetchone() is not None:
                 raise errors.AlreadyExists(
                     f"Role {role_id} already has a permission on {resource_type} '{pattern}'.")
-            cur = await db.execute(
-                f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, 'role', ?, ?)"
-                f" RETURNING {_ROLE_PERM_COLS}",
-                (resource_type, role.workspace, pattern, str(role_id), permission))
-            row = await cur.fetchone()
+            grant_id = await self._dialect.insert_returning(
+                db, f"INSERT INTO auth_grants ({_GRANT_COLS}) VALUES (?, ?, ?, 'role', ?, ?)",
+                (resource_type, role.workspace, pattern, str(role_id), permission), "grant_id")
+            found = await self._role_permission_row(db, int(grant_id))
             await _changed(db, "identities", "grants")
-            return _role_permission(row)
+            return found
 
     async def _role_permission_row(self, db: Any, permission_id: int) -> RolePermissionRow:
         cur = await db.execute(
@@ -531,8 +543,8 @@ class SqlAuthMixin(AuthStore):
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"User with id={user_id} not found")
             await db.execute(
-                "INSERT INTO auth_role_users (role_id, user_id) VALUES (?, ?)"
-                " ON CONFLICT (role_id, user_id) DO NOTHING", (role_id, user_id))
+                self._dialect.insert_ignore("auth_role_users", ("role_id", "user_id"),
+                                            ("role_id", "user_id")), (role_id, user_id))
             cur = await db.execute(
                 "SELECT assignment_id, user_id, role_id FROM auth_role_users"
                 " WHERE role_id = ? AND user_id = ?", (role_id, user_id))
@@ -543,9 +555,9 @@ class SqlAuthMixin(AuthStore):
     async def unassign_role(self, user_id: int, role_id: int) -> bool:
         async with self._tx() as db:
             cur = await db.execute(
-                "DELETE FROM auth_role_users WHERE role_id = ? AND user_id = ?"
-                " RETURNING assignment_id", (role_id, user_id))
-            if await cur.fetchone() is None:
+                "DELETE FROM auth_role_users WHERE role_id = ? AND user_id = ?",
+                (role_id, user_id))
+            if cur.rowcount == 0:
                 return False
             await _changed(db, "identities")
             return True
@@ -571,7 +583,8 @@ class SqlAuthMixin(AuthStore):
                 "SELECT r.role_id, r.workspace, g.permission FROM auth_role_users a"
                 " JOIN auth_roles r ON r.role_id = a.role_id"
                 " LEFT JOIN auth_grants g ON g.principal_type = 'role'"
-                " AND g.principal = CAST(r.role_id AS TEXT) AND g.resource_type = 'workspace'"
+                f" AND g.principal = {self._dialect.cast_text('r.role_id')}"
+                " AND g.resource_type = 'workspace'"
                 " WHERE a.user_id = ? ORDER BY r.role_id", (user_id,))
             return [(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
 
@@ -623,23 +636,17 @@ class SqlAuthMixin(AuthStore):
                                    (row.workspace,))
             if await cur.fetchone() is None:
                 raise errors.NotFound(f"Workspace '{row.workspace}' not found.")
+            columns = (*_LIMIT_COLS.split(", "), "updated_at")
             await db.execute(
-                f"INSERT INTO rate_limits ({_LIMIT_COLS}, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace) DO UPDATE SET"
-                " requests_per_second = excluded.requests_per_second,"
-                " rows_per_second = excluded.rows_per_second,"
-                " caller_requests_per_second = excluded.caller_requests_per_second,"
-                " caller_rows_per_second = excluded.caller_rows_per_second,"
-                " updated_at = excluded.updated_at",
+                self._dialect.upsert("rate_limits", columns, ("workspace",), columns[1:]),
                 (row.workspace, row.requests_per_second, row.rows_per_second,
                  row.caller_requests_per_second, row.caller_rows_per_second, now_ms()))
             await _changed(db, "limits")
 
     async def delete_limits(self, workspace: str) -> bool:
         async with self._tx() as db:
-            cur = await db.execute(
-                "DELETE FROM rate_limits WHERE workspace = ? RETURNING workspace", (workspace,))
-            if await cur.fetchone() is None:
+            cur = await db.execute("DELETE FROM rate_limits WHERE workspace = ?", (workspace,))
+            if cur.rowcount == 0:
                 return False
             await _changed(db, "limits")
         return True
@@ -653,8 +660,8 @@ class SqlAuthMixin(AuthStore):
     async def live_processes(self, process_id: str, at_ms: int, alive_ms: int) -> int:
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO live_processes (process_id, seen_at) VALUES (?, ?)"
-                " ON CONFLICT (process_id) DO UPDATE SET seen_at = excluded.seen_at",
+                self._dialect.upsert("live_processes", ("process_id", "seen_at"),
+                                     ("process_id",), ("seen_at",)),
                 (process_id, at_ms))
             await db.execute("DELETE FROM live_processes WHERE seen_at < ?",
                              (at_ms - alive_ms,))

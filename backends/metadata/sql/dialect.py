@@ -46,6 +46,16 @@ class Dialect(ABC):
     def nulls_as_smallest(self, ascending: bool) -> str:
         """Suffix for an ORDER BY term so that NULLs sort as the smallest values."""
 
+    def cast_text(self, expr: str) -> str:
+        """``expr`` (an integer column, such as an id) as a string, to compare with a text
+        column or pattern: ``CAST(expr AS TEXT)`` by default."""
+        return f"CAST({expr} AS TEXT)"
+
+    def cast_int(self, expr: str) -> str:
+        """``expr`` (a 0/1 INTEGER or a BOOLEAN column) as an integer, to compare with 0
+        or 1: ``CAST(expr AS INTEGER)`` by default."""
+        return f"CAST({expr} AS INTEGER)"
+
     def unindexed(self, column: str) -> str:
         """``column`` in a form the planner will not start a search from (for a planner
         that would pick a bad index for lack of value statistics)."""
@@ -69,7 +79,8 @@ class Dialect(ABC):
     def insert_ignore(self, table: str, columns: Sequence[str],
                       key: Sequence[str] = ()) -> str:
         """An INSERT of one row of ``columns`` that does nothing when the row would violate
-        ``key`` (any unique constraint if ``key`` is empty)."""
+        ``key`` (any unique constraint if ``key`` is empty). Its rowcount is 1 when it
+        inserted and 0 when it did nothing: callers tell a taken name by it."""
 
     @abstractmethod
     async def insert_returning(self, db: Connection, sql: str, params: Sequence[Any],

@@ -206,13 +206,16 @@ class SqlGcMixin(GcStore):
 
     async def take_lease(self, name: str, holder: str, until_ms: int) -> bool:
         async def body(db: Any) -> bool:
-            cur = await db.execute(
+            await db.execute(
                 self._dialect.upsert(
                     "mlgate_leases", ("name", "holder", "until_ms"), ("name",),
                     ("holder", "until_ms"),
                     when="{old}.holder = {new}.holder OR {old}.until_ms < ?"),
                 (name, holder, until_ms, now_ms()))
-            return bool(cur.rowcount)
+            # Read back, not the rowcount: MySQL counts a renewal to the same time as no row.
+            cur = await db.execute("SELECT holder FROM mlgate_leases WHERE name = ?", (name,))
+            row = await cur.fetchone()
+            return row is not None and row[0] == holder
 
         return await self._in_tx(body, small=True)
 

@@ -366,7 +366,7 @@ def _condition(
     if c.entity == "attribute":
         column = _column_sql(c.key)
         if c.key == "experiment_id" and c.op in ("LIKE", "ILIKE"):
-            column = f"CAST({column} AS TEXT)"
+            column = params.dialect.cast_text(column)
         return _compare(params, column, c.op, c.value)
     if c.entity in ("param", "tag"):
         table = "logged_model_params" if c.entity == "param" else "logged_model_tags"
@@ -384,9 +384,9 @@ def _condition(
         value = tracking_search._compare(params, "m.value", c.op, c.value)
         # NaN is stored as 0 with a flag: it fails every comparison except "!=".
         if c.op == "!=":
-            value = f"({value} OR {tracking_search._flag('m.is_nan', True)})"
+            value = f"({value} OR {tracking_search._flag(params.dialect, 'm.is_nan', True)})"
         else:
-            value = f"{value} AND {tracking_search._flag('m.is_nan', False)}"
+            value = f"{value} AND {tracking_search._flag(params.dialect, 'm.is_nan', False)}"
     sql = (
         "EXISTS (SELECT 1 FROM logged_model_metrics m WHERE m.model_id = logged_models.model_id"
         f" AND m.key = {key} AND {value}"
@@ -423,9 +423,9 @@ def _order_terms(
             f" ON {alias}.model_id = logged_models.model_id AND {alias}.row_num = 1"
         )
         # Numbers, then NaN, then models without the metric, whatever the direction.
+        nan = tracking_search._flag(params.dialect, f"{alias}.is_nan", True)
         terms.append(
-            f"CASE WHEN {alias}.model_id IS NULL THEN 2"
-            f" WHEN {tracking_search._flag(f'{alias}.is_nan', True)} THEN 1 ELSE 0 END"
+            f"CASE WHEN {alias}.model_id IS NULL THEN 2 WHEN {nan} THEN 1 ELSE 0 END"
         )
         terms.append(f"{alias}.value {direction}")
     if not any(k.column == "creation_timestamp_ms" for k in keys):
@@ -472,7 +472,7 @@ def build_search_logged_models_sql(
     where.extend(_condition(params, c, dataset_filters) for c in comparisons)
     if visibility is not None:  # only models of experiments the caller may read
         where.append("logged_models.experiment_id IN ("
-                     f"{visible_experiment_ids(visibility, params.add)})")
+                     f"{visible_experiment_ids(visibility, params.add, dialect)})")
     if dataset_filters and not any(c.entity == "metric" for c in comparisons):
         where.append(
             "EXISTS (SELECT 1 FROM logged_model_metrics d"

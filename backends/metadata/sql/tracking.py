@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -127,6 +127,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     # index on metric_series (key, latest_value), which only the PostgreSQL schema keeps).
     _numbers_first_search = False
     _artifact_root: str = "mlflow-artifacts:"
+    # How `mlgate backup` (backends.backup) snapshots the store: "sqlite" (its files) or
+    # "postgresql" (COPY of each table); None: it cannot, and refuses the store.
+    backup_format: str | None = None
 
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Connection]:
@@ -153,6 +156,19 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     async def _maybe_refresh_statistics(self) -> None:
         """Called before a run search: a store whose planner needs fresh statistics
         refreshes them here (SQLite). The default does nothing."""
+
+    # -- where `mlgate import` (backends.importer) writes differently ---------------------
+
+    # Writes imported metric points (series_id, timestamp, step, value, is_nan) in the
+    # caller's transaction, skipping those already stored, faster than INSERTs do; None:
+    # the importer INSERTs them.
+    _copy_imported_points: Callable[[Connection, list[tuple[Any, ...]]],
+                                    Awaitable[None]] | None = None
+
+    async def _follow_explicit_ids(self, db: Connection) -> None:
+        """Make the experiment ids the database generates next follow those an import
+        wrote explicitly. The default does nothing: SQLite's AUTOINCREMENT (and MySQL's
+        AUTO_INCREMENT) follow explicit ids by themselves."""
 
     async def _ensure_default_experiment(self, db: Connection) -> None:
         cur = await db.execute("SELECT 1 FROM experiments WHERE experiment_id = 0")
@@ -677,10 +693,14 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         series: dict[tuple[str, str], int] = {}
         pairs = sorted(latest)
         for chunk in _chunks(pairs, _CHUNK // 2):
+            # A list of row values, not IN (VALUES ...), which MySQL 8 spells VALUES ROW().
+            # SQLite would check the list against every entry of the (run_id, key) index;
+            # the runs' own condition makes it search that index by run.
+            among, runs = self._dialect.among(sorted({run_id for run_id, _ in chunk}))
             cur = await db.execute(
-                "SELECT run_id, key, series_id FROM metric_series WHERE (run_id, key) IN"
-                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
-                [v for pair in chunk for v in pair],
+                f"SELECT run_id, key, series_id FROM metric_series WHERE run_id {among}"
+                f" AND (run_id, key) IN ({', '.join(['(?, ?)'] * len(chunk))})",
+                [*runs, *(v for pair in chunk for v in pair)],
             )
             for r in await cur.fetchall():
                 series[(r[0], r[1])] = r[2]

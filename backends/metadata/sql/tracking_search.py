@@ -49,9 +49,9 @@ class _Params:
         return "(" + ", ".join(self.add(value) for value in values) + ")"
 
 
-def _flag(column: str, on: bool) -> str:
-    # CAST works whether the column is an INTEGER (SQLite) or a BOOLEAN.
-    return f"CAST({column} AS INTEGER) = {1 if on else 0}"
+def _flag(dialect: Dialect, column: str, on: bool) -> str:
+    # A cast works whether the column is an INTEGER (SQLite) or a BOOLEAN.
+    return f"{dialect.cast_int(column)} = {1 if on else 0}"
 
 
 def _compare(params: _Params, column: str, op: str, value: search.Value) -> str:
@@ -140,9 +140,9 @@ def _run_condition(params: _Params, c: search.Comparison, joins: list[str],
         value = _compare(params, column, c.op, c.value)
         # NaN is stored as 0 plus a flag: it fails every comparison except "!=".
         if c.op == "!=":
-            value = f"({value} OR {_flag(f'{alias}.latest_is_nan', True)})"
+            value = f"({value} OR {_flag(params.dialect, f'{alias}.latest_is_nan', True)})"
         else:
-            value = f"{value} AND {_flag(f'{alias}.latest_is_nan', False)}"
+            value = f"{value} AND {_flag(params.dialect, f'{alias}.latest_is_nan', False)}"
         if not joined:
             return (f"EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = runs.run_id"
                     f" AND m.key = {key} AND {value})")
@@ -186,7 +186,7 @@ def _run_order_terms(
             # Numbers, then NaN, then runs without the metric, whatever the direction.
             terms.append(
                 f"CASE WHEN {alias}.run_id IS NULL THEN 2"
-                f" WHEN {_flag(f'{alias}.latest_is_nan', True)} THEN 1 ELSE 0 END"
+                f" WHEN {_flag(params.dialect, f'{alias}.latest_is_nan', True)} THEN 1 ELSE 0 END"
             )
             terms.append(f"{alias}.latest_value {direction}")
         else:
@@ -291,7 +291,8 @@ def _search_runs_sql(
     where.extend(_run_condition(params, c, filter_joins, experiment_ids)
                  for c in comparisons)
     if visibility is not None:  # only runs of experiments the caller may read
-        where.append(f"runs.experiment_id IN ({visible_experiment_ids(visibility, params.add)})")
+        visible = visible_experiment_ids(visibility, params.add, dialect)
+        where.append(f"runs.experiment_id IN ({visible})")
 
     sql = " ".join(
         [
@@ -380,7 +381,7 @@ def build_search_experiments_sql(
     if visibility is not None:  # only experiments the caller may read
         where.append(readable_condition(visibility, params.add, "experiment",
                                         "experiments.workspace",
-                                        "CAST(experiments.experiment_id AS TEXT)"))
+                                        dialect.cast_text("experiments.experiment_id")))
     sql = " ".join(
         [
             "SELECT experiments.experiment_id FROM experiments",

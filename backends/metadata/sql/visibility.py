@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backends.metadata.interface.auth_entities import Visibility
+from backends.metadata.sql.dialect import Dialect
 
 __all__ = ["readable_condition", "visible_experiment_ids"]
 
@@ -48,9 +49,9 @@ def readable_condition(vis: Visibility, add: Add, resource_type: str, workspace_
     return cond
 
 
-def visible_experiment_ids(vis: Visibility, add: Add) -> str:
+def visible_experiment_ids(vis: Visibility, add: Add, dialect: Dialect) -> str:
     """A sub-select of the experiment ids readable under ``vis`` (for runs and logged
     models, which inherit their experiment's permissions)."""
     return ("SELECT x.experiment_id FROM experiments x WHERE "
             + readable_condition(vis, add, "experiment", "x.workspace",
-                                 "CAST(x.experiment_id AS TEXT)"))
+                                 dialect.cast_text("x.experiment_id")))

@@ -1,0 +1,530 @@
+"""MariaDB (10.11+) and MySQL (8.0+) metadata store on aiomysql.
+
+URI: ``mysql://user[:password]@host[:port]/database[?option=value&...]``; the spellings MLflow
+configurations carry (``mysql+pymysql://``, ``mysql+mysqldb://``, ``mysql+asyncmy://``,
+``mysql+aiomysql://``, ``mariadb://``, ``mariadb+mariadbconnector://``) are accepted too.
+Options: ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_check_hostname``, ``ssl_mode``
+(``DISABLED``, ``PREFERRED``, ``REQUIRED``, ``VERIFY_CA``, ``VERIFY_IDENTITY``),
+``unix_socket``, ``connect_timeout`` and ``charset`` (always utf8mb4: a stock URI's
+``charset=utf8`` is MySQL's three-byte utf8, which cannot store an emoji). The password
+never appears in messages.
+
+Why aiomysql (over asyncmy) and every SQL detail below were measured first:
+``docs/mysql-research.md``. Connections come from the same pool as PostgreSQL's
+(:mod:`backends.metadata.dialects._pool`). Every connection runs with a binary, no-pad
+collation (keys and names are case- and trailing-space-sensitive, as MLflow's), a strict
+sql_mode, and READ COMMITTED for writes; reads take a REPEATABLE READ consistent snapshot.
+The schema lives in ``migrations/mysql``, applied at open under ``GET_LOCK`` so that
+replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiomysql
+import pymysql
+
+from backends import errors
+from backends.metadata._migrations import load_migrations
+from backends.metadata.dialects._pool import Pool
+from backends.metadata.dialects._pooled import PooledSqlStore
+from backends.metadata.sql.connection import Cursor, UniqueViolation
+from backends.metadata.sql.dialect import Dialect, Returning
+from backends.registry import MYSQL_SCHEMES, redact_uri
+
+__all__ = ["MARIADB", "MariaDbDialect", "MysqlMetadataStore"]
+
+log = logging.getLogger("mlgate.mysql")
+
+_MIGRATION_LOCK = "mlgate_migrate"
+_MIGRATION_LOCK_WAIT = 300  # seconds another replica may take to migrate
+# Strict, plus: || concatenates (as in the shared SQL, on SQLite and PostgreSQL), and an
+# explicit id 0 is stored as 0 (the Default experiment's).
+_SQL_MODE = ("STRICT_TRANS_TABLES,STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+             "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,PIPES_AS_CONCAT,"
+             "NO_AUTO_VALUE_ON_ZERO")
+_COLLATION = "utf8mb4_nopad_bin"
+# One round trip: the shared SQL has no statements of its own with ';', and aiomysql always
+# allows several statements per query.
+_BEGIN_WRITE = "START TRANSACTION"
+_BEGIN_READ = ("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;"
+               " START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT")
+_SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+# Error numbers (https://mariadb.com/kb/en/mariadb-error-code-reference/).
+_DUPLICATE_KEY = 1062
+_DEADLOCK = 1213
+_LOCK_WAIT_TIMEOUT = 1205
+# The server cannot serve this now: too many connections, out of resources, shutting down,
+# a killed connection or query, read-only, lock timeouts, statement time limit.
+_UNAVAILABLE = frozenset({1040, 1041, 1053, 1077, 1078, 1079, 1080, 1152, 1156, 1205,
+                          1213, 1290, 1317, 1927, 1969, 3024, 4031})
+# Client-side codes (2000-2999) for a lost or unusable connection.
+_DISCONNECT = frozenset({2003, 2006, 2013, 2014, 2045, 2055, 4031, 1927, 1053})
+
+
+# -- SQL translation -------------------------------------------------------------------
+
+# '?' becomes %s; '%' is doubled everywhere, quoted literals included (aiomysql formats
+# every statement with %); the column names that are reserved words are quoted, outside
+# literals.
+_TOKENS = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'|`[^`]*`|\?|%|\b(?:key|schema)\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def _translate_sql(sql: str) -> str:
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if text[0] in "'`":
+            return text.replace("%", "%%")
+        return f"`{text}`"
+
+    return _TOKENS.sub(token, sql)
+
+
+class _Row(tuple[Any, ...]):
+    """A result row readable by position and by column name."""
+
+    __slots__ = ()
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[_Row]:
+    return type("Row", (_Row,), {"__slots__": (), "_names": {n: i for i, n in enumerate(names)}})
+
+
+class _Cursor:
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> Iterable[Any]:
+        return self._rows
+
+
+class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
+    async def _show_warnings(self, conn: Any) -> None:
+        # aiomysql asks for SHOW WARNINGS after each statement with warnings and raises
+        # them as Python warnings: a round trip each, and strict sql_mode already turns the
+        # ones that matter (truncation, bad values) into errors.
+        return
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    return isinstance(exc, pymysql.err.IntegrityError) and exc.args[:1] == (_DUPLICATE_KEY,)
+
+
+class _Conn:
+    """An aiomysql connection speaking :class:`backends.metadata.sql.connection.Connection`."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: aiomysql.Connection) -> None:
+        self.raw = raw
+
+    async def _run(self, sql: str, parameters: Sequence[Any]) -> tuple[Any, int]:
+        cur = await self.raw.cursor()
+        try:
+            await cur.execute(_translate_sql(sql), tuple(parameters))
+        except pymysql.err.IntegrityError as exc:
+            if _unique_violation(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
+        return cur, cur.rowcount
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+        cur, rowcount = await self._run(sql, parameters)
+        if cur.description is None:
+            return _Cursor((), rowcount)
+        make = _row_class(tuple(d[0] for d in cur.description))
+        return _Cursor([make(r) for r in await cur.fetchall()], rowcount)
+
+    async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        cur, _ = await self._run(sql, parameters)
+        return list(await cur.fetchall() or ())
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(r) for r in parameters]
+        if not rows:
+            return
+        cur = await self.raw.cursor()
+        try:
+            # An INSERT ... VALUES (%s, ...) [ON DUPLICATE KEY UPDATE ...] goes as multi-row
+            # statements of up to ~1 MB each.
+            await cur.executemany(_translate_sql(sql), rows)
+        except pymysql.err.IntegrityError as exc:
+            if _unique_violation(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
+
+
+class _Raw:
+    """An aiomysql connection with what the pool asks of one."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: aiomysql.Connection) -> None:
+        self.conn = conn
+
+    def is_closed(self) -> bool:
+        conn = self.conn
+        if conn.closed:
+            return True
+        # A connection the server closed or reset while idle (wait_timeout, KILL, restart):
+        # aiomysql's own pool tests the same three things.
+        reader = conn._reader
+        return bool(reader is None or reader.at_eof() or reader.exception() is not None
+                    or getattr(reader, "eof_received", False))
+
+    def terminate(self) -> None:
+        self.conn.close()
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self.conn.ensure_closed()
+
+
+# -- the dialect ---------------------------------------------------------------------------
+
+
+class MariaDbDialect(Returning, Dialect):
+    """MariaDB 10.5+: ``INSERT ... RETURNING`` and ``DELETE ... RETURNING`` exist;
+    upserts are ``ON DUPLICATE KEY UPDATE``."""
+
+    name = "mariadb"
+    insertion_order = "rowid"  # an AUTO_INCREMENT column of that name in each key/value table
+
+    def placeholder(self, n: int) -> str:
+        return "?"
+
+    def ilike(self, column: str, placeholder: str) -> str:
+        return f"LOWER({column}) LIKE LOWER({placeholder})"
+
+    def nulls_as_smallest(self, ascending: bool) -> str:
+        return ""  # MySQL and MariaDB sort NULL first ascending, last descending
+
+    def unindexed(self, column: str) -> str:
+        return f"({column} + 0)"  # '+col' alone leaves the index usable to the optimizer
+
+    def delete_first_points(self, first_points: str) -> str:
+        # A single-table DELETE takes ORDER BY ... LIMIT; "IN (SELECT ... LIMIT)" does not.
+        return f"DELETE {first_points}"
+
+    def cast_text(self, expr: str) -> str:
+        return f"CAST({expr} AS CHAR)"
+
+    def cast_int(self, expr: str) -> str:
+        return f"CAST({expr} AS SIGNED)"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
+               update: Sequence[str], *, when: str = "") -> str:
+        head = _insert(table, columns)
+        if not when:
+            sets = ", ".join(f"{c} = VALUES({c})" for c in update)
+            return f"{head} ON DUPLICATE KEY UPDATE {sets}"
+        # The SET list runs left to right and each term sees the columns already set, so a
+        # condition repeated per column would tear the row: decide once, in the first term.
+        cond = re.sub(r"\{new\}\.(\w+)", r"VALUES(\1)", when).format(old=table)
+        first, *rest = update
+        sets = ", ".join([f"{first} = IF(@mlgate_upd := ({cond}), VALUES({first}), {first})",
+                          *(f"{c} = IF(@mlgate_upd, VALUES({c}), {c})" for c in rest)])
+        return f"{head} ON DUPLICATE KEY UPDATE {sets}"
+
+    def insert_ignore(self, table: str, columns: Sequence[str],
+                      key: Sequence[str] = ()) -> str:
+        # Not INSERT IGNORE: that also turns foreign-key violations and truncation into
+        # warnings. A no-op update of a key column skips only the duplicate.
+        first = (key or columns)[0]
+        return f"{_insert(table, columns)} ON DUPLICATE KEY UPDATE {first} = {first}"
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+MARIADB = MariaDbDialect()
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def _code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _is_disconnect(exc: BaseException, raw: Any = None) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, asyncio.IncompleteReadError)):
+        return True
+    if isinstance(exc, pymysql.err.InterfaceError):  # used after close, or cancelled mid-read
+        return True
+    code = _code(exc)
+    if code in _DISCONNECT:
+        return True
+    if isinstance(exc, pymysql.err.OperationalError) and raw is not None:
+        return bool(raw.is_closed())
+    return False
+
+
+def _translate(exc: BaseException, raw: Any = None) -> BaseException:
+    if isinstance(exc, errors.BackendError):
+        return exc
+    if isinstance(exc, UniqueViolation):
+        return errors.Unavailable("A concurrent write to the same item won; retry the request.")
+    if _is_disconnect(exc, raw):
+        return errors.Unavailable(
+            f"The database connection was lost ({type(exc).__name__}); retry the request.")
+    code = _code(exc)
+    if code in _UNAVAILABLE:
+        return errors.Unavailable(
+            f"The database is temporarily unavailable (error {code}); retry.")
+    if isinstance(exc, (pymysql.err.DataError, pymysql.err.IntegrityError)):
+        return errors.InvalidArgument(f"The request could not be stored: {exc.args[-1]}")
+    return exc
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+class MysqlMetadataStore(PooledSqlStore):
+    _dialect = MARIADB
+    _store_label = "mysql"
+    _begin_write = _BEGIN_WRITE
+    _begin_read = _BEGIN_READ
+    _connect_errors = (pymysql.err.MySQLError,)
+    _log = log
+    batch_writers = 2
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect: dict[str, Any],
+        tls_required: bool = False,
+        artifact_root: str = "mlflow-artifacts:",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_recycle: float = -1,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        self._dsn = dsn
+        self._password = connect.get("password") or None
+        self._connect_args = connect
+        self._tls_required = tls_required
+        self._artifact_root = artifact_root
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._pool_recycle = pool_recycle
+        self._pool_timeout = pool_timeout
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        parts = urlsplit(uri)
+        if parts.scheme.lower() not in MYSQL_SCHEMES:
+            raise ValueError(f"not a mysql URI: {redact_uri(uri)!r}")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        database = unquote(parts.path.lstrip("/"))
+        if not database:
+            raise ValueError(f"mysql URI {redact_uri(uri)!r} names no database")
+        connect: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or 3306,
+            "user": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "db": database,
+        }
+        if "unix_socket" in query:
+            connect["unix_socket"] = query.pop("unix_socket")
+        if "connect_timeout" in query:
+            connect["connect_timeout"] = float(query.pop("connect_timeout"))
+        charset = query.pop("charset", "utf8mb4")
+        if charset.lower() != "utf8mb4":
+            log.warning("charset=%s in the backend store URI is ignored: mlgate always "
+                        "uses utf8mb4, which stores every character MLflow accepts", charset)
+        connect["ssl"], tls_required = _ssl_context(query)
+        query.pop("binary_prefix", None)  # a SQLAlchemy option of no use here
+        for name in query:
+            log.warning("option %r in the backend store URI is not known; ignored", name)
+        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout"}
+        kwargs = {k: v for k, v in options.items() if k in known and v is not None}
+        if kwargs.get("pool_size", 5) < 1:
+            raise ValueError("pool_size must be at least 1")
+        if kwargs.get("pool_timeout", 30.0) <= 0:
+            raise ValueError("pool_timeout must be positive")
+        return cls(uri, connect=connect, tls_required=tls_required, **kwargs)
+
+    async def _open_raw(self, timeout: float) -> _Raw:
+        args = dict(self._connect_args)
+        ctx: ssl.SSLContext | None = args.pop("ssl")
+        args.setdefault("connect_timeout", timeout)
+        async with asyncio.timeout(timeout):
+            conn = await aiomysql.connect(
+                **args, ssl=ctx, charset="utf8mb4", autocommit=True, local_infile=False,
+                cursorclass=_QuietCursor)
+            try:
+                # aiomysql goes on in plain text when the server offers no TLS.
+                if self._tls_required and not _encrypted(conn):
+                    raise pymysql.err.OperationalError(
+                        2026, "the server does not offer TLS, which ssl_mode requires")
+                cur = await conn.cursor()
+                await cur.execute(
+                    f"SET NAMES utf8mb4 COLLATE {_COLLATION}, SESSION sql_mode = '{_SQL_MODE}',"
+                    " SESSION group_concat_max_len = 1073741824")
+                await cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            except BaseException:
+                conn.close()
+                raise
+        return _Raw(conn)
+
+    async def open(self) -> None:
+        await self._open_pool(Pool(self._connect, pool_size=self._pool_size,
+                                   max_overflow=self._max_overflow,
+                                   pool_recycle=self._pool_recycle,
+                                   pool_timeout=self._pool_timeout))
+
+    # -- driver hooks ----------------------------------------------------------------------
+
+    def _adapter(self, raw: _Raw) -> _Conn:
+        return _Conn(raw.conn)
+
+    async def _raw_execute(self, raw: _Raw, sql: str, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            cur = await raw.conn.cursor()
+            await cur.execute(sql)
+            while await cur.nextset():
+                pass
+
+    def _is_disconnect(self, exc: BaseException, raw: Any = None) -> bool:
+        return _is_disconnect(exc, raw)
+
+    def _is_refusal(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.err.MySQLError) and not isinstance(
+            exc, pymysql.err.InterfaceError)
+
+    def _translate(self, exc: BaseException, raw: Any = None) -> BaseException:
+        return _translate(exc, raw)
+
+    def _lost_race(self, exc: BaseException | None) -> bool:
+        return isinstance(exc, UniqueViolation) or (
+            exc is not None and _code(exc) in (_DEADLOCK, _LOCK_WAIT_TIMEOUT))
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def _migrate(self) -> None:
+        assert self._pool is not None
+        conn = await self._pool.acquire()
+        db = _Conn(conn.raw.conn)
+        broken = True
+        try:
+            row = await (await db.execute(
+                "SELECT GET_LOCK(?, ?)", (_MIGRATION_LOCK, _MIGRATION_LOCK_WAIT))).fetchone()
+            if not row or row[0] != 1:
+                raise errors.Unavailable("Another mlgate is migrating the database; retry.")
+            try:
+                await self._migrate_locked(db)
+            finally:
+                await db.execute("SELECT RELEASE_LOCK(?)", (_MIGRATION_LOCK,))
+            broken = False
+        except Exception as exc:
+            raise _translate(exc, conn.raw) from exc
+        finally:
+            self._pool.release(conn, discard=broken)
+
+    async def _migrate_locked(self, db: _Conn) -> None:
+        cur = await db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+            " AND table_name IN ('alembic_version', 'mlgate_schema')")
+        tables = {row[0] for row in await cur.fetchall()}
+        if "alembic_version" in tables:
+            raise errors.InvalidArgument(
+                f"{redact_uri(self._dsn)} is a stock MLflow database; mlgate keeps its own "
+                "schema. Point --backend-store-uri at a new database.")
+        if "mlgate_schema" not in tables:
+            await db.execute("CREATE TABLE mlgate_schema (version INTEGER NOT NULL)"
+                             " ENGINE=InnoDB")
+            await db.execute("INSERT INTO mlgate_schema (version) VALUES (0)")
+        row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
+        current = int(row[0]) if row else 0
+        for version, script in load_migrations("mysql"):
+            if version <= current:
+                continue
+            # DDL commits on its own in MySQL: a failure part-way (the server gone) leaves
+            # this version's first tables behind, to be dropped by hand (as with MLflow's
+            # alembic on MySQL); the version is recorded only when all of it ran.
+            for statement in _statements(script):
+                await db.fetch_rows(statement)
+            await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
+            log.info("migrated %s to schema version %d", redact_uri(self._dsn), version)
+        await db.execute("START TRANSACTION")
+        await self._ensure_default_experiment(db)
+        await db.execute("COMMIT")
+
+    async def schema_version(self) -> int:
+        async with self._read() as db:
+            row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
+            return int(row[0]) if row else 0
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script's statements: split at ';' ending a line, comments dropped."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE) if s.strip()]
+
+
+def _ssl_context(query: dict[str, str]) -> tuple[ssl.SSLContext | None, bool]:
+    """The TLS settings of a URI's ``ssl_*`` options (removed from ``query``): an
+    SSLContext (None for a plain connection), and whether a connection without TLS must
+    be refused (every mode but PREFERRED)."""
+    mode = query.pop("ssl_mode", "").upper()
+    if mode and mode not in _SSL_MODES:
+        raise ValueError(f"ssl_mode must be one of {', '.join(_SSL_MODES)}, not {mode!r}")
+    ca, cert, key = (query.pop(k, None) for k in ("ssl_ca", "ssl_cert", "ssl_key"))
+    check_hostname = query.pop("ssl_check_hostname", None)
+    wanted = _flag(query.pop("ssl", "false")) or any((ca, cert, key)) or mode not in (
+        "", "DISABLED")
+    if mode == "DISABLED" or not wanted:
+        return None, False
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if mode in ("PREFERRED", "REQUIRED") or (not ca and mode != "VERIFY_IDENTITY"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE if not ca else ssl.CERT_REQUIRED
+    if check_hostname is not None:
+        ctx.check_hostname = _flag(check_hostname)
+    return ctx, mode != "PREFERRED"
+
+
+def _encrypted(conn: aiomysql.Connection) -> bool:
+    writer = getattr(conn, "_writer", None)
+    return bool(writer is not None and writer.get_extra_info("sslcontext") is not None)
