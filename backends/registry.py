@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AZURE_SCHEMES",
+    "MYSQL_SCHEMES",
     "POSTGRES_SCHEMES",
     "MissingDependency",
     "UnsupportedScheme",
@@ -70,11 +71,15 @@ def register_artifact_scheme(scheme: str, target: str, extra: str | None = None,
 
 # The spellings MLflow users write, which the stores' from_uri accept too.
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg")
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mysql+mysqldb", "mysql+asyncmy", "mysql+aiomysql",
+                 "mariadb", "mariadb+mariadbconnector", "mariadb+pymysql")
 AZURE_SCHEMES = ("wasbs", "wasb", "azure", "az")
 
 register_metadata_scheme("sqlite", "backends.metadata.dialects.sqlite:SqliteMetadataStore")
 for _pg in POSTGRES_SCHEMES:
     register_metadata_scheme(_pg, "backends.metadata.dialects.postgres:PostgresMetadataStore", "postgres")
+for _my in MYSQL_SCHEMES:
+    register_metadata_scheme(_my, "backends.metadata.dialects.mysql:MysqlMetadataStore", "mysql")
 register_artifact_scheme("", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("file", "backends.artifacts.local:LocalArtifactStore")
 register_artifact_scheme("s3", "backends.artifacts.s3:S3ArtifactStore", "s3",

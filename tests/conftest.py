@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from mytools import MyDatabases
 from pgtools import PgDatabases
 
 # tests/e2e/session.py holds the acceptance assertions shared by the e2e modules; let pytest
@@ -41,7 +42,7 @@ from object_stores import (  # noqa: F401
     seaweedfs_server,
 )
 
-__all__ = ["GatewayTestServer", "ServerProcess", "free_port", "start_server", "stop_server"]
+__all__ = ["GatewayTestServer", "ServerProcess", "database_uri", "free_port", "start_server", "stop_server"]
 
 
 class GatewayTestServer(TestServer):
@@ -218,12 +219,45 @@ def pg_database(pg_databases: PgDatabases) -> Iterator[str]:
     pg_databases.drop(dsn)
 
 
+@pytest.fixture(scope="session")
+def my_databases() -> Iterator[MyDatabases]:
+    """Creates throwaway MariaDB databases (see tests/mytools.py); drops them all at the end."""
+    databases = MyDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def my_database(my_databases: MyDatabases) -> Iterator[str]:
+    """The URI of a fresh MariaDB database with mlgate's schema, dropped after the test."""
+    uri = my_databases.create("t")
+    yield uri
+    my_databases.drop(uri)
+
+
+def database_uri(request: pytest.FixtureRequest, tmp_path: Path, name: str = "store") -> str:
+    """A fresh migrated database for a fixture parametrized with "sqlite", "postgres" and
+    "mariadb": a SQLite file named ``name`` or a throwaway server database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/{name}.db"
+    fixture = {"postgres": "pg_database", "mariadb": "my_database"}[request.param]
+    uri: str = request.getfixturevalue(fixture)
+    return uri
+
+
+# The databases behind mlgate_factory's parameters, beside SQLite: a module may run its tests
+# on more of them with pytestmark = pytest.mark.parametrize("mlgate_factory", [...],
+# indirect=True).
+_SERVER_DATABASES = {"postgres": "pg_databases", "mariadb": "my_databases"}
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def mlgate_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MlgateFactory]:
     """Start mlgate servers (fresh database and artifact folder each); all stop at teardown.
-    Runs every test twice: on SQLite and on a throwaway PostgreSQL database.
+    Runs every test on SQLite and on a throwaway PostgreSQL database (or MariaDB, where a
+    module asks for it).
 
     ``mlgate_factory(*extra_flags, env={...}, workdir=None)`` returns a :class:`ServerProcess`;
     pass the ``workdir`` of an earlier (stopped) server to restart on the same files and
@@ -231,15 +265,16 @@ def mlgate_factory(
     """
     servers: list[ServerProcess] = []
     databases: dict[Path, str] = {}
-    pg: PgDatabases | None = (
-        request.getfixturevalue("pg_databases") if request.param == "postgres" else None)
+    fixture = _SERVER_DATABASES.get(request.param)
+    maker: PgDatabases | MyDatabases | None = (
+        request.getfixturevalue(fixture) if fixture else None)
 
     def start(
         *extra: str, env: dict[str, str] | None = None, workdir: Path | None = None
     ) -> ServerProcess:
         workdir = workdir or tmp_path_factory.mktemp("mlgate")
-        if pg is not None and workdir not in databases:
-            databases[workdir] = pg.create("e2e", migrated=False)
+        if maker is not None and workdir not in databases:
+            databases[workdir] = maker.create("e2e", migrated=False)
         port = free_port()
         server = start_server(
             mlgate_command(port, workdir, *extra, backend_store_uri=databases.get(workdir)),
@@ -252,9 +287,9 @@ def mlgate_factory(
     yield start
     for server in servers:
         stop_server(server)
-    for dsn in databases.values():
-        assert pg is not None
-        pg.drop(dsn)
+    for uri in databases.values():
+        assert maker is not None
+        maker.drop(uri)
 
 
 @pytest.fixture

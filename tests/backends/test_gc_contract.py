@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import database_uri
 
 from backends import errors
 from backends.metadata.interface.entities import Metric, Param, Tag
@@ -17,14 +18,10 @@ from backends.registry import open_metadata_store
 ROOT = "mlflow-artifacts:"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path
                          ) -> AsyncIterator[MetadataStore]:
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path}/gc.db"
-    else:
-        uri = request.getfixturevalue("pg_database")
-    store = open_metadata_store(uri, artifact_root=ROOT)
+    store = open_metadata_store(database_uri(request, tmp_path, "gc"), artifact_root=ROOT)
     await store.open()
     try:
         yield store

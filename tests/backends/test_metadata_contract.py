@@ -12,8 +12,10 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from conftest import database_uri
 from pgtools import run_sync
 
 from backends import errors
@@ -36,18 +38,10 @@ from backends.registry import open_metadata_store
 ROOT = "mlflow-artifacts:"
 
 
-def _uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/contract.db"
-    if request.param == "postgres":
-        dsn: str = request.getfixturevalue("pg_database")  # a throwaway database
-        return dsn
-    raise AssertionError(request.param)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    store = open_metadata_store(_uri(request, tmp_path), artifact_root=ROOT)
+    store = open_metadata_store(database_uri(request, tmp_path, "contract"),
+                                artifact_root=ROOT)
     await store.open()
     try:
         yield store
@@ -666,13 +660,14 @@ async def test_schema_version_is_current(metadata_store: MetadataStore) -> None:
     assert await metadata_store.schema_version() == len(load_migrations("sqlite"))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URI of a database without any schema yet."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/empty.db"
         return
-    databases = request.getfixturevalue("pg_databases")
+    databases = request.getfixturevalue(
+        "my_databases" if request.param == "mariadb" else "pg_databases")
     dsn: str = databases.create("empty", migrated=False)
     yield dsn
     databases.drop(dsn)
@@ -684,6 +679,15 @@ def _create_alembic_table(uri: str) -> None:
 
         with sqlite3.connect(uri.removeprefix("sqlite:///")) as conn:
             conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        return
+    if uri.startswith("mysql:"):
+        import pymysql
+
+        parts = urlsplit(uri)
+        with pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                             user=parts.username or "root", password=parts.password or "",
+                             database=parts.path.lstrip("/")) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
         return
     import asyncpg
 
@@ -796,6 +800,8 @@ async def test_logged_model_in_unknown_or_deleted_experiment(
         await metadata_store.create_logged_model(exp_id, name="m")
 
 
+# A MariaDB database never was at version 5: the store arrived with migration 15.
+@pytest.mark.parametrize("empty_database", ["sqlite", "postgres"], indirect=True)
 async def test_migration_6_gives_existing_params_their_experiment(empty_database: str) -> None:
     """A database at version 5 with runs and params: opening it applies migration 6, which
     fills run_params.experiment_id, and param filters (which now use it) find those runs."""

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mytools import ON_EVERY_DATABASE
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_EVERY_DATABASE]
 
 ADMIN, ADMIN_PASSWORD = "root", "root-password-123"
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mytools import ON_EVERY_DATABASE
 from session import check_session, run_session
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_EVERY_DATABASE]
 
 
 def test_client_session_reads_back(mlgate_url: str, tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from models_session import MODEL_NAME, features, run_models_session
+from mytools import ON_EVERY_DATABASE
 from session import tracking_uri
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_EVERY_DATABASE]
 
 
 def _code(exc: pytest.ExceptionInfo[MlflowException]) -> str:

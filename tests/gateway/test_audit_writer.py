@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import database_uri
 
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.store import MetadataStore
@@ -16,10 +17,9 @@ from gateway import audit
 from gateway.audit import AuditLog
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return (request.getfixturevalue("pg_database") if request.param == "postgres"
-            else f"sqlite:///{tmp_path}/audit.db")
+    return database_uri(request, tmp_path, "audit")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import database_uri
 
 from backends import errors
 from backends.metadata.interface.entities import Metric, Param, RunWrite, Tag
@@ -19,10 +20,9 @@ from gateway.batcher import Batcher, QueueFull
 ROOT = "mlflow-artifacts:"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    uri = (request.getfixturevalue("pg_database") if request.param == "postgres"
-           else f"sqlite:///{tmp_path}/batcher.db")
+    uri = database_uri(request, tmp_path, "batcher")
     s = open_metadata_store(uri, artifact_root=ROOT)
     await s.open()
     try:

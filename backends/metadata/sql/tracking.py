@@ -558,6 +558,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
 
     async def _upsert_tags(self, db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
         """Later rows win, as if each were set in turn."""
+        # In key order (a stable sort: later rows of one key stay later), so that concurrent
+        # batches lock rows in the same order instead of deadlocking (InnoDB).
+        rows = sorted(rows, key=lambda r: (r[0], r[1].key))
         await db.executemany(
             self._dialect.upsert("run_tags", ("run_id", "key", "value"), ("run_id", "key"),
                 ("value",)),
@@ -609,6 +612,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                     new_params.append((w.run_id, p.key, p.value, state[1]))
             accepted.append(w)
         if new_params:
+            new_params.sort()  # key order: see _upsert_tags
             await db.executemany(
                 "INSERT INTO run_params (run_id, key, value, experiment_id)"
                 " VALUES (?, ?, ?, ?)", new_params)
@@ -688,7 +692,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 ("latest_value", "latest_is_nan", "latest_timestamp", "latest_step"),
                 when="({new}.latest_step, {new}.latest_timestamp, {new}.latest_value)"
                      " > ({old}.latest_step, {old}.latest_timestamp, {old}.latest_value)"),
-            list(latest.values()),
+            [latest[k] for k in sorted(latest)],  # key order: see _upsert_tags
         )
         series: dict[tuple[str, str], int] = {}
         pairs = sorted(latest)
@@ -707,8 +711,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         await db.executemany(
             self._dialect.insert_ignore("metric_points",
                 ("series_id", "timestamp", "step", "value", "is_nan")),
-            [(series[(run_id, key)], ts, step, value, is_nan)
-             for run_id, key, value, is_nan, ts, step in prepared],
+            sorted((series[(run_id, key)], ts, step, value, is_nan)  # see _upsert_tags
+                   for run_id, key, value, is_nan, ts, step in prepared),
         )
 
     async def delete_tag(self, run_id: str, key: str) -> None:
