@@ -81,8 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "backend_store_uri",
         "sqlite:///mlgate.db",
-        "Metadata store URI: sqlite:///path or postgresql://user@host/db. The default is a "
-        "SQLite file in the working directory (not stock's mlflow.db, whose schema differs).",
+        "Metadata store URI: sqlite:///path, postgresql://user@host/db or "
+        "mysql://user@host/db (MariaDB). The default is a SQLite file in the working "
+        "directory (not stock's mlflow.db, whose schema differs).",
         _env("BACKEND_STORE_URI", "MLFLOW_BACKEND_STORE_URI"),
     ),
     Setting(
@@ -149,15 +150,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("sqlite_readers", 4, "Read connections of the SQLite store.",
             _env("SQLITE_READERS"), type=int),
-    Setting("db_pool_size", 5, "PostgreSQL connections the pool keeps open.",
+    Setting("db_pool_size", 5, "Connections the PostgreSQL or MariaDB pool keeps open.",
             _env("DB_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"), type=int),
-    Setting("db_max_overflow", 10, "Extra PostgreSQL connections allowed under a burst, "
+    Setting("db_max_overflow", 10, "Extra database connections allowed under a burst, "
             "closed again as soon as they are idle. -1: no limit.",
             _env("DB_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"), type=int),
-    Setting("db_pool_recycle", -1, "Seconds after which a PostgreSQL connection is closed and "
+    Setting("db_pool_recycle", -1, "Seconds after which a database connection is closed and "
             "replaced instead of reused. -1: never.",
             _env("DB_POOL_RECYCLE", "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"), type=int),
-    Setting("db_pool_timeout", 30.0, "Seconds a request waits for a PostgreSQL connection "
+    Setting("db_pool_timeout", 30.0, "Seconds a request waits for a database connection "
             "before it gets 503 TEMPORARILY_UNAVAILABLE.", _env("DB_POOL_TIMEOUT"),
             type=float),
     Setting("db_pgbouncer", False, "PostgreSQL is reached through PgBouncer in transaction "
@@ -176,7 +177,7 @@ SETTINGS: tuple[Setting, ...] = (
             "under load).", _env("BATCH_MAX_DELAY_MS"), type=float),
     Setting("batch_writers", 0, "Transactions the metric batcher may have in flight at once. "
             "0: the store's choice: 1 on SQLite, which writes one transaction at a time; 2 "
-            "on PostgreSQL, whose server then works on two cores.", _env("BATCH_WRITERS"),
+            "on PostgreSQL and MariaDB, whose servers then work on two cores.", _env("BATCH_WRITERS"),
             type=int),
     Setting("batch_queue_rows", 100_000, "Rows that may wait for the batcher; beyond it "
             "requests wait up to `--batch-queue-timeout`, then get 503 with `Retry-After`.",

@@ -1,4 +1,5 @@
-"""MariaDB (10.11+) and MySQL (8.0+) metadata store on aiomysql.
+"""MariaDB (10.11+) metadata store on aiomysql; MySQL 8 is refused at open until it runs
+the suites (its SQL differs in RETURNING and collations).
 
 URI: ``mysql://user[:password]@host[:port]/database[?option=value&...]``; the spellings MLflow
 configurations carry (``mysql+pymysql://``, ``mysql+mysqldb://``, ``mysql+asyncmy://``,
@@ -461,6 +462,12 @@ class MysqlMetadataStore(PooledSqlStore):
             self._pool.release(conn, discard=broken)
 
     async def _migrate_locked(self, db: _Conn) -> None:
+        row = await (await db.execute("SELECT VERSION()")).fetchone()
+        if row is None or "mariadb" not in str(row[0]).lower():
+            raise errors.InvalidArgument(
+                f"{redact_uri(self._dsn)} is MySQL {row[0] if row else ''}: mlgate's "
+                "MySQL-family store runs on MariaDB 10.11+ only for now (it relies on "
+                "INSERT ... RETURNING and the utf8mb4_nopad_bin collation).")
         cur = await db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
             " AND table_name IN ('alembic_version', 'mlgate_schema')")
