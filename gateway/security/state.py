@@ -35,6 +35,10 @@ def policy_of(settings: Settings) -> Policy:
     return Policy(Permission.parse(settings.auth_member_default),
                   default_workspace_open=settings.auth_default_workspace_open)
 
+# Characters of a resource id kept in an audit record (ids and names are shorter; the rest
+# is what a caller made up).
+MAX_AUDIT_RESOURCE_ID = 1000
+
 
 class Security:
     """What the enforcement point keeps between requests: the policy, the authenticator and
@@ -159,6 +163,11 @@ class Security:
                      outcome: str, status: int | None) -> None:
         if self.audit is None:
             return
+        if resource_id is not None and len(resource_id) > MAX_AUDIT_RESOURCE_ID:
+            # A name as the client sent it, checked by nothing yet when the request is
+            # refused: kilobytes of it would flood the log, and a row no database column
+            # holds (MariaDB's TEXT) would hold up every record after it.
+            resource_id = resource_id[:MAX_AUDIT_RESOURCE_ID - 1] + "\u2026"
         self.audit.record((now_ms(), username, workspace, action,
                            resource_type, resource_id, outcome, status,
                            self.authenticator.client_address(request), request_id_of(request)))

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from models_session import MODEL_NAME, ModelsSession, run_models_session
+from mytools import ON_EVERY_DATABASE
 from session import SEARCH_FILTER, SessionResult, check_session, run_session
 
 pytestmark = pytest.mark.e2e
@@ -183,6 +184,7 @@ def test_session_checks_hold_on_stock(stock_session: SessionResult, tmp_path: Pa
     check_session(stock_session, tmp_path)
 
 
+@ON_EVERY_DATABASE
 def test_json_matches_stock(
     stock_session: SessionResult, mlgate_url: str, tmp_path: Path
 ) -> None:
@@ -273,6 +275,7 @@ def stock_models_session(stock_mlflow_url: str) -> ModelsSession:
     return run_models_session(stock_mlflow_url)
 
 
+@ON_EVERY_DATABASE
 def test_registry_json_matches_stock(
     stock_models_session: ModelsSession, mlgate_url: str
 ) -> None:
@@ -348,6 +351,7 @@ def chart_calls(ordered: str, shuffled: str) -> list[Call]:
     return out
 
 
+@ON_EVERY_DATABASE
 def test_chart_samples_match_stock(stock_mlflow_url: str, mlgate_url: str) -> None:
     stock_ids, ours_ids = _log_chart_runs(stock_mlflow_url), _log_chart_runs(mlgate_url)
 

@@ -58,6 +58,8 @@ _COLLATION = "utf8mb4_nopad_bin"
 _BEGIN_WRITE = "START TRANSACTION"
 _BEGIN_READ = ("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;"
                " START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT")
+# A string parameter longer than this (characters) is measured against max_allowed_packet.
+_LARGE_VALUE = 1 << 20
 _SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
 
 # Error numbers (https://mariadb.com/kb/en/mariadb-error-code-reference/).
@@ -142,12 +144,23 @@ def _unique_violation(exc: BaseException) -> bool:
 class _Conn:
     """An aiomysql connection speaking :class:`backends.metadata.sql.connection.Connection`."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("max_packet", "raw")
 
-    def __init__(self, raw: aiomysql.Connection) -> None:
-        self.raw = raw
+    def __init__(self, raw: _Raw) -> None:
+        self.raw = raw.conn
+        self.max_packet = raw.max_packet
+
+    def _check_size(self, parameters: Sequence[Any]) -> None:
+        """Refuse a statement the server would not take: over ``max_allowed_packet`` it
+        closes the connection, which would look like an outage worth retrying."""
+        large = [p for p in parameters if isinstance(p, str) and len(p) > _LARGE_VALUE]
+        if large and sum(len(p.encode()) for p in large) * 2 > self.max_packet:  # escaping
+            raise errors.InvalidArgument(
+                "The request holds more than the database takes in one statement "
+                f"(max_allowed_packet = {self.max_packet} bytes).")
 
     async def _run(self, sql: str, parameters: Sequence[Any]) -> tuple[Any, int]:
+        self._check_size(parameters)
         cur = await self.raw.cursor()
         try:
             await cur.execute(_translate_sql(sql), tuple(parameters))
@@ -172,6 +185,8 @@ class _Conn:
         rows = [tuple(r) for r in parameters]
         if not rows:
             return
+        for row in rows:
+            self._check_size(row)
         cur = await self.raw.cursor()
         try:
             # An INSERT ... VALUES (%s, ...) [ON DUPLICATE KEY UPDATE ...] goes as multi-row
@@ -184,12 +199,14 @@ class _Conn:
 
 
 class _Raw:
-    """An aiomysql connection with what the pool asks of one."""
+    """An aiomysql connection with what the pool asks of one, and the server's largest
+    statement."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "max_packet")
 
-    def __init__(self, conn: aiomysql.Connection) -> None:
+    def __init__(self, conn: aiomysql.Connection, max_packet: int) -> None:
         self.conn = conn
+        self.max_packet = max_packet
 
     def is_closed(self) -> bool:
         conn = self.conn
@@ -306,7 +323,10 @@ def _translate(exc: BaseException, raw: Any = None) -> BaseException:
         return errors.Unavailable(
             f"The database is temporarily unavailable (error {code}); retry.")
     if isinstance(exc, (pymysql.err.DataError, pymysql.err.IntegrityError)):
-        return errors.InvalidArgument(f"The request could not be stored: {exc.args[-1]}")
+        # Not the server's text: it names the database, the table and the column.
+        return errors.InvalidArgument(
+            f"The request could not be stored: a value is too long or not valid for the "
+            f"database (error {code}).")
     return exc
 
 
@@ -402,10 +422,12 @@ class MysqlMetadataStore(PooledSqlStore):
                     f"SET NAMES utf8mb4 COLLATE {_COLLATION}, SESSION sql_mode = '{_SQL_MODE}',"
                     " SESSION group_concat_max_len = 1073741824")
                 await cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                await cur.execute("SELECT @@max_allowed_packet")
+                (max_packet,) = await cur.fetchone()
             except BaseException:
                 conn.close()
                 raise
-        return _Raw(conn)
+        return _Raw(conn, int(max_packet))
 
     async def open(self) -> None:
         await self._open_pool(Pool(self._connect, pool_size=self._pool_size,
@@ -416,7 +438,7 @@ class MysqlMetadataStore(PooledSqlStore):
     # -- driver hooks ----------------------------------------------------------------------
 
     def _adapter(self, raw: _Raw) -> _Conn:
-        return _Conn(raw.conn)
+        return _Conn(raw)
 
     async def _raw_execute(self, raw: _Raw, sql: str, timeout: float) -> None:
         async with asyncio.timeout(timeout):
@@ -444,7 +466,7 @@ class MysqlMetadataStore(PooledSqlStore):
     async def _migrate(self) -> None:
         assert self._pool is not None
         conn = await self._pool.acquire()
-        db = _Conn(conn.raw.conn)
+        db = _Conn(conn.raw)
         broken = True
         try:
             row = await (await db.execute(
