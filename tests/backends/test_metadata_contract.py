@@ -199,6 +199,19 @@ async def test_update_run(metadata_store: MetadataStore) -> None:
     assert Tag("mlflow.runName", "renamed") in (await metadata_store.get_run(run_id)).tags
 
 
+async def test_params_and_tags_come_back_in_logged_order(
+    metadata_store: MetadataStore,
+) -> None:
+    """As stock: the order of one batch, not the keys' order, whatever the store does to
+    keep concurrent batches from deadlocking."""
+    run_id = await _run(metadata_store)
+    await metadata_store.log_batch(run_id, params=[Param("zeta", "1"), Param("alpha", "2")],
+                                   tags=[Tag("zz", "1"), Tag("aa", "2")])
+    run = await metadata_store.get_run(run_id)
+    assert [p.key for p in run.params] == ["zeta", "alpha"]
+    assert [t.key for t in run.tags if not t.key.startswith("mlflow.")] == ["zz", "aa"]
+
+
 async def test_log_batch_and_latest_metrics(metadata_store: MetadataStore) -> None:
     run_id = await _run(metadata_store)
     await metadata_store.log_batch(

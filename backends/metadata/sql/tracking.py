@@ -558,9 +558,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
 
     async def _upsert_tags(self, db: Connection, rows: Sequence[tuple[str, Tag]]) -> None:
         """Later rows win, as if each were set in turn."""
-        # In key order (a stable sort: later rows of one key stay later), so that concurrent
-        # batches lock rows in the same order instead of deadlocking (InnoDB).
-        rows = sorted(rows, key=lambda r: (r[0], r[1].key))
+        # In run order, so that concurrent batches naming the same runs lock their rows in
+        # the same order instead of deadlocking (InnoDB). Within a run the logged order
+        # stays: it is the order tags are read back in.
+        rows = sorted(rows, key=lambda r: r[0])
         await db.executemany(
             self._dialect.upsert("run_tags", ("run_id", "key", "value"), ("run_id", "key"),
                 ("value",)),
@@ -612,7 +613,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                     new_params.append((w.run_id, p.key, p.value, state[1]))
             accepted.append(w)
         if new_params:
-            new_params.sort()  # key order: see _upsert_tags
+            new_params.sort(key=lambda p: p[0])  # run order: see _upsert_tags
             await db.executemany(
                 "INSERT INTO run_params (run_id, key, value, experiment_id)"
                 " VALUES (?, ?, ?, ?)", new_params)
@@ -692,7 +693,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 ("latest_value", "latest_is_nan", "latest_timestamp", "latest_step"),
                 when="({new}.latest_step, {new}.latest_timestamp, {new}.latest_value)"
                      " > ({old}.latest_step, {old}.latest_timestamp, {old}.latest_value)"),
-            [latest[k] for k in sorted(latest)],  # key order: see _upsert_tags
+            [latest[k] for k in sorted(latest)],  # key order (see _upsert_tags)
         )
         series: dict[tuple[str, str], int] = {}
         pairs = sorted(latest)
