@@ -1,7 +1,7 @@
 """The PostgreSQL store's pool settings and outage behaviour, against a real server.
 
 Connections are counted in ``pg_stat_activity`` by the ``application_name`` each store sets.
-The outage test is tests/gateway/test_postgres_outage.py.
+The outage test is tests/gateway/test_database_outage.py.
 """
 
 from __future__ import annotations
