@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import mytools
 import pgtools
-import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 from tcp_proxy import proxied
@@ -133,28 +132,7 @@ async def _terminate_backends(uri: str) -> int:
         finally:
             await conn.close()
         return len(rows)
-    return await asyncio.to_thread(_kill_mysql_connections, database)
-
-
-def _kill_mysql_connections(database: str) -> int:
-    admin = urlsplit(mytools.admin_dsn())
-    conn = pymysql.connect(host=admin.hostname or "127.0.0.1", port=admin.port or 3306,
-                           user=admin.username or "root", password=admin.password or "",
-                           autocommit=True, connect_timeout=10)
-    killed = 0
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT id FROM information_schema.processlist"
-                        " WHERE db = %s AND id <> CONNECTION_ID()", (database,))
-            for (thread_id,) in cur.fetchall():
-                try:
-                    cur.execute(f"KILL {int(thread_id)}")
-                    killed += 1
-                except pymysql.err.OperationalError:
-                    pass  # it ended on its own meanwhile
-    finally:
-        conn.close()
-    return killed
+    return await asyncio.to_thread(mytools.kill_connections, database)
 
 
 async def test_restart_under_read_load_answers_only_200_or_503(
