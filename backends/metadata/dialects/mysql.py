@@ -366,7 +366,12 @@ class MysqlMetadataStore(PooledSqlStore):
         if "unix_socket" in query:
             connect["unix_socket"] = query.pop("unix_socket")
         if "connect_timeout" in query:
-            connect["connect_timeout"] = float(query.pop("connect_timeout"))
+            value = query.pop("connect_timeout")
+            try:
+                connect["connect_timeout"] = float(value)
+            except ValueError:
+                raise ValueError(f"connect_timeout must be a number of seconds, not {value!r}"
+                                 ) from None
         charset = query.pop("charset", "utf8mb4")
         if charset.lower() != "utf8mb4":
             log.warning("charset=%s in the backend store URI is ignored: mlgate always "
@@ -514,9 +519,18 @@ def _ssl_context(query: dict[str, str]) -> tuple[ssl.SSLContext | None, bool]:
         "", "DISABLED")
     if mode == "DISABLED" or not wanted:
         return None, False
-    ctx = ssl.create_default_context(cafile=ca)
+    # A missing or malformed file is the URI's mistake: a ValueError, which the CLI reports
+    # as a usage error rather than a traceback.
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+    except OSError as exc:  # ssl.SSLError included
+        raise ValueError(f"ssl_ca {ca!r} cannot be loaded: {exc.strerror or exc}") from None
     if cert:
-        ctx.load_cert_chain(cert, key)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except OSError as exc:
+            raise ValueError(f"ssl_cert {cert!r} (ssl_key {key!r}) cannot be loaded: "
+                             f"{exc.strerror or exc}") from None
     if mode in ("PREFERRED", "REQUIRED") or (not ca and mode != "VERIFY_IDENTITY"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE if not ca else ssl.CERT_REQUIRED
