@@ -324,6 +324,7 @@ class MysqlMetadataStore(PooledSqlStore):
     _connect_errors = (pymysql.err.MySQLError,)
     _log = log
     batch_writers = 2
+    import_target = False  # the importer's SQL is not ported to MariaDB/MySQL
 
     def __init__(
         self,
