@@ -6,6 +6,7 @@ URI without its password."""
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -134,3 +135,21 @@ def test_a_uri_without_a_database_is_refused(my_database: str) -> None:
         uri = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         with pytest.raises(ValueError, match="names no database"):
             open_metadata_store(uri)
+
+
+async def test_mlflow_mysql_ssl_variables_are_read(
+        my_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow adds MLFLOW_MYSQL_SSL_CA/CERT/KEY to every mysql connection; a configuration
+    relying on them must not connect in plain text."""
+    monkeypatch.setenv("MLFLOW_MYSQL_SSL_CA", "/nonexistent/mlflow-ca.pem")
+    with pytest.raises(ValueError, match="mlflow-ca.pem"):
+        MysqlMetadataStore.from_uri(my_database)
+    # The URI's own option wins.
+    with pytest.raises(ValueError, match="uri-ca.pem"):
+        MysqlMetadataStore.from_uri(_with(my_database, query="ssl_ca=/nonexistent/uri-ca.pem"))
+    # A readable CA: TLS is then required of the server.
+    monkeypatch.setenv("MLFLOW_MYSQL_SSL_CA", ssl.get_default_verify_paths().openssl_cafile)
+    store = MysqlMetadataStore.from_uri(my_database, pool_size=1, pool_timeout=5)
+    if not _server_has_tls():
+        with pytest.raises(errors.Unavailable, match="does not offer TLS"):
+            await store.open()

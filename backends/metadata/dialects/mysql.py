@@ -3,7 +3,8 @@
 URI: ``mysql://user[:password]@host[:port]/database[?option=value&...]``; the spellings MLflow
 configurations carry (``mysql+pymysql://``, ``mysql+mysqldb://``, ``mysql+asyncmy://``,
 ``mysql+aiomysql://``, ``mariadb://``, ``mariadb+mariadbconnector://``) are accepted too.
-Options: ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_check_hostname``, ``ssl_mode``
+Options: ``ssl_ca``, ``ssl_cert``, ``ssl_key`` (else MLflow's ``MLFLOW_MYSQL_SSL_CA``,
+``_CERT``, ``_KEY`` variables), ``ssl_check_hostname``, ``ssl_mode``
 (``DISABLED``, ``PREFERRED``, ``REQUIRED``, ``VERIFY_CA``, ``VERIFY_IDENTITY``),
 ``unix_socket``, ``connect_timeout`` and ``charset`` (always utf8mb4: a stock URI's
 ``charset=utf8`` is MySQL's three-byte utf8, which cannot store an emoji). The password
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
 import ssl
 from collections.abc import Iterable, Sequence
@@ -514,7 +516,10 @@ def _ssl_context(query: dict[str, str]) -> tuple[ssl.SSLContext | None, bool]:
     mode = query.pop("ssl_mode", "").upper()
     if mode and mode not in _SSL_MODES:
         raise ValueError(f"ssl_mode must be one of {', '.join(_SSL_MODES)}, not {mode!r}")
-    ca, cert, key = (query.pop(k, None) for k in ("ssl_ca", "ssl_cert", "ssl_key"))
+    # MLflow adds MLFLOW_MYSQL_SSL_CA/CERT/KEY to every mysql connection; the URI's own
+    # options win.
+    ca, cert, key = (query.pop(k, None) or os.environ.get(f"MLFLOW_MYSQL_{k.upper()}") or None
+                     for k in ("ssl_ca", "ssl_cert", "ssl_key"))
     check_hostname = query.pop("ssl_check_hostname", None)
     wanted = _flag(query.pop("ssl", "false")) or any((ca, cert, key)) or mode not in (
         "", "DISABLED")
