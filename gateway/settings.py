@@ -149,15 +149,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("sqlite_readers", 4, "Read connections of the SQLite store.",
             _env("SQLITE_READERS"), type=int),
-    Setting("db_pool_size", 5, "PostgreSQL connections the pool keeps open.",
+    Setting("db_pool_size", 5, "Database connections (PostgreSQL, MariaDB) the pool keeps open.",
             _env("DB_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"), type=int),
-    Setting("db_max_overflow", 10, "Extra PostgreSQL connections allowed under a burst, "
+    Setting("db_max_overflow", 10, "Extra database connections allowed under a burst, "
             "closed again as soon as they are idle. -1: no limit.",
             _env("DB_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"), type=int),
-    Setting("db_pool_recycle", -1, "Seconds after which a PostgreSQL connection is closed and "
-            "replaced instead of reused. -1: never.",
+    Setting("db_pool_recycle", -1, "Seconds after which a database connection is closed and "
+            "replaced instead of reused (below MySQL's wait_timeout, or a proxy's idle "
+            "timeout, spares a request the reconnect). -1: never.",
             _env("DB_POOL_RECYCLE", "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"), type=int),
-    Setting("db_pool_timeout", 30.0, "Seconds a request waits for a PostgreSQL connection "
+    Setting("db_pool_timeout", 30.0, "Seconds a request waits for a database connection "
             "before it gets 503 TEMPORARILY_UNAVAILABLE.", _env("DB_POOL_TIMEOUT"),
             type=float),
     Setting("db_pgbouncer", False, "PostgreSQL is reached through PgBouncer in transaction "
