@@ -68,17 +68,17 @@ class Sessions:
         return await _terminate(self.name)
 
 
-@pytest.fixture(params=["postgres", "mariadb"])
-async def open_store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """``await open_store(**pool_options)`` → an open store on a fresh database, and its
-    :class:`Sessions`."""
-    uri: str = request.getfixturevalue(
-        {"postgres": "pg_database", "mariadb": "my_database"}[request.param])
+@pytest.fixture
+async def open_store(server_database: str) -> AsyncIterator[Any]:
+    """``await open_store(**pool_options)`` → an open store on a fresh PostgreSQL or MariaDB
+    database (``via``: another URI of it), and its :class:`Sessions`."""
+    uri = server_database
+    kind = "mariadb" if uri.startswith("mysql") else "postgres"
     stores: list[PooledSqlStore] = []
 
     async def make(**options: Any) -> tuple[PooledSqlStore, Sessions]:
         store: PooledSqlStore
-        if request.param == "mariadb":
+        if kind == "mariadb":
             name = urlsplit(uri).path.lstrip("/")
             store = MysqlMetadataStore.from_uri(options.pop("via", uri), **options)
         else:
@@ -87,7 +87,7 @@ async def open_store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
                                                    application_name=name, **options)
         await store.open()
         stores.append(store)
-        return store, Sessions(request.param, name)
+        return store, Sessions(kind, name)
 
     make.uri = uri  # type: ignore[attr-defined]
     yield make

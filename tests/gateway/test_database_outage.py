@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import mytools
 import pgtools
-import pytest
 from aiohttp.test_utils import TestClient
 from tcp_proxy import proxied
 
@@ -31,18 +30,11 @@ from gateway.settings import Settings
 API = "/api/2.0/mlflow"
 
 
-@pytest.fixture(params=["postgres", "mariadb"])
-def database(request: pytest.FixtureRequest) -> str:
-    """The URI of a fresh migrated PostgreSQL or MariaDB database."""
-    uri: str = request.getfixturevalue({"postgres": "pg_database",
-                                        "mariadb": "my_database"}[request.param])
-    return uri
-
 
 async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
-    aiohttp_client: Any, database: str, tmp_path: Path
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await proxied(database)
+    proxy, via_proxy = await proxied(server_database)
     pool_timeout = 2.0
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
@@ -113,7 +105,7 @@ async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
         missing = sorted(set(acked) - stored)
         assert not missing, f"acknowledged writes lost: {missing[:10]}"
         stats = (await (await client.get("/mlgate/v1/stats")).json())["metadata_store"]
-        label = "mysql" if database.startswith("mysql") else "postgresql"
+        label = "mysql" if server_database.startswith("mysql") else "postgresql"
         assert stats["store"] == label and stats["invalidated"] >= 1
     finally:
         await proxy.close()
@@ -136,10 +128,10 @@ async def _terminate_backends(uri: str) -> int:
 
 
 async def test_restart_under_read_load_answers_only_200_or_503(
-    aiohttp_client: Any, database: str, tmp_path: Path
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await proxied(database)
-    name = urlsplit(database).path.lstrip("/")
+    proxy, via_proxy = await proxied(server_database)
+    name = urlsplit(server_database).path.lstrip("/")
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
         db_pool_size=4, db_max_overflow=4, db_pool_timeout=2.0,
@@ -192,7 +184,7 @@ async def test_restart_under_read_load_answers_only_200_or_503(
         readers = [asyncio.create_task(read_loop(n)) for n in range(12)]
         await asyncio.sleep(0.3)
         for _ in range(6):  # restarts: the shutdown's FATAL, refused connections, back up
-            assert await _terminate_backends(database) > 0
+            assert await _terminate_backends(server_database) > 0
             await asyncio.sleep(0.05)
             await proxy.cut()
             await asyncio.sleep(0.5)
@@ -200,7 +192,7 @@ async def test_restart_under_read_load_answers_only_200_or_503(
             await asyncio.sleep(0.4)
         # Sessions killed while the proxy still listens: nothing but the FATAL.
         for _ in range(20):
-            await _terminate_backends(database)
+            await _terminate_backends(server_database)
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)
         stop.set()
@@ -216,13 +208,13 @@ async def test_restart_under_read_load_answers_only_200_or_503(
 
 
 async def test_connections_killed_under_write_load_answer_200_or_503_and_heal(
-    aiohttp_client: Any, database: str, tmp_path: Path
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
     """The server ends the gateway's sessions (``KILL``, ``pg_terminate_backend``) again and
     again while writers log: each answer is 200 or 503, and every acknowledged write is
     stored."""
     settings = Settings(
-        backend_store_uri=database, artifacts_destination=str(tmp_path / "art"),
+        backend_store_uri=server_database, artifacts_destination=str(tmp_path / "art"),
         db_pool_size=3, db_max_overflow=3, db_pool_timeout=2.0,
     )
     client: TestClient = await aiohttp_client(create_app(settings))
@@ -256,7 +248,7 @@ async def test_connections_killed_under_write_load_answer_200_or_503_and_heal(
     await asyncio.sleep(0.3)
     killed = 0
     for _ in range(15):
-        killed += await _terminate_backends(database)
+        killed += await _terminate_backends(server_database)
         await asyncio.sleep(0.15)
     await asyncio.sleep(0.3)
     stop.set()
