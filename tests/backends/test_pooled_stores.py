@@ -265,3 +265,24 @@ async def test_idle_connections_cut_by_the_network_are_replaced(open_store: Any)
         assert store.stats()["invalidated"] >= 2
     finally:
         await proxy.close()
+
+
+async def test_a_statement_on_a_stalled_network_path_times_out(open_store: Any) -> None:
+    """The path stalls while a statement runs (nothing is closed, nothing arrives): the
+    request fails with Unavailable after ``command_timeout`` instead of hanging for the
+    kernel's TCP timeout, and once the path flows the store answers again."""
+    proxy, via = await proxied(open_store.uri)
+    try:
+        store, _ = await open_store(pool_size=1, max_overflow=0, pool_timeout=2,
+                                    command_timeout=1.5, via=via)
+        slow = asyncio.create_task(_hold(store, 1.0))
+        await asyncio.sleep(0.3)
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(errors.Unavailable):
+            await asyncio.wait_for(slow, 10)
+        assert time.monotonic() - started < 3.0
+        proxy.flow()
+        assert (await store.get_experiment("0")).name == "Default"
+    finally:
+        await proxy.close()

@@ -128,6 +128,26 @@ class _Cursor:
         return self._rows
 
 
+class _Connection(aiomysql.Connection):  # type: ignore[misc]
+    """An aiomysql connection whose statements wait at most ``command_timeout`` seconds for
+    the server (None: no limit), as asyncpg's ``command_timeout`` does: on a stalled network
+    path a statement would otherwise hold its request and connection until the kernel gives
+    up on the socket. Every statement, and each further result of a multi-statement query,
+    passes through these two methods."""
+
+    command_timeout: float | None = None
+
+    async def query(self, sql: Any, unbuffered: bool = False) -> int:
+        async with asyncio.timeout(self.command_timeout):
+            affected: int = await super().query(sql, unbuffered)
+        return affected
+
+    async def next_result(self) -> int:
+        async with asyncio.timeout(self.command_timeout):
+            affected: int = await super().next_result()
+        return affected
+
+
 class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
     async def _show_warnings(self, conn: Any) -> None:
         # aiomysql asks for SHOW WARNINGS after each statement with warnings and raises
@@ -339,6 +359,7 @@ class MysqlMetadataStore(PooledSqlStore):
         max_overflow: int = 10,
         pool_recycle: float = -1,
         pool_timeout: float = 30.0,
+        command_timeout: float | None = 60.0,
     ) -> None:
         self._dsn = dsn
         self._password = connect.get("password") or None
@@ -349,6 +370,7 @@ class MysqlMetadataStore(PooledSqlStore):
         self._max_overflow = max_overflow
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
+        self._command_timeout = command_timeout
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
@@ -383,7 +405,8 @@ class MysqlMetadataStore(PooledSqlStore):
         query.pop("binary_prefix", None)  # a SQLAlchemy option of no use here
         for name in query:
             log.warning("option %r in the backend store URI is not known; ignored", name)
-        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout"}
+        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
+                 "command_timeout"}
         kwargs = {k: v for k, v in options.items() if k in known and v is not None}
         if kwargs.get("pool_size", 5) < 1:
             raise ValueError("pool_size must be at least 1")
@@ -396,9 +419,11 @@ class MysqlMetadataStore(PooledSqlStore):
         ctx: ssl.SSLContext | None = args.pop("ssl")
         args.setdefault("connect_timeout", timeout)
         async with asyncio.timeout(timeout):
-            conn = await aiomysql.connect(
-                **args, ssl=ctx, charset="utf8mb4", autocommit=True, local_infile=False,
-                cursorclass=_QuietCursor)
+            # What aiomysql.connect does, with the statement time limit's subclass.
+            conn = _Connection(**args, ssl=ctx, charset="utf8mb4", autocommit=True,
+                               local_infile=False, cursorclass=_QuietCursor)
+            conn.command_timeout = self._command_timeout
+            await conn._connect()
             try:
                 # aiomysql goes on in plain text when the server offers no TLS.
                 if self._tls_required and not _encrypted(conn):
@@ -452,6 +477,9 @@ class MysqlMetadataStore(PooledSqlStore):
         assert self._pool is not None
         conn = await self._pool.acquire()
         db = _Conn(conn.raw.conn)
+        # GET_LOCK waits up to _MIGRATION_LOCK_WAIT for another replica's migration, and
+        # DDL on a large table takes as long as it takes.
+        conn.raw.conn.command_timeout = None
         broken = True
         try:
             row = await (await db.execute(
@@ -466,6 +494,7 @@ class MysqlMetadataStore(PooledSqlStore):
         except Exception as exc:
             raise _translate(exc, conn.raw) from exc
         finally:
+            conn.raw.conn.command_timeout = self._command_timeout
             self._pool.release(conn, discard=broken)
 
     async def _migrate_locked(self, db: _Conn) -> None:
