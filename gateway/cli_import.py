@@ -25,7 +25,12 @@ from backends.importer.auth import AuthImport, AuthPlan, import_auth, read_auth
 from backends.importer.filestore import artifact_paths, filestore_root
 from backends.importer.job import check_source, source_counts
 from backends.metadata.sql.tracking import SqlMetadataStore
-from backends.registry import open_artifact_store, open_metadata_store, redact_uri
+from backends.registry import (
+    metadata_scheme,
+    open_artifact_store,
+    open_metadata_store,
+    redact_uri,
+)
 from gateway.cli_options import build_settings, settings_options
 from gateway.settings import Settings
 
@@ -228,8 +233,7 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
     async with open_reader(source) as reader:
         options = settings.metadata_store_options(one_connection=True)
         store = open_metadata_store(settings.backend_store_uri, **options)
-        if not isinstance(store, SqlMetadataStore):
-            raise click.UsageError("mlgate import writes to sqlite:// and postgresql:// stores")
+        assert isinstance(store, SqlMetadataStore)  # _check_destination saw to it
         importer = Importer(reader, store, _source_key(source), chunk_rows=chunk_rows,
                             progress=bars)
         await check_source(reader)  # before the destination is created
@@ -264,6 +268,15 @@ async def _import(source: str, settings: Settings, artifacts_from: str | None, *
     return report.ok
 
 
+def _check_destination(uri: str) -> None:
+    """Refuse, before the source is read (a dry run included), a store import cannot write."""
+    store = open_metadata_store(uri)
+    if not isinstance(store, SqlMetadataStore) or not store.import_target:
+        raise click.UsageError(
+            f"mlgate import writes to sqlite:// and postgresql:// stores, not "
+            f"{metadata_scheme(uri)}:// (the importer is not ported to it yet)")
+
+
 @click.command("import")
 @click.argument("source")
 @click.option("--artifacts-from", default=None,
@@ -286,6 +299,7 @@ def import_command(source: str, artifacts_from: str | None, auth_db: str | None,
     mlgate's store, keeping every id. Run it again after an interruption: it continues
     where it stopped."""
     settings = build_settings(flags)
+    _check_destination(settings.backend_store_uri)
     try:
         if dry_run:
             asyncio.run(_dry_run(source, settings, artifacts_from, as_json, auth_db))

@@ -156,7 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
             "closed again as soon as they are idle. -1: no limit.",
             _env("DB_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"), type=int),
     Setting("db_pool_recycle", -1, "Seconds after which a database connection is closed and "
-            "replaced instead of reused. -1: never.",
+            "replaced instead of reused (below MySQL's wait_timeout, or a proxy's idle "
+            "timeout, spares a request the reconnect). -1: never.",
             _env("DB_POOL_RECYCLE", "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"), type=int),
     Setting("db_pool_timeout", 30.0, "Seconds a request waits for a database connection "
             "before it gets 503 TEMPORARILY_UNAVAILABLE.", _env("DB_POOL_TIMEOUT"),

@@ -245,6 +245,13 @@ def database_uri(request: pytest.FixtureRequest, tmp_path: Path, name: str = "st
     return uri
 
 
+@pytest.fixture(params=["postgres", "mariadb"])
+def server_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URI of a fresh migrated PostgreSQL or MariaDB database: for the tests of what the
+    network stores share (pool, outages)."""
+    return database_uri(request, tmp_path)
+
+
 # The databases behind mlgate_factory's parameters, beside SQLite: a module may run its tests
 # on more of them with pytestmark = pytest.mark.parametrize("mlgate_factory", [...],
 # indirect=True).

@@ -15,7 +15,8 @@ import pymysql
 import pytest
 from pgtools import run_sync
 
-__all__ = ["DEFAULT_DSN", "ON_EVERY_DATABASE", "MyDatabases", "admin_dsn"]
+__all__ = ["DEFAULT_DSN", "ON_EVERY_DATABASE", "MyDatabases", "admin_dsn", "connection_ids",
+           "kill_connections"]
 
 DEFAULT_DSN = "mysql://root@127.0.0.1:3306"
 PREFIX = "mlgate_test_"
@@ -46,6 +47,38 @@ def _execute(*statements: str) -> None:
                 cur.execute(sql)
     finally:
         conn.close()
+
+
+def connection_ids(database: str) -> set[int]:
+    """The ids of the sessions connected to ``database`` (other than the asking one)."""
+    conn = _admin()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist"
+                        " WHERE db = %s AND id <> CONNECTION_ID()", (database,))
+            return {int(row[0]) for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def kill_connections(database: str) -> int:
+    """``KILL`` every session connected to ``database``, as an operator or a server shutting
+    down would; returns how many were killed."""
+    conn = _admin()
+    killed = 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist"
+                        " WHERE db = %s AND id <> CONNECTION_ID()", (database,))
+            for (thread_id,) in cur.fetchall():
+                try:
+                    cur.execute(f"KILL {int(thread_id)}")
+                    killed += 1
+                except pymysql.err.OperationalError:
+                    pass  # it ended on its own meanwhile
+    finally:
+        conn.close()
+    return killed
 
 
 def _drop(name: str) -> None:

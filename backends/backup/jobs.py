@@ -224,6 +224,7 @@ async def restore(*, metadata_uri: str, target: ArtifactStore, backups: Artifact
     into ``target``. Raises :class:`NotEmpty` before changing anything when either holds
     data and not ``force``."""
     started = time.monotonic()
+    metadata.dialect_of(metadata_uri)  # a store restore cannot write is refused first
     manifest = await read_manifest(backups, backup_id)
     copy_artifacts = with_artifacts and manifest.with_artifacts
     if copy_artifacts and not force:

@@ -43,10 +43,10 @@ async def test_health_reads_the_store_and_answers_503_once_it_is_closed(
     assert resp.status == 200
 
 
-async def test_health_gives_503_within_its_deadline_while_postgres_stalls_or_refuses(
-    aiohttp_client: Any, pg_database: str, tmp_path: Path
+async def test_health_gives_503_within_its_deadline_while_the_database_stalls_or_refuses(
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await proxied(pg_database)
+    proxy, via_proxy = await proxied(server_database)
     settings = Settings(backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "a"),
                         db_pool_size=2, db_pool_timeout=5.0)
     client: TestClient = await aiohttp_client(create_app(settings))

@@ -4,7 +4,8 @@ the suites (its SQL differs in RETURNING and collations).
 URI: ``mysql://user[:password]@host[:port]/database[?option=value&...]``; the spellings MLflow
 configurations carry (``mysql+pymysql://``, ``mysql+mysqldb://``, ``mysql+asyncmy://``,
 ``mysql+aiomysql://``, ``mariadb://``, ``mariadb+mariadbconnector://``) are accepted too.
-Options: ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_check_hostname``, ``ssl_mode``
+Options: ``ssl_ca``, ``ssl_cert``, ``ssl_key`` (else MLflow's ``MLFLOW_MYSQL_SSL_CA``,
+``_CERT``, ``_KEY`` variables), ``ssl_check_hostname``, ``ssl_mode``
 (``DISABLED``, ``PREFERRED``, ``REQUIRED``, ``VERIFY_CA``, ``VERIFY_IDENTITY``),
 ``unix_socket``, ``connect_timeout`` and ``charset`` (always utf8mb4: a stock URI's
 ``charset=utf8`` is MySQL's three-byte utf8, which cannot store an emoji). The password
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
 import ssl
 from collections.abc import Iterable, Sequence
@@ -127,6 +129,26 @@ class _Cursor:
 
     async def fetchall(self) -> Iterable[Any]:
         return self._rows
+
+
+class _Connection(aiomysql.Connection):  # type: ignore[misc]
+    """An aiomysql connection whose statements wait at most ``command_timeout`` seconds for
+    the server (None: no limit), as asyncpg's ``command_timeout`` does: on a stalled network
+    path a statement would otherwise hold its request and connection until the kernel gives
+    up on the socket. Every statement, and each further result of a multi-statement query,
+    passes through these two methods."""
+
+    command_timeout: float | None = None
+
+    async def query(self, sql: Any, unbuffered: bool = False) -> int:
+        async with asyncio.timeout(self.command_timeout):
+            affected: int = await super().query(sql, unbuffered)
+        return affected
+
+    async def next_result(self) -> int:
+        async with asyncio.timeout(self.command_timeout):
+            affected: int = await super().next_result()
+        return affected
 
 
 class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
@@ -345,6 +367,7 @@ class MysqlMetadataStore(PooledSqlStore):
     _connect_errors = (pymysql.err.MySQLError,)
     _log = log
     batch_writers = 2
+    import_target = False  # the importer's SQL is not ported to MariaDB/MySQL
 
     def __init__(
         self,
@@ -357,6 +380,7 @@ class MysqlMetadataStore(PooledSqlStore):
         max_overflow: int = 10,
         pool_recycle: float = -1,
         pool_timeout: float = 30.0,
+        command_timeout: float | None = 60.0,
     ) -> None:
         self._dsn = dsn
         self._password = connect.get("password") or None
@@ -367,6 +391,7 @@ class MysqlMetadataStore(PooledSqlStore):
         self._max_overflow = max_overflow
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
+        self._command_timeout = command_timeout
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
@@ -387,7 +412,12 @@ class MysqlMetadataStore(PooledSqlStore):
         if "unix_socket" in query:
             connect["unix_socket"] = query.pop("unix_socket")
         if "connect_timeout" in query:
-            connect["connect_timeout"] = float(query.pop("connect_timeout"))
+            value = query.pop("connect_timeout")
+            try:
+                connect["connect_timeout"] = float(value)
+            except ValueError:
+                raise ValueError(f"connect_timeout must be a number of seconds, not {value!r}"
+                                 ) from None
         charset = query.pop("charset", "utf8mb4")
         if charset.lower() != "utf8mb4":
             log.warning("charset=%s in the backend store URI is ignored: mlgate always "
@@ -396,7 +426,8 @@ class MysqlMetadataStore(PooledSqlStore):
         query.pop("binary_prefix", None)  # a SQLAlchemy option of no use here
         for name in query:
             log.warning("option %r in the backend store URI is not known; ignored", name)
-        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout"}
+        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
+                 "command_timeout"}
         kwargs = {k: v for k, v in options.items() if k in known and v is not None}
         if kwargs.get("pool_size", 5) < 1:
             raise ValueError("pool_size must be at least 1")
@@ -409,9 +440,11 @@ class MysqlMetadataStore(PooledSqlStore):
         ctx: ssl.SSLContext | None = args.pop("ssl")
         args.setdefault("connect_timeout", timeout)
         async with asyncio.timeout(timeout):
-            conn = await aiomysql.connect(
-                **args, ssl=ctx, charset="utf8mb4", autocommit=True, local_infile=False,
-                cursorclass=_QuietCursor)
+            # What aiomysql.connect does, with the statement time limit's subclass.
+            conn = _Connection(**args, ssl=ctx, charset="utf8mb4", autocommit=True,
+                               local_infile=False, cursorclass=_QuietCursor)
+            conn.command_timeout = self._command_timeout
+            await conn._connect()
             try:
                 # aiomysql goes on in plain text when the server offers no TLS.
                 if self._tls_required and not _encrypted(conn):
@@ -467,6 +500,9 @@ class MysqlMetadataStore(PooledSqlStore):
         assert self._pool is not None
         conn = await self._pool.acquire()
         db = _Conn(conn.raw)
+        # GET_LOCK waits up to _MIGRATION_LOCK_WAIT for another replica's migration, and
+        # DDL on a large table takes as long as it takes.
+        conn.raw.conn.command_timeout = None
         broken = True
         try:
             row = await (await db.execute(
@@ -481,6 +517,7 @@ class MysqlMetadataStore(PooledSqlStore):
         except Exception as exc:
             raise _translate(exc, conn.raw) from exc
         finally:
+            conn.raw.conn.command_timeout = self._command_timeout
             self._pool.release(conn, discard=broken)
 
     async def _migrate_locked(self, db: _Conn) -> None:
@@ -537,15 +574,27 @@ def _ssl_context(query: dict[str, str]) -> tuple[ssl.SSLContext | None, bool]:
     mode = query.pop("ssl_mode", "").upper()
     if mode and mode not in _SSL_MODES:
         raise ValueError(f"ssl_mode must be one of {', '.join(_SSL_MODES)}, not {mode!r}")
-    ca, cert, key = (query.pop(k, None) for k in ("ssl_ca", "ssl_cert", "ssl_key"))
+    # MLflow adds MLFLOW_MYSQL_SSL_CA/CERT/KEY to every mysql connection; the URI's own
+    # options win.
+    ca, cert, key = (query.pop(k, None) or os.environ.get(f"MLFLOW_MYSQL_{k.upper()}") or None
+                     for k in ("ssl_ca", "ssl_cert", "ssl_key"))
     check_hostname = query.pop("ssl_check_hostname", None)
     wanted = _flag(query.pop("ssl", "false")) or any((ca, cert, key)) or mode not in (
         "", "DISABLED")
     if mode == "DISABLED" or not wanted:
         return None, False
-    ctx = ssl.create_default_context(cafile=ca)
+    # A missing or malformed file is the URI's mistake: a ValueError, which the CLI reports
+    # as a usage error rather than a traceback.
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+    except OSError as exc:  # ssl.SSLError included
+        raise ValueError(f"ssl_ca {ca!r} cannot be loaded: {exc.strerror or exc}") from None
     if cert:
-        ctx.load_cert_chain(cert, key)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except OSError as exc:
+            raise ValueError(f"ssl_cert {cert!r} (ssl_key {key!r}) cannot be loaded: "
+                             f"{exc.strerror or exc}") from None
     if mode in ("PREFERRED", "REQUIRED") or (not ca and mode != "VERIFY_IDENTITY"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE if not ca else ssl.CERT_REQUIRED

@@ -130,6 +130,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     # How `mlgate backup` (backends.backup) snapshots the store: "sqlite" (its files) or
     # "postgresql" (COPY of each table); None: it cannot, and refuses the store.
     backup_format: str | None = None
+    # Whether `mlgate import` (backends.importer) can write into the store: its staging
+    # tables and bulk copies are written for SQLite and PostgreSQL only.
+    import_target = True
 
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Connection]:

@@ -1,13 +1,13 @@
-"""Outages of PostgreSQL seen through the HTTP API: a small TCP proxy between the gateway and
-the database is cut during a write loop and restored. Requests in the outage get 503
+"""Outages of PostgreSQL and MariaDB seen through the HTTP API: a small TCP proxy between the
+gateway and the database is cut during a write loop and restored. Requests in the outage get 503
 TEMPORARILY_UNAVAILABLE within the pool timeout, the gateway heals on its own, and every
 acknowledged write is stored.
 
 A restart is the same cut preceded by what a server shutting down sends each of its
 connections: ``FATAL 57P01 terminating connection due to administrator command``
-(``pg_terminate_backend`` sends exactly that). Under read load that reaches connections
-between two statements of a request, which is where asyncpg reported
-``InternalClientError`` rather than a lost connection."""
+(``pg_terminate_backend`` sends exactly that; MariaDB's ``KILL`` closes the connection with
+error 1927). Under read load that reaches connections between two statements of a request,
+which is where asyncpg reported ``InternalClientError`` rather than a lost connection."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import mytools
+import pgtools
 from aiohttp.test_utils import TestClient
-from pgtools import admin_dsn
 from tcp_proxy import proxied
 
 from gateway.app import create_app
@@ -29,10 +30,11 @@ from gateway.settings import Settings
 API = "/api/2.0/mlflow"
 
 
+
 async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
-    aiohttp_client: Any, pg_database: str, tmp_path: Path
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await proxied(pg_database)
+    proxy, via_proxy = await proxied(server_database)
     pool_timeout = 2.0
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
@@ -103,28 +105,33 @@ async def test_outage_gives_503_then_heals_without_losing_acknowledged_writes(
         missing = sorted(set(acked) - stored)
         assert not missing, f"acknowledged writes lost: {missing[:10]}"
         stats = (await (await client.get("/mlgate/v1/stats")).json())["metadata_store"]
-        assert stats["store"] == "postgresql" and stats["invalidated"] >= 1
+        label = "mysql" if server_database.startswith("mysql") else "postgresql"
+        assert stats["store"] == label and stats["invalidated"] >= 1
     finally:
         await proxy.close()
 
 
-async def _terminate_backends(database: str) -> int:
-    """What a shutting-down server does to every connection of ``database``: FATAL 57P01."""
-    conn = await asyncpg.connect(admin_dsn(), timeout=10)
-    try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()", database)
-    finally:
-        await conn.close()
-    return len(rows)
+async def _terminate_backends(uri: str) -> int:
+    """What a shutting-down server does to every connection of ``uri``'s database: FATAL
+    57P01 on PostgreSQL; on MariaDB, ``KILL`` of each connection."""
+    database = urlsplit(uri).path.lstrip("/")
+    if not uri.startswith("mysql"):
+        conn = await asyncpg.connect(pgtools.admin_dsn(), timeout=10)
+        try:
+            rows = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+        finally:
+            await conn.close()
+        return len(rows)
+    return await asyncio.to_thread(mytools.kill_connections, database)
 
 
 async def test_restart_under_read_load_answers_only_200_or_503(
-    aiohttp_client: Any, pg_database: str, tmp_path: Path
+    aiohttp_client: Any, server_database: str, tmp_path: Path
 ) -> None:
-    proxy, via_proxy = await proxied(pg_database)
-    database = urlsplit(pg_database).path.lstrip("/")
+    proxy, via_proxy = await proxied(server_database)
+    name = urlsplit(server_database).path.lstrip("/")
     settings = Settings(
         backend_store_uri=via_proxy, artifacts_destination=str(tmp_path / "art"),
         db_pool_size=4, db_max_overflow=4, db_pool_timeout=2.0,
@@ -167,7 +174,7 @@ async def test_restart_under_read_load_answers_only_200_or_503(
                     if (resp.headers.get("Retry-After") is None
                             or "TEMPORARILY_UNAVAILABLE" not in body):
                         unexpected.append((resp.status, body))
-                    for secret in (database, str(proxy.port), "127.0.0.1"):
+                    for secret in (name, str(proxy.port), "127.0.0.1"):
                         if secret in body:
                             unexpected.append((resp.status, body))
                 elif resp.status != 200:
@@ -177,7 +184,7 @@ async def test_restart_under_read_load_answers_only_200_or_503(
         readers = [asyncio.create_task(read_loop(n)) for n in range(12)]
         await asyncio.sleep(0.3)
         for _ in range(6):  # restarts: the shutdown's FATAL, refused connections, back up
-            assert await _terminate_backends(database) > 0
+            assert await _terminate_backends(server_database) > 0
             await asyncio.sleep(0.05)
             await proxy.cut()
             await asyncio.sleep(0.5)
@@ -185,7 +192,7 @@ async def test_restart_under_read_load_answers_only_200_or_503(
             await asyncio.sleep(0.4)
         # Sessions killed while the proxy still listens: nothing but the FATAL.
         for _ in range(20):
-            await _terminate_backends(database)
+            await _terminate_backends(server_database)
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)
         stop.set()
@@ -198,3 +205,63 @@ async def test_restart_under_read_load_answers_only_200_or_503(
         assert resp.status == 200
     finally:
         await proxy.close()
+
+
+async def test_connections_killed_under_write_load_answer_200_or_503_and_heal(
+    aiohttp_client: Any, server_database: str, tmp_path: Path
+) -> None:
+    """The server ends the gateway's sessions (``KILL``, ``pg_terminate_backend``) again and
+    again while writers log: each answer is 200 or 503, and every acknowledged write is
+    stored."""
+    settings = Settings(
+        backend_store_uri=server_database, artifacts_destination=str(tmp_path / "art"),
+        db_pool_size=3, db_max_overflow=3, db_pool_timeout=2.0,
+    )
+    client: TestClient = await aiohttp_client(create_app(settings))
+    resp = await client.post(API + "/experiments/create", json={"name": "killed"})
+    exp_id = (await resp.json())["experiment_id"]
+    resp = await client.post(API + "/runs/create", json={"experiment_id": exp_id, "start_time": 1})
+    run_id = (await resp.json())["run"]["info"]["run_id"]
+    acked: dict[str, list[int]] = {"metric": [], "param": []}
+    unexpected: list[tuple[int, str]] = []
+    answers: dict[int, int] = {}
+    stop = asyncio.Event()
+
+    async def write_loop(n: int) -> None:
+        i = n * 1_000_000
+        while not stop.is_set():
+            i += 1
+            kind = "metric" if i % 2 else "param"
+            if kind == "metric":
+                resp = await client.post(API + "/runs/log-metric", json={
+                    "run_id": run_id, "key": "m", "value": float(i), "timestamp": i, "step": i})
+            else:
+                resp = await client.post(API + "/runs/log-parameter", json={
+                    "run_id": run_id, "key": f"p{i}", "value": str(i)})
+            answers[resp.status] = answers.get(resp.status, 0) + 1
+            if resp.status == 200:
+                acked[kind].append(i)
+            elif resp.status != 503 or "TEMPORARILY_UNAVAILABLE" not in await resp.text():
+                unexpected.append((resp.status, await resp.text()))
+
+    writers = [asyncio.create_task(write_loop(n)) for n in range(6)]
+    await asyncio.sleep(0.3)
+    killed = 0
+    for _ in range(15):
+        killed += await _terminate_backends(server_database)
+        await asyncio.sleep(0.15)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*writers)
+
+    print(f"{killed} sessions killed under write load: {answers}")
+    assert killed > 0
+    assert not unexpected, unexpected[:5]
+    resp = await client.get(API + "/runs/get", params={"run_id": run_id})
+    assert resp.status == 200, await resp.text()
+    params = {p["key"] for p in (await resp.json())["run"]["data"]["params"]}
+    assert not {f"p{i}" for i in acked["param"]} - params, "acknowledged params lost"
+    resp = await client.get(API + "/metrics/get-history",
+                            params={"run_id": run_id, "metric_key": "m"})
+    stored = {int(m["step"]) for m in (await resp.json())["metrics"]}
+    assert not set(acked["metric"]) - stored, "acknowledged metrics lost"
