@@ -48,7 +48,7 @@ def test_settings_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("flags", "fragment"),
     [
-        ({"backend_store_uri": "mysql://x/y"}, "unsupported backend store URI"),
+        ({"backend_store_uri": "mssql://x/y"}, "unsupported backend store URI"),
         ({"backend_store_uri": "sqlite://host/x.db"}, "has a host"),
         ({"backend_store_uri": "sqlite:///no/such/dir/x.db"}, "does not exist"),
         ({"backend_store_uri": ""}, "must not be empty"),

@@ -25,7 +25,7 @@ from backends.metadata.sql.connection import Connection
 from backends.metadata.sql.tracking import SqlMetadataStore
 from backends.registry import redact_uri
 
-__all__ = ["ConnectFailed", "PooledSqlStore"]
+__all__ = ["ConnectFailed", "PooledSqlStore", "store_options"]
 
 T = TypeVar("T")
 # During an outage every request tries to connect; one log line per this many seconds.
@@ -42,6 +42,19 @@ class ConnectFailed(errors.Unavailable):
         self.detail = detail
 
 
+def store_options(options: dict[str, Any], *extra: str) -> dict[str, Any]:
+    """The options a network store takes (its own ``extra`` ones, the artifact root and the
+    pool's), from those given to every store; the pool's checked."""
+    known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
+             "command_timeout", *extra}
+    kwargs = {k: v for k, v in options.items() if k in known and v is not None}
+    if kwargs.get("pool_size", 5) < 1:
+        raise ValueError("pool_size must be at least 1")
+    if kwargs.get("pool_timeout", 30.0) <= 0:
+        raise ValueError("pool_timeout must be positive")
+    return kwargs
+
+
 class PooledSqlStore(SqlMetadataStore):
     _store_label: str  # for stats() and messages
     _begin_write: str
@@ -52,6 +65,11 @@ class PooledSqlStore(SqlMetadataStore):
 
     _dsn: str
     _password: str | None
+    # SQLAlchemy's pool settings, as the subclass's __init__ takes them.
+    _pool_size: int
+    _max_overflow: int
+    _pool_recycle: float
+    _pool_timeout: float
     _pool: Pool | None = None
     _connect_failure_logged = -_CONNECT_LOG_INTERVAL
 
@@ -109,10 +127,13 @@ class PooledSqlStore(SqlMetadataStore):
                                   "within %g s are not logged)", detail, _CONNECT_LOG_INTERVAL)
             raise ConnectFailed(detail) from None
 
-    async def _open_pool(self, pool: Pool) -> None:
-        """Take ``pool``, migrate the schema and fill the pool; a connection failure is
+    async def open(self) -> None:
+        """Open the pool, migrate the schema and fill the pool; a connection failure is
         told with where and why (the operator reads it at start)."""
-        self._pool = pool
+        pool = self._pool = Pool(self._connect, pool_size=self._pool_size,
+                                 max_overflow=self._max_overflow,
+                                 pool_recycle=self._pool_recycle,
+                                 pool_timeout=self._pool_timeout)
         try:
             await self._migrate()
             await pool.fill()

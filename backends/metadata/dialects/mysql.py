@@ -37,8 +37,7 @@ import pymysql
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.dialects._pool import Pool
-from backends.metadata.dialects._pooled import PooledSqlStore
+from backends.metadata.dialects._pooled import PooledSqlStore, store_options
 from backends.metadata.sql.connection import Cursor, UniqueViolation
 from backends.metadata.sql.dialect import Dialect, Returning
 from backends.registry import MYSQL_SCHEMES, redact_uri
@@ -426,14 +425,7 @@ class MysqlMetadataStore(PooledSqlStore):
         query.pop("binary_prefix", None)  # a SQLAlchemy option of no use here
         for name in query:
             log.warning("option %r in the backend store URI is not known; ignored", name)
-        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
-                 "command_timeout"}
-        kwargs = {k: v for k, v in options.items() if k in known and v is not None}
-        if kwargs.get("pool_size", 5) < 1:
-            raise ValueError("pool_size must be at least 1")
-        if kwargs.get("pool_timeout", 30.0) <= 0:
-            raise ValueError("pool_timeout must be positive")
-        return cls(uri, connect=connect, tls_required=tls_required, **kwargs)
+        return cls(uri, connect=connect, tls_required=tls_required, **store_options(options))
 
     async def _open_raw(self, timeout: float) -> _Raw:
         args = dict(self._connect_args)
@@ -461,12 +453,6 @@ class MysqlMetadataStore(PooledSqlStore):
                 conn.close()
                 raise
         return _Raw(conn, int(max_packet))
-
-    async def open(self) -> None:
-        await self._open_pool(Pool(self._connect, pool_size=self._pool_size,
-                                   max_overflow=self._max_overflow,
-                                   pool_recycle=self._pool_recycle,
-                                   pool_timeout=self._pool_timeout))
 
     # -- driver hooks ----------------------------------------------------------------------
 

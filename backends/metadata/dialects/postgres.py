@@ -28,8 +28,7 @@ import asyncpg
 
 from backends import errors
 from backends.metadata._migrations import load_migrations
-from backends.metadata.dialects._pool import Pool
-from backends.metadata.dialects._pooled import PooledSqlStore
+from backends.metadata.dialects._pooled import PooledSqlStore, store_options
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
 from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
@@ -372,13 +371,7 @@ class PostgresMetadataStore(PooledSqlStore):
                 kwargs["application_name"] = value
         query = [(k, v) for k, v in query if k != "application_name"]
         dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
-        known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
-                 "pgbouncer", "application_name", "command_timeout"}
-        kwargs.update({k: v for k, v in options.items() if k in known and v is not None})
-        if kwargs.get("pool_size", 5) < 1:
-            raise ValueError("pool_size must be at least 1")
-        if kwargs.get("pool_timeout", 30.0) <= 0:
-            raise ValueError("pool_timeout must be positive")
+        kwargs.update(store_options(options, "pgbouncer", "application_name"))
         return cls(dsn, **kwargs)
 
     @property
@@ -397,13 +390,7 @@ class PostgresMetadataStore(PooledSqlStore):
         )
         return raw
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    async def open(self) -> None:
-        await self._open_pool(Pool(self._connect, pool_size=self._pool_size,
-                                   max_overflow=self._max_overflow,
-                                   pool_recycle=self._pool_recycle,
-                                   pool_timeout=self._pool_timeout))
+    # -- schema ------------------------------------------------------------------------------
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
