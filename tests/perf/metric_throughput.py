@@ -1,13 +1,14 @@
 """Metric write throughput: mlgate's batcher vs stock ``mlflow server`` vs a bare aiohttp
-"hello" server (the ceiling of the HTTP stack), on SQLite and on PostgreSQL.
+"hello" server (the ceiling of the HTTP stack), on SQLite, PostgreSQL and MariaDB.
 
 Run by hand (not collected by pytest); needs ``wrk`` (Debian package ``wrk``)::
 
-    python tests/perf/metric_throughput.py [--duration 10] [--stores sqlite,postgres]
+    python tests/perf/metric_throughput.py [--duration 10] [--stores sqlite,postgres,mariadb]
         [--servers hello,mlgate,stock] [--pg-dsn postgresql://postgres@127.0.0.1:5432/postgres]
-        [--mlflow-bin PATH]
+        [--my-dsn mysql://root@127.0.0.1:3306] [--mlflow-bin PATH]
 
-Each server runs as its own process on a fresh database. log-metric is driven by wrk (C, two
+Each server runs as its own process on a fresh database (a throwaway one on the PostgreSQL
+or MariaDB server, dropped afterwards; stock reaches MariaDB through ``mysql+pymysql://``). log-metric is driven by wrk (C, two
 threads, so the load generator is not the bottleneck) with a Lua script that sends distinct
 metric rows over 64 runs; log-batch (1000 metrics per request) by an aiohttp client, since
 its request rate is low. Every figure is the median over ``--repeat`` rounds; latencies are
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 API = "/api/2.0/mlflow"
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import free_port
+from mytools import MyDatabases
 
 HELLO = """
 import sys
@@ -123,6 +125,8 @@ class Server:
             uri = dsn or f"sqlite:///{workdir / 'mlflow.db'}"
             if uri.startswith("postgresql://"):  # stock's default driver would be psycopg 3
                 uri = "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
+            elif uri.startswith("mysql://"):  # and for MySQL, mysqlclient (not installed)
+                uri = "mysql+pymysql://" + uri.removeprefix("mysql://")
             cmd = [mlflow_bin, "server", "--port", str(port), "--backend-store-uri", uri,
                    "--artifacts-destination", str(workdir / "a")]
         self.log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
@@ -244,6 +248,8 @@ async def _drop_pg(dsn: str, db_dsn: str) -> None:
         await conn.close()
 
 
+MY_DATABASES = MyDatabases()
+
 SCENARIOS = [
     ("log-metric  1 client", "metric", 1),
     ("log-metric  8 clients", "metric", 8),
@@ -255,8 +261,12 @@ SCENARIOS = [
 
 def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result]:
     workdir = Path(tempfile.mkdtemp(prefix=f"mlgate-perf-{kind}-{store}-"))
-    dsn = asyncio.run(_fresh_pg(args.pg_dsn)) if store == "postgres" and kind != "hello" \
-        else None
+    dsn = None
+    if kind != "hello" and store == "postgres":
+        dsn = asyncio.run(_fresh_pg(args.pg_dsn))
+    elif kind != "hello" and store == "mariadb":
+        os.environ["MLGATE_TEST_MYSQL_DSN"] = args.my_dsn
+        dsn = MY_DATABASES.create(f"perf_{kind}", migrated=False)
     server = Server(kind, store, workdir, dsn, args.mlflow_bin)
     results: dict[str, list[Result]] = {}
     try:
@@ -274,8 +284,10 @@ def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result
                       f" ms p99 {res.p99_ms:8.1f} ms fail {res.fail}", flush=True)
     finally:
         server.stop()
-        if dsn:
+        if dsn and store == "postgres":
             asyncio.run(_drop_pg(args.pg_dsn, dsn))
+        elif dsn:
+            MY_DATABASES.drop(dsn)
         shutil.rmtree(workdir, ignore_errors=True)
     return {name: Result(statistics.median(r.rps for r in rs),
                          statistics.median(r.p50_ms for r in rs),
@@ -293,6 +305,8 @@ def main() -> None:
                     help="run only the log-metric or only the log-batch scenarios")
     ap.add_argument("--pg-dsn", default=os.environ.get(
         "MLGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--my-dsn", default=os.environ.get(
+        "MLGATE_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306"))
     ap.add_argument("--mlflow-bin", default=str(Path(sys.executable).parent / "mlflow"))
     args = ap.parse_args()
     if not shutil.which("wrk"):

@@ -1,18 +1,18 @@
 """runs/search and metrics/get-history latency: mlgate vs stock ``mlflow server``, on the same
-PostgreSQL server and on SQLite.
+PostgreSQL server, the same MariaDB server, and on SQLite.
 
 Run by hand (not collected by pytest)::
 
     python tests/perf/search_and_history.py [--sizes 10000,100000] [--points 100000]
-        [--repeat 7] [--stores postgres,sqlite] [--servers mlgate,stock]
+        [--repeat 7] [--stores postgres,sqlite,mariadb] [--servers mlgate,stock]
 
 For every (store, server) pair it starts the server on a fresh database (a throwaway
-PostgreSQL database from MLGATE_TEST_PG_DSN, or a SQLite file), creates one experiment per
-size through the API, then fills each server's *own* schema directly with SQL (COPY on
-PostgreSQL, executemany on SQLite): N runs with params ``p`` (10 values) and ``q``, metrics
+PostgreSQL database from MLGATE_TEST_PG_DSN, a MariaDB one from MLGATE_TEST_MYSQL_DSN, or a
+SQLite file), creates one experiment per size through the API, then fills each server's
+*own* schema directly with SQL (COPY on PostgreSQL, executemany on SQLite and MariaDB): N runs with params ``p`` (10 values) and ``q``, metrics
 ``m`` and ``loss`` and the run-name tag; plus one run with a metric ``h`` of ``--points``
 points. Then it ANALYZEs (VACUUM ANALYZE on PostgreSQL, as autovacuum would soon after such
-a load) and times, with one HTTP client, sequential requests:
+a load; ANALYZE TABLE on MariaDB) and times, with one HTTP client, sequential requests:
 
 - runs/search over each experiment: ``metrics.m > 0.5 and params.p = 'v3'``, order by
   ``metrics.loss ASC``, max_results 100;
@@ -42,11 +42,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import pymysql
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
+from mytools import MyDatabases
 from pgtools import admin_dsn, dsn_for
 
 API = "/api/2.0/mlflow"
@@ -200,26 +203,31 @@ async def fill_mlgate_metrics_pg(conn: asyncpg.Connection, runs: list[dict[str, 
             records=[(sid, 1_700_000_000_000 + i, i, i / points, 0) for i in range(points)])
 
 
-def fill_mlgate_metrics_sqlite(db: sqlite3.Connection, runs: list[dict[str, Any]],
-                               history: tuple[str, int] | None) -> None:
+def fill_mlgate_metrics_dbapi(db: Any, runs: list[dict[str, Any]],
+                              history: tuple[str, int] | None, mark: str) -> None:
+    """On a DB-API connection (sqlite3 or pymysql) whose placeholder is ``mark``."""
+    cur = db.cursor()
     series = [(r["run_id"], k, r[k], 0, r["start"], 0) for r in runs for k in ("m", "loss")]
     if history:
         run_id, points = history
         series.append((run_id, "h", (points - 1) / points, 0,
                        1_700_000_000_000 + points - 1, points - 1))
-    (before,) = db.execute("SELECT COALESCE(MAX(series_id), 0) FROM metric_series").fetchone()
-    db.executemany("INSERT INTO metric_series (run_id, key, latest_value, latest_is_nan,"
-                   " latest_timestamp, latest_step) VALUES (?, ?, ?, ?, ?, ?)", series)
-    db.execute("INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
-               " SELECT series_id, latest_timestamp, latest_step, latest_value, 0"
-               " FROM metric_series WHERE key <> 'h' AND series_id > ?", (before,))
+    cur.execute("SELECT COALESCE(MAX(series_id), 0) FROM metric_series")
+    (before,) = cur.fetchone()
+    cur.executemany("INSERT INTO metric_series (run_id, `key`, latest_value, latest_is_nan,"
+                    " latest_timestamp, latest_step) VALUES"
+                    f" ({', '.join([mark] * 6)})", series)
+    cur.execute("INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
+                " SELECT series_id, latest_timestamp, latest_step, latest_value, 0"
+                f" FROM metric_series WHERE `key` <> 'h' AND series_id > {mark}", (before,))
     if history:
         run_id, points = history
-        (sid,) = db.execute("SELECT series_id FROM metric_series WHERE run_id = ? AND key = 'h'",
-                            (run_id,)).fetchone()
-        db.executemany("INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
-                       " VALUES (?, ?, ?, ?, 0)",
-                       [(sid, 1_700_000_000_000 + i, i, i / points) for i in range(points)])
+        cur.execute(f"SELECT series_id FROM metric_series WHERE run_id = {mark}"
+                    " AND `key` = 'h'", (run_id,))
+        (sid,) = cur.fetchone()
+        cur.executemany("INSERT INTO metric_points (series_id, timestamp, step, value, is_nan)"
+                        f" VALUES ({mark}, {mark}, {mark}, {mark}, 0)",
+                        [(sid, 1_700_000_000_000 + i, i, i / points) for i in range(points)])
 
 
 async def fill_pg(dsn: str, server: str, batches: list[tuple[int, list[dict[str, Any]],
@@ -241,20 +249,47 @@ async def fill_pg(dsn: str, server: str, batches: list[tuple[int, list[dict[str,
         await conn.close()
 
 
+def fill_dbapi(db: Any, server: str, batches: list[tuple[int, list[dict[str, Any]],
+                                                        tuple[str, int] | None]],
+               mark: str) -> None:
+    """Fill through a DB-API connection (sqlite3 or pymysql); the caller commits."""
+    columns = STOCK_COLUMNS if server == "stock" else MLGATE_COLUMNS
+    cur = db.cursor()
+    for exp_id, runs, history in batches:
+        for table, rows in rows_for(server, exp_id, runs, history).items():
+            cols = ", ".join(f"`{c}`" for c in columns[table])
+            # pymysql sends an INSERT ... VALUES of many rows per statement.
+            cur.executemany(f"INSERT INTO {table} ({cols})"
+                            f" VALUES ({', '.join([mark] * len(columns[table]))})", rows)
+        if server == "mlgate":
+            fill_mlgate_metrics_dbapi(db, runs, history, mark)
+
+
 def fill_sqlite(path: Path, server: str, batches: list[tuple[int, list[dict[str, Any]],
                                                             tuple[str, int] | None]]) -> None:
     db = sqlite3.connect(path, timeout=60)
-    columns = STOCK_COLUMNS if server == "stock" else MLGATE_COLUMNS
     with db:
-        for exp_id, runs, history in batches:
-            for table, rows in rows_for(server, exp_id, runs, history).items():
-                cols = columns[table]
-                db.executemany(f"INSERT INTO {table} ({', '.join(cols)})"
-                               f" VALUES ({', '.join('?' * len(cols))})", rows)
-            if server == "mlgate":
-                fill_mlgate_metrics_sqlite(db, runs, history)
+        fill_dbapi(db, server, batches, "?")
     db.execute("ANALYZE")
     db.close()
+
+
+def fill_mariadb(uri: str, server: str, batches: list[tuple[int, list[dict[str, Any]],
+                                                             tuple[str, int] | None]]) -> None:
+    parts = urlsplit(uri)
+    db = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                         user=unquote(parts.username or "root"),
+                         password=unquote(parts.password or ""), database=parts.path[1:])
+    try:
+        fill_dbapi(db, server, batches, "%s")
+        db.commit()
+        with db.cursor() as cur:  # as InnoDB's automatic statistics would soon after a load
+            cur.execute("SHOW TABLES")
+            for (table,) in cur.fetchall():
+                cur.execute(f"ANALYZE TABLE `{table}`")
+                cur.fetchall()
+    finally:
+        db.close()
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -280,7 +315,11 @@ def measure(store: str, server: str, sizes: list[int], points: int, repeat: int,
             history_repeat: int) -> list[tuple[str, str, str, float, str]]:
     work = Path(tempfile.mkdtemp(prefix=f"perf-{server}-{store}-"))
     created_db = None
-    if store == "postgres":
+    if store == "mariadb":
+        uri = MY_DATABASES.create(f"perf_{server}", migrated=False)
+        if server == "stock":  # stock's default MySQL driver (mysqlclient) is not installed
+            uri = "mysql+pymysql://" + uri.removeprefix("mysql://")
+    elif store == "postgres":
         created_db = f"mlgate_perf_{server}_{uuid.uuid4().hex[:6]}"
         asyncio.run(_admin(f'CREATE DATABASE "{created_db}"'))
         dsn = dsn_for(created_db)
@@ -291,8 +330,7 @@ def measure(store: str, server: str, sizes: list[int], points: int, repeat: int,
     try:
         proc, url = start(server, uri, work)
     except BaseException:
-        if created_db:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{created_db}" WITH (FORCE)'))
+        _drop(store, uri, created_db)
         raise
     out = []
     try:
@@ -312,6 +350,8 @@ def measure(store: str, server: str, sizes: list[int], points: int, repeat: int,
         t0 = time.perf_counter()
         if store == "postgres":
             asyncio.run(fill_pg(dsn, server, batches))
+        elif store == "mariadb":
+            fill_mariadb(uri, server, batches)
         else:
             fill_sqlite(path, server, batches)
         print(f"  [{server}/{store}] filled in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -333,9 +373,18 @@ def measure(store: str, server: str, sizes: list[int], points: int, repeat: int,
         print(f"  [{server}/{store}] history {points}: {t * 1000:.1f} ms", flush=True)
     finally:
         stop(proc)
-        if created_db:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{created_db}" WITH (FORCE)'))
+        _drop(store, uri, created_db)
     return out
+
+
+MY_DATABASES = MyDatabases()
+
+
+def _drop(store: str, uri: str, created_db: str | None) -> None:
+    if store == "mariadb":
+        MY_DATABASES.drop(uri)
+    elif created_db:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{created_db}" WITH (FORCE)'))
 
 
 async def _admin(sql: str) -> None:
