@@ -226,6 +226,32 @@ async def test_log_batch_and_latest_metrics(metadata_store: MetadataStore) -> No
     assert Tag("t", "x") in run.tags
 
 
+async def test_metric_batch_keeps_values_and_keys_exactly(
+    metadata_store: MetadataStore,
+) -> None:
+    # Awkward keys and doubles at the edges of their range come back as logged, through
+    # a metric-only batch (the path the batcher takes for log-metric).
+    keys = ["it's", 'q"uote', "back\\slash", "per%cent", "%s", "é ﬀ 😀", "semi;colon"]
+    values = [5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308,
+              0.30000000000000004, 1 / 3, -2.5, 1e-300, 123456789.123456789]
+    run_id = await _run(metadata_store)
+    other = await _run(metadata_store, "other")
+    metrics = [Metric(k, v, 2**62 + i, -(2**62) + i)
+               for k in keys for i, v in enumerate(values)]
+    verdicts = await metadata_store.log_batches(
+        [RunWrite(run_id, metrics), RunWrite("0" * 32, [Metric("m", 1.0, 1, 1)]),
+         RunWrite(other, [Metric("m", 1.0, 1, 1)])])
+    assert verdicts[0] is None and verdicts[2] is None
+    assert isinstance(verdicts[1], errors.NotFound)
+    for k in keys:
+        history = (await metadata_store.get_metric_history(run_id, k)).items
+        assert [(m.value, m.timestamp, m.step) for m in history] == [
+            (v, 2**62 + i, -(2**62) + i) for i, v in enumerate(values)]
+    latest = {m.key: m for m in (await metadata_store.get_run(run_id)).metrics}
+    assert set(latest) == set(keys)
+    assert {m.value for m in latest.values()} == {values[-1]}
+
+
 async def test_one_batch_keeps_latest_as_points_one_by_one(
     metadata_store: MetadataStore,
 ) -> None:

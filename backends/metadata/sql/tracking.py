@@ -92,6 +92,28 @@ def stored_value(value: float) -> tuple[float, int]:
     return value, 0
 
 
+PreparedMetric = tuple[str, str, float, int, int, int]
+
+
+def prepared_metrics(
+    rows: Iterable[tuple[str, Metric]],
+) -> tuple[list[PreparedMetric], dict[tuple[str, str], PreparedMetric]]:
+    """Each (run id, metric) row as stored: (run id, key, value, is NaN, timestamp, step);
+    and by (run id, key), the batch's latest point of that series."""
+    prepared = []
+    # Latest = max of (step, timestamp, value), as stock keeps it: each series' batch
+    # maximum (the first of equals, as row-by-row upserts would keep) is upserted once.
+    latest: dict[tuple[str, str], PreparedMetric] = {}
+    for run_id, m in rows:
+        value, is_nan = stored_value(m.value)
+        row = (run_id, m.key, value, is_nan, m.timestamp, m.step)
+        prepared.append(row)
+        best = latest.get((run_id, m.key))
+        if best is None or (m.step, m.timestamp, value) > (best[5], best[4], best[2]):
+            latest[(run_id, m.key)] = row
+    return prepared, latest
+
+
 def loaded_value(value: float, is_nan: int) -> float:
     return math.nan if is_nan else value
 
@@ -676,17 +698,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
     ) -> None:
         """Upsert each (run, key) series with its latest point, then insert the points;
         identical points are skipped by the primary key."""
-        prepared = []
-        # Latest = max of (step, timestamp, value), as stock keeps it: each series' batch
-        # maximum (the first of equals, as row-by-row upserts would keep) is upserted once.
-        latest: dict[tuple[str, str], tuple[str, str, float, int, int, int]] = {}
-        for run_id, m in rows:
-            value, is_nan = stored_value(m.value)
-            row = (run_id, m.key, value, is_nan, m.timestamp, m.step)
-            prepared.append(row)
-            best = latest.get((run_id, m.key))
-            if best is None or (m.step, m.timestamp, value) > (best[5], best[4], best[2]):
-                latest[(run_id, m.key)] = row
+        prepared, latest = prepared_metrics(rows)
         await db.executemany(
             self._dialect.upsert(
                 "metric_series",
