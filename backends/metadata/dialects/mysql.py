@@ -328,8 +328,9 @@ _SERIES_ON_DUPLICATE = _rest.partition(") ")[2]
 
 def _double(value: float) -> str:
     # 17 significant digits in exponent form: a DOUBLE literal that reads back bit-exact
-    # (without the exponent the server would read a DECIMAL).
-    return f"{value:.16e}"
+    # (without the exponent the server would read a DECIMAL). float() so that nothing but
+    # a number can reach the statement's text.
+    return f"{float(value):.16e}"
 
 
 async def _script(raw: aiomysql.Connection, sql: str) -> list[list[Any]]:
@@ -525,7 +526,9 @@ class MysqlMetadataStore(PooledSqlStore):
         seven, three when a series is new: (1) begin, the runs' stages (under a shared lock,
         so the writes after see the same) and the series ids; (2) the series upsert, the
         points, commit. Values go inline, formatted here: PyMySQL's escaping of each
-        parameter cost more than the server's insert. Batches with params, tags or metrics
+        parameter cost more than the server's insert. Strings pass through PyMySQL's
+        escape_string (the session keeps backslash escapes and utf8mb4); numbers through
+        int() and float(). Batches with params, tags or metrics
         naming a logged model, or empty ones, take the general path."""
         if any(not w.metrics or w.params or w.tags or any(m.model_id for m in w.metrics)
                for w in writes):
@@ -580,7 +583,7 @@ class MysqlMetadataStore(PooledSqlStore):
         ids = {(r[0], r[1]): r[2] for r in known}
         new = sorted(k for k in latest if k not in ids)
         script = [f"{_SERIES_INSERT} VALUES " + ", ".join(  # key order: see _upsert_tags
-            f"({literal[k]}, {_double(r[2])}, {r[3]}, {r[4]}, {r[5]})"
+            f"({literal[k]}, {_double(r[2])}, {int(r[3])}, {int(r[4])}, {int(r[5])})"
             for k, r in sorted(latest.items())) + f" {_SERIES_ON_DUPLICATE}"]
         if new:  # their ids are needed for the points
             script.append(series_ids(new))
@@ -590,7 +593,8 @@ class MysqlMetadataStore(PooledSqlStore):
         points = sorted((ids[(r[0], r[1])], r[4], r[5], r[2], r[3]) for r in prepared)
         script.append(
             "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan) VALUES "
-            + ", ".join(f"({p[0]}, {p[1]}, {p[2]}, {_double(p[3])}, {p[4]})" for p in points)
+            + ", ".join(f"({int(p[0])}, {int(p[1])}, {int(p[2])}, {_double(p[3])}, {int(p[4])})"
+                        for p in points)
             + " ON DUPLICATE KEY UPDATE series_id = series_id")
         script.append("COMMIT")
         await _script(raw, "; ".join(script))
