@@ -41,7 +41,7 @@ from backends.metadata._migrations import load_migrations
 from backends.metadata.dialects._pool import PooledConnection
 from backends.metadata.dialects._pooled import PooledSqlStore, store_options
 from backends.metadata.interface.entities import RunWrite
-from backends.metadata.sql.connection import Cursor, UniqueViolation
+from backends.metadata.sql.connection import Cursor, FetchedCursor, UniqueViolation
 from backends.metadata.sql.dialect import Dialect, Returning
 from backends.metadata.sql.tracking import _run_unwritable, prepared_metrics
 from backends.registry import MYSQL_SCHEMES, redact_uri
@@ -120,20 +120,6 @@ def _row_class(names: tuple[str, ...]) -> type[_Row]:
     return type("Row", (_Row,), {"__slots__": (), "_names": {n: i for i, n in enumerate(names)}})
 
 
-class _Cursor:
-    __slots__ = ("_rows", "rowcount")
-
-    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    async def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    async def fetchall(self) -> Iterable[Any]:
-        return self._rows
-
-
 class _Connection(aiomysql.Connection):  # type: ignore[misc]
     """An aiomysql connection whose statements wait at most ``command_timeout`` seconds for
     the server (None: no limit), as asyncpg's ``command_timeout`` does: on a stalled network
@@ -198,9 +184,9 @@ class _Conn:
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
         cur, rowcount = await self._run(sql, parameters)
         if cur.description is None:
-            return _Cursor((), rowcount)
+            return FetchedCursor((), rowcount)
         make = _row_class(tuple(d[0] for d in cur.description))
-        return _Cursor([make(r) for r in await cur.fetchall()], rowcount)
+        return FetchedCursor([make(r) for r in await cur.fetchall()], rowcount)
 
     async def fetch_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         cur, _ = await self._run(sql, parameters)

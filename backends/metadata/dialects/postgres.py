@@ -31,7 +31,7 @@ from backends.metadata._migrations import load_migrations
 from backends.metadata.dialects._pooled import PooledSqlStore, store_options
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
 from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
-from backends.metadata.sql.connection import Connection, Cursor, Row, UniqueViolation
+from backends.metadata.sql.connection import Connection, Cursor, FetchedCursor, UniqueViolation
 from backends.metadata.sql.dialect import OnConflict, Returning
 from backends.metadata.sql.tracking import _run_unwritable, stored_value
 from backends.registry import POSTGRES_SCHEMES, redact_uri
@@ -82,20 +82,6 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else -1
 
 
-class _Cursor:
-    __slots__ = ("_rows", "rowcount")
-
-    def __init__(self, rows: list[Row], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    async def fetchone(self) -> Row | None:
-        return self._rows[0] if self._rows else None
-
-    async def fetchall(self) -> Iterable[Row]:
-        return self._rows
-
-
 class _Conn:
     """An asyncpg connection speaking :class:`backends.metadata.sql.tracking.Connection`."""
 
@@ -109,8 +95,8 @@ class _Conn:
         try:
             if returns_rows:
                 rows = await self.raw.fetch(text, *parameters)
-                return _Cursor(rows, len(rows))
-            return _Cursor([], _rowcount(await self.raw.execute(text, *parameters)))
+                return FetchedCursor(rows, len(rows))
+            return FetchedCursor([], _rowcount(await self.raw.execute(text, *parameters)))
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from exc
 

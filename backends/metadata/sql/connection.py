@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Connection", "Cursor", "Row", "UniqueViolation"]
+__all__ = ["Connection", "Cursor", "FetchedCursor", "Row", "UniqueViolation"]
 
 
 class Row(Protocol):
@@ -33,6 +33,22 @@ class Connection(Protocol):
         """Every row of a query as a positional sequence (no access by name): the lean
         way to read many rows."""
         ...
+
+
+class FetchedCursor:
+    """A :class:`Cursor` over rows already read, for drivers that return them all at once."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: Sequence[Row], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> Iterable[Row]:
+        return self._rows
 
 
 class UniqueViolation(Exception):
