@@ -220,9 +220,12 @@ def registry_calls(s: ModelsSession) -> list[Call]:
     name = (("name", MODEL_NAME),)
     return [
         Call("registered-models/get", "GET", f"{API}/registered-models/get", name),
-        Call("registered-models/search", "GET", f"{API}/registered-models/search"),
+        # By name: the shared stock server holds other tests' models too.
+        Call("registered-models/search", "GET", f"{API}/registered-models/search",
+             (("filter", f"name = '{MODEL_NAME}'"),)),
         Call("registered-models/search by tag", "GET", f"{API}/registered-models/search",
-             (("filter", "tags.team = 'ml'"), ("order_by", "timestamp DESC"))),
+             (("filter", f"tags.team = 'ml' and name = '{MODEL_NAME}'"),
+              ("order_by", "timestamp DESC"))),
         Call("model-versions/get 1", "GET", f"{API}/model-versions/get", (*name, ("version", "1"))),
         Call("model-versions/search", "GET", f"{API}/model-versions/search",
              (("filter", f"name = '{MODEL_NAME}'"),)),

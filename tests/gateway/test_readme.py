@@ -21,7 +21,7 @@ from conftest import MLGATE_START_TIMEOUT, free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-TEST_COMMAND = ".venv/bin/python -m pytest"
+TEST_COMMAND = ".venv/bin/python -m pytest -n 2 --dist loadfile"
 VENV_BIN = Path(sys.executable).parent  # the venv the tests run in: the README's .venv
 SHELL_BUILTINS = {"export", "cd", "source", "."}
 
