@@ -332,7 +332,9 @@ def _translate(exc: sqlite3.Error) -> errors.BackendError:
 
 class SqliteDialect(OnConflict, Returning):
     name = "sqlite"
-    insertion_order = "rowid"  # the implicit one
+    # The implicit rowid, unary plus: ordering by the bare rowid, SQLite would scan the whole
+    # table in rowid order rather than look the run ids up and sort the few rows found.
+    insertion_order = "+rowid"
 
     def placeholder(self, n: int) -> str:
         return "?"

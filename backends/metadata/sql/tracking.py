@@ -475,7 +475,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 tags.setdefault(r[0], []).append(Tag(r[1], r[2]))
             for r in await db.fetch_rows(
                 "SELECT run_id, key, latest_value, latest_is_nan, latest_timestamp, latest_step"
-                f" FROM metric_series WHERE run_id {marks} ORDER BY series_id", chunk):
+                f" FROM metric_series WHERE run_id {marks}"
+                f" ORDER BY {self._dialect.unindexed('series_id')}", chunk):
                 metrics.setdefault(r[0], []).append(
                     Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
                 )
@@ -519,8 +520,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         ]
 
     async def get_run(self, run_id: str) -> Run:
-        async with self._read() as db:
-            runs = await self._load_runs(db, [run_id])
+        runs = await self._in_read(lambda db: self._load_runs(db, [run_id]))
         if not runs:
             raise _run_missing(run_id)
         return runs[0]
@@ -857,7 +857,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 offset, visibility)
         numbers = tracking_search.build_search_runs_numbers_sql(*args) \
             if self._numbers_first_search else None
-        async with self._read() as db:
+
+        async def page(db: Connection) -> tuple[list[Run], bool]:
             await self._plan_for_these_values(db)
             ids: list[str] = []
             if numbers is not None:
@@ -866,8 +867,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 sql, params = tracking_search.build_search_runs_sql(*args)
                 ids = [row[0] for row in await db.fetch_rows(sql, params)]
             await self._plan_for_page_load(db)
-            runs = await self._load_runs(db, ids[:max_results])
-        token = search.encode_page_token(offset + max_results) if len(ids) > max_results else None
+            return await self._load_runs(db, ids[:max_results]), len(ids) > max_results
+
+        runs, more = await self._in_read(page)
+        token = search.encode_page_token(offset + max_results) if more else None
         return Page(runs, token)
 
     async def _plan_for_page_load(self, db: Connection) -> None:
