@@ -637,24 +637,28 @@ class MysqlMetadataStore(PooledSqlStore):
     async def _history_rows(
         self, db: Any, run_id: str, key: str, limit: int, offset: int
     ) -> list[Any]:
-        # Three JSON arrays that the server builds (bounded by the session's
-        # group_concat_max_len) and orjson parses, instead of a row per point through
-        # PyMySQL's pure-Python decoding. As on PostgreSQL, the aggregates read the page in
-        # its ORDER BY order: a derived table with a LIMIT is materialized in that order
-        # (an ORDER BY in each JSON_ARRAYAGG sorted the page three times).
+        # Each column as one comma-separated list that the server builds (bounded by the
+        # session's group_concat_max_len) and orjson parses as a JSON array, instead of a
+        # row per point through PyMySQL's pure-Python decoding. A plain DOUBLE column is
+        # printed with the digits that read back to the same double, but a CAST, IF or CASE
+        # around it cuts some to 22 characters ("-1.7976931348623157e30"): NaN is marked by
+        # its own list, sent only when the page has some. As on PostgreSQL, the aggregates
+        # read the page in its ORDER BY order: a derived table with a LIMIT is materialized
+        # in that order (an ORDER BY in each aggregate sorted the page once per list).
         rows = await db.fetch_rows(
-            "SELECT JSON_ARRAYAGG(timestamp), JSON_ARRAYAGG(step),"
-            " JSON_ARRAYAGG(CASE WHEN is_nan <> 0 THEN NULL ELSE value END)"
-            f" FROM (SELECT *{self._HISTORY_POINTS} LIMIT ? OFFSET ?) page",
+            "SELECT GROUP_CONCAT(timestamp), GROUP_CONCAT(step), GROUP_CONCAT(value),"
+            " IF(SUM(is_nan) > 0, GROUP_CONCAT(is_nan), NULL)"
+            f" FROM (SELECT timestamp, step, value, is_nan{self._HISTORY_POINTS}"
+            " LIMIT ? OFFSET ?) page",
             (run_id, key, limit, offset))
         if not rows or rows[0][0] is None:  # no points
             return []
-        stamps, steps, values = (orjson.loads(text) for text in rows[0])
+        stamps, steps, numbers = (orjson.loads(f"[{text}]") for text in rows[0][:3])
         # A whole double comes back as an integer ("2"): made a float again.
-        if None in values:
-            values = [v if v is None else float(v) for v in values]
-        else:
-            values = list(map(float, values))
+        values: list[float | None] = list(map(float, numbers))
+        if rows[0][3] is not None:
+            values = [None if nan else v
+                      for v, nan in zip(values, orjson.loads(f"[{rows[0][3]}]"), strict=True)]
         return list(zip(stamps, steps, values, strict=True))
 
     # -- schema ------------------------------------------------------------------------------
