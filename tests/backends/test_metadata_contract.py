@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
+import string
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +26,7 @@ from backends.metadata.interface.entities import (
     DatasetInput,
     DatasetSummary,
     Metric,
+    ModelInput,
     ModelOutput,
     Param,
     RunWrite,
@@ -630,6 +633,65 @@ async def test_search_runs_filter_order_and_pages(metadata_store: MetadataStore)
         await metadata_store.search_runs([exp_id], filter_string="metrics.acc > 1 OR x")
     with pytest.raises(errors.InvalidArgument):
         await metadata_store.search_runs([exp_id], page_token="!!not-a-token")
+
+
+async def test_search_page_loads_each_run_whole_and_exact(
+    metadata_store: MetadataStore,
+) -> None:
+    """A page of runs comes back as logged: awkward text in params and tags, doubles
+    bit-exact (±0 aside, which MariaDB does not keep) and still floats, in logged order,
+    and inputs and outputs on exactly the runs that have them (the network stores load a
+    page in one statement, through JSON or arrays)."""
+    exp_id = await metadata_store.create_experiment("whole", artifact_root=ROOT)
+    texts = ['q"uote', "back\\slash", "it's", "é ﬀ 😀", "line\nbreak\ttab", '{"a": [1]}',
+             "%s", "", " trailing "]
+    values = [0.1 + 0.2, 1e308, -0.0, 2.0, -3.0, 5e-324, 1e16, 123456789012345680.0,
+              -1e-300, 1 / 3, math.inf, -math.inf, math.nan]
+    run_ids = [(await metadata_store.create_run(exp_id, user_id="u", run_name=f"r{i}",
+                                                start_time=i)).info.run_id for i in range(3)]
+    rich, with_inputs, with_output = run_ids
+    # Keys in the reverse of their sorted order: params and tags logged in two batches,
+    # metrics one by one (a batch creates its new series in key order).
+    params = [Param(f"p{9 - i}{t}", t) for i, t in enumerate(texts)]
+    tags = [Tag(f"t{9 - i}{t}", t) for i, t in enumerate(texts)]
+    # Then enough incompressible text to fill PostgreSQL's first page of the table.
+    rnd = random.Random(7)
+    tags += [Tag(f"fill{9 - i}", "".join(rnd.choices(string.ascii_letters, k=1500)))
+             for i in range(10)]
+    metrics = [Metric(f"m{99 - i}", v, 2**62 + i, -(2**40) - i) for i, v in enumerate(values)]
+    for half in (slice(None, 4), slice(4, None)):
+        await metadata_store.log_batch(rich, params=params[half], tags=tags[half])
+    for m in metrics:
+        await metadata_store.log_batch(rich, metrics=[m])
+    # Setting a tag again keeps its place, though PostgreSQL moves its row to another page.
+    await metadata_store.log_batch(rich, tags=[tags[0], tags[len(texts)]])
+    ds = DatasetInput(Dataset("train", "d1", "local", '{"uri": "x"}'),
+                      (Tag("mlflow.data.context", "training"),))
+    model = await metadata_store.create_logged_model(exp_id, name="m")
+    await metadata_store.log_inputs(with_inputs, datasets=[ds],
+                                    models=[ModelInput(model.model_id)])
+    await metadata_store.log_outputs(with_output, [ModelOutput(model.model_id, 7)])
+
+    page = await metadata_store.search_runs([exp_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.run_id for r in page.items] == run_ids
+    for run in page.items:
+        assert run == await metadata_store.get_run(run.info.run_id)
+    got = page.items[0]
+    assert got.params == tuple(params)
+    assert got.tags == (Tag("mlflow.runName", "r0"), *tags)
+    assert [(m.key, m.timestamp, m.step) for m in got.metrics] == [
+        (m.key, m.timestamp, m.step) for m in metrics]
+    stored = [max(min(v, 1.7976931348623157e308), -1.7976931348623157e308) for v in values]
+    for m, want in zip(got.metrics, stored, strict=True):
+        assert type(m.value) is float, m
+        assert m.value == want or (math.isnan(want) and math.isnan(m.value)), (m, want)
+    assert (got.dataset_inputs, got.model_inputs, got.model_outputs) == ((), (), ())
+    assert page.items[1].dataset_inputs == (ds,)
+    assert page.items[1].model_inputs == (ModelInput(model.model_id),)
+    assert page.items[1].model_outputs == ()
+    assert page.items[2].model_outputs == (ModelOutput(model.model_id, 7),)
+    assert (page.items[2].dataset_inputs, page.items[2].model_inputs) == ((), ())
+    assert page.items[2].params == () and page.items[2].metrics == ()
 
 
 @pytest.mark.parametrize("ascending", [True, False])

@@ -40,10 +40,18 @@ from backends import errors
 from backends.metadata._migrations import load_migrations
 from backends.metadata.dialects._pool import PooledConnection
 from backends.metadata.dialects._pooled import PooledSqlStore, store_options
-from backends.metadata.interface.entities import RunWrite
+from backends.metadata.interface.entities import Metric, Param, RunWrite, Tag
 from backends.metadata.sql.connection import Cursor, FetchedCursor, UniqueViolation
 from backends.metadata.sql.dialect import Dialect, Returning
-from backends.metadata.sql.tracking import _run_unwritable, prepared_metrics
+from backends.metadata.sql.tracking import (
+    RUN_INFO_COLUMNS,
+    RunCore,
+    _chunks,
+    _run_unwritable,
+    loaded_value,
+    prepared_metrics,
+    run_info,
+)
 from backends.registry import MYSQL_SCHEMES, redact_uri
 
 __all__ = ["MARIADB", "MariaDbDialect", "MysqlMetadataStore"]
@@ -319,6 +327,26 @@ def _double(value: float) -> str:
     return f"{float(value):.16e}"
 
 
+# A page of runs in one statement: each run's params, tags and latest metrics as one JSON
+# array each, parsed by orjson, instead of a query (a round trip) per table and a row per
+# value through PyMySQL's decoding. The server prints a double in JSON with the shortest
+# digits that read back to the same double (a whole one as an integer: "2").
+_LOAD_RUNS = (
+    f"SELECT {RUN_INFO_COLUMNS},"
+    " (SELECT JSON_ARRAYAGG(JSON_ARRAY(`key`, value) ORDER BY rowid)"
+    " FROM run_params x WHERE x.run_id = r.run_id),"
+    " (SELECT JSON_ARRAYAGG(JSON_ARRAY(`key`, value) ORDER BY rowid)"
+    " FROM run_tags x WHERE x.run_id = r.run_id),"
+    " (SELECT JSON_ARRAYAGG(JSON_ARRAY(`key`, latest_value, latest_is_nan, latest_timestamp,"
+    " latest_step) ORDER BY series_id) FROM metric_series x WHERE x.run_id = r.run_id),"
+    # Whether the run may have dataset or model inputs or outputs: few runs have any, and
+    # only for those are their queries made.
+    " (EXISTS (SELECT 1 FROM run_dataset_inputs x WHERE x.run_id = r.run_id)"
+    " OR EXISTS (SELECT 1 FROM run_model_inputs x WHERE x.run_id = r.run_id)"
+    " OR EXISTS (SELECT 1 FROM run_model_outputs x WHERE x.run_id = r.run_id))"
+    " FROM runs r WHERE r.run_id IN ({marks})")
+
+
 async def _script(raw: aiomysql.Connection, sql: str) -> list[list[Any]]:
     """Run ``sql`` (statements separated by ';', values inlined) in one round trip; the
     rows of each statement that returns some."""
@@ -588,27 +616,49 @@ class MysqlMetadataStore(PooledSqlStore):
 
     # -- reads -----------------------------------------------------------------------------
 
+    async def _load_run_cores(self, db: Any, run_ids: Sequence[str]) -> dict[str, RunCore]:
+        cores: dict[str, RunCore] = {}
+        loads = orjson.loads
+        for ids in _chunks(list(run_ids)):
+            for r in await db.fetch_rows(
+                    _LOAD_RUNS.format(marks=", ".join("?" * len(ids))), ids):
+                metrics = () if r[11] is None else tuple(
+                    Metric(k, loaded_value(float(v), n), ts, step)
+                    for k, v, n, ts, step in loads(r[11]))
+                cores[r[0]] = (
+                    run_info(r),
+                    () if r[9] is None else tuple(Param(k, v) for k, v in loads(r[9])),
+                    () if r[10] is None else tuple(Tag(k, v) for k, v in loads(r[10])),
+                    metrics,
+                    bool(r[12]),
+                )
+        return cores
+
     async def _history_rows(
         self, db: Any, run_id: str, key: str, limit: int, offset: int
     ) -> list[Any]:
-        # Three JSON arrays that the server builds (bounded by the session's
-        # group_concat_max_len) and orjson parses, instead of a row per point through
-        # PyMySQL's pure-Python decoding. As on PostgreSQL, the aggregates read the page in
-        # its ORDER BY order: a derived table with a LIMIT is materialized in that order
-        # (an ORDER BY in each JSON_ARRAYAGG sorted the page three times).
+        # Each column as one comma-separated list that the server builds (bounded by the
+        # session's group_concat_max_len) and orjson parses as a JSON array, instead of a
+        # row per point through PyMySQL's pure-Python decoding. A plain DOUBLE column is
+        # printed with the digits that read back to the same double, but a CAST, IF or CASE
+        # around it cuts some to 22 characters ("-1.7976931348623157e30"): NaN is marked by
+        # its own list, sent only when the page has some. As on PostgreSQL, the aggregates
+        # read the page in its ORDER BY order: a derived table with a LIMIT is materialized
+        # in that order (an ORDER BY in each aggregate sorted the page once per list).
         rows = await db.fetch_rows(
-            "SELECT JSON_ARRAYAGG(timestamp), JSON_ARRAYAGG(step),"
-            " JSON_ARRAYAGG(CASE WHEN is_nan <> 0 THEN NULL ELSE value END)"
-            f" FROM (SELECT *{self._HISTORY_POINTS} LIMIT ? OFFSET ?) page",
+            "SELECT GROUP_CONCAT(timestamp), GROUP_CONCAT(step), GROUP_CONCAT(value),"
+            " IF(SUM(is_nan) > 0, GROUP_CONCAT(is_nan), NULL)"
+            f" FROM (SELECT timestamp, step, value, is_nan{self._HISTORY_POINTS}"
+            " LIMIT ? OFFSET ?) page",
             (run_id, key, limit, offset))
         if not rows or rows[0][0] is None:  # no points
             return []
-        stamps, steps, values = (orjson.loads(text) for text in rows[0])
+        stamps, steps, numbers = (orjson.loads(f"[{text}]") for text in rows[0][:3])
         # A whole double comes back as an integer ("2"): made a float again.
-        if None in values:
-            values = [v if v is None else float(v) for v in values]
-        else:
-            values = list(map(float, values))
+        values: list[float | None] = list(map(float, numbers))
+        if rows[0][3] is not None:
+            values = [None if nan else v
+                      for v, nan in zip(values, orjson.loads(f"[{rows[0][3]}]"), strict=True)]
         return list(zip(stamps, steps, values, strict=True))
 
     # -- schema ------------------------------------------------------------------------------

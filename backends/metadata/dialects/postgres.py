@@ -30,10 +30,17 @@ from backends import errors
 from backends.metadata._migrations import load_migrations
 from backends.metadata.dialects._pooled import PooledSqlStore, store_options
 from backends.metadata.interface.auth_entities import AUDIT_FIELDS, AuditRow
-from backends.metadata.interface.entities import LifecycleStage, Metric, RunWrite
+from backends.metadata.interface.entities import LifecycleStage, Metric, Param, RunWrite, Tag
 from backends.metadata.sql.connection import Connection, Cursor, FetchedCursor, UniqueViolation
 from backends.metadata.sql.dialect import OnConflict, Returning
-from backends.metadata.sql.tracking import _run_unwritable, stored_value
+from backends.metadata.sql.tracking import (
+    RUN_INFO_COLUMNS,
+    RunCore,
+    _run_unwritable,
+    loaded_value,
+    run_info,
+    stored_value,
+)
 from backends.registry import POSTGRES_SCHEMES, redact_uri
 
 __all__ = ["POSTGRES", "PostgresDialect", "PostgresMetadataStore"]
@@ -270,6 +277,37 @@ async def _copy_imported_points(db: Connection, points: list[tuple[Any, ...]]) -
     await raw.copy_records_to_table("mlgate_import_points", records=points, columns=columns)
     await raw.execute("INSERT INTO metric_points SELECT * FROM mlgate_import_points"
                       " ON CONFLICT DO NOTHING")
+
+
+# A page of runs in one statement, one row of arrays (each table's rows column by column:
+# asyncpg decodes an array in one go, in binary, so doubles come back bit-exact), each
+# table read off its run-id key as its own query would; the rows' insertion order (rowid,
+# series_id) comes along, to sort by here rather than in one sort per aggregate. Then the
+# ids of the runs that have inputs or outputs.
+_IN_PAGE = "run_id = ANY($1::text::text[])"
+_LOAD_RUNS = (
+    "SELECT * FROM (SELECT " + ", ".join(f"array_agg({c})" for c in RUN_INFO_COLUMNS.split(", "))
+    + f" FROM runs r WHERE {_IN_PAGE}) r,"
+    " (SELECT array_agg(rowid), array_agg(run_id), array_agg(key), array_agg(value)"
+    f" FROM run_params WHERE {_IN_PAGE}) p,"
+    " (SELECT array_agg(rowid), array_agg(run_id), array_agg(key), array_agg(value)"
+    f" FROM run_tags WHERE {_IN_PAGE}) t,"
+    " (SELECT array_agg(series_id), array_agg(run_id), array_agg(key), array_agg(latest_value),"
+    " array_agg(latest_is_nan), array_agg(latest_timestamp), array_agg(latest_step)"
+    f" FROM metric_series WHERE {_IN_PAGE}) m,"
+    f" (SELECT array_agg(run_id) FROM (SELECT run_id FROM run_dataset_inputs WHERE {_IN_PAGE}"
+    f" UNION SELECT run_id FROM run_model_inputs WHERE {_IN_PAGE}"
+    f" UNION SELECT run_id FROM run_model_outputs WHERE {_IN_PAGE}) x) l")
+
+
+def _by_run(columns: Sequence[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """Rows given as arrays (order, run id, the rest...): by run id, each run's rows
+    (the rest) in order."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    if columns[0] is not None:  # array_agg of no rows is NULL
+        for row in sorted(zip(*columns, strict=True)):
+            out.setdefault(row[1], []).append(row[2:])
+    return out
 
 
 class PostgresDialect(OnConflict, Returning):
@@ -514,6 +552,25 @@ class PostgresMetadataStore(PooledSqlStore):
         await db.raw.execute(_INSERT_POINTS, *arrays)
 
     # -- reads -----------------------------------------------------------------------------
+
+    async def _load_run_cores(self, db: Connection, run_ids: Sequence[str]) -> dict[str, RunCore]:
+        assert isinstance(db, _Conn)
+        row = await db.raw.fetchrow(_LOAD_RUNS, _text_array(run_ids))
+        if row is None or row[0] is None:
+            return {}
+        params, tags = _by_run(row[9:13]), _by_run(row[13:17])
+        metrics, linked = _by_run(row[17:24]), set(row[24] or ())
+        return {
+            info[0]: (
+                run_info(info),
+                tuple(Param(k, v) for k, v in params.get(info[0], ())),
+                tuple(Tag(k, v) for k, v in tags.get(info[0], ())),
+                tuple(Metric(k, loaded_value(v, n), ts, step)
+                      for k, v, n, ts, step in metrics.get(info[0], ())),
+                info[0] in linked,
+            )
+            for info in zip(*row[:9], strict=True)
+        }
 
     async def _history_rows(
         self, db: Connection, run_id: str, key: str, limit: int, offset: int

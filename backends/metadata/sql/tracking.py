@@ -54,7 +54,8 @@ from backends.metadata.sql.dialect import Dialect
 from backends.metadata.sql.gc import SqlGcMixin
 from backends.metadata.sql.registry import SqlRegistryMixin
 
-__all__ = ["SqlMetadataStore", "series_points"]
+__all__ = ["RUN_INFO_COLUMNS", "RunCore", "SqlMetadataStore", "run_info",
+           "series_points"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 500  # ids per IN (...) list
@@ -93,6 +94,13 @@ def stored_value(value: float) -> tuple[float, int]:
 
 
 PreparedMetric = tuple[str, str, float, int, int, int]
+# A run as a page loads it first: its info, params and tags (in insertion order), latest
+# metrics (in series order), and whether it may have dataset or model inputs or outputs
+# (when False, no query for them is made).
+RunCore = tuple[RunInfo, tuple[Param, ...], tuple[Tag, ...], tuple[Metric, ...], bool]
+# The columns of a RunInfo, from the runs table as ``r``.
+RUN_INFO_COLUMNS = ("r.run_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time,"
+                    " r.end_time, r.artifact_uri, r.lifecycle_stage")
 
 
 def prepared_metrics(
@@ -116,6 +124,13 @@ def prepared_metrics(
 
 def loaded_value(value: float, is_nan: int) -> float:
     return math.nan if is_nan else value
+
+
+def run_info(r: Sequence[Any]) -> RunInfo:
+    """The RunInfo of a row that starts with :data:`RUN_INFO_COLUMNS`."""
+    return RunInfo(run_id=r[0], experiment_id=str(r[1]), run_name=r[2], user_id=r[3],
+                   status=r[4], start_time=r[5], end_time=r[6], artifact_uri=r[7],
+                   lifecycle_stage=r[8])
 
 
 def _check_experiment_count(experiment_ids: Sequence[str]) -> None:
@@ -439,32 +454,38 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         return runs[0]
 
     async def _load_runs(self, db: Connection, run_ids: Sequence[str]) -> list[Run]:
+        cores = await self._load_run_cores(db, run_ids)
+        linked = [rid for rid in dict.fromkeys(run_ids) if rid in cores and cores[rid][4]]
+        dataset_inputs, model_inputs, model_outputs = await self._load_run_links(db, linked)
+        return [
+            Run(
+                info=cores[rid][0],
+                metrics=cores[rid][3],
+                params=cores[rid][1],
+                tags=cores[rid][2],
+                dataset_inputs=tuple(dataset_inputs.get(rid, ())),
+                model_inputs=tuple(model_inputs.get(rid, ())),
+                model_outputs=tuple(model_outputs.get(rid, ())),
+            )
+            for rid in run_ids
+            if rid in cores
+        ]
+
+    async def _load_run_cores(self, db: Connection, run_ids: Sequence[str]) -> dict[str, RunCore]:
+        """By run id, each existing run's :data:`RunCore`. This one reads each table with
+        a query of its own and flags every run as linked; a network store overrides it with
+        one statement per page, as a round trip there costs more than the queries."""
         infos: dict[str, RunInfo] = {}
         params: dict[str, list[Param]] = {}
         tags: dict[str, list[Tag]] = {}
         metrics: dict[str, list[Metric]] = {}
-        dataset_inputs: dict[str, list[DatasetInput]] = {}
-        model_inputs: dict[str, list[ModelInput]] = {}
-        model_outputs: dict[str, list[ModelOutput]] = {}
         # fetch_rows (positional rows) where names are not needed: a search loads up to
         # 1000 runs this way, and SQLite then makes one trip to its thread per query.
         for ids in _chunks(list(run_ids)):
             marks, chunk = self._dialect.among(ids)
             for r in await db.fetch_rows(
-                "SELECT run_id, experiment_id, run_name, user_id, status, start_time, end_time,"
-                f" artifact_uri, lifecycle_stage FROM runs WHERE run_id {marks}", chunk
-            ):
-                infos[r[0]] = RunInfo(
-                    run_id=r[0],
-                    experiment_id=str(r[1]),
-                    run_name=r[2],
-                    user_id=r[3],
-                    status=r[4],
-                    start_time=r[5],
-                    end_time=r[6],
-                    artifact_uri=r[7],
-                    lifecycle_stage=r[8],
-                )
+                    f"SELECT {RUN_INFO_COLUMNS} FROM runs r WHERE run_id {marks}", chunk):
+                infos[r[0]] = run_info(r)
             for r in await db.fetch_rows(
                 f"SELECT run_id, key, value FROM run_params WHERE run_id {marks}"
                 f" ORDER BY {self._dialect.insertion_order}", chunk):
@@ -480,6 +501,18 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 metrics.setdefault(r[0], []).append(
                     Metric(r[1], loaded_value(r[2], r[3]), r[4], r[5])
                 )
+        return {rid: (info, tuple(params.get(rid, ())), tuple(tags.get(rid, ())),
+                      tuple(metrics.get(rid, ())), True) for rid, info in infos.items()}
+
+    async def _load_run_links(self, db: Connection, run_ids: Sequence[str]) -> tuple[
+        dict[str, list[DatasetInput]], dict[str, list[ModelInput]], dict[str, list[ModelOutput]]
+    ]:
+        """By run id, the dataset inputs, model inputs and model outputs of ``run_ids``."""
+        dataset_inputs: dict[str, list[DatasetInput]] = {}
+        model_inputs: dict[str, list[ModelInput]] = {}
+        model_outputs: dict[str, list[ModelOutput]] = {}
+        for ids in _chunks(list(run_ids)):
+            marks, chunk = self._dialect.among(ids)
             cur = await db.execute(
                 "SELECT i.run_id, d.*, i.position FROM run_dataset_inputs i"
                 " JOIN datasets d ON d.dataset_id = i.dataset_id"
@@ -505,19 +538,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                 f"SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id {marks}"
                 " ORDER BY step, model_id", chunk):
                 model_outputs.setdefault(r[0], []).append(ModelOutput(r[1], r[2]))
-        return [
-            Run(
-                info=infos[rid],
-                metrics=tuple(metrics.get(rid, ())),
-                params=tuple(params.get(rid, ())),
-                tags=tuple(tags.get(rid, ())),
-                dataset_inputs=tuple(dataset_inputs.get(rid, ())),
-                model_inputs=tuple(model_inputs.get(rid, ())),
-                model_outputs=tuple(model_outputs.get(rid, ())),
-            )
-            for rid in run_ids
-            if rid in infos
-        ]
+        return dataset_inputs, model_inputs, model_outputs
 
     async def get_run(self, run_id: str) -> Run:
         runs = await self._in_read(lambda db: self._load_runs(db, [run_id]))
