@@ -66,6 +66,8 @@ _HIDDEN = re.compile(r"^\..*\.mlgate-tmp-[0-9a-f]{32}$|^\.artifact\.uploading\."
 # Keeps ".<name>.mlgate-tmp-<32 hex>" under NAME_MAX (255) for any legal name.
 _TMP_NAME_MAX = 180
 _OWNER = re.compile(r"^[0-9a-f]{32}$")
+# Buffers one writev takes; more is EINVAL. A batch of many small chunks is written in parts.
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
 
 def _is_hidden(name: str) -> bool:
@@ -393,15 +395,16 @@ class LocalArtifactStore(ArtifactStore):
     @staticmethod
     def _write(staged: _Staged, chunks: list[bytes]) -> None:
         views = [memoryview(c) for c in chunks]
+        i = 0
         with _translating(staged.path):
-            while views:
-                written = os.writev(staged.fd, views)
+            while i < len(views):
+                written = os.writev(staged.fd, views[i : i + _IOV_MAX])
                 # A short write leaves the tail of some chunk; carry on from there.
-                while views and written >= len(views[0]):
-                    written -= len(views[0])
-                    views.pop(0)
-                if views and written:
-                    views[0] = views[0][written:]
+                while i < len(views) and written >= len(views[i]):
+                    written -= len(views[i])
+                    i += 1
+                if written:
+                    views[i] = views[i][written:]
 
     @staticmethod
     def _hash(staged: _Staged, chunks: list[bytes]) -> None:

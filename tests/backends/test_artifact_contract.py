@@ -291,6 +291,16 @@ async def test_sha256_is_recorded_while_streaming(artifact_store: ArtifactStore)
         assert stream.sha256 == hashlib.sha256(b"small").hexdigest()
 
 
+async def test_many_small_chunks(artifact_store: ArtifactStore) -> None:
+    # A body trickling in, or sent as small HTTP chunks, reaches the store as many small
+    # pieces: more of them in one batch than writev takes (IOV_MAX, 1024 on Linux).
+    data = os.urandom(2 * MIB + 5)
+    assert await artifact_store.put("small/pieces.bin", _chunks(data, 500)) == len(data)
+    assert await _read(artifact_store, "small/pieces.bin") == data
+    async with artifact_store.get("small/pieces.bin") as stream:
+        assert stream.sha256 == hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.parametrize("size", [100, 6 * MIB + 3])
 async def test_announced_sha256_is_checked(artifact_store: ArtifactStore, size: int) -> None:
     data = os.urandom(size)
