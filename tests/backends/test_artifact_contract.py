@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from object_stores import STORE_KINDS, open_test_store
 
 from backends import errors
+from backends.artifacts import local as local_store
 from backends.artifacts.azure import AzureArtifactStore
 from backends.artifacts.base import (
     ArtifactStore,
@@ -291,6 +293,16 @@ async def test_sha256_is_recorded_while_streaming(artifact_store: ArtifactStore)
         assert stream.sha256 == hashlib.sha256(b"small").hexdigest()
 
 
+async def test_many_small_chunks(artifact_store: ArtifactStore) -> None:
+    # A body trickling in, or sent as small HTTP chunks, reaches the store as many small
+    # pieces: more of them in one batch than writev takes (IOV_MAX, 1024 on Linux).
+    data = os.urandom(2 * MIB + 5)
+    assert await artifact_store.put("small/pieces.bin", _chunks(data, 500)) == len(data)
+    assert await _read(artifact_store, "small/pieces.bin") == data
+    async with artifact_store.get("small/pieces.bin") as stream:
+        assert stream.sha256 == hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.parametrize("size", [100, 6 * MIB + 3])
 async def test_announced_sha256_is_checked(artifact_store: ArtifactStore, size: int) -> None:
     data = os.urandom(size)
@@ -378,6 +390,31 @@ async def test_failed_and_cancelled_uploads_leave_no_pending_parts(
 
 def _files_on_disk(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+async def test_local_starts_writeback_while_uploading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The binding must load and accept its arguments: a broken one would only make the
+    # final fsync slow again, which no other test notices.
+    assert local_store._SYNC_FILE_RANGE is not None
+    started: list[tuple[int, int, int]] = []
+
+    def record(fd: int, offset: int, length: int) -> None:
+        assert local_store._SYNC_FILE_RANGE is not None
+        assert local_store._SYNC_FILE_RANGE(fd, offset, length, 2) == 0
+        started.append((offset, length, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(local_store, "_start_writeback", record)
+    store = LocalArtifactStore.from_uri(str(tmp_path / "a"))
+    data = os.urandom(4 * local_store.WRITEBACK_STEP + 5)
+    await store.put("wb/big.bin", _chunks(data, 100_003))
+    # Contiguous ranges from 0, each already written, while the upload was in progress.
+    assert [s[0] for s in started] == [0, *(s[0] + s[1] for s in started[:-1])]
+    assert all(size >= offset + length for offset, length, size in started)
+    assert len(started) >= 3
+    assert (tmp_path / "a" / "wb" / "big.bin").read_bytes() == data
 
 
 async def test_local_failed_and_cancelled_uploads_leave_no_temp_files(tmp_path: Path) -> None:

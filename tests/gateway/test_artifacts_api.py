@@ -89,6 +89,22 @@ async def test_put_then_get_streams_both_ways(client: Client, tmp_path: Path) ->
     assert got.digest() == digest.digest()
 
 
+async def test_upload_in_small_http_chunks(client: Client, tmp_path: Path) -> None:
+    # Each HTTP chunk reaches the store as a piece of its own: thousands of them per batch.
+    data = os.urandom(5 * MIB // 2 + 3)
+
+    async def small() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 700):
+            yield data[i : i + 700]
+
+    resp = await client.put(f"{A}/1/r/artifacts/small.bin", data=small())
+    assert resp.status == 200, await resp.text()
+    assert (tmp_path / "art/1/r/artifacts/small.bin").read_bytes() == data
+    resp = await client.get(f"{A}/1/r/artifacts/small.bin")
+    assert resp.headers["X-MLgate-SHA256"] == hashlib.sha256(data).hexdigest()
+    assert await resp.read() == data
+
+
 @pytest.mark.parametrize(("name", "ctype"), [
     ("notes.txt", "text/plain"),
     ("conf.yaml", "text/plain"),
@@ -384,6 +400,12 @@ async def test_client_disconnect_mid_upload_leaves_nothing(
             {"path": "big.bin", "is_dir": False, "file_size": 11},
             {"path": "keep.txt", "is_dir": False, "file_size": 4},
         ]}
+        # The same paths take a whole upload afterwards, with its checksum.
+        data = os.urandom(3 * MIB + 1)
+        assert (await http.put(f"{A}/d/big.bin", data=io.BytesIO(data))).status == 200
+        resp = await http.get(f"{A}/d/big.bin")
+        assert resp.headers["X-MLgate-SHA256"] == hashlib.sha256(data).hexdigest()
+        assert await resp.read() == data
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

@@ -105,9 +105,14 @@ def _free_port() -> int:
         return port
 
 
-def _servers(work: Path, mlflow_bin: str | None) -> list[Server]:
+SERVERS = ("mlgate", "bare aiohttp", "stock mlflow")
+
+
+def _servers(work: Path, mlflow_bin: str | None, only: list[str]) -> list[Server]:
     out = []
-    for name in ("mlgate", "bare aiohttp", "stock mlflow"):
+    for name in SERVERS:
+        if name.split()[0] not in only:
+            continue
         slug = name.split()[0]
         dest, tmp = work / f"{slug}-artifacts", work / f"{slug}-tmp"
         dest.mkdir()
@@ -202,6 +207,16 @@ class Sampler:
                 total += proc.memory_info().rss
         return total
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system, all threads) used so far by the process tree: less
+        swayed than MB/s by other work on a shared machine."""
+        total = 0.0
+        for proc in [self._root, *self._root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
     def _tmp_bytes(self) -> int:
         total = 0
         for dirpath, _dirs, files in os.walk(self._tmpdir):
@@ -286,6 +301,7 @@ class Result:
     server: str
     up: list[float] = field(default_factory=list)  # MB/s
     down: list[float] = field(default_factory=list)
+    up_cpu: list[float] = field(default_factory=list)  # server CPU seconds per GiB uploaded
     peak_rss: int = 0
     idle_rss: int = 0
     sha_ok: bool = True
@@ -306,7 +322,9 @@ async def _bench(server: Server, source: Path, sha: str, repeat: int) -> Result:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 for i in range(repeat):
                     key = f"perf/{i}/blob.bin"
+                    cpu = sampler.cpu()
                     up = await _upload(http, server.url(key), source)
+                    result.up_cpu.append((sampler.cpu() - cpu) * 1024 * MIB / size)
                     stored = server.stored(key)
                     stored_ok = await asyncio.to_thread(_sha256_file, stored) == sha
                     down, got, received = await _download(http, server.url(key))
@@ -326,7 +344,8 @@ async def _bench(server: Server, source: Path, sha: str, repeat: int) -> Result:
 
 
 def _table(results: list[Result], size_mib: int, repeat: int) -> str:
-    head = (f"{'server':<14} {'up MB/s':>9} {'down MB/s':>10} {'peak RSS MB':>12} "
+    head = (f"{'server':<14} {'up MB/s':>9} {'up CPU s/GiB':>13} {'down MB/s':>10} "
+            f"{'peak RSS MB':>12} "
             f"{'idle RSS MB':>12} {'tmp outside dest':>17} {'sha256 ok':>10}")
     lines = [f"{size_mib} MiB file, median of {repeat}", head, "-" * len(head)]
     for r in results:
@@ -335,13 +354,23 @@ def _table(results: list[Result], size_mib: int, repeat: int) -> str:
             continue
         tmp = f"{r.tmp_bytes / MIB:.0f} MiB" if r.tmp_bytes else "none"
         lines.append(
-            f"{r.server:<14} {statistics.median(r.up):>9.0f} {statistics.median(r.down):>10.0f} "
+            f"{r.server:<14} {statistics.median(r.up):>9.0f} "
+            f"{statistics.median(r.up_cpu):>13.2f} {statistics.median(r.down):>10.0f} "
             f"{r.peak_rss / MIB:>12.0f} {r.idle_rss / MIB:>12.0f} {tmp:>17} "
             f"{'yes' if r.sha_ok else 'NO':>10}"
         )
         if r.error:
             lines.append(f"{'':<14} then failed: {r.error}")
+    by_name = {r.server: r for r in results if r.up}
+    if "mlgate" in by_name and "bare aiohttp" in by_name:
+        gate, bare = by_name["mlgate"], by_name["bare aiohttp"]
+        lines.append(f"mlgate / bare aiohttp: up {_ratio(gate.up, bare.up)}, "
+                     f"down {_ratio(gate.down, bare.down)}")
     return "\n".join(lines)
+
+
+def _ratio(ours: list[float], ceiling: list[float]) -> str:
+    return f"{statistics.median(ours) / statistics.median(ceiling):.0%}"
 
 
 @contextlib.contextmanager
@@ -363,7 +392,8 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"generating {args.size_mib} MiB of random data in {work} ...", flush=True)
         sha = await asyncio.to_thread(_make_file, source, size)
         results = []
-        for server in _servers(work, _find_mlflow(args.mlflow_bin)):
+        mlflow_bin = _find_mlflow(args.mlflow_bin) if "stock" in args.servers else None
+        for server in _servers(work, mlflow_bin, args.servers):
             print(f"benchmarking {server.name} ...", flush=True)
             results.append(await _bench(server, source, sha, args.repeat))
         print()
@@ -382,6 +412,9 @@ def main() -> int:
     parser.add_argument("--mlflow-bin", help="the stock `mlflow` executable (default: the "
                         "one next to this Python, else on PATH)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--servers", nargs="+", choices=[n.split()[0] for n in SERVERS],
+                        default=[n.split()[0] for n in SERVERS],
+                        help="which servers to run (default: all three)")
     return asyncio.run(_main(parser.parse_args()))
 
 
