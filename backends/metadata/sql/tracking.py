@@ -188,10 +188,10 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             return await body(db)
 
     async def _in_read(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
-        """``body`` run in one read snapshot (``_read``). SQLite runs it on its reader's
-        thread in one call, so that many small statements cost no trip each."""
+        """``body`` run in one read snapshot (``_read``)."""
         async with self._read() as db:
             return await body(db)
+
 
     async def _maybe_refresh_statistics(self) -> None:
         """Called before a run search: a store whose planner needs fresh statistics
@@ -480,7 +480,7 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         tags: dict[str, list[Tag]] = {}
         metrics: dict[str, list[Metric]] = {}
         # fetch_rows (positional rows) where names are not needed: a search loads up to
-        # 1000 runs this way, and SQLite then makes one trip to its thread per query.
+        # 1000 runs this way.
         for ids in _chunks(list(run_ids)):
             marks, chunk = self._dialect.among(ids)
             for r in await db.fetch_rows(
@@ -541,7 +541,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         return dataset_inputs, model_inputs, model_outputs
 
     async def get_run(self, run_id: str) -> Run:
-        runs = await self._in_read(lambda db: self._load_runs(db, [run_id]))
+        async with self._read() as db:
+            runs = await self._load_runs(db, [run_id])
         if not runs:
             raise _run_missing(run_id)
         return runs[0]
@@ -836,7 +837,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
                             await self._sampled_points(db, rows[0][0], max_results, steps)]
             return out
 
-        return await self._in_read(sample)
+        async with self._read() as db:
+            return await sample(db)
 
     async def _sampled_points(self, db: Connection, series_id: int, buckets: int,
                               steps: tuple[int, int] | None) -> Sequence[Any]:
@@ -890,7 +892,8 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
             await self._plan_for_page_load(db)
             return await self._load_runs(db, ids[:max_results]), len(ids) > max_results
 
-        runs, more = await self._in_read(page)
+        async with self._read() as db:
+            runs, more = await page(db)
         token = search.encode_page_token(offset + max_results) if more else None
         return Page(runs, token)
 
