@@ -336,26 +336,19 @@ async def body_chunks(request: web.Request, chunk_size: int) -> AsyncIterator[by
     """The request body, decoded as its Content-Encoding says, chunk by chunk. A body that
     is not in its encoding raises ``RequestPayloadError`` (answered 400)."""
     decoder = _decoder(request)
-    if decoder is None:
-        # The chunks as the socket delivered them: iter_chunked would join them into
-        # chunk_size pieces, one more copy of every byte on the event loop. The reader
-        # still buffers up to two chunk_size before pausing the socket.
-        request.content.set_read_chunk_size(chunk_size)
-        while True:
-            data, end_of_http_chunk = await request.content.readchunk()
-            if data:
-                yield data
-            elif not end_of_http_chunk:
-                return
     loop = asyncio.get_running_loop()
     async for chunk in request.content.iter_chunked(chunk_size):
+        if decoder is None:
+            yield chunk
+            continue
         while chunk:  # at most chunk_size decoded bytes at a time: no bomb in memory
             # zlib releases the GIL: decoding in a thread leaves the event loop free.
             out = await loop.run_in_executor(None, decoder.decode, chunk, chunk_size)
             chunk = decoder.tail
             if out:
                 yield out
-    decoder.finish()
+    if decoder is not None:
+        decoder.finish()
 
 
 async def read_json_body(request: web.Request,
