@@ -153,8 +153,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_pool_size", 5, "Connections the PostgreSQL or MariaDB pool keeps open.",
             _env("DB_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"), type=int),
     Setting("db_max_overflow", 10, "Extra database connections allowed under a burst, "
-            "closed again as soon as they are idle. -1: no limit.",
+            "closed again once idle for --db-overflow-idle seconds. -1: no limit.",
             _env("DB_MAX_OVERFLOW", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"), type=int),
+    Setting("db_overflow_idle", 10.0, "Seconds an extra (overflow) database connection may "
+            "stay idle before it is closed; 0 closes it as soon as it is returned, as "
+            "SQLAlchemy does.", _env("DB_OVERFLOW_IDLE"), type=float),
     Setting("db_pool_recycle", -1, "Seconds after which a database connection is closed and "
             "replaced instead of reused (below MySQL's wait_timeout, or a proxy's idle "
             "timeout, spares a request the reconnect). -1: never.",
@@ -339,6 +342,7 @@ class Settings:
     sqlite_readers: int = 4
     db_pool_size: int = 5
     db_max_overflow: int = 10
+    db_overflow_idle: float = 10.0
     db_pool_recycle: int = -1
     db_pool_timeout: float = 30.0
     db_pgbouncer: bool = False
@@ -418,6 +422,8 @@ class Settings:
             raise ConfigError("--db-pool-size: must be at least 1")
         if self.db_max_overflow < -1:
             raise ConfigError("--db-max-overflow: must be -1 (no limit) or more")
+        if not self.db_overflow_idle >= 0:
+            raise ConfigError("--db-overflow-idle: must be 0 or more")
         if not self.db_pool_timeout > 0:
             raise ConfigError("--db-pool-timeout: must be more than 0")
         if self.sqlite_synchronous.lower() not in ("full", "normal"):
@@ -599,6 +605,7 @@ class Settings:
             "max_overflow": self.db_max_overflow,
             "pool_recycle": self.db_pool_recycle,
             "pool_timeout": self.db_pool_timeout,
+            "overflow_idle": self.db_overflow_idle,
             "pgbouncer": self.db_pgbouncer,
         }
 

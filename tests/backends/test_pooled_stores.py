@@ -117,8 +117,11 @@ async def _hold(store: PooledSqlStore, seconds: float) -> None:
         await db.execute(f"SELECT {sleep}(?)", (seconds,))
 
 
-async def test_burst_stays_within_size_plus_overflow_then_shrinks(open_store: Any) -> None:
-    store, sessions = await open_store(pool_size=2, max_overflow=3, pool_timeout=10)
+@pytest.mark.parametrize("overflow_idle", [0.0, 0.5])
+async def test_burst_stays_within_size_plus_overflow_then_shrinks(
+        open_store: Any, overflow_idle: float) -> None:
+    store, sessions = await open_store(pool_size=2, max_overflow=3, pool_timeout=10,
+                                       overflow_idle=overflow_idle)
     assert await sessions.count() == 2  # pool_size opened at start
 
     burst = asyncio.gather(*(_hold(store, 0.4) for _ in range(12)))
@@ -130,11 +133,29 @@ async def test_burst_stays_within_size_plus_overflow_then_shrinks(open_store: An
     await burst
     assert peak == 5, f"a burst of 12 should use pool_size + max_overflow = 5, saw {peak}"
 
-    # The overflow connections are closed once idle; pool_size stay.
+    # The overflow connections are closed once idle (for overflow_idle); pool_size stay.
     assert await sessions.wait_for_count(2) == 2
     stats = store.stats()
     assert (stats["open"], stats["idle"], stats["in_use"], stats["waiting"]) == (2, 2, 0, 0)
     assert stats["opened"] == 5 and stats["timeouts"] == 0
+
+
+async def test_overflow_connections_serve_the_next_burst_before_they_close(
+        open_store: Any) -> None:
+    # Under steady load whose concurrency wavers around pool_size, closing an overflow
+    # connection as soon as it was returned meant opening another a moment later.
+    store, sessions = await open_store(pool_size=2, max_overflow=3, pool_timeout=10,
+                                       overflow_idle=3.0)
+    for _ in range(3):
+        await asyncio.gather(*(_hold(store, 0.2) for _ in range(5)))
+        await asyncio.sleep(0.1)
+    stats = store.stats()
+    assert stats["opened"] == 5, "each burst should reuse the overflow connections"
+    assert (stats["open"], stats["idle"]) == (5, 5)
+    assert await sessions.count() == 5
+    # Once idle for overflow_idle, all but pool_size close, without any further request.
+    assert await sessions.wait_for_count(2, timeout=8.0) == 2
+    assert store.stats()["open"] == 2
 
 
 async def test_old_connections_are_recycled(open_store: Any) -> None:

@@ -7,7 +7,10 @@ query count or idle time rather than by age, and count none of the figures opera
 for. So this pool is a thin layer over a driver's ``connect``:
 
 - ``pool_size`` connections are kept; up to ``max_overflow`` more are opened under a burst
-  and closed when they are returned while ``pool_size`` connections are already idle;
+  and closed once more than ``pool_size`` have been idle for ``overflow_idle`` seconds
+  (SQLAlchemy closes them as soon as they are returned, which ``0`` keeps: under a steady
+  load whose concurrency wavers around ``pool_size`` that opened and closed a connection
+  every few milliseconds, each paying for a server process and fresh prepared statements);
 - a connection older than ``pool_recycle`` seconds (``-1``: never) is closed instead of
   being handed out again;
 - ``acquire`` waits at most ``pool_timeout`` seconds (opening a connection included) and
@@ -50,6 +53,7 @@ class RawConnection(Protocol):
 class PooledConnection:
     raw: Any  # the driver's connection, a RawConnection
     created: float = field(default_factory=time.monotonic)
+    idle_since: float = 0.0
 
 
 class Pool:
@@ -61,13 +65,17 @@ class Pool:
         max_overflow: int,
         pool_recycle: float,
         pool_timeout: float,
+        overflow_idle: float = 0.0,
     ) -> None:
         self._connect = connect  # takes a timeout in seconds
         self.pool_size = pool_size
         self.max_overflow = max_overflow
         self.pool_recycle = pool_recycle
         self.pool_timeout = pool_timeout
-        self._idle: list[PooledConnection] = []  # a stack: the most recently used on top
+        self.overflow_idle = overflow_idle
+        # A stack: the most recently used on top, so the bottom ones are idle longest.
+        self._idle: list[PooledConnection] = []
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._open = 0  # open or being opened
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
@@ -161,10 +169,26 @@ class Pool:
                 self._in_use += 1
                 waiter.set_result(conn)
                 return
-        if len(self._idle) >= self.pool_size:
-            self._retire(conn, overflow=True)  # an overflow connection goes when idle
+        if len(self._idle) >= self.pool_size and self.overflow_idle <= 0:
+            self._retire(conn, overflow=True)
             return
+        conn.idle_since = time.monotonic()
         self._idle.append(conn)
+        if len(self._idle) > self.pool_size and self._trim_timer is None:
+            self._trim_timer = asyncio.get_running_loop().call_later(
+                self.overflow_idle, self._trim)
+
+    def _trim(self) -> None:
+        """Close the connections beyond ``pool_size`` that have been idle ``overflow_idle``
+        seconds; look again when the next one will have been."""
+        self._trim_timer = None
+        now = time.monotonic()
+        while len(self._idle) > self.pool_size and (
+                now - self._idle[0].idle_since >= self.overflow_idle):
+            self._retire(self._idle.pop(0), overflow=True)
+        if len(self._idle) > self.pool_size and not self._closed:
+            self._trim_timer = asyncio.get_running_loop().call_later(
+                self._idle[0].idle_since + self.overflow_idle - now, self._trim)
 
     def invalidate(self) -> None:
         """A connection was found dead: retire every connection opened before now."""
@@ -205,6 +229,9 @@ class Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         idle, self._idle = self._idle, []
         for conn in idle:
             self._retire(conn)

@@ -46,12 +46,14 @@ def store_options(options: dict[str, Any], *extra: str) -> dict[str, Any]:
     """The options a network store takes (its own ``extra`` ones, the artifact root and the
     pool's), from those given to every store; the pool's checked."""
     known = {"artifact_root", "pool_size", "max_overflow", "pool_recycle", "pool_timeout",
-             "command_timeout", *extra}
+             "overflow_idle", "command_timeout", *extra}
     kwargs = {k: v for k, v in options.items() if k in known and v is not None}
     if kwargs.get("pool_size", 5) < 1:
         raise ValueError("pool_size must be at least 1")
     if kwargs.get("pool_timeout", 30.0) <= 0:
         raise ValueError("pool_timeout must be positive")
+    if kwargs.get("overflow_idle", 0.0) < 0:
+        raise ValueError("overflow_idle must not be negative")
     return kwargs
 
 
@@ -70,6 +72,7 @@ class PooledSqlStore(SqlMetadataStore):
     _max_overflow: int
     _pool_recycle: float
     _pool_timeout: float
+    _overflow_idle: float
     _pool: Pool | None = None
     _connect_failure_logged = -_CONNECT_LOG_INTERVAL
 
@@ -133,7 +136,8 @@ class PooledSqlStore(SqlMetadataStore):
         pool = self._pool = Pool(self._connect, pool_size=self._pool_size,
                                  max_overflow=self._max_overflow,
                                  pool_recycle=self._pool_recycle,
-                                 pool_timeout=self._pool_timeout)
+                                 pool_timeout=self._pool_timeout,
+                                 overflow_idle=self._overflow_idle)
         try:
             await self._migrate()
             await pool.fill()

@@ -430,6 +430,7 @@ class MysqlMetadataStore(PooledSqlStore):
         max_overflow: int = 10,
         pool_recycle: float = -1,
         pool_timeout: float = 30.0,
+        overflow_idle: float = 10.0,
         command_timeout: float | None = 60.0,
     ) -> None:
         self._dsn = dsn
@@ -441,6 +442,7 @@ class MysqlMetadataStore(PooledSqlStore):
         self._max_overflow = max_overflow
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
+        self._overflow_idle = overflow_idle
         self._command_timeout = command_timeout
 
     @classmethod

@@ -365,6 +365,7 @@ class PostgresMetadataStore(PooledSqlStore):
         max_overflow: int = 10,
         pool_recycle: float = -1,
         pool_timeout: float = 30.0,
+        overflow_idle: float = 10.0,
         pgbouncer: bool = False,
         application_name: str = "mlgate",
         command_timeout: float = 60.0,
@@ -379,6 +380,7 @@ class PostgresMetadataStore(PooledSqlStore):
         self._max_overflow = max_overflow
         self._pool_recycle = pool_recycle
         self._pool_timeout = pool_timeout
+        self._overflow_idle = overflow_idle
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
