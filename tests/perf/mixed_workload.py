@@ -21,9 +21,10 @@ by the mix's weights:
   metric, 50 a page, as the experiment page asks.
 
 Printed per server and store: requests per second, the server's CPU per request (its own
-processes, not PostgreSQL's), and p50/p99 of
-each operation (milliseconds), the medians over ``--repeat`` rounds (servers take turns
-within a round); then mlgate's ratio to stock.
+processes), PostgreSQL's (its processes named ``postgres`` on this machine, so a server
+process that exits during a round, such as a closed connection's, is not counted), and
+p50/p99 of each operation (milliseconds), the medians over ``--repeat`` rounds (servers
+take turns within a round); then mlgate's ratio to stock.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _round(server: Server, exp: str, runs: list[str], a: argparse.Namespace,
     proc = psutil.Process(server.proc.pid)
     family = [proc, *proc.children(recursive=True)]
     cpu0 = sum(sum(p.cpu_times()[:2]) for p in family)
+    db0 = _db_cpu() if server.store == "postgres" else {}
     started = time.monotonic()
     per = [a.clients // a.procs + (1 if i < a.clients % a.procs else 0) for i in range(a.procs)]
     with multiprocessing.get_context("spawn").Pool(a.procs) as pool:
@@ -136,17 +138,31 @@ def _round(server: Server, exp: str, runs: list[str], a: argparse.Namespace,
                                             seed * 10 + i) for i, n in enumerate(per)])
     elapsed = time.monotonic() - started
     cpu = sum(sum(p.cpu_times()[:2]) for p in family) - cpu0
+    db = sum(t - db0.get(pid, 0.0) for pid, t in _db_cpu().items()) if db0 else float("nan")
     lat = {op: sorted(x for part in parts for x in part["latencies"][op]) for op in OPS}
     done = sum(len(v) for v in lat.values())
     every = sorted(x for v in lat.values() for x in v)
     return {
         "rps": done / a.duration, "cpu_ms": cpu * 1000 / max(done, 1),
+        "db_cpu_ms": db * 1000 / max(done, 1),
         "fails": sum(part["fails"][op] for part in parts for op in OPS),
         "elapsed": elapsed,
         **{f"{op} p50": _pct(lat[op], 0.5) for op in OPS},
         **{f"{op} p99": _pct(lat[op], 0.99) for op in OPS},
         "all p99": _pct(every, 0.99),
     }
+
+
+def _db_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL process on this machine, by pid."""
+    out = {}
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "postgres":
+            try:
+                out[p.pid] = sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+    return out
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -190,8 +206,8 @@ def main() -> None:
                     res = _round(server, exp, runs, a, weights, r)
                     results.setdefault((kind, store), []).append(res)
                     print(f"  {kind:6} {store:8} {res['rps']:8.0f} req/s  cpu {res['cpu_ms']:6.2f}"
-                          f" ms/req  p99 all {res['all p99']:8.1f} ms  fail {res['fails']}",
-                          flush=True)
+                          f" ms/req  db {res['db_cpu_ms']:6.2f} ms/req  p99 all"
+                          f" {res['all p99']:8.1f} ms  fail {res['fails']}", flush=True)
         finally:
             for server, _, _, dsn, workdir in servers.values():
                 server.stop()
@@ -200,13 +216,15 @@ def main() -> None:
                 shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nmixed workload, {a.clients} clients, mix {a.mix}, {a.duration:.0f} s x "
           f"{a.repeat} (medians; {time.strftime('%F %T')})")
-    columns = ["rps", "all p99", *(f"{op} p{q}" for op in OPS for q in (50, 99)), "cpu_ms"]
+    columns = ["rps", "all p99", *(f"{op} p{q}" for op in OPS for q in (50, 99)), "cpu_ms",
+               "db_cpu_ms"]
     medians: dict[tuple[str, str], dict[str, float]] = {}
-    print(f"{'server':16} {'req/s':>8} {'cpu ms/req':>10} {'fails':>6} {'p99 all':>8}  "
-          + "  ".join(f"{op + ' p50/p99':>22}" for op in OPS))
+    print(f"{'server':16} {'req/s':>8} {'cpu ms/req':>10} {'db ms/req':>9} {'fails':>6} "
+          f"{'p99 all':>8}  " + "  ".join(f"{op + ' p50/p99':>22}" for op in OPS))
     for key, rounds in results.items():
         m = medians[key] = {c: statistics.median(r[c] for r in rounds) for c in columns}
         print(f"{key[0] + ' ' + key[1]:16} {m['rps']:8.0f} {m['cpu_ms']:10.2f} "
+              f"{m['db_cpu_ms']:9.2f} "
               f"{sum(r['fails'] for r in rounds):6d} {m['all p99']:8.1f}  "
               + "  ".join(f"{m[op + ' p50']:10.1f} /{m[op + ' p99']:10.1f}" for op in OPS))
     for store in a.stores.split(","):
