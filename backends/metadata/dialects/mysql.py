@@ -267,6 +267,12 @@ class MariaDbDialect(Returning, Dialect):
     def unindexed(self, column: str) -> str:
         return f"({column} + 0)"  # '+col' alone leaves the index usable to the optimizer
 
+    def series_of_run(self, alias: str) -> str:
+        # The optimizer takes the unique (run_id, key) index, then reads each row for its
+        # value; (run_id, key, latest_value, latest_is_nan) answers from the index alone.
+        # 10k runs, 1,031 matching a param: 7.2 -> 6.0 ms (31 interleaved rounds).
+        return f"metric_series {alias} FORCE INDEX (metric_series_run_key_value)"
+
     def delete_first_points(self, first_points: str) -> str:
         # A single-table DELETE takes ORDER BY ... LIMIT; "IN (SELECT ... LIMIT)" does not.
         return f"DELETE {first_points}"

@@ -61,6 +61,10 @@ class Dialect(ABC):
         that would pick a bad index for lack of value statistics)."""
         return column
 
+    def series_of_run(self, alias: str) -> str:
+        """The table reference for ``metric_series`` joined to a run by (run_id, key)."""
+        return f"metric_series {alias}"
+
     @abstractmethod
     def delete_first_points(self, first_points: str) -> str:
         """A DELETE of the metric points that ``SELECT <columns> {first_points}`` finds

@@ -134,7 +134,8 @@ def _run_condition(params: _Params, c: search.Comparison, joins: list[str],
         joined = len(joins) < _MAX_FILTER_JOINS
         alias = f"f{len(joins) + 1}" if joined else "m"
         if joined:
-            joins.append(f"JOIN metric_series {alias} ON {alias}.run_id = runs.run_id")
+            joins.append(f"JOIN {params.dialect.series_of_run(alias)}"
+                         f" ON {alias}.run_id = runs.run_id")
         key = params.add(c.key)
         column = params.dialect.unindexed(f"{alias}.latest_value")
         value = _compare(params, column, c.op, c.value)
@@ -180,7 +181,7 @@ def _run_order_terms(
         alias = f"o{n}"
         if key.entity == "metric":
             joins.append(
-                f"LEFT JOIN metric_series {alias} ON {alias}.run_id = runs.run_id"
+                f"LEFT JOIN {params.dialect.series_of_run(alias)} ON {alias}.run_id = runs.run_id"
                 f" AND {alias}.key = {params.add(key.key)}"
             )
             # Numbers, then NaN, then runs without the metric, whatever the direction.
@@ -273,7 +274,7 @@ def _search_runs_sql(
         # o1 (the first key's LEFT JOIN) becomes the driving table, numbers only; its two
         # leading order terms (the NaN/missing rank, then the value) reduce to the value.
         head, key_mark = joins[0].rsplit(" AND o1.key = ", 1)
-        assert head == "LEFT JOIN metric_series o1 ON o1.run_id = runs.run_id", head
+        assert head == f"LEFT JOIN {dialect.series_of_run('o1')} ON o1.run_id = runs.run_id", head
         joins[0] = "JOIN runs ON runs.run_id = o1.run_id"
         where += [f"o1.key = {key_mark}", "o1.latest_is_nan = 0"]
         del order_terms[0]
