@@ -150,7 +150,9 @@ def _convert(spec: Field, value: Any, prefix: str, name: str, index: int | None)
         number: int | None = None
         if isinstance(value, int):
             number = value
-        elif isinstance(value, float) and value.is_integer():
+        elif isinstance(value, float) and value.is_integer() and value > _INT64_MIN:
+            # orjson reads an integer literal below -2**63 as a float, and those up to 2**11
+            # below round to -2**63 itself: refused, not stored as another number.
             number = int(value)
         elif isinstance(value, str):
             try:

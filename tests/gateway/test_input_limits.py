@@ -27,8 +27,8 @@ API = "/api/2.0/mlflow"
 ART = "/api/2.0/mlflow-artifacts/artifacts"
 BIG = 2**63  # one past the largest BIGINT
 SMALL = -(2**63) - 1
-# orjson reads an integer below -2**63 as a float, and the nearest float below -2**63 is
-# 2**11 further down (the band between rounds to -2**63, which fits).
+# orjson reads an integer below -2**63 as a float; the nearest float below -2**63 is 2**11
+# further down, and the band between rounds to -2**63 itself (SMALL does: see below).
 SMALL_IN_JSON = -(2**63) - 2**11
 EXP, RUN, MODEL = "<exp>", "<run>", "m"
 JSON_DEPTH = 100  # docs/operations.md: request JSON nests at most 100 levels
@@ -113,6 +113,16 @@ BEYOND_INT64: list[tuple[str, str, str, Any, dict[str, str] | None]] = [
     ("runs/update end_time", "POST", "/runs/update", {"run_id": RUN, "end_time": BIG}, None),
     ("runs/update end_time below", "POST", "/runs/update",
      {"run_id": RUN, "end_time": SMALL_IN_JSON}, None),
+    # Read as the float -2**63, which fits: it was stored as -2**63, changing the value.
+    ("runs/update end_time one below", "POST", "/runs/update",
+     {"run_id": RUN, "end_time": SMALL}, None),
+    ("runs/log-metric step one below", "POST", "/runs/log-metric",
+     {"run_id": RUN, "key": "m", "value": 1, "timestamp": 1, "step": SMALL}, None),
+    ("runs/log-metric timestamp one below", "POST", "/runs/log-metric",
+     {"run_id": RUN, "key": "m", "value": 1, "timestamp": SMALL, "step": 0}, None),
+    ("runs/log-batch step one below", "POST", "/runs/log-batch",
+     {"run_id": RUN, "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": SMALL}]},
+     None),
     ("runs/search filter start_time", "POST", "/runs/search",
      {"experiment_ids": [EXP], "filter": f"attributes.start_time > {BIG}"}, None),
     ("runs/search filter end_time below", "POST", "/runs/search",
