@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.importer.sources import StockReader
-from backends.metadata.sql.connection import Connection
 from backends.metadata.sql.tracking import SqlMetadataStore
 
 __all__ = ["Count", "Report", "compare"]
@@ -131,22 +130,18 @@ async def _source_sums(reader: StockReader) -> dict[tuple[str, str], list[int]]:
 
 
 async def _destination_sums(store: SqlMetadataStore) -> dict[tuple[str, str], list[int]]:
-    async def series(db: Connection) -> list[Any]:
-        return await db.fetch_rows("SELECT series_id, run_id, key FROM metric_series")
-
     sums: dict[tuple[str, str], list[int]] = {}
-    found = await store._in_read(series)
+    async with store._read() as db:
+        found = await db.fetch_rows("SELECT series_id, run_id, key FROM metric_series")
     names = {int(r[0]): (r[1], r[2]) for r in found}
     ids = sorted(names)
     for i in range(0, len(ids), _SERIES_PER_READ):
         chunk = ids[i:i + _SERIES_PER_READ]
-
-        async def points(db: Connection, chunk: list[int] = chunk) -> list[Any]:
-            return await db.fetch_rows(
+        async with store._read() as db:
+            points = await db.fetch_rows(
                 "SELECT series_id, timestamp, step, value, is_nan FROM metric_points"
                 f" WHERE series_id IN ({','.join('?' * len(chunk))})", chunk)
-
-        for r in await store._in_read(points):
+        for r in points:
             _add(sums, *names[int(r[0])], r[1], r[2], r[3], r[4])
     return sums
 
@@ -154,11 +149,9 @@ async def _destination_sums(store: SqlMetadataStore) -> dict[tuple[str, str], li
 async def _counts(reader: StockReader, store: SqlMetadataStore) -> Iterable[Count]:
     present = await reader.tables()
 
-    async def ours(db: Connection) -> dict[str, int]:
-        return {entity: int((await db.fetch_rows(sql))[0][0])
-                for entity, (_, sql) in _COUNTS.items()}
-
-    destination = await store._in_read(ours)
+    async with store._read() as db:
+        destination = {entity: int((await db.fetch_rows(sql))[0][0])
+                       for entity, (_, sql) in _COUNTS.items()}
     out = []
     for entity, (sql, _) in _COUNTS.items():
         table = sql.split(" FROM ", 1)[1].split()[0]

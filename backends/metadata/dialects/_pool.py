@@ -65,7 +65,7 @@ class Pool:
         max_overflow: int,
         pool_recycle: float,
         pool_timeout: float,
-        overflow_idle: float = 0.0,
+        overflow_idle: float,
     ) -> None:
         self._connect = connect  # takes a timeout in seconds
         self.pool_size = pool_size

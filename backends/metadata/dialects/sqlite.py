@@ -152,7 +152,6 @@ class _SyncConn:
         return self.raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
-
 class _LoopConn(_SyncConn):
     """A reader's sqlite3 connection used on the event loop itself, inside a snapshot that
     :func:`_begin_snapshot` opened. A long result is read in slices, giving the loop a turn

@@ -187,12 +187,6 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         async with self._tx() as db:
             return await body(db)
 
-    async def _in_read(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
-        """``body`` run in one read snapshot (``_read``)."""
-        async with self._read() as db:
-            return await body(db)
-
-
     async def _maybe_refresh_statistics(self) -> None:
         """Called before a run search: a store whose planner needs fresh statistics
         refreshes them here (SQLite). The default does nothing."""
