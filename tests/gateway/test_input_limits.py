@@ -166,6 +166,18 @@ async def test_integers_at_the_edges_still_reach_the_store(world: World, n: int)
     assert status == 200, out
 
 
+async def test_history_page_of_the_largest_size_is_answered(world: World) -> None:
+    # The store asked for max_results + 1 rows (one more tells whether a page follows):
+    # 2**63, past the 64-bit LIMIT, was a 500.
+    status, out = await world.call("POST", f"{API}/runs/log-metric", {
+        "run_id": RUN, "key": "m", "value": 1.5, "timestamp": 1, "step": 0})
+    assert status == 200, out
+    status, out = await world.call("GET", f"{API}/metrics/get-history", query={
+        "run_id": RUN, "metric_key": "m", "max_results": str(BIG - 1)})
+    assert status == 200, out
+    assert [p["value"] for p in out["metrics"]] == [1.5] and "next_page_token" not in out
+
+
 def _tag_filter(n: int) -> str:
     return " and ".join(f"tags.t{i} = 'x'" for i in range(n))
 

@@ -779,7 +779,9 @@ class SqlMetadataStore(SqlRegistryMixin, SqlAuthMixin, SqlGcMixin, MetadataStore
         page_token: str | None = None,
     ) -> Page[tuple[int, int, float | None]]:
         offset = search.decode_page_token(page_token)
-        limit = 2**62 if max_results is None else max_results + 1  # no portable "no limit"
+        # No portable "no limit"; the one row more tells whether a page follows, and may
+        # not pass the 64-bit LIMIT (max_results may be 2**63 - 1).
+        limit = 2**62 if max_results is None else min(max_results + 1, 2**62)
         async with self._read() as db:
             await self._run_row(db, run_id)
             items = await self._history_rows(db, run_id, key, limit, offset)
