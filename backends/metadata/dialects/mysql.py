@@ -353,6 +353,11 @@ _LOAD_RUNS = (
     " FROM runs r WHERE r.run_id IN ({marks})")
 
 
+def _json_rows(text: str | None) -> list[Any]:
+    """The rows of a ``JSON_ARRAYAGG(JSON_ARRAY(...))`` (NULL: none)."""
+    return [] if text is None else orjson.loads(text)
+
+
 async def _script(raw: aiomysql.Connection, sql: str) -> list[list[Any]]:
     """Run ``sql`` (statements separated by ';', values inlined) in one round trip; the
     rows of each statement that returns some."""
@@ -563,20 +568,26 @@ class MysqlMetadataStore(PooledSqlStore):
         pairs = {(w.run_id, m.key) for w in writes for m in w.metrics}
         literal = {pair: f"'{escape(pair[0])}', '{escape(pair[1])}'" for pair in pairs}
 
+        # Each SELECT answers one row holding a JSON array: PyMySQL reads a row per packet
+        # in pure Python, which cost more than the rest of the batch. The index is named:
+        # weighing every index over each value of the IN lists took the optimizer longer
+        # than the lookups (1.5 of 1.6 ms on the server for 35 series, 0.3 when forced).
         def series_ids(keys: Iterable[tuple[str, str]]) -> str:
-            return (f"SELECT run_id, `key`, series_id FROM metric_series WHERE run_id IN"
-                    f" ({runs_in}) AND (run_id, `key`) IN"
+            return (f"SELECT JSON_ARRAYAGG(JSON_ARRAY(run_id, `key`, series_id))"
+                    f" FROM metric_series FORCE INDEX (metric_series_run_id_key_key)"
+                    f" WHERE run_id IN ({runs_in}) AND (run_id, `key`) IN"
                     f" ({', '.join(f'({literal[k]})' for k in keys)})")
 
         # Reads only: safe to try again on another connection if this one was lost.
-        conn, (stages, known) = await self._retrying(
+        conn, ([[stages]], [[known]]) = await self._retrying(
             lambda c: _script(c.raw.conn, (
-                f"START TRANSACTION; SELECT run_id, lifecycle_stage FROM runs WHERE run_id IN"
-                f" ({runs_in}) ORDER BY run_id LOCK IN SHARE MODE; {series_ids(pairs)}")),
+                f"START TRANSACTION; SELECT JSON_ARRAYAGG(JSON_ARRAY(run_id, lifecycle_stage))"
+                f" FROM runs FORCE INDEX (PRIMARY) WHERE run_id IN ({runs_in})"
+                f" LOCK IN SHARE MODE; {series_ids(pairs)}")),
             keep_on_server_error=False)
         try:
-            verdicts = await self._write_metrics(conn, writes, dict(stages), known, literal,
-                                                 series_ids)
+            verdicts = await self._write_metrics(conn, writes, dict(_json_rows(stages)),
+                                                 _json_rows(known), literal, series_ids)
         except BaseException as exc:
             # A failure part-way leaves the transaction open: closing the connection rolls
             # it back.
@@ -609,8 +620,8 @@ class MysqlMetadataStore(PooledSqlStore):
             for k, r in sorted(latest.items())) + f" {_SERIES_ON_DUPLICATE}"]
         if new:  # their ids are needed for the points
             script.append(series_ids(new))
-            [rows] = await _script(raw, "; ".join(script))
-            ids.update({(r[0], r[1]): r[2] for r in rows})
+            [[[rows]]] = await _script(raw, "; ".join(script))
+            ids.update({(r[0], r[1]): r[2] for r in _json_rows(rows)})
             script = []
         points = sorted((ids[(r[0], r[1])], r[4], r[5], r[2], r[3]) for r in prepared)
         script.append(
