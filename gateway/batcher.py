@@ -15,7 +15,10 @@ unless ``max_rows`` are pending earlier.
 
 ``writers`` writer tasks (1 by default) may each have a transaction in flight: on a database
 server one transaction's statements run on one core, so a second writer keeps the server's
-other core busy while the first commits. Two batches in flight are not ordered against each
+other core busy while the first commits. A writer starts a transaction beside another only
+for at least a fifth of ``max_rows`` queued: a transaction's fixed cost in the gateway is
+paid per batch, and a few rows more in the next batch cost less than a second transaction
+for them (MariaDB log-metric at 64 clients: docs/performance.md). Two batches in flight are not ordered against each
 other; nothing needs them to be: a request is answered only once its batch committed, so a
 client's next write always starts after its previous one is durable, and the store keeps
 each series' latest point by value, not by arrival.
@@ -124,6 +127,8 @@ class Batcher:
         self._max_queue_rows = max_queue_rows
         self._queue_timeout = queue_timeout
         self._writer_count = writers
+        self._spare_rows = max(1, max_rows // 5)  # what a writer beside a busy one waits for
+        self._in_flight = 0
         # Pending requests by share, in turn order: the share served longest ago first.
         self._queues: dict[str, collections.deque[_Pending]] = {}
         self._share_rows: dict[str, int] = {}
@@ -171,7 +176,8 @@ class Batcher:
         self._pending += 1
         self._queued_rows += rows
         self._figures.requests += 1
-        self._arrived.set()
+        if not self._in_flight or self._queued_rows >= self._spare_rows:
+            self._arrived.set()
         # If this request is cancelled (the client went away), so is the future, but the
         # write stays queued: it is committed all the same, and a retry of it stores
         # nothing twice.
@@ -199,19 +205,24 @@ class Batcher:
 
     # -- the writer ----------------------------------------------------------------------
 
+    def _has_work(self) -> bool:
+        return bool(self._pending) and (not self._in_flight or self._closing
+                                        or self._queued_rows >= self._spare_rows)
+
     async def _run(self) -> None:
         while True:
-            if not self._pending:
-                if self._closing:
+            if not self._has_work():
+                if self._closing and not self._pending:
                     return
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
             if self._max_delay and not self._closing:
                 await self._linger()
-                if not self._pending:  # another writer took it meanwhile
+                if not self._has_work():  # another writer took it meanwhile
                     continue
             batch = self._take()
+            self._in_flight += 1
             try:
                 await self._commit(batch)
             except Exception:  # pragma: no cover - _commit answers every future itself
@@ -219,6 +230,8 @@ class Batcher:
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(errors.Unavailable("The write failed; retry."))
+            finally:
+                self._in_flight -= 1
 
     async def _linger(self) -> None:
         deadline = min(q[0].enqueued for q in self._queues.values()) + self._max_delay

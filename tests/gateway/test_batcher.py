@@ -313,6 +313,35 @@ async def test_writers_have_that_many_transactions_in_flight(
     assert batcher.stats()["writers"] == writers
 
 
+async def test_a_second_transaction_waits_for_a_fifth_of_a_batch(store: MetadataStore) -> None:
+    """Beside a busy writer, a few queued rows wait for the next batch rather than pay for
+    a transaction of their own; a fifth of ``max_rows`` starts one."""
+    [run] = await _runs(store, 1)
+    counting = _Counting(store)
+    counting.gate = asyncio.Event()
+    batcher = Batcher(counting, max_rows=50, writers=2)
+    batcher.start()
+
+    def submit(steps: range) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(batcher.submit(
+            RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in steps]
+
+    try:
+        tasks = submit(range(1))
+        await asyncio.sleep(0.02)
+        tasks += submit(range(1, 10))  # 9 rows queued behind the busy writer: fewer than 10
+        await asyncio.sleep(0.05)
+        assert counting.calls == [1]
+        tasks += submit(range(10, 11))  # the tenth row starts the second transaction
+        await asyncio.sleep(0.05)
+        assert counting.calls == [1, 10]
+    finally:
+        counting.gate.set()
+        await batcher.close()
+    await asyncio.gather(*tasks)
+    assert sorted(p.step for p in await _history(store, run, "m")) == list(range(11))
+
+
 async def test_lingering_writers_leave_each_other_nothing_to_take(
     store: MetadataStore,
 ) -> None:
