@@ -16,9 +16,11 @@ unless ``max_rows`` are pending earlier.
 ``writers`` writer tasks (1 by default) may each have a transaction in flight: on a database
 server one transaction's statements run on one core, so a second writer keeps the server's
 other core busy while the first commits. A writer starts a transaction beside another only
-for at least a fifth of ``max_rows`` queued: a transaction's fixed cost in the gateway is
-paid per batch, and a few rows more in the next batch cost less than a second transaction
-for them (MariaDB log-metric at 64 clients: docs/performance.md). Two batches in flight are not ordered against each
+for at least a fifth of ``max_rows`` queued, or once the oldest queued request has waited
+``spare_after`` (5 ms): a transaction's fixed cost in the gateway is paid per batch, and a few rows
+more in the next batch cost less than a second transaction for them (MariaDB log-metric at
+64 clients: docs/performance.md), but a long commit in flight (a large log-batch, a lock
+wait) must not hold the others' small writes for all its length. Two batches in flight are not ordered against each
 other; nothing needs them to be: a request is answered only once its batch committed, so a
 client's next write always starts after its previous one is durable, and the store keeps
 each series' latest point by value, not by arrival.
@@ -117,9 +119,10 @@ class Batcher:
         max_queue_rows: int = 100_000,
         queue_timeout: float = 5.0,
         writers: int = 1,
+        spare_after: float = 0.005,
     ) -> None:
         if (max_rows < 1 or max_queue_rows < max_rows or max_delay < 0 or queue_timeout < 0
-                or writers < 1):
+                or writers < 1 or spare_after < 0):
             raise ValueError("batcher limits must be positive and max_queue_rows >= max_rows")
         self._store = store
         self._max_rows = max_rows
@@ -129,6 +132,7 @@ class Batcher:
         self._writer_count = writers
         self._spare_rows = max(1, max_rows // 5)  # what a writer beside a busy one waits for
         self._in_flight = 0
+        self._spare_after = spare_after  # how long a request waits for a busy writer
         # Pending requests by share, in turn order: the share served longest ago first.
         self._queues: dict[str, collections.deque[_Pending]] = {}
         self._share_rows: dict[str, int] = {}
@@ -176,7 +180,8 @@ class Batcher:
         self._pending += 1
         self._queued_rows += rows
         self._figures.requests += 1
-        if not self._in_flight or self._queued_rows >= self._spare_rows:
+        # Beside a busy writer, the first request queued wakes the next one to time it.
+        if not self._in_flight or self._pending == 1 or self._queued_rows >= self._spare_rows:
             self._arrived.set()
         # If this request is cancelled (the client went away), so is the future, but the
         # write stays queued: it is committed all the same, and a retry of it stores
@@ -205,9 +210,13 @@ class Batcher:
 
     # -- the writer ----------------------------------------------------------------------
 
+    def _oldest(self) -> float:
+        return min(q[0].enqueued for q in self._queues.values())
+
     def _has_work(self) -> bool:
-        return bool(self._pending) and (not self._in_flight or self._closing
-                                        or self._queued_rows >= self._spare_rows)
+        return bool(self._pending) and (
+            not self._in_flight or self._closing or self._queued_rows >= self._spare_rows
+            or time.monotonic() - self._oldest() >= self._spare_after)
 
     async def _run(self) -> None:
         while True:
@@ -215,7 +224,13 @@ class Batcher:
                 if self._closing and not self._pending:
                     return
                 self._arrived.clear()
-                await self._arrived.wait()
+                if not self._pending:
+                    await self._arrived.wait()
+                    continue
+                # Beside a busy writer: until the oldest request has waited spare_after.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(),
+                                           self._oldest() + self._spare_after - time.monotonic())
                 continue
             if self._max_delay and not self._closing:
                 await self._linger()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -313,19 +313,22 @@ async def test_writers_have_that_many_transactions_in_flight(
     assert batcher.stats()["writers"] == writers
 
 
+def _submitter(batcher: Batcher, run: str) -> Callable[[range], list[asyncio.Task[None]]]:
+    def submit(steps: range) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(batcher.submit(
+            RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in steps]
+    return submit
+
+
 async def test_a_second_transaction_waits_for_a_fifth_of_a_batch(store: MetadataStore) -> None:
     """Beside a busy writer, a few queued rows wait for the next batch rather than pay for
     a transaction of their own; a fifth of ``max_rows`` starts one."""
     [run] = await _runs(store, 1)
     counting = _Counting(store)
     counting.gate = asyncio.Event()
-    batcher = Batcher(counting, max_rows=50, writers=2)
+    batcher = Batcher(counting, max_rows=50, writers=2, spare_after=60)
     batcher.start()
-
-    def submit(steps: range) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(batcher.submit(
-            RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in steps]
-
+    submit = _submitter(batcher, run)
     try:
         tasks = submit(range(1))
         await asyncio.sleep(0.02)
@@ -340,6 +343,28 @@ async def test_a_second_transaction_waits_for_a_fifth_of_a_batch(store: Metadata
         await batcher.close()
     await asyncio.gather(*tasks)
     assert sorted(p.step for p in await _history(store, run, "m")) == list(range(11))
+
+
+async def test_a_long_commit_holds_others_writes_only_briefly(store: MetadataStore) -> None:
+    """A commit that takes long (a large log-batch, a lock wait) leaves the next writer to
+    take a single queued write once it has waited ``spare_after``."""
+    [run] = await _runs(store, 1)
+    counting = _Counting(store)
+    counting.gate = asyncio.Event()
+    batcher = Batcher(counting, max_rows=50, writers=2, spare_after=0.01)
+    batcher.start()
+    submit = _submitter(batcher, run)
+    try:
+        tasks = submit(range(1))
+        await asyncio.sleep(0.02)
+        tasks += submit(range(1, 2))
+        await asyncio.sleep(0.2)
+        assert counting.calls == [1, 1]
+    finally:
+        counting.gate.set()
+        await batcher.close()
+    await asyncio.gather(*tasks)
+    assert sorted(p.step for p in await _history(store, run, "m")) == [0, 1]
 
 
 async def test_lingering_writers_leave_each_other_nothing_to_take(
@@ -389,7 +414,8 @@ async def test_identical_rows_are_stored_once(store: MetadataStore) -> None:
 
 def test_limits_are_checked() -> None:
     for kwargs in ({"max_rows": 0}, {"max_rows": 10, "max_queue_rows": 5},
-                   {"max_delay": -1.0}, {"queue_timeout": -1.0}, {"writers": 0}):
+                   {"max_delay": -1.0}, {"queue_timeout": -1.0}, {"writers": 0},
+                   {"spare_after": -1.0}):
         with pytest.raises(ValueError):
             Batcher(None, **kwargs)  # type: ignore[arg-type]
 
