@@ -11,8 +11,8 @@ Each server runs as its own process on a fresh database (a throwaway one on the 
 or MariaDB server, dropped afterwards; stock reaches MariaDB through ``mysql+pymysql://``). log-metric is driven by wrk (C, two
 threads, so the load generator is not the bottleneck) with a Lua script that sends distinct
 metric rows over 64 runs; log-batch (1000 metrics per request) by an aiohttp client, since
-its request rate is low. Every figure is the median over ``--repeat`` rounds; latencies are
-wrk's own percentiles. "fail" counts non-2xx answers and socket errors.
+its request rate is low. All servers run at once and each round goes through them in turn;
+every figure is the median over ``--repeat`` rounds; latencies are wrk's own percentiles. "fail" counts non-2xx answers and socket errors.
 """
 
 from __future__ import annotations
@@ -259,7 +259,20 @@ SCENARIOS = [
 ]
 
 
-def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result]:
+@dataclass
+class Target:
+    """One server under test, with its database and runs."""
+
+    kind: str
+    store: str
+    server: Server
+    dsn: str | None
+    workdir: Path
+    runs: list[str]
+    results: dict[str, list[Result]]
+
+
+def start_target(kind: str, store: str, args: argparse.Namespace) -> Target:
     workdir = Path(tempfile.mkdtemp(prefix=f"mlgate-perf-{kind}-{store}-"))
     dsn = None
     if kind != "hello" and store == "postgres":
@@ -268,31 +281,34 @@ def run_one(kind: str, store: str, args: argparse.Namespace) -> dict[str, Result
         os.environ["MLGATE_TEST_MYSQL_DSN"] = args.my_dsn
         dsn = MY_DATABASES.create(f"perf_{kind}", migrated=False)
     server = Server(kind, store, workdir, dsn, args.mlflow_bin)
-    results: dict[str, list[Result]] = {}
-    try:
-        runs = _make_runs(server, 64)
-        for _ in range(args.repeat):
-            for name, what, clients in SCENARIOS:
-                if args.only and args.only != what:
-                    continue
-                if what == "metric":
-                    res = wrk_log_metric(server, runs, clients, args.duration)
-                else:
-                    res = asyncio.run(_batch_load(server, runs, clients, args.duration, 1000))
-                results.setdefault(name, []).append(res)
-                print(f"  {kind:6} {store:8} {name:26} {res.rps:10.0f}/s p50 {res.p50_ms:8.1f}"
-                      f" ms p99 {res.p99_ms:8.1f} ms fail {res.fail}", flush=True)
-    finally:
-        server.stop()
-        if dsn and store == "postgres":
-            asyncio.run(_drop_pg(args.pg_dsn, dsn))
-        elif dsn:
-            MY_DATABASES.drop(dsn)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {name: Result(statistics.median(r.rps for r in rs),
-                         statistics.median(r.p50_ms for r in rs),
-                         statistics.median(r.p99_ms for r in rs),
-                         sum(r.fail for r in rs)) for name, rs in results.items()}
+    return Target(kind, store, server, dsn, workdir, _make_runs(server, 64), {})
+
+
+def stop_target(target: Target, args: argparse.Namespace) -> None:
+    target.server.stop()
+    if target.dsn and target.store == "postgres":
+        asyncio.run(_drop_pg(args.pg_dsn, target.dsn))
+    elif target.dsn:
+        MY_DATABASES.drop(target.dsn)
+    shutil.rmtree(target.workdir, ignore_errors=True)
+
+
+def run_round(target: Target, name: str, what: str, clients: int,
+              args: argparse.Namespace) -> None:
+    if what == "metric":
+        res = wrk_log_metric(target.server, target.runs, clients, args.duration)
+    else:
+        res = asyncio.run(_batch_load(target.server, target.runs, clients, args.duration, 1000))
+    target.results.setdefault(name, []).append(res)
+    print(f"  {target.kind:6} {target.store:8} {name:26} {res.rps:10.0f}/s p50 {res.p50_ms:8.1f}"
+          f" ms p99 {res.p99_ms:8.1f} ms fail {res.fail}", flush=True)
+
+
+def _median(results: list[Result]) -> Result:
+    return Result(statistics.median(r.rps for r in results),
+                  statistics.median(r.p50_ms for r in results),
+                  statistics.median(r.p99_ms for r in results),
+                  sum(r.fail for r in results))
 
 
 def main() -> None:
@@ -309,27 +325,48 @@ def main() -> None:
         "MLGATE_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306"))
     ap.add_argument("--mlflow-bin", default=str(Path(sys.executable).parent / "mlflow"))
     args = ap.parse_args()
+    unknown = set(args.stores.split(",")) - {"sqlite", "postgres", "mariadb"}
+    if unknown:  # any other name would have run on SQLite under that label
+        ap.error(f"unknown store(s) {', '.join(sorted(unknown))}: sqlite, postgres, mariadb")
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
-    table: dict[tuple[str, str], dict[str, Result]] = {}
-    for store in args.stores.split(","):
-        for kind in args.servers.split(","):
-            if kind == "hello" and store != args.stores.split(",")[0]:
-                continue  # the ceiling has no store
-            print(f"== {kind} on {store}", flush=True)
-            table[(kind, "-" if kind == "hello" else store)] = run_one(kind, store, args)
+    # Every server runs at once and each scenario's rounds go through them in turn, so that
+    # the machine's drift (its speed changes by 15% within minutes) falls on all alike and
+    # the ratio to hello is taken within a round.
+    targets: list[Target] = []
+    try:
+        for store in args.stores.split(","):
+            for kind in args.servers.split(","):
+                if kind == "hello" and store != args.stores.split(",")[0]:
+                    continue  # the ceiling has no store
+                print(f"== starting {kind} on {store}", flush=True)
+                targets.append(start_target(kind, "-" if kind == "hello" else store, args))
+        for _ in range(args.repeat):
+            for name, what, clients in SCENARIOS:
+                if args.only and args.only != what:
+                    continue
+                for target in targets:
+                    if target.kind != "hello" or what == "metric":
+                        run_round(target, name, what, clients, args)
+    finally:
+        for target in targets:
+            stop_target(target, args)
     print(f"\nmedians of {args.repeat} round(s) of {args.duration:.0f} s; rate is requests/s "
-          "for log-metric, metrics/s for log-batch")
+          "for log-metric, metrics/s for log-batch; / hello: the median of the rounds' ratios")
     print(f"{'scenario':27} {'server':7} {'store':9} {'rate':>10} {'p50 ms':>8} {'p99 ms':>8}"
-          f" {'fail':>6}")
+          f" {'fail':>6} {'/ hello':>8}")
+    hello = next((t for t in targets if t.kind == "hello"), None)
     for name, _, _ in SCENARIOS:
-        for (kind, store), res in table.items():
-            r = res.get(name)
-            if r is None or (kind == "hello" and "batch" in name):
+        for target in targets:
+            rounds = target.results.get(name)
+            if not rounds:
                 continue
-            print(f"{name:27} {kind:7} {store:9} {r.rps:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.1f}"
-                  f" {r.fail:6d}")
-
+            r = _median(rounds)
+            ratio = ""
+            if hello is not None and target is not hello and name in hello.results:
+                ratio = f"{statistics.median(a.rps / b.rps for a, b in zip(rounds, hello.results[name], strict=True)):8.2f}"
+            print(f"{name:27} {target.kind:7} {target.store:9} {r.rps:10.0f} {r.p50_ms:8.2f}"
+                  f" {r.p99_ms:8.1f} {r.fail:6d} {ratio}")
 
 if __name__ == "__main__":
     main()
