@@ -17,13 +17,14 @@ unless ``max_rows`` are pending earlier.
 server one transaction's statements run on one core, so a second writer keeps the server's
 other core busy while the first commits. A writer starts a transaction beside another only
 for at least a fifth of ``max_rows`` queued, or once the oldest queued request has waited
-``spare_after`` (5 ms): a transaction's fixed cost in the gateway is paid per batch, and a few rows
-more in the next batch cost less than a second transaction for them (MariaDB log-metric at
-64 clients: docs/performance.md), but a long commit in flight (a large log-batch, a lock
-wait) must not hold the others' small writes for all its length. Two batches in flight are not ordered against each
-other; nothing needs them to be: a request is answered only once its batch committed, so a
-client's next write always starts after its previous one is durable, and the store keeps
-each series' latest point by value, not by arrival.
+``spare_after`` (5 ms): a transaction's fixed cost in the gateway is paid per batch, and a
+few rows more in the next batch cost less than a second transaction for them (MariaDB
+log-metric at 64 clients: docs/performance.md), but a long commit in flight (a large
+log-batch, a lock wait) must not hold the others' small writes for all its length. Two
+batches in flight are not ordered against each other; nothing needs them to be: a request
+is answered only once its batch committed, so a client's next write always starts after
+its previous one is durable, and the store keeps each series' latest point by value, not by
+arrival.
 
 Failures stay with their request: validation happens before :meth:`submit`; the store
 reports per-request refusals (unknown run, changed param) without failing the others; and
@@ -249,7 +250,7 @@ class Batcher:
                 self._in_flight -= 1
 
     async def _linger(self) -> None:
-        deadline = min(q[0].enqueued for q in self._queues.values()) + self._max_delay
+        deadline = self._oldest() + self._max_delay
         while self._pending and self._queued_rows < self._max_rows and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

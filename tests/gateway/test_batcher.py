@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -313,58 +313,46 @@ async def test_writers_have_that_many_transactions_in_flight(
     assert batcher.stats()["writers"] == writers
 
 
-def _submitter(batcher: Batcher, run: str) -> Callable[[range], list[asyncio.Task[None]]]:
-    def submit(steps: range) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(batcher.submit(
-            RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in steps]
-    return submit
+async def _beside_a_blocked_commit(store: MetadataStore, spare_after: float,
+                                   phases: list[tuple[range, float]]) -> list[list[int]]:
+    """Two writers, max_rows 50; step 0 is written first and its commit blocks. Each phase
+    then submits writes of its steps and waits its seconds. Returns the sizes of the
+    transactions started, as seen after each phase; checks every write was stored."""
+    [run] = await _runs(store, 1)
+    counting = _Counting(store)
+    counting.gate = asyncio.Event()
+    batcher = Batcher(counting, max_rows=50, writers=2, spare_after=spare_after)
+    batcher.start()
+    tasks: list[asyncio.Task[None]] = []
+    seen = []
+    try:
+        for steps, wait in [(range(1), 0.02), *phases]:
+            tasks += [asyncio.create_task(batcher.submit(
+                RunWrite(run, metrics=[Metric("m", 1.0, i, i)]))) for i in steps]
+            await asyncio.sleep(wait)
+            seen.append(list(counting.calls))
+    finally:
+        counting.gate.set()
+        await batcher.close()
+    await asyncio.gather(*tasks)
+    written = max(steps.stop for steps, _ in phases)
+    assert sorted(p.step for p in await _history(store, run, "m")) == list(range(written))
+    return seen[1:]
 
 
 async def test_a_second_transaction_waits_for_a_fifth_of_a_batch(store: MetadataStore) -> None:
     """Beside a busy writer, a few queued rows wait for the next batch rather than pay for
     a transaction of their own; a fifth of ``max_rows`` starts one."""
-    [run] = await _runs(store, 1)
-    counting = _Counting(store)
-    counting.gate = asyncio.Event()
-    batcher = Batcher(counting, max_rows=50, writers=2, spare_after=60)
-    batcher.start()
-    submit = _submitter(batcher, run)
-    try:
-        tasks = submit(range(1))
-        await asyncio.sleep(0.02)
-        tasks += submit(range(1, 10))  # 9 rows queued behind the busy writer: fewer than 10
-        await asyncio.sleep(0.05)
-        assert counting.calls == [1]
-        tasks += submit(range(10, 11))  # the tenth row starts the second transaction
-        await asyncio.sleep(0.05)
-        assert counting.calls == [1, 10]
-    finally:
-        counting.gate.set()
-        await batcher.close()
-    await asyncio.gather(*tasks)
-    assert sorted(p.step for p in await _history(store, run, "m")) == list(range(11))
+    # 9 rows queued behind the busy writer: fewer than 10; then the tenth.
+    seen = await _beside_a_blocked_commit(store, 60, [(range(1, 10), 0.05), (range(10, 11), 0.05)])
+    assert seen == [[1], [1, 10]]
 
 
 async def test_a_long_commit_holds_others_writes_only_briefly(store: MetadataStore) -> None:
     """A commit that takes long (a large log-batch, a lock wait) leaves the next writer to
     take a single queued write once it has waited ``spare_after``."""
-    [run] = await _runs(store, 1)
-    counting = _Counting(store)
-    counting.gate = asyncio.Event()
-    batcher = Batcher(counting, max_rows=50, writers=2, spare_after=0.01)
-    batcher.start()
-    submit = _submitter(batcher, run)
-    try:
-        tasks = submit(range(1))
-        await asyncio.sleep(0.02)
-        tasks += submit(range(1, 2))
-        await asyncio.sleep(0.2)
-        assert counting.calls == [1, 1]
-    finally:
-        counting.gate.set()
-        await batcher.close()
-    await asyncio.gather(*tasks)
-    assert sorted(p.step for p in await _history(store, run, "m")) == [0, 1]
+    seen = await _beside_a_blocked_commit(store, 0.01, [(range(1, 2), 0.2)])
+    assert seen == [[1, 1]]
 
 
 async def test_lingering_writers_leave_each_other_nothing_to_take(
