@@ -28,6 +28,8 @@ __all__ = ["INVALID_HOST", "allowed_hosts", "host_middleware"]
 log = logging.getLogger("mlgate")
 
 INVALID_HOST = "Invalid Host header - possible DNS rebinding attack detected"
+
+
 # A client sends the same Host on every request, and parsing it as an address cost 4% of
 # a log-metric request; many different ones only evict each other.
 @functools.lru_cache(maxsize=256)

@@ -12,7 +12,8 @@ or MariaDB server, dropped afterwards; stock reaches MariaDB through ``mysql+pym
 threads, so the load generator is not the bottleneck) with a Lua script that sends distinct
 metric rows over 64 runs; log-batch (1000 metrics per request) by an aiohttp client, since
 its request rate is low. All servers run at once and each round goes through them in turn;
-every figure is the median over ``--repeat`` rounds; latencies are wrk's own percentiles. "fail" counts non-2xx answers and socket errors.
+every figure is the median over ``--repeat`` rounds; latencies are wrk's own percentiles.
+"fail" counts non-2xx answers and socket errors.
 """
 
 from __future__ import annotations

@@ -637,18 +637,15 @@ class MysqlMetadataStore(PooledSqlStore):
 
     async def _load_run_cores(self, db: Any, run_ids: Sequence[str]) -> dict[str, RunCore]:
         cores: dict[str, RunCore] = {}
-        loads = orjson.loads
         for ids in _chunks(list(run_ids)):
             for r in await db.fetch_rows(
                     _LOAD_RUNS.format(marks=", ".join("?" * len(ids))), ids):
-                metrics = () if r[11] is None else tuple(
-                    Metric(k, loaded_value(float(v), n), ts, step)
-                    for k, v, n, ts, step in loads(r[11]))
                 cores[r[0]] = (
                     run_info(r),
-                    () if r[9] is None else tuple(Param(k, v) for k, v in loads(r[9])),
-                    () if r[10] is None else tuple(Tag(k, v) for k, v in loads(r[10])),
-                    metrics,
+                    tuple(Param(k, v) for k, v in _json_rows(r[9])),
+                    tuple(Tag(k, v) for k, v in _json_rows(r[10])),
+                    tuple(Metric(k, loaded_value(float(v), n), ts, step)
+                          for k, v, n, ts, step in _json_rows(r[11])),
                     bool(r[12]),
                 )
         return cores
