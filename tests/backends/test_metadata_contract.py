@@ -234,7 +234,8 @@ async def test_metric_batch_keeps_values_and_keys_exactly(
 ) -> None:
     # Awkward keys and doubles at the edges of their range come back as logged, through
     # a metric-only batch (the path the batcher takes for log-metric).
-    keys = ["it's", 'q"uote', "back\\slash", "per%cent", "%s", "é ﬀ 😀", "semi;colon"]
+    keys = ["it's", 'q"uote', "back\\slash", "per%cent", "%s", "é ﬀ 😀", "semi;colon",
+            "Twin", "twin", "twin "]  # keys differ by case and trailing space
     values = [5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308,
               0.30000000000000004, 1 / 3, -2.5, 1e-300, 123456789.123456789]
     run_id = await _run(metadata_store)
@@ -312,6 +313,7 @@ async def test_log_batches_answers_each_write(
     refused alone, the others are stored. Metric-only batches and batches with a param
     take different paths on PostgreSQL; both must agree."""
     live, other, deleted = [await _run(metadata_store, n) for n in ("a", "b", "c")]
+    await metadata_store.log_batch(deleted, metrics=[Metric("m", 3.0, 0, 0)])
     await metadata_store.delete_run(deleted)
     params = (Param("p", "1"),) if with_param else ()
     writes = [
@@ -335,7 +337,10 @@ async def test_log_batches_answers_each_write(
     assert (await metadata_store.get_run(live)).metrics == (Metric("m", 2.0, 11, 2),)
     assert {m.key: m.value for m in (await metadata_store.get_run(other)).metrics} == {
         "m": 7.0, "n": 8.0}
-    assert (await metadata_store.get_metric_history(deleted, "m")).items == []
+    # A deleted run's series takes no point and keeps its latest.
+    assert points((await metadata_store.get_metric_history(deleted, "m")).items) == [
+        (3.0, 0, 0)]
+    assert points((await metadata_store.get_run(deleted)).metrics) == [(3.0, 0, 0)]
     assert (await metadata_store.get_run(live)).params == params
     # Sent again (a retried request), nothing is stored twice and the latest stays put.
     again = await metadata_store.log_batches([writes[4], writes[0]])
