@@ -229,8 +229,13 @@ async def test_log_batch_and_latest_metrics(metadata_store: MetadataStore) -> No
     assert Tag("t", "x") in run.tags
 
 
+# Metric-only batches of a few rows and of many take different paths on MariaDB.
+_BATCH_SIZES = pytest.mark.parametrize("padding", [0, 300], ids=["small", "large"])
+
+
+@_BATCH_SIZES
 async def test_metric_batch_keeps_values_and_keys_exactly(
-    metadata_store: MetadataStore,
+    metadata_store: MetadataStore, padding: int
 ) -> None:
     # Awkward keys and doubles at the edges of their range come back as logged, through
     # a metric-only batch (the path the batcher takes for log-metric).
@@ -240,17 +245,21 @@ async def test_metric_batch_keeps_values_and_keys_exactly(
               0.30000000000000004, 1 / 3, -2.5, 1e-300, 123456789.123456789]
     run_id = await _run(metadata_store)
     other = await _run(metadata_store, "other")
-    metrics = [Metric(k, v, 2**62 + i, -(2**62) + i)
-               for k in keys for i, v in enumerate(values)]
-    verdicts = await metadata_store.log_batches(
-        [RunWrite(run_id, metrics), RunWrite("0" * 32, [Metric("m", 1.0, 1, 1)]),
-         RunWrite(other, [Metric("m", 1.0, 1, 1)])])
-    assert verdicts[0] is None and verdicts[2] is None
-    assert isinstance(verdicts[1], errors.NotFound)
-    for k in keys:
+    pad = [Metric("pad", float(i), i, i) for i in range(padding)]
+    # A batch per key (a few rows, or many with the padding); each key's own timestamps,
+    # so that a point stored under another key's series would show.
+    for j, k in enumerate(keys):
+        verdicts = await metadata_store.log_batches(
+            [RunWrite(run_id, [Metric(k, v, 2**62 + 16 * j + i, -(2**62) + i)
+                               for i, v in enumerate(values)]),
+             RunWrite("0" * 32, [Metric("m", 1.0, 1, 1)]),
+             RunWrite(other, [Metric("m", 1.0, 1, 1), *pad])])
+        assert verdicts[0] is None and verdicts[2] is None
+        assert isinstance(verdicts[1], errors.NotFound)
+    for j, k in enumerate(keys):
         history = (await metadata_store.get_metric_history(run_id, k)).items
         assert [(m.value, m.timestamp, m.step) for m in history] == [
-            (v, 2**62 + i, -(2**62) + i) for i, v in enumerate(values)]
+            (v, 2**62 + 16 * j + i, -(2**62) + i) for i, v in enumerate(values)]
     latest = {m.key: m for m in (await metadata_store.get_run(run_id)).metrics}
     assert set(latest) == set(keys)
     assert {m.value for m in latest.values()} == {values[-1]}
@@ -305,13 +314,15 @@ async def test_log_batch_is_one_transaction(metadata_store: MetadataStore) -> No
     await metadata_store.log_batch(run_id, params=[Param("p", "1")])
 
 
+@_BATCH_SIZES
 @pytest.mark.parametrize("with_param", [False, True], ids=["metrics-only", "with-param"])
 async def test_log_batches_answers_each_write(
-    metadata_store: MetadataStore, with_param: bool
+    metadata_store: MetadataStore, with_param: bool, padding: int
 ) -> None:
     """Many requests' writes in one call (the batcher's): an unknown or deleted run is
     refused alone, the others are stored. Metric-only batches and batches with a param
-    take different paths on PostgreSQL; both must agree."""
+    take different paths on PostgreSQL and MariaDB (and small and large ones on MariaDB);
+    all must agree."""
     live, other, deleted = [await _run(metadata_store, n) for n in ("a", "b", "c")]
     await metadata_store.log_batch(deleted, metrics=[Metric("m", 3.0, 0, 0)])
     await metadata_store.delete_run(deleted)
@@ -320,7 +331,8 @@ async def test_log_batches_answers_each_write(
         RunWrite(live, (Metric("m", 1.0, 10, 1), Metric("m", 2.0, 11, 2)), params),
         RunWrite("f" * 32, (Metric("m", 5.0, 1, 1),)),
         RunWrite(deleted, (Metric("m", 6.0, 1, 1),)),
-        RunWrite(other, (Metric("m", 7.0, 3, 0), Metric("n", 8.0, 3, 0))),
+        RunWrite(other, (Metric("m", 7.0, 3, 0), Metric("n", 8.0, 3, 0),
+                         *(Metric("pad", float(i), i, i) for i in range(padding)))),
         RunWrite(live, (Metric("m", 0.5, 9, 0),)),  # older than the batch's latest
     ]
     verdicts = await metadata_store.log_batches(writes)
@@ -336,7 +348,7 @@ async def test_log_batches_answers_each_write(
         (0.5, 9, 0), (1.0, 10, 1), (2.0, 11, 2)]
     assert (await metadata_store.get_run(live)).metrics == (Metric("m", 2.0, 11, 2),)
     assert {m.key: m.value for m in (await metadata_store.get_run(other)).metrics} == {
-        "m": 7.0, "n": 8.0}
+        "m": 7.0, "n": 8.0} | ({"pad": padding - 1.0} if padding else {})
     # A deleted run's series takes no point and keeps its latest.
     assert points((await metadata_store.get_metric_history(deleted, "m")).items) == [
         (3.0, 0, 0)]
