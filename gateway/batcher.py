@@ -171,7 +171,6 @@ class Batcher:
         if not self._fits(rows, share):
             await self._wait_for_room(rows, share)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_consume)
         queue = self._queues.get(share)
         if queue is None:
             queue = self._queues[share] = collections.deque()
@@ -186,7 +185,8 @@ class Batcher:
             self._arrived.set()
         # If this request is cancelled (the client went away), so is the future, but the
         # write stays queued: it is committed all the same, and a retry of it stores
-        # nothing twice.
+        # nothing twice. Cancelled once its verdict is in, the task still reads the
+        # verdict as it wakes, so a refusal is never reported as an unread exception.
         await future
 
     def _fits(self, rows: int, share: str) -> bool:
@@ -366,13 +366,6 @@ class Batcher:
             "recent_wait_ms": _summary([w * 1000 for w in f.waits]),
             "recent_commit_ms": _summary([c * 1000 for c in f.commits]),
         }
-
-
-def _consume(future: asyncio.Future[None]) -> None:
-    """Mark the verdict retrieved, so one nobody awaits any more (a cancelled request) is
-    not reported as lost."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _answer_all(batch: Sequence[_Pending], exc: BaseException) -> None:
