@@ -1,7 +1,9 @@
-"""A TCP proxy in front of PostgreSQL for outage tests: ``cut()`` drops every connection
-and stops listening (connections are refused), ``restore()`` listens again on the same
-port; ``stall()`` holds every byte in both directions (a hung network path: connections
-stay open and nothing arrives), ``flow()`` lets them through again."""
+"""A TCP proxy in front of PostgreSQL or MariaDB for outage tests: ``cut()`` drops every
+connection and stops listening (connections are refused), ``restore()`` listens again on
+the same port; ``stall()`` holds every byte in both directions (a hung network path:
+connections stay open and nothing arrives), ``flow()`` lets them through again;
+``deafen()`` lets the client's bytes through but drops the server's (a statement runs, its
+answer is lost), ``drop()`` aborts the open connections and keeps listening."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class TcpProxy:
         self.port = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._deaf = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -31,10 +34,21 @@ class TcpProxy:
     def flow(self) -> None:
         self._flowing.set()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def deafen(self) -> None:
+        self._deaf = True
+
+    def drop(self) -> None:
+        self._deaf = False
+        for w in list(self._writers):
+            w.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    answers: bool = False) -> None:
         try:
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                if answers and self._deaf:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -50,7 +64,8 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer),
+                                 self._pipe(up_reader, writer, answers=True))
         finally:
             self._writers -= {writer, up_writer}
 
@@ -59,8 +74,7 @@ class TcpProxy:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
-        for w in list(self._writers):
-            w.transport.abort()  # RST, as when a network path or the server goes away
+        self.drop()  # RST, as when a network path or the server goes away
 
     async def restore(self) -> None:
         await self.start()

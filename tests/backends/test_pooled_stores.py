@@ -307,3 +307,39 @@ async def test_a_statement_on_a_stalled_network_path_times_out(open_store: Any) 
         assert (await store.get_experiment("0")).name == "Default"
     finally:
         await proxy.close()
+
+
+async def test_a_committed_write_whose_answer_was_lost_is_not_refused(my_database: str) -> None:
+    """MariaDB sends a small metric batch as one script and tries it again on another
+    connection when the first is lost. The batch commits, its answer is lost with the
+    connection, and the run is deleted before the second try: the write was stored, so it
+    must not be answered as refused (a client does not retry a 400), only as retryable."""
+    proxy, via = await proxied(my_database)
+    store = MysqlMetadataStore.from_uri(via, pool_size=1, max_overflow=0, pool_timeout=3)
+    direct = MysqlMetadataStore.from_uri(my_database)
+    await store.open()
+    await direct.open()
+    try:
+        exp_id = await direct.create_experiment("lost", artifact_root="mlflow-artifacts:")
+        run_id = (await direct.create_run(exp_id, user_id="u", run_name="r",
+                                          start_time=1)).info.run_id
+        assert await store.log_batches([RunWrite(run_id, [Metric("m", 0.0, 0, 0)])]) == [None]
+        proxy.deafen()
+        write = asyncio.create_task(
+            store.log_batches([RunWrite(run_id, [Metric("m", 1.0, 1, 1)])]))
+        deadline = time.monotonic() + 5
+        while len((await direct.get_metric_history(run_id, "m")).items) < 2:
+            assert time.monotonic() < deadline, "the batch did not commit"
+            await asyncio.sleep(0.02)
+        await direct.delete_run(run_id)
+        proxy.drop()
+        [verdict] = await asyncio.wait_for(write, 10)
+        assert isinstance(verdict, errors.Unavailable), verdict
+        # Tried again (the client's retry), the write is refused now, and nothing doubles.
+        [again] = await store.log_batches([RunWrite(run_id, [Metric("m", 1.0, 1, 1)])])
+        assert isinstance(again, errors.InvalidArgument)
+        assert len((await direct.get_metric_history(run_id, "m")).items) == 2
+    finally:
+        await store.aclose()
+        await direct.aclose()
+        await proxy.close()

@@ -645,15 +645,29 @@ class MysqlMetadataStore(PooledSqlStore):
         script = (f"START TRANSACTION; {_stages(runs_in)};"
                   f" {_SERIES_FROM_ROWS.format(rows=series)};"
                   f" {_POINTS_FROM_ROWS.format(rows=', '.join(text.values()))}; COMMIT")
+        tries = 0
+
+        async def run(conn: PooledConnection) -> list[list[Any]]:
+            nonlocal tries
+            tries += 1
+            return await _script(conn.raw.conn, script)
+
         # Trying again on another connection is safe: the points are keyed by their whole
         # value and the series keep their latest point by value, so a batch that did
         # commit before its connection was lost writes nothing new the second time.
-        conn, [[[stages]]] = await self._retrying(lambda c: _script(c.raw.conn, script),
-                                                  keep_on_server_error=False)
+        conn, [[[stages]]] = await self._retrying(run, keep_on_server_error=False)
         assert self._pool is not None
         self._pool.release(conn)
         stage = dict(_json_rows(stages))
-        return [_run_unwritable(w.run_id, stage.get(w.run_id)) for w in writes]
+        verdicts = [_run_unwritable(w.run_id, stage.get(w.run_id)) for w in writes]
+        if tries > 1:
+            # The lost try may have committed before the run was deleted: its write must
+            # not be answered as refused (a client does not retry a 400), only as
+            # retryable; the next try gets the refusal.
+            verdicts = [None if v is None else errors.Unavailable(
+                "The database connection was lost during the write; retry the request.")
+                for v in verdicts]
+        return verdicts
 
     async def _write_metrics(
         self, conn: PooledConnection, writes: Sequence[RunWrite], stages: dict[str, str],
