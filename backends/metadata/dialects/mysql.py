@@ -45,6 +45,7 @@ from backends.metadata.sql.connection import Cursor, FetchedCursor, UniqueViolat
 from backends.metadata.sql.dialect import Dialect, Returning
 from backends.metadata.sql.tracking import (
     RUN_INFO_COLUMNS,
+    PreparedMetric,
     RunCore,
     _chunks,
     _run_unwritable,
@@ -362,6 +363,12 @@ def _double(value: float) -> str:
     return f"{float(value):.16e}"
 
 
+def _point_literals(r: PreparedMetric) -> str:
+    """A prepared metric row's value, is-NaN flag, timestamp and step as SQL literals:
+    numbers only, through float() and int()."""
+    return f"{_double(r[2])}, {int(r[3])}, {int(r[4])}, {int(r[5])}"
+
+
 # A page of runs in one statement: each run's params, tags and latest metrics as one JSON
 # array each, parsed by orjson, instead of a query (a round trip) per table and a row per
 # value through PyMySQL's decoding. The server prints a double in JSON with the shortest
@@ -639,8 +646,8 @@ class MysqlMetadataStore(PooledSqlStore):
         # point sent twice is stored once anyway. In key order, which the joins keep (the
         # literal rows drive them): the series are locked in key order, as every batch
         # does (see _upsert_tags); an ORDER BY cost the server more than the insert.
-        text = {r: f"('{escape(r[0])}', '{escape(r[1])}', {_double(r[2])}, {int(r[3])},"
-                   f" {int(r[4])}, {int(r[5])})" for r in sorted(prepared)}
+        text = {r: f"('{escape(r[0])}', '{escape(r[1])}', {_point_literals(r)})"
+                for r in sorted(prepared)}
         series = ", ".join(text[r] for _, r in sorted(latest.items()))
         script = (f"START TRANSACTION; {_stages(runs_in)};"
                   f" {_SERIES_FROM_ROWS.format(rows=series)};"
@@ -685,7 +692,7 @@ class MysqlMetadataStore(PooledSqlStore):
         ids = {(r[0], r[1]): r[2] for r in known}
         new = sorted(k for k in latest if k not in ids)
         script = [f"{_SERIES_INSERT} VALUES " + ", ".join(  # key order: see _upsert_tags
-            f"({literal[k]}, {_double(r[2])}, {int(r[3])}, {int(r[4])}, {int(r[5])})"
+            f"({literal[k]}, {_point_literals(r)})"
             for k, r in sorted(latest.items())) + f" {_SERIES_ON_DUPLICATE}"]
         if new:  # their ids are needed for the points
             script.append(series_ids(new))
