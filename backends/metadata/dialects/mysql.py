@@ -269,10 +269,9 @@ class MariaDbDialect(Returning, Dialect):
         return f"({column} + 0)"  # '+col' alone leaves the index usable to the optimizer
 
     def series_of_run(self, alias: str) -> str:
-        # The optimizer takes the unique (run_id, key) index, then reads each row for its
-        # value; (run_id, key, latest_value, latest_is_nan) answers from the index alone.
-        # 10k runs, 1,031 matching a param: 7.2 -> 6.0 ms (31 interleaved rounds).
-        return f"metric_series {alias} FORCE INDEX (metric_series_run_key_value)"
+        # The rows are keyed by (run_id, key) and hold the latest value: a probe by run and
+        # key reads nothing else. Named, as the optimizer may take (key, latest_value).
+        return f"metric_series {alias} FORCE INDEX (PRIMARY)"
 
     def delete_first_points(self, first_points: str) -> str:
         # A single-table DELETE takes ORDER BY ... LIMIT; "IN (SELECT ... LIMIT)" does not.
@@ -342,7 +341,7 @@ _SERIES_FROM_ROWS = (
 _POINTS_FROM_ROWS = (
     "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan) "
     + _ACTIVE_ROWS.replace("{columns}", "s.series_id, v_ts, v_step, v_value, v_nan")
-    + " JOIN metric_series s FORCE INDEX (metric_series_run_id_key_key)"
+    + " JOIN metric_series s FORCE INDEX (PRIMARY)"
     " ON s.run_id = v_run AND s.`key` = v_key"
     " ON DUPLICATE KEY UPDATE series_id = metric_points.series_id")
 
@@ -608,7 +607,7 @@ class MysqlMetadataStore(PooledSqlStore):
 
         def series_ids(keys: Iterable[tuple[str, str]]) -> str:  # as _stages, one JSON row
             return (f"SELECT JSON_ARRAYAGG(JSON_ARRAY(run_id, `key`, series_id))"
-                    f" FROM metric_series FORCE INDEX (metric_series_run_id_key_key)"
+                    f" FROM metric_series FORCE INDEX (PRIMARY)"
                     f" WHERE run_id IN ({runs_in}) AND (run_id, `key`) IN"
                     f" ({', '.join(f'({literal[k]})' for k in keys)})")
 
