@@ -4,6 +4,8 @@ and the statements of a replica one version behind still run on the migrated sch
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pymysql
 from mytools import MyDatabases, admin_dsn
 
@@ -52,8 +54,6 @@ def _at_previous_version(uri: str) -> tuple[int, int]:
 
 
 def _connect_args(uri: str) -> dict[str, object]:
-    from urllib.parse import urlsplit
-
     parts, admin = urlsplit(uri), urlsplit(admin_dsn())
     return {"host": admin.hostname or "127.0.0.1", "port": admin.port or 3306,
             "user": admin.username or "root", "password": admin.password or "",
@@ -72,14 +72,15 @@ async def test_the_newest_migration_keeps_every_series(my_databases: MyDatabases
             "loss": 0.5, "Loss": 9.0, "loss ": 3.0}
         history = await store.get_metric_history(RUN_A, "loss")
         assert [(m.step, m.value) for m in history.items] == [(1, 1.5), (2, 0.5)]
-        # New points join the series that were there, small batches and large alike.
-        for padding in (0, 300):
+        # New points join the series that were there, small batches (one round trip) and
+        # large ones alike, beside new series.
+        for padding in (1, 300):
             writes = [RunWrite(RUN_A, [Metric("loss", 0.1 + padding, 30 + padding, 3)]),
                       RunWrite(RUN_B, [Metric(f"k{i}", 1.0, 1, 0) for i in range(padding)])]
             assert await store.log_batches(writes) == [None, None]
         history = await store.get_metric_history(RUN_A, "loss")
         assert [(m.step, m.value) for m in history.items] == [
-            (1, 1.5), (2, 0.5), (3, 0.1), (3, 300.1)]
+            (1, 1.5), (2, 0.5), (3, 1.1), (3, 300.1)]
         assert {m.key: m.value for m in (await store.get_run(RUN_A)).metrics}["loss"] == 300.1
         found = await store.search_runs(["7"], order_by=["metrics.loss DESC"])
         assert [r.info.run_id for r in found.items] == [RUN_A, RUN_B]
