@@ -15,8 +15,8 @@ import pymysql
 import pytest
 from pgtools import run_sync
 
-__all__ = ["DEFAULT_DSN", "ON_EVERY_DATABASE", "MyDatabases", "admin_dsn", "connection_ids",
-           "kill_connections"]
+__all__ = ["DEFAULT_DSN", "ON_EVERY_DATABASE", "MyDatabases", "admin_dsn", "connect",
+           "connection_ids", "kill_connections"]
 
 DEFAULT_DSN = "mysql://root@127.0.0.1:3306"
 PREFIX = "mlgate_test_"
@@ -26,13 +26,15 @@ def admin_dsn() -> str:
     return os.environ.get("MLGATE_TEST_MYSQL_DSN") or DEFAULT_DSN
 
 
-def _admin() -> pymysql.Connection:
+def connect(database: str | None = None, **options: object) -> pymysql.Connection:
+    """An autocommit connection to the test server as its admin user, to ``database`` if
+    given; ``options`` go to ``pymysql.connect`` (a ``client_flag``, say)."""
     parts = urlsplit(admin_dsn())
     try:
         return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
                                user=unquote(parts.username or "root"),
-                               password=unquote(parts.password or ""), autocommit=True,
-                               connect_timeout=10)
+                               password=unquote(parts.password or ""), database=database,
+                               autocommit=True, connect_timeout=10, **options)
     except pymysql.err.MySQLError as exc:
         pytest.fail(
             f"MariaDB/MySQL is not reachable at MLGATE_TEST_MYSQL_DSN={admin_dsn()!r} ({exc}). "
@@ -40,7 +42,7 @@ def _admin() -> pymysql.Connection:
 
 
 def _execute(*statements: str) -> None:
-    conn = _admin()
+    conn = connect()
     try:
         with conn.cursor() as cur:
             for sql in statements:
@@ -51,7 +53,7 @@ def _execute(*statements: str) -> None:
 
 def connection_ids(database: str) -> set[int]:
     """The ids of the sessions connected to ``database`` (other than the asking one)."""
-    conn = _admin()
+    conn = connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT id FROM information_schema.processlist"
@@ -64,7 +66,7 @@ def connection_ids(database: str) -> set[int]:
 def kill_connections(database: str) -> int:
     """``KILL`` every session connected to ``database``, as an operator or a server shutting
     down would; returns how many were killed."""
-    conn = _admin()
+    conn = connect()
     killed = 0
     try:
         with conn.cursor() as cur:
@@ -85,7 +87,7 @@ def _drop(name: str) -> None:
     """Drop a database, ending the connections still on it first (as PostgreSQL's
     ``DROP DATABASE ... WITH (FORCE)``): a connection left in a transaction would make the
     DROP wait for its metadata lock."""
-    conn = _admin()
+    conn = connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (name,))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pymysql
-from mytools import MyDatabases, admin_dsn
+from mytools import MyDatabases, connect
 
 from backends.metadata._migrations import load_migrations
 from backends.metadata.interface.entities import Metric, RunWrite
@@ -20,8 +20,7 @@ def _at_previous_version(uri: str) -> tuple[int, int]:
     """Apply every migration but the newest, with two runs' metrics in it; the newest
     version and the id of run A's ``loss`` series."""
     migrations = load_migrations("mysql")
-    admin = pymysql.connect(**_connect_args(uri), autocommit=True,
-                            client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    admin = connect(_name(uri), client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
     try:
         with admin.cursor() as cur:
             cur.execute("CREATE TABLE mlgate_schema (version INTEGER NOT NULL) ENGINE=InnoDB")
@@ -53,11 +52,8 @@ def _at_previous_version(uri: str) -> tuple[int, int]:
     return migrations[-1][0], loss_a
 
 
-def _connect_args(uri: str) -> dict[str, object]:
-    parts, admin = urlsplit(uri), urlsplit(admin_dsn())
-    return {"host": admin.hostname or "127.0.0.1", "port": admin.port or 3306,
-            "user": admin.username or "root", "password": admin.password or "",
-            "database": parts.path.lstrip("/")}
+def _name(uri: str) -> str:
+    return urlsplit(uri).path.lstrip("/")
 
 
 async def test_the_newest_migration_keeps_every_series(my_databases: MyDatabases) -> None:
@@ -88,7 +84,7 @@ async def test_the_newest_migration_keeps_every_series(my_databases: MyDatabases
         assert [r.info.run_id for r in found.items] == [RUN_A]
     finally:
         await store.aclose()
-    conn = pymysql.connect(**_connect_args(uri))
+    conn = connect(_name(uri))
     try:
         with conn.cursor() as cur:
             # The index names a version-15 replica's statements force still resolve, so
