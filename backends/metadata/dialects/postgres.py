@@ -17,9 +17,12 @@ advisory lock, so replicas starting together migrate once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,6 +55,21 @@ T = TypeVar("T")
 _MIGRATION_LOCK = 0x6D6C67617465
 _BEGIN_WRITE = "BEGIN"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+# The tables runs/search plans over, and which of them need fresh statistics: never
+# analyzed (by anyone: a new or restored database, or autovacuum off or not come round
+# yet) and not empty, or changed by more than their size since an ANALYZE that is over
+# _STATS_AGE old. Autovacuum, where it runs, analyzes long before the second.
+_STATS_TABLES = ("runs", "run_params", "run_tags", "metric_series")
+_STALE_STATISTICS = (
+    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+    " WHERE s.relid = ANY($1::text[]::regclass[]) AND pg_relation_size(s.relid) > 0"
+    " AND (COALESCE(s.last_analyze, s.last_autoanalyze) IS NULL"
+    "  OR (s.n_mod_since_analyze > GREATEST(1000, c.reltuples)"
+    "   AND GREATEST(s.last_analyze, s.last_autoanalyze) < now() - make_interval(secs => $2)))"
+    " ORDER BY s.relname")
+_STATS_CHECK_EVERY = 10.0  # seconds between a process's checks, at a search
+_STATS_AGE = 600.0  # and after it has analyzed
 # SQLSTATE classes meaning "the database cannot serve this now; retry": connection
 # exceptions, transaction rollback (serialization failure, deadlock), insufficient
 # resources, operator intervention (admin shutdown, starting up, query cancelled), lock
@@ -363,6 +381,8 @@ class PostgresMetadataStore(PooledSqlStore):
     # Measured with log-batch of 1,000 metrics from 8 clients on 2 cores: one writer kept
     # one server process 83% busy and the rest idle (107k-110k metrics/s); two, 125k-160k.
     batch_writers = 2
+    _stats_next = 0.0  # monotonic time of the next statistics check
+    _stats_task: asyncio.Task[None] | None = None
 
     def __init__(
         self,
@@ -458,6 +478,50 @@ class PostgresMetadataStore(PooledSqlStore):
         async with self._read() as db:
             row = await (await db.execute("SELECT version FROM mlgate_schema")).fetchone()
             return int(row[0]) if row else 0
+
+    async def aclose(self) -> None:
+        task, self._stats_task = self._stats_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().aclose()
+
+    # -- planner statistics ------------------------------------------------------------------
+
+    async def _maybe_refresh_statistics(self) -> None:
+        """Without statistics PostgreSQL plans runs/search blind: over a never-analyzed
+        264-run experiment it walked every low-loss metric for each matching param (10,401
+        row visits, 16 ms) instead of joining them (0.5 ms). A search starts, at most
+        every _STATS_CHECK_EVERY seconds, a background check that analyzes the tables
+        that need it (see _STALE_STATISTICS); the search itself never waits for it."""
+        now = time.monotonic()
+        if now < self._stats_next or self._pool is None:
+            return
+        self._stats_next = now + _STATS_CHECK_EVERY
+        self._stats_task = asyncio.create_task(self._refresh_statistics())
+
+    async def _refresh_statistics(self) -> None:
+        pool = self._pool
+        assert pool is not None
+        try:
+            conn, rows = await self._retrying(
+                lambda c: c.raw.fetch(_STALE_STATISTICS, list(_STATS_TABLES), _STATS_AGE),
+                keep_on_server_error=True)
+            ok = False
+            try:
+                stale = [r[0] for r in rows if r[0] in _STATS_TABLES]
+                if stale:
+                    # Sampled (300 rows per statistics target), so bounded at any size; a
+                    # role that does not own the tables gets a warning, not an error.
+                    await conn.raw.execute("ANALYZE " + ", ".join(stale))
+                    self._stats_next = time.monotonic() + _STATS_AGE
+                    log.info("analyzed %s for runs/search's plans", ", ".join(stale))
+                ok = True
+            finally:
+                pool.release(conn, discard=not ok)
+        except Exception:  # statistics only steer plans; the next check tries again
+            log.debug("refreshing planner statistics failed", exc_info=True)
 
     # -- driver hooks ----------------------------------------------------------------------
 
