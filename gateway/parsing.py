@@ -64,6 +64,7 @@ def plain_items(types: Mapping[str, tuple[type, ...]]) -> Callable[[Any], list[d
     sends in a log-batch; anything else (camelCase, strings for numbers...) takes the full
     parse, with its messages. The items are returned as they are, converted in place."""
     allowed = types.keys()
+    doubles = tuple(key for key, kinds in types.items() if kinds[0] is float)
 
     def fast(items: Any) -> list[dict[str, Any]] | None:
         for item in items:
@@ -75,9 +76,9 @@ def plain_items(types: Mapping[str, tuple[type, ...]]) -> Callable[[Any], list[d
                 if kind not in kinds or (kind is int and kinds[0] is int
                                          and not _INT64_MIN <= value <= _INT64_MAX):
                     return None
-        for item in items:
-            for key, kinds in types.items():
-                if kinds[0] is float and type(item.get(key)) is int:
+        for key in doubles:
+            for item in items:
+                if type(item.get(key)) is int:
                     item[key] = float(item[key])
         return items  # type: ignore[no-any-return]
 

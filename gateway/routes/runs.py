@@ -107,10 +107,12 @@ LOG_OUTPUTS = Message({
 })
 
 
-def _metric(msg: dict[str, Any], path: str = "") -> Metric:
+def _metric(msg: dict[str, Any], field: str = "", index: int = 0) -> Metric:
+    """The metric of a log-metric message, or of item ``index`` of a log-batch's ``field``
+    (whose path a message names is only built for a message)."""
     key, value, timestamp = msg.get("key"), msg.get("value"), msg.get("timestamp")
     if not key or value is None or timestamp is None:
-        prefix = f"{path}." if path else ""
+        prefix = f"{field}[{index}]." if field else ""
         name = "key" if not key else "value" if value is None else "timestamp"
         raise missing(prefix + name)
     return Metric(
@@ -223,7 +225,7 @@ async def delete_tag(request: web.Request) -> web.Response:
 
 async def log_batch(request: web.Request) -> web.Response:
     msg = message_of(request)
-    metrics = [_metric(m, f"metrics[{i}]") for i, m in enumerate(msg.get("metrics", []))]
+    metrics = [_metric(m, "metrics", i) for i, m in enumerate(msg.get("metrics", []))]
     run_id = require(msg, "run_id")
     return await _log(
         request, run_id,

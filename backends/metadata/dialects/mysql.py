@@ -355,17 +355,17 @@ def _stages(runs_in: str) -> str:
             f" FORCE INDEX (PRIMARY) WHERE run_id IN ({runs_in}) LOCK IN SHARE MODE")
 
 
-def _double(value: float) -> str:
-    # 17 significant digits in exponent form: a DOUBLE literal that reads back bit-exact
-    # (without the exponent the server would read a DECIMAL). float() so that nothing but
-    # a number can reach the statement's text.
-    return f"{float(value):.16e}"
+# A point's number columns as SQL literals, in one C-level format: %d and %e take numbers
+# only (a string raises TypeError), so nothing but digits reaches the statement's text. A
+# double has 17 significant digits in exponent form: a DOUBLE literal that reads back
+# bit-exact (without the exponent the server would read a DECIMAL).
+_POINT = "(%d, %d, %d, %.16e, %d)"  # series id, timestamp, step, value, is_nan
+_LATEST = "%.16e, %d, %d, %d"  # value, is_nan, timestamp, step
 
 
 def _point_literals(r: PreparedMetric) -> str:
-    """A prepared metric row's value, is-NaN flag, timestamp and step as SQL literals:
-    numbers only, through float() and int()."""
-    return f"{_double(r[2])}, {int(r[3])}, {int(r[4])}, {int(r[5])}"
+    """A prepared metric row's value, is-NaN flag, timestamp and step as SQL literals."""
+    return _LATEST % r[2:6]
 
 
 # A page of runs in one statement: each run's params, tags and latest metrics as one JSON
@@ -704,8 +704,7 @@ class MysqlMetadataStore(PooledSqlStore):
         points = sorted((ids[(r[0], r[1])], r[4], r[5], r[2], r[3]) for r in prepared)
         script.append(
             "INSERT INTO metric_points (series_id, timestamp, step, value, is_nan) VALUES "
-            + ", ".join(f"({int(p[0])}, {int(p[1])}, {int(p[2])}, {_double(p[3])}, {int(p[4])})"
-                        for p in points)
+            + ", ".join([_POINT % p for p in points])
             + " ON DUPLICATE KEY UPDATE series_id = series_id")
         script.append("COMMIT")
         await _script(raw, "; ".join(script))

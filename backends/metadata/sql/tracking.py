@@ -112,8 +112,11 @@ def prepared_metrics(
     # Latest = max of (step, timestamp, value), as stock keeps it: each series' batch
     # maximum (the first of equals, as row-by-row upserts would keep) is upserted once.
     latest: dict[tuple[str, str], PreparedMetric] = {}
+    isfinite = math.isfinite
     for run_id, m in rows:
-        value, is_nan = stored_value(m.value)
+        value, is_nan = m.value, 0
+        if not isfinite(value):  # a call less per point for the usual number
+            value, is_nan = stored_value(value)
         row = (run_id, m.key, value, is_nan, m.timestamp, m.step)
         prepared.append(row)
         best = latest.get((run_id, m.key))
