@@ -59,15 +59,23 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # The tables runs/search plans over, and which of them need fresh statistics: never
 # analyzed (by anyone: a new or restored database, or autovacuum off or not come round
 # yet) and not empty, or changed by more than their size since an ANALYZE that is over
-# _STATS_AGE old. Autovacuum, where it runs, analyzes long before the second.
+# _STATS_AGE old. Autovacuum, where it runs, analyzes long before the second. With each,
+# whether this role may analyze it (owner of the table or of the database; superusers
+# are members of every role), and the time the check ran.
 _STATS_TABLES = ("runs", "run_params", "run_tags", "metric_series")
 _STALE_STATISTICS = (
-    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+    "SELECT s.relname, pg_has_role(c.relowner, 'MEMBER') OR pg_has_role(d.datdba, 'MEMBER'),"
+    " clock_timestamp()"
+    " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+    " JOIN pg_database d ON d.datname = current_database()"
     " WHERE s.relid = ANY($1::text[]::regclass[]) AND pg_relation_size(s.relid) > 0"
     " AND (COALESCE(s.last_analyze, s.last_autoanalyze) IS NULL"
     "  OR (s.n_mod_since_analyze > GREATEST(1000, c.reltuples)"
     "   AND GREATEST(s.last_analyze, s.last_autoanalyze) < now() - make_interval(secs => $2)))"
     " ORDER BY s.relname")
+_ANALYZED_SINCE = ("SELECT relname FROM pg_stat_user_tables"
+                   " WHERE relid = ANY($1::text[]::regclass[]) AND last_analyze >= $2"
+                   " ORDER BY relname")
 _STATS_CHECK_EVERY = 10.0  # seconds between a process's checks, at a search
 _STATS_AGE = 600.0  # and after it has analyzed
 # SQLSTATE classes meaning "the database cannot serve this now; retry": connection
@@ -383,6 +391,8 @@ class PostgresMetadataStore(PooledSqlStore):
     batch_writers = 2
     _stats_next = 0.0  # monotonic time of the next statistics check
     _stats_task: asyncio.Task[None] | None = None
+    _stats_warn_next = 0.0  # monotonic time from which a failure is logged as a warning
+    _stats_not_owner_told = False
 
     def __init__(
         self,
@@ -493,10 +503,12 @@ class PostgresMetadataStore(PooledSqlStore):
         """Without statistics PostgreSQL plans runs/search blind: over a never-analyzed
         264-run experiment it walked every low-loss metric for each matching param (10,401
         row visits, 16 ms) instead of joining them (0.5 ms). A search starts, at most
-        every _STATS_CHECK_EVERY seconds, a background check that analyzes the tables
-        that need it (see _STALE_STATISTICS); the search itself never waits for it."""
+        every _STATS_CHECK_EVERY seconds and one at a time, a background check that
+        analyzes the tables that need it (see _STALE_STATISTICS); the search itself never
+        waits for it."""
         now = time.monotonic()
-        if now < self._stats_next or self._pool is None:
+        running = self._stats_task is not None and not self._stats_task.done()
+        if now < self._stats_next or running or self._pool is None:
             return
         self._stats_next = now + _STATS_CHECK_EVERY
         self._stats_task = asyncio.create_task(self._refresh_statistics())
@@ -508,20 +520,37 @@ class PostgresMetadataStore(PooledSqlStore):
             conn, rows = await self._retrying(
                 lambda c: c.raw.fetch(_STALE_STATISTICS, list(_STATS_TABLES), _STATS_AGE),
                 keep_on_server_error=True)
-            ok = False
+            ok, analyzed = False, []
             try:
-                stale = [r[0] for r in rows if r[0] in _STATS_TABLES]
+                stale = [r[0] for r in rows if r[0] in _STATS_TABLES and r[1]]
                 if stale:
-                    # Sampled (300 rows per statistics target), so bounded at any size; a
-                    # role that does not own the tables gets a warning, not an error.
-                    await conn.raw.execute("ANALYZE " + ", ".join(stale))
-                    self._stats_next = time.monotonic() + _STATS_AGE
-                    log.info("analyzed %s for runs/search's plans", ", ".join(stale))
+                    # SKIP_LOCKED: a table another session holds (a VACUUM, an index build,
+                    # another replica's ANALYZE) is left to the next check, not waited for
+                    # with a pool connection, and autovacuum is never cancelled for it.
+                    # Sampled (300 rows per statistics target): bounded at any size.
+                    await conn.raw.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(stale)}")
+                    analyzed = [r[0] for r in await conn.raw.fetch(
+                        _ANALYZED_SINCE, stale, rows[0][2])]
                 ok = True
             finally:
                 pool.release(conn, discard=not ok)
         except Exception:  # statistics only steer plans; the next check tries again
-            log.debug("refreshing planner statistics failed", exc_info=True)
+            warn = time.monotonic() >= self._stats_warn_next
+            if warn:
+                self._stats_warn_next = time.monotonic() + _STATS_AGE
+            log.log(logging.WARNING if warn else logging.DEBUG,
+                    "refreshing the planner statistics runs/search needs failed (autovacuum's"
+                    " ANALYZE keeps them where it runs)", exc_info=True)
+            return
+        if len(stale) < len(rows) and not self._stats_not_owner_told:
+            self._stats_not_owner_told = True
+            log.warning("cannot ANALYZE %s: the database role owns neither them nor the"
+                        " database; runs/search relies on autovacuum for their statistics",
+                        ", ".join(r[0] for r in rows if not r[1]))
+        if analyzed:
+            log.info("analyzed %s for runs/search's plans", ", ".join(analyzed))
+        if stale and len(analyzed) == len(stale):
+            self._stats_next = time.monotonic() + _STATS_AGE
 
     # -- driver hooks ----------------------------------------------------------------------
 
