@@ -131,3 +131,21 @@ async def test_a_role_that_may_not_analyze_says_so_once(
         await store.aclose()
         await admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
         await admin.close()
+
+
+async def test_start_up_warns_when_autovacuum_is_off(
+        pg_database: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing else reclaims the dead row each new latest point leaves in metric_series.
+    conn = await asyncpg.connect(pg_database)
+    try:
+        on = await conn.fetchval("SELECT current_setting('autovacuum')::boolean"
+                                 " AND current_setting('track_counts')::boolean")
+    finally:
+        await conn.close()
+    store = PostgresMetadataStore.from_uri(pg_database, pool_size=1)
+    with caplog.at_level(logging.WARNING, logger="mlgate.postgres"):
+        await store.open()
+    await store.aclose()
+    warned = [r for r in caplog.records if "autovacuum is off" in r.message]
+    assert len(warned) == (0 if on else 1)
+    assert all(urlsplit(pg_database).path.lstrip("/") in r.message for r in warned)

@@ -69,6 +69,8 @@ _STALE_STATISTICS = (
     " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
     " JOIN pg_database d ON d.datname = current_database()"
     " WHERE s.relid = ANY($1::text[]::regclass[]) AND pg_relation_size(s.relid) > 0"
+    # Without track_counts nothing records an ANALYZE, and every check would run one.
+    " AND current_setting('track_counts')::boolean"
     " AND (COALESCE(s.last_analyze, s.last_autoanalyze) IS NULL"
     "  OR (s.n_mod_since_analyze > GREATEST(1000, c.reltuples)"
     "   AND GREATEST(s.last_analyze, s.last_autoanalyze) < now() - make_interval(secs => $2)))"
@@ -483,6 +485,19 @@ class PostgresMetadataStore(PooledSqlStore):
                 await db.execute("UPDATE mlgate_schema SET version = ?", (version,))
                 log.info("migrated %s to schema version %d", redact_uri(self._dsn), version)
             await self._ensure_default_experiment(db)
+
+    async def open(self) -> None:
+        await super().open()
+        async with self._read() as db:
+            [[autovacuum]] = await db.fetch_rows(
+                "SELECT current_setting('autovacuum')::boolean"
+                " AND current_setting('track_counts')::boolean")
+        if not autovacuum:
+            # Every new latest point leaves a dead metric_series row (and index entries)
+            # behind: only a VACUUM reclaims them.
+            log.warning("autovacuum is off on %s: dead rows of metric updates are never"
+                        " reclaimed and tables grow; run VACUUM ANALYZE regularly or turn"
+                        " autovacuum (and track_counts) on", redact_uri(self._dsn))
 
     async def schema_version(self) -> int:
         async with self._read() as db:
