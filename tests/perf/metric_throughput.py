@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> No
 
 class Server:
     def __init__(self, kind: str, store: str, workdir: Path, dsn: str | None,
-                 mlflow_bin: str) -> None:
+                 mlflow_bin: str, wrap: Sequence[str] = ()) -> None:
+        """``wrap``: a command the server runs under (instructions_per_request.py's
+        valgrind)."""
         self.kind, self.store, self.workdir, self.dsn = kind, store, workdir, dsn
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -131,9 +134,9 @@ class Server:
             cmd = [mlflow_bin, "server", "--port", str(port), "--backend-store-uri", uri,
                    "--artifacts-destination", str(workdir / "a")]
         self.log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=self.log,
+        self.proc = subprocess.Popen([*wrap, *cmd], cwd=workdir, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_healthy(self.url, self.proc, 180)
+        _wait_healthy(self.url, self.proc, 600 if wrap else 180)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -273,7 +276,8 @@ class Target:
     results: dict[str, list[Result]]
 
 
-def start_target(kind: str, store: str, args: argparse.Namespace) -> Target:
+def start_target(kind: str, store: str, args: argparse.Namespace,
+                 wrap: Sequence[str] = ()) -> Target:
     workdir = Path(tempfile.mkdtemp(prefix=f"mlgate-perf-{kind}-{store}-"))
     dsn = None
     if kind != "hello" and store == "postgres":
@@ -281,7 +285,7 @@ def start_target(kind: str, store: str, args: argparse.Namespace) -> Target:
     elif kind != "hello" and store == "mariadb":
         os.environ["MLGATE_TEST_MYSQL_DSN"] = args.my_dsn
         dsn = MY_DATABASES.create(f"perf_{kind}", migrated=False)
-    server = Server(kind, store, workdir, dsn, args.mlflow_bin)
+    server = Server(kind, store, workdir, dsn, args.mlflow_bin, wrap)
     return Target(kind, store, server, dsn, workdir, _make_runs(server, 64), {})
 
 
