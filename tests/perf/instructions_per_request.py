@@ -11,7 +11,7 @@ machines, which hides a change of a few percent in the gateway's own work. An in
 count does not move: each server runs under ``valgrind --tool=callgrind`` with counting
 off, gets its runs and a warm-up, and counts only while exactly ``--requests`` log-metric
 requests (each its own distinct point, over 64 runs, from ``--clients`` keep-alive
-connections) are answered; two runs of the same code agree to about 0.1%. It counts the
+connections) are answered; two runs of the hello server agreed to 0.4%. It counts the
 server process only (not the database's), and callgrind runs it 50× slower, so batches
 form as under load.
 """
