@@ -139,6 +139,7 @@ def _run_worker(settings: Settings, reuse_port: bool, index: int = 0) -> None:
         app, host=settings.host, port=settings.port, sock=sock,
         limits=settings.connection_limits, shutdown_timeout=settings.shutdown_timeout,
         drain_seconds=settings.drain_seconds, access_log=access_log, started=started,
+        loop_factory=settings.loop_factory(),
     )
 
 

@@ -290,16 +290,19 @@ class AccessLog(Protocol):
 def run(app: web.Application, *, host: str, port: int, sock: socket.socket | None,
         limits: Limits, shutdown_timeout: float, drain_seconds: float = 0.0,
         access_log: AccessLog | None = None,
-        started: Callable[[Sequence[Any]], None] = lambda addresses: None) -> None:
+        started: Callable[[Sequence[Any]], None] = lambda addresses: None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
     """Serve *app* on *sock*, or on *host*:*port*, until SIGINT or SIGTERM; then drain for
     ``drain_seconds`` (see the module docstring) and shut down gracefully (as
     :func:`aiohttp.web.run_app`). ``access_log``: where each request's line goes (None:
-    nowhere). ``started`` is given the addresses listened on."""
+    nowhere). ``started`` is given the addresses listened on. ``loop_factory``: the event
+    loop to run on (None: asyncio's default)."""
     readiness = app.setdefault(READINESS, Readiness())
     app.on_response_prepare.append(readiness.on_response_prepare)
-    asyncio.run(_serve(app, host=host, port=port, sock=sock, limits=limits,
-                       shutdown_timeout=shutdown_timeout, drain_seconds=drain_seconds,
-                       readiness=readiness, access_log=access_log, started=started))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(app, host=host, port=port, sock=sock, limits=limits,
+                          shutdown_timeout=shutdown_timeout, drain_seconds=drain_seconds,
+                          readiness=readiness, access_log=access_log, started=started))
 
 
 async def _serve(app: web.Application, *, host: str, port: int, sock: socket.socket | None,

@@ -8,9 +8,10 @@ then ``MLGATE_*``, then MLflow's variable where MLflow has one, then the default
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
@@ -128,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
             "streamed PUTs only.", _env("ARTIFACT_MULTIPART")),
     Setting("workers", 1, "Worker processes sharing the port.", _env("WORKERS", "MLFLOW_WORKERS"),
             type=int),
+    Setting("event_loop", "auto", "The asyncio event loop each worker runs: uvloop, asyncio "
+            "(the standard library's), or auto = uvloop where it is installed (a dependency "
+            "except on Windows), else asyncio.", _env("EVENT_LOOP")),
     Setting("static_prefix", None, "A path every route is served under, as stock's: "
             "`--static-prefix /mlflow` serves the UI at `/mlflow/` and the API at "
             "`/mlflow/api/...`; `/mlflow` redirects (308) to `/mlflow/` and paths without "
@@ -336,6 +340,7 @@ class Settings:
     artifact_upload_concurrency: int = 2
     artifact_multipart: str = "proxy"
     workers: int = 1
+    event_loop: str = "auto"
     static_prefix: str | None = None
     static_dir: str | None = None
     truncate_long_values: bool = False
@@ -415,6 +420,7 @@ class Settings:
             raise ConfigError(f"--port: {self.port} is not a TCP port")
         if self.workers < 1:
             raise ConfigError("--workers: must be at least 1")
+        self._check_event_loop()
         self._check_ui()
         if self.sqlite_readers < 1:
             raise ConfigError("--sqlite-readers: must be at least 1")
@@ -532,6 +538,28 @@ class Settings:
                 open_artifact_store(uri)
         except (UnsupportedScheme, MissingDependency, ValueError) as exc:
             raise ConfigError(f"{option}: {exc}") from None
+
+    def _check_event_loop(self) -> None:
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError("--event-loop: expected auto, uvloop or asyncio, got "
+                              f"{self.event_loop!r}")
+        try:
+            self.loop_factory()
+        except ImportError:
+            raise ConfigError("--event-loop uvloop: uvloop is not installed "
+                              "(pip install uvloop); or --event-loop asyncio") from None
+
+    def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        """What makes each worker's event loop (None: asyncio's default)."""
+        if self.event_loop == "asyncio":
+            return None
+        try:
+            import uvloop
+        except ImportError:
+            if self.event_loop == "uvloop":
+                raise
+            return None
+        return uvloop.new_event_loop
 
     def _check_artifacts(self) -> None:
         if self.artifact_multipart not in ("proxy", "presigned", "off"):

@@ -23,6 +23,10 @@ def url_of(address: Any) -> str:
     return f"http+unix://{address}"
 
 
+def _loop_name(settings: Settings) -> str:
+    return "asyncio's event loop" if settings.loop_factory() is None else "uvloop"
+
+
 def startup_lines(settings: Settings, addresses: Sequence[Any], *, ui_installed: bool,
                   metrics_addresses: Sequence[Any] = ()) -> list[str]:
     """Two lines: where to go, then what the server runs on."""
@@ -49,5 +53,5 @@ def startup_lines(settings: Settings, addresses: Sequence[Any], *, ui_installed:
         auth += ", workspaces on"
     what = (f"metadata store {redact_uri(settings.backend_store_uri)}, {artifacts}, {auth}, "
             f"access log {settings.access_log.lower()}, {settings.workers} worker"
-            + ("s" if settings.workers > 1 else ""))
+            + ("s" if settings.workers > 1 else "") + f" on {_loop_name(settings)}")
     return [where, what]

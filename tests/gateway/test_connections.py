@@ -1,5 +1,6 @@
 """Connections: idle keep-alive, slow request heads and stalled bodies are closed, and a
-flood of idle sockets under a 1,024-descriptor limit does not keep a new client out.
+flood of idle sockets under a 1,024-descriptor limit does not keep a new client out, on each
+event loop the server can run on (``--event-loop``: uvloop, the default, and asyncio's).
 
 Each test starts ``python -m gateway serve`` and talks raw TCP to it. The settings go
 through the environment, so on a build without them the tests fail on the behaviour, not
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 
 _FD_LIMIT = 1024
 _IDLE_SOCKETS = 1200
+_LOOPS = {"uvloop": "on uvloop", "asyncio": "on asyncio's event loop"}
 
 
 def _serve(workdir: Path, env: dict[str, str], *, fd_limit: int | None = None
@@ -40,16 +42,22 @@ def _serve(workdir: Path, env: dict[str, str], *, fd_limit: int | None = None
 
 
 def _settings(**env: str) -> pytest.MarkDecorator:
-    """Start the test's ``server`` with these ``MLGATE_*`` variables."""
-    return pytest.mark.parametrize("server", [env], indirect=True, ids=[""])
+    """Start the test's ``server`` with these ``MLGATE_*`` variables, once per event loop."""
+    return pytest.mark.parametrize(
+        "server", [{**env, "MLGATE_EVENT_LOOP": loop} for loop in _LOOPS], indirect=True,
+        ids=list(_LOOPS))
 
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     """mlgate with the short timeouts given by indirect parametrization (as env vars)."""
     srv = _serve(tmp_path, request.param)
-    yield srv
-    stop_server(srv)
+    try:
+        # The start-up line names the loop: the test runs on the one it is named for.
+        assert _LOOPS[request.param["MLGATE_EVENT_LOOP"]] in srv.output(), srv.output()
+        yield srv
+    finally:
+        stop_server(srv)
 
 
 def _connect(server: ServerProcess) -> socket.socket:
@@ -171,12 +179,14 @@ def _raise_own_fd_limit(needed: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+@pytest.mark.parametrize("loop", list(_LOOPS))
 def test_new_client_is_served_past_idle_sockets_at_the_descriptor_limit(
-    tmp_path: Path,
+    tmp_path: Path, loop: str,
 ) -> None:
     _raise_own_fd_limit(_IDLE_SOCKETS + 256)
     # A long keep-alive timeout: the idle sockets must not simply time out first.
-    server = _serve(tmp_path, {"MLGATE_KEEPALIVE_TIMEOUT": "60"}, fd_limit=_FD_LIMIT)
+    server = _serve(tmp_path, {"MLGATE_KEEPALIVE_TIMEOUT": "60", "MLGATE_EVENT_LOOP": loop},
+                    fd_limit=_FD_LIMIT)
     host, port = server.url.removeprefix("http://").split(":")
     idle: list[socket.socket] = []
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port, start_server, stop_server
+
 # Runs the CLI with every module named in argv[1] (comma-separated, and their submodules)
 # refused at import, the way a missing package is.
 _WRAPPER = """
@@ -58,3 +60,25 @@ def test_missing_extra_is_one_line_naming_it(
     assert f"pip install 'mlgate[{extra}]'" in errors[0], done.stderr
     assert flag in errors[0], done.stderr
     assert not (tmp_path / "art").exists()
+
+
+def test_without_uvloop_auto_serves_on_asyncio_and_uvloop_is_one_line(tmp_path: Path) -> None:
+    """uvloop is a dependency except on Windows: without it ``--event-loop auto`` (the
+    default) runs on asyncio's loop, and asking for uvloop by name stops with one line."""
+    args = ["serve", "--port", "0", "--backend-store-uri", f"sqlite:///{tmp_path}/m.db",
+            "--artifacts-destination", str(tmp_path / "art"), "--event-loop", "uvloop"]
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, "uvloop", *args],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "uvloop is not installed" in errors[0], done.stderr
+
+    port = free_port()
+    server = start_server(
+        [sys.executable, "-c", _WRAPPER, "uvloop", *args[:-2], "--port", str(port)],
+        f"http://127.0.0.1:{port}", tmp_path, timeout=60)
+    try:
+        assert "1 worker on asyncio's event loop" in server.output(), server.output()
+    finally:
+        stop_server(server)

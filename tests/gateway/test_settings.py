@@ -55,6 +55,7 @@ def test_settings_are_frozen() -> None:
         ({"artifacts_destination": "ftp://x/y"}, "unsupported artifacts destination"),
         ({"port": 70000}, "not a TCP port"),
         ({"workers": 0}, "at least 1"),
+        ({"event_loop": "trio"}, "expected auto, uvloop or asyncio"),
         ({"serve_artifacts": "perhaps"}, "expected true or false"),
         ({"default_artifact_root": "weird://x"}, "unsupported scheme"),
         ({"sqlite_synchronous": "off"}, "expected full or normal"),

@@ -1,5 +1,7 @@
 """Metric write throughput: mlgate's batcher vs stock ``mlflow server`` vs a bare aiohttp
-"hello" server (the ceiling of the HTTP stack), on SQLite, PostgreSQL and MariaDB.
+"hello" server (the ceiling of the HTTP stack), on SQLite, PostgreSQL and MariaDB. The hello
+server runs on the event loop mlgate runs on by default (uvloop where installed), so that the
+ratio to it compares the gateway's own work only.
 
 Run by hand (not collected by pytest); needs ``wrk`` (Debian package ``wrk``)::
 
@@ -51,12 +53,17 @@ from mytools import MyDatabases
 HELLO = """
 import sys
 from aiohttp import web
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
 async def hello(request):
     await request.read()
     return web.json_response({})
 app = web.Application()
 app.router.add_post("/{tail:.*}", hello)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
+            loop=uvloop.new_event_loop() if uvloop else None)
 """
 
 LUA = """
