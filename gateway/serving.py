@@ -35,6 +35,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -105,7 +106,8 @@ READINESS = web.AppKey("readiness", Readiness)
 class _Connection(RequestHandler):
     """aiohttp's connection, timing the request head and body as well as idleness."""
 
-    __slots__ = ("_busy", "_clock", "_head_since", "_idle_since", "_last_read", "_payload")
+    __slots__ = ("_busy", "_clock", "_head_since", "_idle_since", "_last_read", "_payload",
+                 "_started_at")
 
     def __init__(self, manager: _Server, *, loop: asyncio.AbstractEventLoop,
                  **kwargs: Any) -> None:
@@ -115,6 +117,7 @@ class _Connection(RequestHandler):
         self._payload: StreamReader | None = None
         self._idle_since = self._last_read = self._clock()
         self._head_since: float | None = None
+        self._started_at = 0.0
 
     @property
     def idle(self) -> bool:
@@ -138,6 +141,7 @@ class _Connection(RequestHandler):
         super().data_received(data)
 
     def request_started(self, payload: StreamReader) -> None:
+        self._started_at = perf_counter()
         self._busy = True
         self._payload = payload
         self._head_since = None
@@ -150,6 +154,13 @@ class _Connection(RequestHandler):
             self._busy = False
             self._payload = None
             self._idle_since = self._clock()
+
+    def log_access(self, request: web.BaseRequest, response: web.StreamResponse,
+                   time: float | None) -> None:
+        # aiohttp times the request with loop.time(), which uvloop keeps to the millisecond;
+        # the access log's durations are in microseconds.
+        if self._logging_enabled and self.access_logger is not None:
+            self.access_logger.log(request, response, perf_counter() - self._started_at)
 
     def overdue(self, now: float, limits: Limits) -> str | None:
         """Why this connection should be closed now, or None."""

@@ -544,3 +544,32 @@ def test_malformed_requests_are_one_access_line_not_an_error_traceback(tmp_path:
         stop_server(server)
     output = server.output()
     assert "Traceback" not in output and " ERROR " not in output, output
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_access_log_durations_are_in_microseconds_on_either_loop(tmp_path: Path,
+                                                                 loop: str) -> None:
+    """uvloop's clock ticks in milliseconds; a line's ``us`` must still be the request's
+    own time, not a multiple of 1,000."""
+    port = free_port()
+    server = start_server(mlgate_command(port, tmp_path, "--access-log", "json",
+                                         "--event-loop", loop),
+                          f"http://127.0.0.1:{port}", tmp_path, timeout=60, name="mlgate")
+    try:
+        for i in range(40):
+            request = urllib.request.Request(f"{server.url}/health",
+                                             headers={"X-Request-Id": f"us-{i}"})
+            urllib.request.urlopen(request, timeout=10).read()
+        deadline = time.monotonic() + 10
+        while '"us-39"' not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    records = [orjson.loads(line) for line in server.output().splitlines()
+               if line.startswith("{")]
+    micros = [r["us"] for r in records if r["request_id"].startswith("us-")]
+    assert len(micros) == 40
+    # Within a microsecond or two of a whole millisecond: a difference of two millisecond
+    # readings (float rounding makes 1,000 µs 999 at times).
+    assert not all(min(us % 1000, 1000 - us % 1000) <= 2 for us in micros), micros
