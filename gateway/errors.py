@@ -155,6 +155,11 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -185,7 +190,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "Content-Encoding."))
         response.force_close()
         return response
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError | RuntimeError) and _client_gone(request):
+            # The client closed the connection mid-request (aiohttp raises either, depending
+            # on when the reader learns of it): nothing can be answered, and it is not the
+            # server's fault; counted as a 500 it would let any client inflate the 5xx rate.
+            log.info("%s %s: the client closed the connection mid-request",
+                     request.method, request.path)
+            response = error_response(invalid_parameter(
+                "The request was cut short: the client closed the connection."))
+            response.force_close()
+            return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(
             MlflowError("An internal error occurred; see the server log.", "INTERNAL_ERROR")

@@ -573,3 +573,38 @@ def test_access_log_durations_are_in_microseconds_on_either_loop(tmp_path: Path,
     # Within a microsecond or two of a whole millisecond: a difference of two millisecond
     # readings (float rounding makes 1,000 µs 999 at times).
     assert not all(min(us % 1000, 1000 - us % 1000) <= 2 for us in micros), micros
+
+
+def test_a_client_that_cuts_its_body_is_not_a_server_error(tmp_path: Path) -> None:
+    """A client that closes its connection in the middle of a JSON body or an upload is
+    logged as a refused request (400), never as an unhandled error and a 500: otherwise
+    any client could inflate the 5xx figures."""
+    port = free_port()
+    server = start_server(mlgate_command(port, tmp_path, "--access-log", "json"),
+                          f"http://127.0.0.1:{port}", tmp_path, timeout=60, name="mlgate")
+    heads = [
+        f"POST {API}/runs/log-metric HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: cut-json\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + '{"run_id": "',
+        "PUT /api/2.0/mlflow-artifacts/artifacts/0/cut/file.bin HTTP/1.1\r\nHost: localhost\r\n"
+        "X-Request-Id: cut-upload\r\nContent-Length: 100000\r\n\r\n" + "x" * 1000,
+    ]
+    try:
+        for head in heads:
+            for how in ("half-close", "close"):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                    conn.sendall(head.encode())
+                    time.sleep(0.2)  # the handler is waiting for the rest of the body
+                    if how == "half-close":
+                        conn.shutdown(socket.SHUT_WR)
+                        conn.recv(1000)
+        deadline = time.monotonic() + 10
+        while server.output().count('"cut-') < 4:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    output = server.output()
+    assert " ERROR " not in output and "Traceback" not in output, output
+    records = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+    statuses = [r["status"] for r in records if r["request_id"].startswith("cut-")]
+    assert statuses and all(s == 400 for s in statuses), statuses
