@@ -107,7 +107,7 @@ class _Connection(RequestHandler):
     """aiohttp's connection, timing the request head and body as well as idleness."""
 
     __slots__ = ("_busy", "_clock", "_head_since", "_idle_since", "_last_read", "_payload",
-                 "_started_at")
+                 "_refused", "_started_at")
 
     def __init__(self, manager: _Server, *, loop: asyncio.AbstractEventLoop,
                  **kwargs: Any) -> None:
@@ -118,6 +118,7 @@ class _Connection(RequestHandler):
         self._idle_since = self._last_read = self._clock()
         self._head_since: float | None = None
         self._started_at = 0.0
+        self._refused = False
 
     @property
     def idle(self) -> bool:
@@ -139,6 +140,21 @@ class _Connection(RequestHandler):
                 self._close, self._force_close = closing or self._close, forced or self._force_close
             return
         super().data_received(data)
+
+    def refuse(self, transport: asyncio.Transport) -> None:
+        """Answer 503 and close, before any request is read."""
+        self._refused = True
+        transport.write(_REFUSAL)
+        self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        task = self._task_handler
+        super().connection_lost(exc)
+        if self._refused and task is not None:
+            # Refused in connection_made: aiohttp's request loop was scheduled but has not
+            # run, and would start on a connection already lost (an AssertionError nobody
+            # retrieves, logged with a traceback per refusal). It has nothing to do.
+            task.cancel()
 
     def request_started(self, payload: StreamReader) -> None:
         self._started_at = perf_counter()
@@ -218,8 +234,7 @@ class _Server(web.Server):
             victim = next((c for c in self._open if isinstance(c, _Connection) and c.idle),
                           None)
             if victim is None:
-                transport.write(_REFUSAL)
-                handler.force_close()
+                handler.refuse(transport)
                 self._count("refused")
                 return
             self._close(victim, "evicted")

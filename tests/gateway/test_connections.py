@@ -149,6 +149,39 @@ def test_slow_but_steady_upload_is_not_cut(server: ServerProcess) -> None:
     assert body == b"y" * chunks * 100
 
 
+@_settings(MLGATE_MAX_CONNECTIONS="4", MLGATE_BODY_TIMEOUT="30", MLGATE_KEEPALIVE_TIMEOUT="30")
+def test_a_client_past_the_cap_of_busy_connections_gets_503_and_the_busy_ones_finish(
+    server: ServerProcess,
+) -> None:
+    busy = [_connect(server) for _ in range(4)]
+    try:
+        for i, sock in enumerate(busy):  # each with an upload in progress
+            sock.sendall(_upload_head(2000).replace(b"file.bin", f"f{i}.bin".encode())
+                         + b"z" * 1000)
+        time.sleep(0.3)
+        with _connect(server) as extra:
+            extra.settimeout(5)
+            answer = b""
+            while chunk := extra.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert b'"TEMPORARILY_UNAVAILABLE"' in answer and b"Retry-After: 1" in answer
+        for sock in busy:
+            sock.sendall(b"z" * 1000)
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "a busy upload was cut"
+    finally:
+        for sock in busy:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while "connection limit of 4 reached" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    # One warning line, no traceback per refusal.
+    assert "Traceback" not in server.output() and " ERROR " not in server.output(), \
+        server.output()
+
+
 def _open_idle(address: tuple[str, int], count: int) -> list[socket.socket]:
     """Open *count* connections that send nothing, waiting up to half a second for their
     handshakes: a burst larger than the listen backlog would have its SYNs dropped and
