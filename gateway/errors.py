@@ -155,9 +155,14 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
-def _client_gone(request: web.Request) -> bool:
+def _cut_off(request: web.Request, exc: Exception) -> bool:
+    """Whether ``exc`` is aiohttp's reader learning that the client went away: a connection
+    error, or the RuntimeError its stream raises when asked to wait on a lost connection,
+    with the connection gone."""
     transport = request.transport
-    return transport is None or transport.is_closing()
+    gone = transport is None or transport.is_closing()
+    return gone and (isinstance(exc, ConnectionError) or (
+        type(exc) is RuntimeError and str(exc) == "Connection closed."))
 
 
 @web.middleware
@@ -191,12 +196,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response.force_close()
         return response
     except Exception as exc:
-        if isinstance(exc, ConnectionError | RuntimeError) and _client_gone(request):
-            # The client closed the connection mid-request (aiohttp raises either, depending
-            # on when the reader learns of it): nothing can be answered, and it is not the
-            # server's fault; counted as a 500 it would let any client inflate the 5xx rate.
-            log.info("%s %s: the client closed the connection mid-request",
-                     request.method, request.path)
+        if _cut_off(request, exc):
+            # The client closed the connection mid-request: nothing can be answered, and it
+            # is not the server's fault; counted as a 500 it would let any client inflate
+            # the 5xx rate. Still logged, with what was raised.
+            log.info("%s %s: the client closed the connection mid-request (%r)",
+                     request.method, request.path, exc)
             response = error_response(invalid_parameter(
                 "The request was cut short: the client closed the connection."))
             response.force_close()
