@@ -24,6 +24,7 @@ __all__ = [
     "ERROR_CODE_TO_HTTP_STATUS",
     "ERROR_RENDERER",
     "MlflowError",
+    "cut_off",
     "error_middleware",
     "error_response",
     "invalid_parameter",
@@ -155,10 +156,11 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
-def _cut_off(request: web.Request, exc: Exception) -> bool:
-    """Whether ``exc`` is aiohttp's reader learning that the client went away: a connection
-    error, or the RuntimeError its stream raises when asked to wait on a lost connection,
-    with the connection gone."""
+def cut_off(request: web.Request, exc: BaseException) -> bool:
+    """Whether ``exc`` is aiohttp's reader learning that the connection went away (closed by
+    the client, or by the server's body timeout): a connection error, or the RuntimeError
+    its stream raises when asked to wait on a lost connection, with the connection gone.
+    Answered and audited as a 400, not as the server's error."""
     transport = request.transport
     gone = transport is None or transport.is_closing()
     return gone and (isinstance(exc, ConnectionError) or (
@@ -196,14 +198,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response.force_close()
         return response
     except Exception as exc:
-        if _cut_off(request, exc):
-            # The client closed the connection mid-request: nothing can be answered, and it
-            # is not the server's fault; counted as a 500 it would let any client inflate
-            # the 5xx rate. Still logged, with what was raised.
-            log.info("%s %s: the client closed the connection mid-request (%r)",
+        if cut_off(request, exc):
+            # The connection closed mid-request: nothing can be answered, and it is not the
+            # server's fault; counted as a 500 it would let any client inflate the 5xx rate.
+            # Still logged, with what was raised.
+            log.info("%s %s: the connection closed mid-request (%r)",
                      request.method, request.path, exc)
             response = error_response(invalid_parameter(
-                "The request was cut short: the client closed the connection."))
+                "The request was cut short: the connection closed."))
             response.force_close()
             return response
         log.exception("unhandled error on %s %s", request.method, request.path)

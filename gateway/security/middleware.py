@@ -25,7 +25,7 @@ from auth.policy import DEFAULT_WORKSPACE, is_allowed, refusal, role_of
 from auth.rate_limits import Verdict
 from backends import errors as be
 from backends.metadata.interface.auth_entities import Visibility
-from gateway.errors import BASE_PATH, MlflowError, from_backend
+from gateway.errors import BASE_PATH, MlflowError, cut_off, from_backend
 from gateway.parsing import message_of, missing
 from gateway.routing import API, Route, declared, parse_into
 from gateway.security.authentication import RateLimited, Unauthenticated
@@ -159,14 +159,15 @@ def _label(request: web.Request, route: Route | None) -> str:
     return f"{request.method} {canonical}"
 
 
-def _status_of(exc: BaseException) -> int:
+def _status_of(request: web.Request, exc: BaseException) -> int:
+    """The status the error middleware answers ``exc`` with, for the audit record."""
     if isinstance(exc, MlflowError):
         return exc.status
     if isinstance(exc, be.BackendError):
         return from_backend(exc).status
     if isinstance(exc, web.HTTPException):
         return exc.status
-    return 500
+    return 400 if cut_off(request, exc) else 500
 
 
 def enforcer() -> Middleware:
@@ -237,7 +238,7 @@ def enforcer() -> Middleware:
             async with _pool_share(sec, route, share):
                 response = _with_limit(await handler(request), counted)
         except BaseException as exc:
-            status = _status_of(exc)
+            status = _status_of(request, exc)
             named: tuple[str | None, str | None] = (target.kind, target.id) if target else (None, None)
             denied = status == 403
             if isinstance(exc, _Refused):

@@ -608,3 +608,34 @@ def test_a_client_that_cuts_its_body_is_not_a_server_error(tmp_path: Path) -> No
     records = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
     statuses = [r["status"] for r in records if r["request_id"].startswith("cut-")]
     assert statuses and all(s == 400 for s in statuses), statuses
+
+
+def test_a_cut_off_request_is_audited_as_the_400_it_is_answered(tmp_path: Path) -> None:
+    """With auth on, the audit record of a request whose client closed the connection
+    mid-body says what the access log and the figures say (400), not a server error."""
+    port = free_port()
+    server = start_server(
+        mlgate_command(port, tmp_path, "--auth"), f"http://127.0.0.1:{port}", tmp_path,
+        timeout=60, name="mlgate",
+        env={"MLGATE_ADMIN_USERNAME": "root", "MLGATE_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    root = basic("root", ADMIN_PASSWORD)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall((f"POST {API}/runs/log-metric HTTP/1.1\r\nHost: localhost\r\n"
+                          f"Authorization: {root['Authorization']}\r\n"
+                          "X-Request-Id: cut-audit\r\nContent-Type: application/json\r\n"
+                          'Content-Length: 1000\r\n\r\n{"run_id": "').encode())
+            time.sleep(0.2)  # the body is being read
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while not records:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+            request = urllib.request.Request(f"{server.url}/mlgate/v1/audit", headers=root)
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                records = [r for r in orjson.loads(resp.read())["records"]
+                           if r["request_id"] == "cut-audit"]
+    finally:
+        stop_server(server)
+    assert [(r["outcome"], r["status"]) for r in records] == [("error", 400)], records
+    assert " ERROR " not in server.output(), server.output()
