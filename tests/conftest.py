@@ -98,6 +98,15 @@ class ServerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for(self, text: str, count: int = 1, timeout: float = 10.0) -> str:
+        """The output once ``text`` is in it ``count`` times; fails the test with the output
+        if that takes longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (output := self.output()).count(text) < count:
+            assert time.monotonic() < deadline, output
+            time.sleep(0.1)
+        return output
+
 
 def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
